@@ -1,0 +1,44 @@
+# outreach: `make run` starts the engine on the embedded default, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BIND ?= 127.0.0.1:8000
+OUTREACH_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: install run check test test-sqlite test-postgres bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/outreach migrate --noinput
+	$(BIN)/outreach apply examples/pool.toml
+	$(BIN)/outreach ensure-admin
+	$(BIN)/outreach run --bind $(BIND)
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy outreach
+
+test-sqlite: install
+	DATABASE_URL=sqlite:///var/test.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)
+
+# Runs again on PostgreSQL when one answers at OUTREACH_TEST_DATABASE_URL; says so when not.
+test-postgres: install
+	@if $(BIN)/python -m outreach.lib.pgcheck "$(OUTREACH_TEST_DATABASE_URL)"; then \
+		DATABASE_URL="$(OUTREACH_TEST_DATABASE_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+	else \
+		echo "PostgreSQL not reachable at $(OUTREACH_TEST_DATABASE_URL): PostgreSQL run skipped"; \
+	fi
+
+test: check test-sqlite test-postgres
+
+clean:
+	rm -rf $(VENV) var/test.sqlite3*

@@ -1,0 +1,28 @@
+"""Project-wide pytest fixtures. The same suite runs on SQLite and on PostgreSQL (DATABASE_URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from outreach.lib import clock
+
+
+@pytest.fixture(autouse=True)
+def _release_clock() -> Iterator[None]:
+    """No test leaks a pinned clock into the next one."""
+    yield
+    clock.set_now(None)
+
+
+@pytest.fixture(autouse=True)
+def _outbox_in_tmp(settings: object, tmp_path: object) -> None:
+    settings.OUTREACH_OUTBOX_DIR = tmp_path / "outbox"  # type: ignore[attr-defined,operator]
+
+
+@pytest.fixture
+def on_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"

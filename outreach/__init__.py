@@ -1,0 +1,1 @@
+"""outreach: a self-hosted cold email outreach engine."""

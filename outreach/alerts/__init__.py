@@ -1,0 +1,1 @@
+"""Alerting: rules' findings stored in an outbox and delivered through Apprise."""

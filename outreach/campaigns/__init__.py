@@ -1,0 +1,1 @@
+"""The operator's side: leads, campaigns, sequences, templates, enrollments, suppression."""

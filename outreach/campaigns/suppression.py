@@ -1,0 +1,43 @@
+"""The suppression list: checked when a lead is enrolled and again at the moment of sending."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from outreach.campaigns.models import Suppression
+
+
+def normalize(value: str) -> str:
+    return value.strip().lower()
+
+
+def is_suppressed(email: str) -> bool:
+    """True when the address or its whole domain is on the list."""
+    email = normalize(email)
+    domain = email.rpartition("@")[2]
+    return (
+        Suppression.objects.filter(kind=Suppression.Kind.ADDRESS, value=email).exists()
+        or Suppression.objects.filter(kind=Suppression.Kind.DOMAIN, value=domain).exists()
+    )
+
+
+def suppress(
+    value: str,
+    source: str,
+    *,
+    kind: str = Suppression.Kind.ADDRESS,
+    reason: str = "",
+    created_by: str = "",
+) -> bool:
+    """Add ``value`` to the list; False when it was already there (the first entry stays)."""
+    value = normalize(value)
+    if Suppression.objects.filter(kind=kind, value=value).exists():
+        return False
+    try:
+        with transaction.atomic():
+            Suppression.objects.create(
+                kind=kind, value=value, source=source, reason=reason, created_by=created_by
+            )
+    except IntegrityError:  # a concurrent writer got there first
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""The operator's dashboard: reads the other apps, writes only through them."""

@@ -1,0 +1,1 @@
+"""The events collector: provider webhooks, unsubscribes, replies and bounces over IMAP."""

@@ -1,0 +1,83 @@
+"""Normalized events (one vocabulary for every provider, raw payload kept) and dead letters."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from outreach.campaigns.models import Campaign, Message
+from outreach.lib import clock
+from outreach.pool.models import Mailbox
+
+
+class Event(models.Model):
+    class Type(models.TextChoices):
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        DEFERRED = "deferred"
+        COMPLAINED = "complained"
+        UNSUBSCRIBED = "unsubscribed"
+        OPENED = "opened"
+        CLICKED = "clicked"
+        REPLIED = "replied"
+        AUTO_REPLIED = "auto_replied"
+        BLOCKED = "blocked"
+
+    class BounceType(models.TextChoices):
+        NONE = ""
+        HARD = "hard"
+        SOFT = "soft"
+
+    # "ses", "mailgun", "postmark", "sendgrid", "imap", "unsubscribe", "smtp" ...
+    source = models.CharField(max_length=32)
+    # The provider's own id for this event; a repeat delivery of the same id is ignored.
+    provider_event_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULLs are distinct under the unique constraint)
+    type = models.CharField(max_length=16, choices=Type.choices, db_index=True)
+    bounce_type = models.CharField(max_length=4, choices=BounceType.choices, blank=True)
+    diagnostic = models.TextField(blank=True)
+    recipient = models.CharField(max_length=254, blank=True, db_index=True)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    # Denormalized from the message so rollups and filters need no join.
+    mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    # The message could not be found: stored and flagged, never dropped.
+    unmatched = models.BooleanField(default=False)
+    occurred_at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(default=clock.now)
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "provider_event_id"], name="event_provider_id_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["mailbox", "occurred_at"], name="event_mailbox_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.recipient} ({self.source})"
+
+
+class DeadLetter(models.Model):
+    """A webhook request that could not be processed, kept for ``outreach events replay``."""
+
+    endpoint = models.CharField(max_length=200)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True)  # size-capped
+    error = models.TextField()
+    status_code = models.PositiveIntegerField()
+    received_at = models.DateTimeField(default=clock.now, db_index=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} on {self.endpoint}: {self.error[:60]}"

@@ -1,0 +1,1 @@
+"""Small helpers with no domain imports: clock, env parsing, secrets, loops."""

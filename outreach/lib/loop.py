@@ -1,0 +1,72 @@
+"""Background loops: one unit of work at a time, until there is none, then sleep.
+
+A loop is a callable ``handle_one() -> bool`` ("was there work"). :func:`run_loop` calls it
+until it returns False, sleeps ``idle_seconds`` (waking early when ``stop`` is set), and
+returns once ``stop`` is set, never in the middle of a unit of work: SIGTERM lets in-flight
+work finish. A unit that raises is logged and the loop goes on after a pause, so a database
+restart or a provider outage does not kill the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loop:
+    name: str
+    handle_one: Callable[[], bool]
+    idle_seconds: float = 2.0
+    error_pause_seconds: float = 5.0
+    # Called once per pass through the loop, work or not (heartbeats).
+    on_tick: Callable[[], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def run_loop(loop: Loop) -> None:
+    log.info("loop %s: started", loop.name)
+    while not loop.stop.is_set():
+        try:
+            if loop.on_tick is not None:
+                loop.on_tick()
+            while not loop.stop.is_set() and loop.handle_one():
+                pass
+        except Exception:
+            log.exception("loop %s: unit of work failed; pausing", loop.name)
+            _close_db_connections()
+            loop.stop.wait(loop.error_pause_seconds)
+            continue
+        _close_db_connections()
+        loop.stop.wait(loop.idle_seconds)
+    log.info("loop %s: stopped", loop.name)
+
+
+def _close_db_connections() -> None:
+    # A connection left open across a database restart is dead; Django reconnects on the
+    # next query once the stale one is closed.
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set ``stop`` on SIGTERM and SIGINT (main thread only)."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %s: finishing in-flight work", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# Loops that ``outreach run`` starts beside the web server. Apps register theirs at import
+# time of their ``loops`` module (see ``outreach.settings.ENGINE_LOOPS``).
+LoopFactory = Callable[[threading.Event], Loop]

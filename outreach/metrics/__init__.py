@@ -1,0 +1,1 @@
+"""Metrics: daily rollups, rates over windows, Prometheus exposition."""

@@ -1,0 +1,1 @@
+"""The sending pool: provider accounts, domains, mailboxes, warm-up and health states."""

@@ -1,0 +1,211 @@
+"""The pool: provider accounts, sending domains, mailboxes, pool-wide settings, audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from outreach.lib import clock
+from outreach.pool import policy
+
+
+class PoolSettings(models.Model):
+    """Pool-wide configuration; a single row (id=1), written by ``outreach apply``.
+
+    ``limits``, ``warmup`` and ``thresholds`` hold the keys of the matching dataclasses in
+    :mod:`outreach.pool.policy`; read them through the properties, which fill in defaults.
+    """
+
+    timezone = models.CharField(max_length=64, default="UTC")
+    limits_json = models.JSONField(default=dict, blank=True)
+    warmup_json = models.JSONField(default=dict, blank=True)
+    thresholds_json = models.JSONField(default=dict, blank=True)
+    seed_addresses = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        verbose_name = "pool settings"
+        verbose_name_plural = "pool settings"
+
+    def __str__(self) -> str:
+        return f"pool settings ({self.timezone})"
+
+    @classmethod
+    def load(cls) -> PoolSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    @property
+    def limits(self) -> policy.Limits:
+        return policy.Limits(**self.limits_json)
+
+    @property
+    def warmup(self) -> policy.WarmupSchedule:
+        return policy.WarmupSchedule(**self.warmup_json)
+
+    @property
+    def thresholds(self) -> policy.Thresholds:
+        return policy.Thresholds.from_dict(self.thresholds_json)
+
+
+class ProviderAccount(models.Model):
+    """One account at one provider (an SES region/identity set, a Mailgun domain, an SMTP host).
+
+    ``settings`` holds non-secret options (host, port, security, region, configuration set...).
+    ``secrets`` maps option names to secret references (see outreach.lib.secrets), never to
+    plain values.
+    """
+
+    class Kind(models.TextChoices):
+        SANDBOX = "sandbox"
+        SMTP = "smtp"
+        SES = "ses"
+        MAILGUN = "mailgun"
+        POSTMARK = "postmark"
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    settings = models.JSONField(default=dict, blank=True)
+    secrets = models.JSONField(default=dict, blank=True)
+    standby = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="primaries"
+    )
+    price_per_1000 = models.DecimalField(max_digits=8, decimal_places=4, default=0)
+    # Provider's own send rate (SES MaxSendRate), messages per second; None = unlimited.
+    max_send_rate = models.FloatField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Domain(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        COOLDOWN = "cooldown"
+        RETIRED = "retired"
+
+    name = models.CharField(max_length=253, unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    provider = models.ForeignKey(ProviderAccount, on_delete=models.PROTECT, related_name="domains")
+    # None: the pool's domain cap applies.
+    daily_cap = models.PositiveIntegerField(null=True, blank=True)
+    yearly_price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    # DKIM selector and custom MAIL FROM host, when configured (DNS checks read them).
+    dkim_selector = models.CharField(max_length=63, blank=True)
+    mail_from = models.CharField(max_length=253, blank=True)
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def cap(self, limits: policy.Limits) -> int:
+        return self.daily_cap if self.daily_cap is not None else limits.domain_daily_cap
+
+
+class Mailbox(models.Model):
+    """A sending address. State machine (BRIEF §3):
+
+    ``warming`` → ``active`` ⇄ ``paused`` (human review) / ``cooldown`` (until a date, then
+    back to warm-up at a reduced level) → ``retired``.
+    """
+
+    class State(models.TextChoices):
+        WARMING = "warming"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        COOLDOWN = "cooldown"
+        RETIRED = "retired"
+
+    address = models.EmailField(unique=True)
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="mailboxes")
+    display_name = models.CharField(max_length=128, blank=True)
+    reply_to = models.EmailField(blank=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.WARMING, db_index=True
+    )
+    # None: the pool's mailbox cap applies. For a warming mailbox this is the warm-up target.
+    daily_cap = models.PositiveIntegerField(null=True, blank=True)
+    # Warm-up progress: day 1 is warmup_started_on; warmup_start_day > 1 re-enters the
+    # schedule at a reduced level after a cooldown.
+    warmup_started_on = models.DateField(null=True, blank=True)
+    warmup_start_day = models.PositiveIntegerField(default=1)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    # Pacing: no send before this instant (last send + gap + jitter).
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    pacing_gap_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # None: the domain's provider account.
+    provider = models.ForeignKey(
+        ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="mailboxes"
+    )
+    # Per-mailbox credentials (SMTP login, IMAP, DKIM key): non-secret options and secret refs.
+    settings = models.JSONField(default=dict, blank=True)
+    secrets = models.JSONField(default=dict, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["address"]
+        verbose_name_plural = "mailboxes"
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def provider_account(self) -> ProviderAccount:
+        return self.provider or self.domain.provider
+
+    def target_cap(self, limits: policy.Limits) -> int:
+        return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
+
+    def cap_today(self, pool: PoolSettings, today: Any = None) -> int:
+        """How many messages this mailbox may send on ``today`` (the pool's day)."""
+        day = today or clock.today(pool.timezone)
+        limits = pool.limits
+        if self.state == self.State.ACTIVE:
+            return self.target_cap(limits)
+        if self.state == self.State.WARMING:
+            if self.warmup_started_on is None:
+                return 0
+            day_n = (day - self.warmup_started_on).days + self.warmup_start_day
+            return policy.warmup_cap(day_n, pool.warmup, target=self.target_cap(limits))
+        return 0
+
+
+class StateChange(models.Model):
+    """The audit log: every state transition with its reason and the figures behind it."""
+
+    mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="state_changes"
+    )
+    domain = models.ForeignKey(
+        Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="state_changes"
+    )
+    provider = models.ForeignKey(
+        ProviderAccount,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="state_changes",
+    )
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500)
+    figures = models.JSONField(default=dict, blank=True)
+    # "rule:<name>", "user:<username>", "config:apply", "system".
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(default=clock.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        subject = self.mailbox or self.domain or self.provider
+        return f"{subject}: {self.from_state} → {self.to_state} ({self.reason})"

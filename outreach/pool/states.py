@@ -1,0 +1,115 @@
+"""State transitions of mailboxes and domains, each recorded in the audit log.
+
+Every change of ``Mailbox.state`` or ``Domain.state`` goes through :func:`transition_mailbox`
+or :func:`transition_domain` so the audit log is complete: who or what did it, from which state
+to which, why, and the figures that triggered it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from outreach.lib import clock
+from outreach.pool.models import Domain, Mailbox, StateChange
+
+# Which mailbox transitions are legal (BRIEF §3 Health states). Retired is final.
+MAILBOX_TRANSITIONS: dict[str, set[str]] = {
+    Mailbox.State.WARMING: {"active", "paused", "cooldown", "retired"},
+    Mailbox.State.ACTIVE: {"paused", "cooldown", "retired", "warming"},
+    Mailbox.State.PAUSED: {"active", "warming", "cooldown", "retired"},
+    Mailbox.State.COOLDOWN: {"warming", "paused", "retired", "active"},
+    Mailbox.State.RETIRED: set(),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def transition_mailbox(
+    mailbox: Mailbox,
+    to_state: str,
+    *,
+    reason: str,
+    actor: str,
+    figures: dict[str, Any] | None = None,
+    cooldown_until: datetime | None = None,
+    warmup_start_day: int | None = None,
+) -> StateChange | None:
+    """Move ``mailbox`` to ``to_state`` and record why. Returns None when it was already there.
+
+    The UPDATE is conditional on the state we read, so two rules firing at once (a complaint
+    webhook and the periodic evaluation) cannot both record a transition from the same state.
+    """
+    from_state = mailbox.state
+    if from_state == to_state:
+        return None
+    if to_state not in MAILBOX_TRANSITIONS[from_state]:
+        raise IllegalTransition(f"{mailbox.address}: {from_state} → {to_state} is not allowed")
+    now = clock.now()
+    changes: dict[str, Any] = {"state": to_state}
+    if to_state == Mailbox.State.COOLDOWN:
+        changes["cooldown_until"] = cooldown_until
+    if to_state == Mailbox.State.WARMING:
+        changes["warmup_started_on"] = clock.today(_pool_timezone())
+        changes["warmup_start_day"] = warmup_start_day or 1
+        changes["cooldown_until"] = None
+    with transaction.atomic():
+        updated = Mailbox.objects.filter(pk=mailbox.pk, state=from_state).update(**changes)
+        if updated != 1:
+            mailbox.refresh_from_db()
+            return None
+        for field, value in changes.items():
+            setattr(mailbox, field, value)
+        return StateChange.objects.create(
+            mailbox=mailbox,
+            domain=mailbox.domain,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            figures=figures or {},
+            actor=actor,
+            at=now,
+        )
+
+
+def transition_domain(
+    domain: Domain,
+    to_state: str,
+    *,
+    reason: str,
+    actor: str,
+    figures: dict[str, Any] | None = None,
+    cooldown_until: datetime | None = None,
+) -> StateChange | None:
+    """Move a whole domain (cooldown stops all its mailboxes) and record why."""
+    from_state = domain.state
+    if from_state == to_state:
+        return None
+    if from_state == Domain.State.RETIRED:
+        raise IllegalTransition(f"{domain.name}: retired is final")
+    changes: dict[str, Any] = {"state": to_state, "cooldown_until": cooldown_until}
+    with transaction.atomic():
+        if Domain.objects.filter(pk=domain.pk, state=from_state).update(**changes) != 1:
+            domain.refresh_from_db()
+            return None
+        for field, value in changes.items():
+            setattr(domain, field, value)
+        return StateChange.objects.create(
+            domain=domain,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            figures=figures or {},
+            actor=actor,
+            at=clock.now(),
+        )
+
+
+def _pool_timezone() -> str:
+    from outreach.pool.models import PoolSettings
+
+    return PoolSettings.load().timezone

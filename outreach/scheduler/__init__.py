@@ -1,0 +1,1 @@
+"""The control plane: quotas, warm-up, windows, pacing, routing and claiming."""

@@ -1,0 +1,1 @@
+"""The sending engine: message building, provider calls, retries, failover, at-most-once."""

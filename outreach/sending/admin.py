@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from outreach.sending.models import SendAttempt
+
+
+@admin.register(SendAttempt)
+class SendAttemptAdmin(admin.ModelAdmin):
+    list_display = ["at", "message", "mailbox", "provider_account", "outcome", "code"]
+    list_filter = ["outcome"]
+    raw_id_fields = ["message"]

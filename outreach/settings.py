@@ -1,0 +1,194 @@
+"""The one settings module of outreach, driven by the environment.
+
+Defaults run on the embedded SQLite database with the sandbox provider; production sets
+``OUTREACH_ENV=production``, which makes ``SECRET_KEY`` mandatory. Every variable is listed in
+docs/configuration.md. Secrets accept a ``*_FILE`` variant.
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from outreach.lib import env
+
+BASE_DIR = Path(__file__).resolve().parent
+OUTREACH_ENV = env.get_choice("OUTREACH_ENV", "development", ("development", "production", "test"))
+PRODUCTION = OUTREACH_ENV == "production"
+
+# Runtime files (SQLite database, generated secret key, sandbox outbox) live in var/, relative
+# to the working directory unless OUTREACH_VAR_DIR says otherwise.
+VAR_DIR = Path(env.get_str("OUTREACH_VAR_DIR", "var") or "var").resolve()
+
+
+def _secret_key() -> str:
+    key = env.get_str("SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
+    key_file = VAR_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = _secrets.token_urlsafe(50)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.get_bool("DEBUG", False)
+ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
+
+OUTREACH_TIMEZONE = env.get_str("OUTREACH_TIMEZONE", "UTC") or "UTC"
+try:
+    ZoneInfo(OUTREACH_TIMEZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"OUTREACH_TIMEZONE: unknown time zone {OUTREACH_TIMEZONE!r}"
+    ) from None
+
+# Public base URL of this installation: unsubscribe links and webhooks are built on it.
+OUTREACH_BASE_URL = (env.get_str("OUTREACH_BASE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+if PRODUCTION and not OUTREACH_BASE_URL.startswith("https://"):
+    raise ImproperlyConfigured("OUTREACH_BASE_URL must be an https:// URL in production")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "anymail",
+    "outreach.pool",
+    "outreach.campaigns",
+    "outreach.scheduler",
+    "outreach.sending",
+    "outreach.events",
+    "outreach.metrics",
+    "outreach.alerts",
+    "outreach.dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Everything needs a login except views marked @login_not_required (healthz, webhooks,
+    # unsubscribe links).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "outreach.urls"
+WSGI_APPLICATION = "outreach.wsgi.application"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _databases() -> dict[str, dict[str, object]]:
+    url = env.get_str("DATABASE_URL", "sqlite:///var/outreach.sqlite3") or ""
+    try:
+        db = dict(dj_database_url.parse(url, conn_max_age=0))
+    except Exception as exc:  # dj_database_url raises several kinds for bad URLs
+        raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {url!r}: {exc}") from exc
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = str(db["NAME"])
+        if name != ":memory:":
+            Path(name).resolve().parent.mkdir(parents=True, exist_ok=True)
+        db["OPTIONS"] = {
+            # IMMEDIATE: a write transaction takes the write lock at BEGIN, so two processes
+            # never both read a counter and then fail to upgrade to a write ("database is
+            # locked" mid-transaction); they queue on the busy timeout instead.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.get_int("OUTREACH_SQLITE_TIMEOUT", 30),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        db["CONN_HEALTH_CHECKS"] = True
+        db["CONN_MAX_AGE"] = env.get_int("OUTREACH_DB_CONN_MAX_AGE", 60)
+    else:
+        raise ImproperlyConfigured(f"DATABASE_URL: unsupported database {db['ENGINE']}")
+    test_name = env.get_str("OUTREACH_TEST_DATABASE_NAME")
+    if test_name:
+        db["TEST"] = {"NAME": test_name}
+    return {"default": db}
+
+
+DATABASES = _databases()
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the apps' static folders so `outreach run` works without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+
+# Provider webhooks (events collector). Comma-separated "user:password" pairs for basic auth;
+# several pairs allow rotation without downtime.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env.get_list("OUTREACH_WEBHOOK_SECRET", []) or None,
+}
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# Encryption key for secrets stored in the database (see outreach.lib.secrets).
+OUTREACH_SECRETS_KEY_SET = bool(env.get_str("OUTREACH_SECRETS_KEY"))
+
+# Alert channels: comma-separated Apprise URLs (tgram://BOT_TOKEN/CHAT_ID, ...). Empty: log only.
+OUTREACH_ALERT_URLS = env.get_list("OUTREACH_ALERT_URLS", [])
+
+# Where the sandbox provider writes accepted messages.
+OUTREACH_OUTBOX_DIR = Path(env.get_str("OUTREACH_OUTBOX_DIR", str(VAR_DIR / "outbox")) or "")
+
+LOG_LEVEL = env.get_choice("OUTREACH_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"waitress.queue": {"level": "ERROR"}},
+}
