@@ -192,3 +192,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"waitress.queue": {"level": "ERROR"}},
 }
+
+# Engine loops started by `outreach run` beside the web server: dotted paths to
+# `make_loop(stop: threading.Event) -> outreach.lib.loop.Loop`.
+OUTREACH_LOOPS: list[str] = []
