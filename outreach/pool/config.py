@@ -1,0 +1,634 @@
+"""Configuration as code: ``outreach apply FILE.toml`` makes the database match the file's pool.
+
+Two stages:
+
+1. :func:`parse` turns the TOML text into a :class:`PoolSpec`, strictly: an unknown key, a
+   malformed address, a mailbox whose domain is not declared, a duplicate, a negative or
+   non-integer cap, or an undefined provider is a :class:`ConfigError` naming the key (and the
+   line, where it can be found). Nothing touches the database.
+2. :func:`apply` compares the spec with the database and writes the difference in one
+   transaction, returning what changed. It never deletes: a mailbox or domain missing from the
+   file is retired, a provider missing from the file is disabled. A mailbox's state comes from
+   the file only when it is created (health rules own it afterwards).
+
+Every key is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db import transaction
+from email_validator import EmailNotValidError, validate_email
+
+from outreach.lib import clock
+from outreach.lib import secrets as secret_refs
+from outreach.pool import policy
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.states import transition_domain, transition_mailbox
+
+ACTOR = "config:apply"
+
+
+class ConfigError(Exception):
+    """A problem in the configuration file; the message names the key (and line when known)."""
+
+
+# Options each provider kind takes: (plain settings, secret settings).
+PROVIDER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
+    "sandbox": ({"outbox_dir"}, set()),
+    "smtp": ({"host", "port", "security", "username", "timeout"}, {"password"}),
+    "ses": (
+        {"region", "configuration_set", "endpoint_url"},
+        {"access_key_id", "secret_access_key"},
+    ),
+    "mailgun": ({"sender_domain", "api_url"}, {"api_key", "webhook_signing_key"}),
+    "postmark": ({"message_stream"}, {"server_token"}),
+}
+PROVIDER_COMMON = {"kind", "standby", "price_per_1000", "max_send_rate"}
+
+MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
+MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
+MAILBOX_KEYS = {"address", "display_name", "reply_to", "daily_cap", "warmup", "state", "provider"}
+DOMAIN_KEYS = {
+    "name",
+    "provider",
+    "daily_cap",
+    "yearly_price",
+    "dkim_selector",
+    "mail_from",
+    "mailboxes",
+}
+TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains"}
+WARMUP_KEYS = {f.name for f in fields(policy.WarmupSchedule)} | {"seeds"}
+LIMIT_KEYS = {f.name for f in fields(policy.Limits)}
+THRESHOLD_KEYS = {f.name for f in fields(policy.Thresholds)}
+OPTIONAL_LIMITS = {"campaign_daily_cap", "recipient_domain_daily_cap"}
+DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    secrets: dict[str, str]  # option -> secret reference, or "plain:" + value to encrypt
+    standby: str | None
+    price_per_1000: Decimal
+    max_send_rate: float | None
+
+
+@dataclass(frozen=True)
+class MailboxSpec:
+    address: str
+    display_name: str
+    reply_to: str
+    daily_cap: int | None
+    state: str  # at creation: warming or active
+    provider: str | None
+    settings: dict[str, Any]
+    secrets: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    provider: str
+    daily_cap: int | None
+    yearly_price: Decimal
+    dkim_selector: str
+    mail_from: str
+    mailboxes: list[MailboxSpec]
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    timezone: str
+    limits: policy.Limits
+    warmup: policy.WarmupSchedule
+    thresholds: policy.Thresholds
+    seeds: list[str]
+    providers: list[ProviderSpec]
+    domains: list[DomainSpec]
+
+
+@dataclass
+class Plan:
+    """What apply changed (or would change, on a dry run): one readable line each."""
+
+    changes: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.changes.append(line)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+class _Reader:
+    """Strict accessors over the parsed TOML that name the offending key (and its line)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def error(self, key: str, problem: str, value: object = None) -> ConfigError:
+        where = f"{key}: " if key else ""
+        line = self._line_of(value)
+        suffix = f" (line {line})" if line else ""
+        return ConfigError(f"{where}{problem}{suffix}")
+
+    def _line_of(self, value: object) -> int | None:
+        if value is None or isinstance(value, dict | list | bool):
+            return None
+        needle = f'"{value}"' if isinstance(value, str) else str(value)
+        hits = [n for n, line in enumerate(self.text.splitlines(), 1) if needle in line]
+        return hits[0] if len(hits) == 1 else None
+
+    def table(self, data: Any, key: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.error(key, "expected a table")
+        return data
+
+    def known(self, data: dict[str, Any], allowed: set[str], key: str) -> None:
+        for name in data:
+            if name not in allowed:
+                path = f"{key}.{name}" if key else name
+                raise self.error(
+                    path, f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                )
+
+    def cap(
+        self, data: dict[str, Any], name: str, key: str, *, optional: bool = True
+    ) -> int | None:
+        if name not in data:
+            return None
+        value = data[name]
+        path = f"{key}.{name}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path, f"expected a whole number, got {value!r}", value)
+        if value < 0:
+            raise self.error(path, f"must not be negative, got {value}", value)
+        return value
+
+    def string(self, data: dict[str, Any], name: str, key: str, default: str = "") -> str:
+        value = data.get(name, default)
+        if not isinstance(value, str):
+            raise self.error(f"{key}.{name}", f"expected a string, got {value!r}", value)
+        return value
+
+    def decimal(self, data: dict[str, Any], name: str, key: str) -> Decimal:
+        value = data.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(f"{key}.{name}", f"expected a number, got {value!r}", value)
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation:
+            raise self.error(f"{key}.{name}", f"not a number: {value!r}", value) from None
+        if result < 0:
+            raise self.error(f"{key}.{name}", f"must not be negative, got {value}", value)
+        return result
+
+    def address(self, value: Any, key: str) -> str:
+        if not isinstance(value, str):
+            raise self.error(key, f"expected an email address, got {value!r}", value)
+        try:
+            # Syntax only: deliverability of our own sending addresses is the DNS check's job.
+            return validate_email(value, check_deliverability=False).normalized.lower()
+        except EmailNotValidError as exc:
+            raise self.error(key, f"malformed address {value!r}: {exc}", value) from None
+
+    def secret(self, value: Any, key: str) -> str:
+        if isinstance(value, dict):
+            if set(value) != {"env"} or not isinstance(value["env"], str):
+                raise self.error(key, 'a secret is { env = "NAME" } or a plain string')
+            try:
+                return secret_refs.env_ref(value["env"])
+            except secret_refs.SecretError as exc:
+                raise self.error(key, str(exc), value["env"]) from None
+        if isinstance(value, str):
+            return "plain:" + value
+        raise self.error(key, 'a secret is { env = "NAME" } or a plain string')
+
+
+def parse(text: str) -> PoolSpec:
+    """The pool described by ``text``; raises ConfigError on the first problem found."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    r = _Reader(text)
+    r.known(data, TOP_KEYS, "")
+
+    timezone = r.string(data, "timezone", "", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise r.error("timezone", f"unknown time zone {timezone!r}", timezone) from None
+
+    limits = _parse_limits(r, r.table(data.get("limits", {}), "limits"))
+    warmup, seeds = _parse_warmup(r, r.table(data.get("warmup", {}), "warmup"))
+    thresholds = _parse_thresholds(r, r.table(data.get("thresholds", {}), "thresholds"))
+    providers = _parse_providers(r, r.table(data.get("providers", {}), "providers"))
+    provider_names = {p.name for p in providers}
+    domains = _parse_domains(r, data.get("domains", []), provider_names)
+    return PoolSpec(timezone, limits, warmup, thresholds, seeds, providers, domains)
+
+
+def _parse_limits(r: _Reader, data: dict[str, Any]) -> policy.Limits:
+    r.known(data, LIMIT_KEYS, "limits")
+    values: dict[str, Any] = {}
+    for name in LIMIT_KEYS & data.keys():
+        cap = r.cap(data, name, "limits")
+        if cap == 0 and name in OPTIONAL_LIMITS:
+            cap = None  # 0 = no such cap, for the optional ones
+        values[name] = cap
+    return policy.Limits(**values)
+
+
+def _parse_warmup(r: _Reader, data: dict[str, Any]) -> tuple[policy.WarmupSchedule, list[str]]:
+    r.known(data, WARMUP_KEYS, "warmup")
+    values: dict[str, Any] = {}
+    for name in WARMUP_KEYS - {"seeds", "daily_growth"}:
+        if name in data:
+            values[name] = r.cap(data, name, "warmup")
+    if "daily_growth" in data:
+        growth = data["daily_growth"]
+        if isinstance(growth, bool) or not isinstance(growth, int | float) or not 0 < growth <= 1:
+            raise r.error("warmup.daily_growth", f"expected a fraction in (0, 1], got {growth!r}")
+        values["daily_growth"] = float(growth)
+    seeds_raw = data.get("seeds", [])
+    if not isinstance(seeds_raw, list):
+        raise r.error("warmup.seeds", "expected a list of addresses")
+    seeds = [r.address(s, f"warmup.seeds[{i}]") for i, s in enumerate(seeds_raw)]
+    return policy.WarmupSchedule(**values), seeds
+
+
+def _parse_thresholds(r: _Reader, data: dict[str, Any]) -> policy.Thresholds:
+    r.known(data, THRESHOLD_KEYS, "thresholds")
+    for name, value in data.items():
+        if name == "preset":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise r.error(f"thresholds.{name}", f"expected a non-negative number, got {value!r}")
+    try:
+        return policy.Thresholds.from_dict(data)
+    except ValueError as exc:
+        raise r.error("thresholds.preset", str(exc), data.get("preset")) from None
+
+
+def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
+    specs = []
+    for name, raw in data.items():
+        key = f"providers.{name}"
+        body = r.table(raw, key)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+            raise r.error(key, "a provider name is lower-case letters, digits, - and _")
+        kind = body.get("kind")
+        if kind not in PROVIDER_OPTIONS:
+            raise r.error(
+                f"{key}.kind", f"expected one of {', '.join(PROVIDER_OPTIONS)}, got {kind!r}", kind
+            )
+        plain_keys, secret_keys = PROVIDER_OPTIONS[kind]
+        r.known(body, PROVIDER_COMMON | plain_keys | secret_keys, key)
+        standby = body.get("standby")
+        if standby is not None and (standby not in data or standby == name):
+            raise r.error(f"{key}.standby", f"provider {standby!r} is not defined", standby)
+        rate = body.get("max_send_rate")
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+        ):
+            raise r.error(f"{key}.max_send_rate", f"expected a positive number, got {rate!r}")
+        specs.append(
+            ProviderSpec(
+                name=name,
+                kind=kind,
+                settings={k: body[k] for k in sorted(plain_keys & body.keys())},
+                secrets={
+                    k: r.secret(body[k], f"{key}.{k}") for k in sorted(secret_keys & body.keys())
+                },
+                standby=standby,
+                price_per_1000=r.decimal(body, "price_per_1000", key),
+                max_send_rate=float(rate) if rate is not None else None,
+            )
+        )
+    return specs
+
+
+def _parse_domains(r: _Reader, raw: Any, providers: set[str]) -> list[DomainSpec]:
+    if not isinstance(raw, list):
+        raise r.error("domains", "expected an array of tables ([[domains]])")
+    domains: list[DomainSpec] = []
+    seen_domains: set[str] = set()
+    seen_addresses: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"domains[{i}]"
+        body = r.table(item, key)
+        r.known(body, DOMAIN_KEYS, key)
+        name = r.string(body, "name", key).strip().lower()
+        if not DOMAIN_NAME.match(name):
+            raise r.error(
+                f"{key}.name", f"not a domain name: {body.get('name')!r}", body.get("name")
+            )
+        if name in seen_domains:
+            raise r.error(f"{key}.name", f"domain {name} is declared twice", name)
+        seen_domains.add(name)
+        provider = r.string(body, "provider", key)
+        if provider not in providers:
+            raise r.error(
+                f"{key}.provider", f"provider {provider!r} is not defined", provider or None
+            )
+        mailboxes_raw = body.get("mailboxes", [])
+        if not isinstance(mailboxes_raw, list):
+            raise r.error(f"{key}.mailboxes", "expected an array of tables")
+        mailboxes = []
+        for j, mb_raw in enumerate(mailboxes_raw):
+            mb = _parse_mailbox(r, mb_raw, f"{key}.mailboxes[{j}]", providers)
+            if mb.address.rpartition("@")[2] != name:
+                raise r.error(
+                    f"{key}.mailboxes[{j}].address",
+                    f"{mb.address} is not on domain {name}; declare its domain first",
+                    mb_raw.get("address"),
+                )
+            if mb.address in seen_addresses:
+                raise r.error(
+                    f"{key}.mailboxes[{j}].address",
+                    f"duplicate mailbox {mb.address}",
+                    mb_raw.get("address"),
+                )
+            seen_addresses.add(mb.address)
+            mailboxes.append(mb)
+        domains.append(
+            DomainSpec(
+                name=name,
+                provider=provider,
+                daily_cap=r.cap(body, "daily_cap", key),
+                yearly_price=r.decimal(body, "yearly_price", key),
+                dkim_selector=r.string(body, "dkim_selector", key),
+                mail_from=r.string(body, "mail_from", key).lower(),
+                mailboxes=mailboxes,
+            )
+        )
+    return domains
+
+
+def _parse_mailbox(r: _Reader, raw: Any, key: str, providers: set[str]) -> MailboxSpec:
+    body = r.table(raw, key)
+    r.known(body, MAILBOX_KEYS | MAILBOX_SETTINGS | MAILBOX_SECRETS, key)
+    if "address" not in body:
+        raise r.error(f"{key}.address", "missing")
+    address = r.address(body["address"], f"{key}.address")
+    state = r.string(body, "state", key, "")
+    warmup = body.get("warmup", True)
+    if not isinstance(warmup, bool):
+        raise r.error(f"{key}.warmup", f"expected true or false, got {warmup!r}")
+    if state and state not in ("warming", "active"):
+        raise r.error(f"{key}.state", f"a new mailbox is warming or active, got {state!r}", state)
+    provider = body.get("provider")
+    if provider is not None and provider not in providers:
+        raise r.error(f"{key}.provider", f"provider {provider!r} is not defined", provider)
+    reply_to = body.get("reply_to", "")
+    return MailboxSpec(
+        address=address,
+        display_name=r.string(body, "display_name", key),
+        reply_to=r.address(reply_to, f"{key}.reply_to") if reply_to else "",
+        daily_cap=r.cap(body, "daily_cap", key),
+        state=state or ("warming" if warmup else "active"),
+        provider=provider,
+        settings={k: body[k] for k in sorted(MAILBOX_SETTINGS & body.keys())},
+        secrets={k: r.secret(body[k], f"{key}.{k}") for k in sorted(MAILBOX_SECRETS & body.keys())},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Applying
+
+
+def apply(spec: PoolSpec, *, dry_run: bool = False) -> Plan:
+    """Make the database match ``spec`` in one transaction; a dry run rolls it back."""
+    plan = Plan()
+    with transaction.atomic():
+        _apply_settings(spec, plan)
+        providers = _apply_providers(spec, plan)
+        today = clock.today(spec.timezone)
+        _apply_domains(spec, providers, today, plan)
+        if dry_run:
+            transaction.set_rollback(True)
+    return plan
+
+
+def _diff(obj: Any, wanted: dict[str, Any]) -> list[str]:
+    """Set ``wanted`` on ``obj``; the 'field: old → new' lines of what differed."""
+    lines = []
+    for name, value in wanted.items():
+        old = getattr(obj, name)
+        if old != value:
+            lines.append(f"{name}: {_show(old)} → {_show(value)}")
+            setattr(obj, name, value)
+    return lines
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, ProviderAccount):
+        return value.name
+    return "-" if value is None or value == "" else str(value)
+
+
+def _apply_settings(spec: PoolSpec, plan: Plan) -> None:
+    pool = PoolSettings.load()
+    wanted = {
+        "timezone": spec.timezone,
+        "limits_json": spec.limits.to_dict(),
+        "warmup_json": spec.warmup.to_dict(),
+        "thresholds_json": spec.thresholds.to_dict(),
+        "seed_addresses": spec.seeds,
+    }
+    lines = _diff(pool, wanted)
+    if lines:
+        pool.updated_at = clock.now()
+        pool.save()
+        for line in lines:
+            plan.add(f"update pool settings: {line}")
+
+
+def _resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
+    """Secret refs to store: env refs as they are; plain values encrypted, unless unchanged."""
+    result = {}
+    for name, ref in wanted.items():
+        if ref.startswith("plain:"):
+            plain = ref.removeprefix("plain:")
+            old = stored.get(name, "")
+            try:
+                unchanged = old.startswith("enc:") and secret_refs.resolve(old) == plain
+            except secret_refs.SecretError:
+                unchanged = False
+            try:
+                result[name] = old if unchanged else secret_refs.encrypt(plain)
+            except secret_refs.SecretError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        else:
+            result[name] = ref
+    return result
+
+
+def _apply_providers(spec: PoolSpec, plan: Plan) -> dict[str, ProviderAccount]:
+    existing = {p.name: p for p in ProviderAccount.objects.all()}
+    by_name: dict[str, ProviderAccount] = {}
+    for ps in spec.providers:
+        account = existing.get(ps.name)
+        created = account is None
+        if account is None:
+            account = ProviderAccount(name=ps.name, kind=ps.kind)
+        wanted = {
+            "kind": ps.kind,
+            "settings": ps.settings,
+            "secrets": _resolve_secrets(ps.secrets, account.secrets or {}),
+            "price_per_1000": ps.price_per_1000,
+            "max_send_rate": ps.max_send_rate,
+            "enabled": True,
+        }
+        lines = _diff(account, wanted)
+        if created or lines:
+            account.save()
+        if created:
+            plan.add(f"create provider {ps.name} ({ps.kind})")
+        else:
+            plan.changes.extend(f"update provider {ps.name}: {line}" for line in lines)
+        by_name[ps.name] = account
+    for ps in spec.providers:  # standby links, once every account exists
+        account = by_name[ps.name]
+        standby = by_name[ps.standby] if ps.standby else None
+        if account.standby_id != (standby.pk if standby else None):
+            plan.add(f"update provider {ps.name}: standby → {_show(standby)}")
+            account.standby = standby
+            account.save(update_fields=["standby"])
+    for name, account in existing.items():
+        if name not in by_name and account.enabled:
+            account.enabled = False
+            account.save(update_fields=["enabled"])
+            plan.add(f"disable provider {name} (not in the file)")
+    return by_name
+
+
+def _apply_domains(
+    spec: PoolSpec, providers: dict[str, ProviderAccount], today: date, plan: Plan
+) -> None:
+    domains = {d.name: d for d in Domain.objects.all()}
+    mailboxes = {m.address: m for m in Mailbox.objects.select_related("domain")}
+    wanted_addresses: set[str] = set()
+    for ds in spec.domains:
+        domain = domains.get(ds.name)
+        created = domain is None
+        if domain is None:
+            domain = Domain(name=ds.name, provider=providers[ds.provider])
+        lines = _diff(
+            domain,
+            {
+                "provider": providers[ds.provider],
+                "daily_cap": ds.daily_cap,
+                "yearly_price": ds.yearly_price,
+                "dkim_selector": ds.dkim_selector,
+                "mail_from": ds.mail_from,
+            },
+        )
+        if created or lines:
+            domain.save()
+        if created:
+            plan.add(f"create domain {ds.name}")
+        else:
+            plan.changes.extend(f"update domain {ds.name}: {line}" for line in lines)
+        if domain.state == Domain.State.RETIRED:
+            Domain.objects.filter(pk=domain.pk).update(state=Domain.State.ACTIVE)
+            StateChange.objects.create(
+                domain=domain,
+                from_state=Domain.State.RETIRED,
+                to_state=Domain.State.ACTIVE,
+                reason="back in the configuration file",
+                actor=ACTOR,
+            )
+            plan.add(f"reinstate domain {ds.name}")
+        for ms in ds.mailboxes:
+            wanted_addresses.add(ms.address)
+            _apply_mailbox(ms, domain, providers, mailboxes.get(ms.address), today, plan)
+
+    for address, mailbox in mailboxes.items():
+        if address not in wanted_addresses and mailbox.state != Mailbox.State.RETIRED:
+            transition_mailbox(
+                mailbox,
+                Mailbox.State.RETIRED,
+                reason="removed from the configuration file",
+                actor=ACTOR,
+            )
+            plan.add(f"retire mailbox {address} (not in the file)")
+    wanted_domains = {d.name for d in spec.domains}
+    for name, domain in domains.items():
+        if name not in wanted_domains and domain.state != Domain.State.RETIRED:
+            transition_domain(
+                domain,
+                Domain.State.RETIRED,
+                reason="removed from the configuration file",
+                actor=ACTOR,
+            )
+            plan.add(f"retire domain {name} (not in the file)")
+
+
+def _apply_mailbox(
+    ms: MailboxSpec,
+    domain: Domain,
+    providers: dict[str, ProviderAccount],
+    mailbox: Mailbox | None,
+    today: date,
+    plan: Plan,
+) -> None:
+    created = mailbox is None
+    if mailbox is None:
+        mailbox = Mailbox(address=ms.address, domain=domain, state=ms.state)
+        if ms.state == Mailbox.State.WARMING:
+            mailbox.warmup_started_on = today
+    lines = _diff(
+        mailbox,
+        {
+            "domain": domain,
+            "display_name": ms.display_name,
+            "reply_to": ms.reply_to,
+            "daily_cap": ms.daily_cap,
+            "provider": providers[ms.provider] if ms.provider else None,
+            "settings": ms.settings,
+            "secrets": _resolve_secrets(ms.secrets, mailbox.secrets or {}),
+        },
+    )
+    if created:
+        mailbox.save()
+        StateChange.objects.create(
+            mailbox=mailbox,
+            domain=domain,
+            from_state="",
+            to_state=ms.state,
+            reason="declared in the configuration file",
+            actor=ACTOR,
+        )
+        plan.add(f"create mailbox {ms.address} ({ms.state})")
+        return
+    if lines:
+        mailbox.save()
+        plan.changes.extend(f"update mailbox {ms.address}: {line}" for line in lines)
+    if mailbox.state == Mailbox.State.RETIRED:
+        # Put back in the file: it re-enters the pool through warm-up, never straight to active.
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            state=Mailbox.State.WARMING, warmup_started_on=today, warmup_start_day=1
+        )
+        StateChange.objects.create(
+            mailbox=mailbox,
+            domain=domain,
+            from_state=Mailbox.State.RETIRED,
+            to_state=Mailbox.State.WARMING,
+            reason="back in the configuration file",
+            actor=ACTOR,
+        )
+        plan.add(f"reinstate mailbox {ms.address} (warming)")

@@ -1,0 +1,38 @@
+"""``outreach apply FILE.toml [--dry-run]``: make the database match the pool file."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from outreach.pool.config import ConfigError, apply, parse
+
+
+class Command(BaseCommand):
+    help = "Make the database match a pool file (idempotent, all or nothing, never deletes)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--dry-run", action="store_true", help="show the changes only")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["file"]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{path}: cannot read: {exc}") from exc
+        try:
+            plan = apply(parse(text), dry_run=options["dry_run"])
+        except ConfigError as exc:
+            raise CommandError(f"{path}: {exc}") from exc
+        prefix = "would " if options["dry_run"] else ""
+        for line in plan.changes:
+            self.stdout.write(f"{prefix}{line}")
+        if not plan.changes:
+            self.stdout.write(f"{path}: no changes")
+        else:
+            verb = "would change" if options["dry_run"] else "applied"
+            self.stdout.write(self.style.SUCCESS(f"{path}: {verb} {len(plan.changes)} item(s)"))
