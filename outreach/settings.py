@@ -198,3 +198,5 @@ LOGGING = {
 # Engine loops started by `outreach run` beside the web server: dotted paths to
 # `make_loop(stop: threading.Event) -> outreach.lib.loop.Loop`.
 OUTREACH_LOOPS: list[str] = []
+# A running loop silent for longer than this is reported by /healthz (and alerted on).
+OUTREACH_HEARTBEAT_STALE_SECONDS = env.get_int("OUTREACH_HEARTBEAT_STALE_SECONDS", 300, minimum=10)

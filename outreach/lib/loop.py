@@ -29,10 +29,21 @@ class Loop:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+# Called with the loop's name on every pass; the project sets it to record heartbeats
+# (outreach.apps), so lib stays free of domain imports.
+heartbeat_hook: Callable[[str, bool], None] | None = None
+
+
+def _beat(loop: Loop, *, running: bool = True) -> None:
+    if heartbeat_hook is not None:
+        heartbeat_hook(loop.name, running)
+
+
 def run_loop(loop: Loop) -> None:
     log.info("loop %s: started", loop.name)
     while not loop.stop.is_set():
         try:
+            _beat(loop)
             if loop.on_tick is not None:
                 loop.on_tick()
             while not loop.stop.is_set() and loop.handle_one():
@@ -44,6 +55,10 @@ def run_loop(loop: Loop) -> None:
             continue
         _close_db_connections()
         loop.stop.wait(loop.idle_seconds)
+    try:
+        _beat(loop, running=False)  # a clean stop is not a dead loop
+    except Exception:
+        log.exception("loop %s: could not record the stop", loop.name)
     log.info("loop %s: stopped", loop.name)
 
 

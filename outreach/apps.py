@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class OutreachConfig(AppConfig):
+    name = "outreach"
+    label = "outreach"
+    verbose_name = "outreach"
+
+    def ready(self) -> None:
+        from outreach import heartbeats
+        from outreach.lib import loop
+
+        loop.heartbeat_hook = heartbeats.beat
