@@ -1,0 +1,285 @@
+"""``outreach doctor``: what is wrong with this deployment, and how to fix it.
+
+Each check is a function returning findings; a check that crashes is itself a critical finding,
+so the doctor always finishes. Critical findings make the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+
+log = logging.getLogger(__name__)
+
+CRITICAL, WARNING, OK = "critical", "warning", "ok"
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    severity: str  # critical | warning | ok
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+Check = Callable[[], list[Finding]]
+
+
+def check_settings() -> list[Finding]:
+    found = []
+    if settings.DEBUG:
+        found.append(
+            Finding(
+                "settings",
+                CRITICAL if settings.PRODUCTION else WARNING,
+                "DEBUG is on: error pages show secrets",
+                "unset DEBUG",
+            )
+        )
+    if not settings.OUTREACH_BASE_URL.startswith("https://"):
+        found.append(
+            Finding(
+                "settings",
+                CRITICAL if settings.PRODUCTION else WARNING,
+                f"OUTREACH_BASE_URL is {settings.OUTREACH_BASE_URL}: unsubscribe links must "
+                "be https for the one-click unsubscribe of Gmail and Yahoo",
+                "set OUTREACH_BASE_URL=https://your-host",
+            )
+        )
+    if "*" in settings.ALLOWED_HOSTS:
+        found.append(
+            Finding(
+                "settings",
+                WARNING,
+                "ALLOWED_HOSTS accepts any host",
+                "list the host names in ALLOWED_HOSTS",
+            )
+        )
+    if not settings.PRODUCTION:
+        found.append(
+            Finding(
+                "settings",
+                WARNING,
+                f"OUTREACH_ENV is {settings.OUTREACH_ENV}",
+                "set OUTREACH_ENV=production on a server",
+            )
+        )
+    return found or [Finding("settings", OK, "settings look right for production")]
+
+
+def check_database() -> list[Finding]:
+    vendor = connection.vendor
+    try:
+        connection.ensure_connection()
+        plan = MigrationExecutor(connection).migration_plan(
+            MigrationExecutor(connection).loader.graph.leaf_nodes()
+        )
+    except DatabaseError as exc:
+        return [
+            Finding(
+                "database",
+                CRITICAL,
+                f"{vendor}: not reachable: {exc}".strip(),
+                "check DATABASE_URL and that the server runs",
+            )
+        ]
+    if plan:
+        return [
+            Finding(
+                "database", CRITICAL, f"{len(plan)} migration(s) not applied", "outreach migrate"
+            )
+        ]
+    return [Finding("database", OK, f"{vendor}: reachable and migrated")]
+
+
+def check_providers() -> list[Finding]:
+    from outreach.pool.models import ProviderAccount
+    from outreach.providers.base import SendError, build
+
+    found = []
+    accounts = list(ProviderAccount.objects.filter(enabled=True).order_by("name"))
+    if not accounts:
+        return [Finding("providers", WARNING, "no provider account", "outreach apply pool.toml")]
+    for account in accounts:
+        area = f"provider {account.name}"
+        if account.kind == ProviderAccount.Kind.SANDBOX:
+            found.append(
+                Finding(
+                    area,
+                    WARNING,
+                    "sandbox: mail is written to files, not sent",
+                    "declare an ses, smtp, mailgun or postmark provider",
+                )
+            )
+            continue
+        try:
+            provider = build(account.kind, account.settings, account.secrets)
+            health = provider.check_health()
+            provider.close()
+        except SendError as exc:
+            found.append(
+                Finding(
+                    area,
+                    CRITICAL,
+                    f"credentials not usable: {exc}",
+                    "fix the account's secrets in the pool file or environment",
+                )
+            )
+            continue
+        if health is None:
+            found.append(Finding(area, OK, f"{account.kind}: credentials resolve"))
+        elif health.healthy:
+            found.append(Finding(area, OK, f"{account.kind}: healthy"))
+        else:
+            found.append(
+                Finding(
+                    area,
+                    CRITICAL,
+                    f"{account.kind}: {health.reason}",
+                    "see the provider's console; outreach fails over meanwhile",
+                )
+            )
+    return found
+
+
+def check_webhooks() -> list[Finding]:
+    from outreach.pool.models import ProviderAccount
+
+    secret = (settings.ANYMAIL or {}).get("WEBHOOK_SECRET")
+    real = ProviderAccount.objects.filter(enabled=True).exclude(kind="sandbox").exists()
+    if not secret:
+        return [
+            Finding(
+                "webhooks",
+                CRITICAL if real else WARNING,
+                "no webhook secret: provider events would be refused or unauthenticated",
+                "set OUTREACH_WEBHOOK_SECRET=user:long-random-password",
+            )
+        ]
+    return [Finding("webhooks", OK, "webhook secret set")]
+
+
+def check_alerts(send_test: bool = False) -> list[Finding]:
+    urls = settings.OUTREACH_ALERT_URLS
+    if not urls:
+        return [
+            Finding(
+                "alerts",
+                WARNING,
+                "no alert channel: alerts go to the log only",
+                "set OUTREACH_ALERT_URLS=tgram://BOT_TOKEN/CHAT_ID",
+            )
+        ]
+    if not send_test:
+        return [Finding("alerts", OK, f"{len(urls)} channel(s) configured (--test-alert to try)")]
+    import apprise
+
+    notifier = apprise.Apprise()
+    for url in urls:
+        notifier.add(url)
+    if notifier.notify(title="outreach doctor", body="Test alert from outreach doctor."):
+        return [Finding("alerts", OK, "test alert delivered")]
+    return [
+        Finding(
+            "alerts",
+            CRITICAL,
+            "test alert could not be delivered",
+            "check the Apprise URLs in OUTREACH_ALERT_URLS",
+        )
+    ]
+
+
+def check_dns() -> list[Finding]:
+    from outreach.pool.models import Domain
+
+    try:
+        from outreach.pool.dns import latest_check
+    except ImportError:  # pragma: no cover - the DNS checks ship with the pool app
+        return []
+    found = []
+    for domain in Domain.objects.exclude(state="retired").select_related("provider"):
+        if domain.provider.kind == "sandbox":
+            continue
+        check = latest_check(domain)
+        area = f"dns {domain.name}"
+        if check is None:
+            found.append(
+                Finding(area, WARNING, "never checked", f"outreach dns check {domain.name}")
+            )
+        elif check.blocks_sending:
+            found.append(
+                Finding(
+                    area,
+                    CRITICAL,
+                    "critical DNS failure blocks sending",
+                    f"outreach dns plan {domain.name}",
+                )
+            )
+        else:
+            found.append(Finding(area, OK, "authentication records pass"))
+    return found
+
+
+def check_loops() -> list[Finding]:
+    from outreach.heartbeats import stale_loops
+    from outreach.models import Heartbeat
+
+    stale = stale_loops()
+    found = [
+        Finding(
+            f"loop {s.name}",
+            CRITICAL,
+            f"silent for {s.silent_seconds}s on {s.host} (pid {s.pid})",
+            "restart outreach run (or the loop's service) and read its log",
+        )
+        for s in stale
+    ]
+    running = set(Heartbeat.objects.filter(running=True).values_list("name", flat=True))
+    if not running and not stale:
+        found.append(
+            Finding(
+                "loops",
+                WARNING,
+                "no engine loop is running",
+                "start outreach run",
+            )
+        )
+    elif not stale:
+        found.append(Finding("loops", OK, f"running: {', '.join(sorted(running))}"))
+    return found
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("settings", check_settings),
+    ("database", check_database),
+    ("providers", check_providers),
+    ("webhooks", check_webhooks),
+    ("alerts", check_alerts),
+    ("dns", check_dns),
+    ("loops", check_loops),
+]
+
+
+def run_checks(*, send_test_alert: bool = False) -> list[Finding]:
+    findings: list[Finding] = []
+    database_ok = True
+    for name, check in CHECKS:
+        if name != "settings" and name != "database" and not database_ok:
+            continue  # every other check reads the database
+        try:
+            result = check_alerts(send_test_alert) if name == "alerts" else check()
+        except Exception as exc:
+            log.exception("doctor: check %s crashed", name)
+            result = [Finding(name, CRITICAL, f"the check itself failed: {exc}")]
+        if name == "database":
+            database_ok = all(f.severity != CRITICAL for f in result)
+        findings.extend(result)
+    return findings
