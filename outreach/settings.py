@@ -200,3 +200,18 @@ LOGGING = {
 OUTREACH_LOOPS: list[str] = []
 # A running loop silent for longer than this is reported by /healthz (and alerted on).
 OUTREACH_HEARTBEAT_STALE_SECONDS = env.get_int("OUTREACH_HEARTBEAT_STALE_SECONDS", 300, minimum=10)
+
+# DNS checks of the sending domains (`outreach dns check`, and periodically in `outreach run`):
+# resolvers as "ip[:port],..." (empty: the system's), the seconds one lookup may take, whether
+# a critical failure (no SPF, no DKIM, no DMARC...) stops sending from the domain, the DNS
+# blocklists for domains and for SMTP sending IPs, and how often each domain is re-checked
+# (0: never, only by hand).
+OUTREACH_DNS_NAMESERVERS = env.get_list("OUTREACH_DNS_NAMESERVERS", [])
+OUTREACH_DNS_TIMEOUT = env.get_int("OUTREACH_DNS_TIMEOUT", 5, minimum=1)
+OUTREACH_DNS_CRITICAL_BLOCKS_SENDING = env.get_bool("OUTREACH_DNS_CRITICAL_BLOCKS_SENDING", True)
+OUTREACH_DNS_DOMAIN_BLOCKLISTS = env.get_list(
+    "OUTREACH_DNS_DOMAIN_BLOCKLISTS", ["dbl.spamhaus.org"]
+)
+OUTREACH_DNS_IP_BLOCKLISTS = env.get_list("OUTREACH_DNS_IP_BLOCKLISTS", ["zen.spamhaus.org"])
+OUTREACH_DNS_CHECK_INTERVAL_MINUTES = env.get_int("OUTREACH_DNS_CHECK_INTERVAL_MINUTES", 360)
+OUTREACH_LOOPS.append("outreach.pool.dns.loop.make_loop")

@@ -209,3 +209,56 @@ class StateChange(models.Model):
     def __str__(self) -> str:
         subject = self.mailbox or self.domain or self.provider
         return f"{subject}: {self.from_state} → {self.to_state} ({self.reason})"
+
+
+class DnsCheck(models.Model):
+    """One run of the DNS checks (authentication records and blocklists) for a domain.
+
+    ``findings`` holds :class:`outreach.pool.dns.findings.Finding` dicts. ``blocks_sending``
+    is the verdict the scheduler reads through ``outreach.pool.dns.sending_blocked``: a
+    critical failure blocks; a run that could not check keeps the previous verdict.
+    """
+
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        WARNING = "warning"
+        UNKNOWN = "unknown"  # could not check: never read as "all good"
+        CRITICAL = "critical"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dns_checks")
+    checked_at = models.DateTimeField(default=clock.now)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    findings = models.JSONField(default=list, blank=True)
+    blocks_sending = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["domain", "-checked_at"], name="dnscheck_domain_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.outcome} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+class SesIdentity(models.Model):
+    """The SES domain identity of a sending domain, as ``outreach ses setup`` left it.
+
+    Its DKIM tokens and MAIL FROM host are what the DNS checks and ``outreach dns plan``
+    expect to find in the domain's zone.
+    """
+
+    domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="ses_identity")
+    region = models.CharField(max_length=32)
+    dkim_tokens = models.JSONField(default=list, blank=True)
+    dkim_status = models.CharField(max_length=32, blank=True)
+    verified_for_sending = models.BooleanField(default=False)
+    mail_from = models.CharField(max_length=253, blank=True)
+    mail_from_status = models.CharField(max_length=32, blank=True)
+    configuration_set = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        verbose_name = "SES identity"
+        verbose_name_plural = "SES identities"
+
+    def __str__(self) -> str:
+        return f"SES identity {self.domain} ({self.region})"
