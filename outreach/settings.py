@@ -215,3 +215,7 @@ OUTREACH_DNS_DOMAIN_BLOCKLISTS = env.get_list(
 OUTREACH_DNS_IP_BLOCKLISTS = env.get_list("OUTREACH_DNS_IP_BLOCKLISTS", ["zen.spamhaus.org"])
 OUTREACH_DNS_CHECK_INTERVAL_MINUTES = env.get_int("OUTREACH_DNS_CHECK_INTERVAL_MINUTES", 360)
 OUTREACH_LOOPS.append("outreach.pool.dns.loop.make_loop")
+
+# Lead import (docs/campaigns.md): reject addresses whose domain has no MX/A record (DNS
+# lookups through OUTREACH_DNS_NAMESERVERS, cached per domain); `--check-mx` per import.
+OUTREACH_LEADS_CHECK_MX = env.get_bool("OUTREACH_LEADS_CHECK_MX", False)

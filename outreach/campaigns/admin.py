@@ -1,5 +1,10 @@
-from django.contrib import admin
+from collections.abc import Callable
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from outreach.campaigns import lifecycle
 from outreach.campaigns.models import (
     Campaign,
     Enrollment,
@@ -28,11 +33,46 @@ class StepInline(admin.TabularInline):
     show_change_link = True
 
 
+def _lifecycle_action(
+    name: str, move: Callable[[Campaign, str], object]
+) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Campaign]], None]:
+    """An admin action running ``move`` (start, pause...) on each selected campaign."""
+
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> None:
+        for campaign in queryset:
+            try:
+                move(campaign, f"user:{request.user.get_username()}")
+            except lifecycle.CampaignInvalid as exc:
+                problems = "; ".join(exc.problems[:5])
+                modeladmin.message_user(
+                    request, f"{campaign.slug}: not valid: {problems}", messages.ERROR
+                )
+            except lifecycle.CampaignError as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{campaign.slug}: {campaign.state}")
+
+    action.__name__ = f"{name}_campaigns"
+    return admin.action(description=f"{name.capitalize()} selected campaigns")(action)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    """Campaign settings. State changes only through the actions (they validate first)."""
+
     list_display = ["slug", "name", "state", "daily_cap", "timezone"]
     list_filter = ["state"]
+    readonly_fields = ["state", "started_at", "created_at"]
+    filter_horizontal = ["allowed_domains", "allowed_mailboxes"]
     inlines = [StepInline]
+    actions = [
+        _lifecycle_action("start", lifecycle.start),
+        _lifecycle_action("pause", lifecycle.pause),
+        _lifecycle_action("resume", lifecycle.resume),
+        _lifecycle_action("stop", lifecycle.stop),
+    ]
 
 
 @admin.register(Lead)

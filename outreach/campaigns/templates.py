@@ -1,0 +1,429 @@
+"""Message content: sandboxed Jinja2 templates with spintax, both parts, and the footer.
+
+Contracts:
+
+- Variables are the lead's non-blank fields (``email``, ``first_name``, ``last_name``,
+  ``company``, ``title``, ``timezone``), its custom fields, the same under ``lead.*``, and the
+  sender's (``sender_name``, ``sender_first_name``, ``sender_email``) once a mailbox is known.
+  A blank field is *undefined*, so ``Hi {{ first_name }}`` fails instead of sending "Hi ,";
+  templates that accept a missing value say so with ``{{ first_name | default("there") }}``.
+- Templates run in Jinja2's sandbox with ``StrictUndefined``: Python internals
+  (``{{ lead.__class__ }}``) are refused, an undefined variable is an error.
+- Spintax is resolved on the source before Jinja2, seeded per lead and step, so re-rendering
+  gives the same text and lead data is never spun.
+- The HTML part is autoescaped; the text part is derived from the HTML with html2text when the
+  variant has none. The unsubscribe link and the postal address are appended to both parts.
+- The subject is one line: CR, LF and other whitespace runs become single spaces, so lead data
+  can never start a new header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import html2text
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from outreach.campaigns import spintax
+from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
+from outreach.events.unsubscribe import unsubscribe_url
+
+LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone")
+# Enough to show the operator what is wrong without flooding the terminal on 100k leads.
+MAX_PROBLEMS = 200
+
+_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_WHITESPACE = re.compile(r"\s+")
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+class RenderError(ValueError):
+    """A template could not be rendered (undefined variable, sandbox refusal, syntax)."""
+
+
+class VariantLike(Protocol):
+    subject: str
+    body_html: str
+    body_text: str
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+# --- variables ---------------------------------------------------------------------------
+
+
+def lead_context(lead: Lead) -> dict[str, Any]:
+    """Template variables of ``lead``: custom fields, then the standard ones (non-blank)."""
+    values: dict[str, Any] = {
+        key: value for key, value in (lead.custom or {}).items() if value not in ("", None)
+    }
+    for name in LEAD_FIELDS:
+        value = getattr(lead, name)
+        if value:
+            values[name] = value
+    return {**values, "lead": dict(values)}
+
+
+def sender_context(name: str, email: str) -> dict[str, str]:
+    values = {"sender_email": email} if email else {}
+    if name:
+        values["sender_name"] = name
+        values["sender_first_name"] = name.split()[0]
+    return values
+
+
+def sample_context() -> dict[str, Any]:
+    """A lead with every standard field filled: what validation uses before any enrollment."""
+    values = {
+        "email": "sample.lead@example.com",
+        "first_name": "Sam",
+        "last_name": "Sample",
+        "company": "Example Corp",
+        "title": "Head of Sales",
+        "timezone": "UTC",
+    }
+    return {**values, "lead": dict(values), **sender_context("Alex Sender", "alex@example.net")}
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def choose_variant(variants: Sequence[Variant], seed: str) -> Variant:
+    """One of ``variants`` by weight, always the same one for the same ``seed``.
+
+    The same rule as the scheduler's (``outreach.scheduler.policy.choose_variant``), so a
+    preview shows the variant the lead will get: SHA-256 of the seed, modulo the total weight.
+    """
+    if not variants:
+        raise ValueError("a step needs at least one variant")
+    total = sum(max(0, v.weight) for v in variants)
+    if total <= 0:
+        return variants[0]
+    point = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % total
+    for variant in variants:
+        point -= max(0, variant.weight)
+        if point < 0:
+            return variant
+    return variants[-1]
+
+
+def render_step(
+    variant: VariantLike,
+    context: Mapping[str, Any],
+    *,
+    seed: str,
+    unsubscribe_url: str,
+    postal_address: str,
+    thread_subject: str | None = None,
+) -> RenderedEmail:
+    """Render one variant for one lead. Pure: no database access.
+
+    A blank subject becomes ``"Re: " + thread_subject`` when ``thread_subject`` is given
+    (follow-ups replying in the thread); otherwise it is an error. Raises
+    :class:`RenderError` with a one-line reason.
+    """
+    subject_source = variant.subject.strip()
+    if subject_source:
+        subject = one_line(_render(subject_source, context, f"{seed}:subject", html=False))
+    elif thread_subject:
+        subject = one_line(thread_subject)
+        if not subject.lower().startswith("re:"):
+            subject = f"Re: {subject}"
+    else:
+        raise RenderError("subject is empty")
+    if not subject:
+        raise RenderError("subject renders empty")
+    if variant.body_html.strip():
+        body_html = _render(variant.body_html, context, f"{seed}:html", html=True)
+    elif variant.body_text.strip():
+        body_html = ""
+    else:
+        raise RenderError("body is empty")
+    if variant.body_text.strip():
+        body_text = _render(variant.body_text, context, f"{seed}:text", html=False).strip()
+    else:
+        body_text = html_to_text(body_html)
+    if not body_html:
+        body_html = text_to_html(body_text)
+    return RenderedEmail(
+        subject=subject,
+        html=_html_footer(body_html, unsubscribe_url, postal_address),
+        text=_text_footer(body_text, unsubscribe_url, postal_address),
+    )
+
+
+def render_message(message: Message) -> RenderedEmail:
+    """The content of a campaign message: its enrollment's lead, its step and its variant."""
+    enrollment, step, variant = message.enrollment, message.step, message.variant
+    if enrollment is None or step is None or variant is None:
+        raise RenderError(f"message {message.pk} has no enrollment, step or variant")
+    campaign = step.campaign
+    context = lead_context(enrollment.lead)
+    mailbox = message.mailbox or message.pinned_mailbox or enrollment.thread_mailbox
+    if mailbox is not None:
+        context.update(sender_context(campaign.from_name or mailbox.display_name, mailbox.address))
+    thread_subject = None
+    if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
+        thread_subject = first_subject(enrollment, context)
+    return render_step(
+        variant,
+        context,
+        seed=step_seed(enrollment.lead_id, step.position),
+        unsubscribe_url=unsubscribe_url(message.pk or 0),
+        postal_address=campaign.postal_address,
+        thread_subject=thread_subject,
+    )
+
+
+def step_seed(lead_id: int | None, position: int) -> str:
+    """Spintax seed: per lead and step, so every render of one message is the same."""
+    return f"lead:{lead_id}:step:{position}"
+
+
+def variant_seed(enrollment_id: int | None, step_id: int | None) -> str:
+    """A/B seed: per enrollment and step (the scheduler's)."""
+    return f"{enrollment_id}:{step_id}"
+
+
+def first_subject(enrollment: Enrollment, context: Mapping[str, Any]) -> str:
+    """The rendered subject of the thread's first message (sent or to be sent)."""
+    first = None
+    if enrollment.pk is not None:
+        first = (
+            Message.objects.filter(enrollment=enrollment, step__position=1)
+            .select_related("variant")
+            .first()
+        )
+    if first is not None and first.subject:
+        return first.subject
+    if first is not None and first.variant is not None:
+        variant = first.variant
+    else:
+        step = Step.objects.get(campaign_id=enrollment.campaign_id, position=1)
+        variant = choose_variant(list(step.variants.all()), variant_seed(enrollment.pk, step.pk))
+    return one_line(
+        _render(variant.subject, context, f"{step_seed(enrollment.lead_id, 1)}:subject")
+    )
+
+
+def one_line(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def html_to_text(body_html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no hard wrapping: mail clients wrap
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    return str(converter.handle(body_html)).strip()
+
+
+def text_to_html(body_text: str) -> str:
+    paragraphs = [p for p in re.split(r"\n\s*\n", body_text) if p.strip()]
+    return "".join(
+        "<p>" + html.escape(p.strip()).replace("\n", "<br>\n") + "</p>\n" for p in paragraphs
+    )
+
+
+def _render(source: str, context: Mapping[str, Any], seed: str, *, html: bool = False) -> str:
+    try:
+        spun = spintax.spin(source, seed)
+    except spintax.SpintaxError as exc:
+        raise RenderError(str(exc)) from None
+    template = _compile(spun, html)
+    try:
+        return template.render(context)
+    except TemplateError as exc:
+        raise RenderError(exc.message or exc.__class__.__name__) from None
+
+
+@lru_cache(maxsize=1024)
+def _compile(source: str, html: bool) -> Template:
+    env = _html_env if html else _text_env
+    try:
+        return env.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+
+
+def _html_footer(body_html: str, link: str, postal_address: str) -> str:
+    address = "<br>".join(html.escape(line.strip()) for line in postal_address.splitlines())
+    footer = (
+        '\n<p style="margin-top:24px;font-size:12px;color:#777">'
+        f"{address}<br>"
+        f'<a href="{html.escape(link)}">Unsubscribe</a> if you would rather not hear from us.'
+        "</p>\n"
+    )
+    ends = [m.start() for m in _BODY_END.finditer(body_html)]
+    if not ends:
+        return body_html.rstrip() + footer
+    return body_html[: ends[-1]] + footer + body_html[ends[-1] :]
+
+
+def _text_footer(body_text: str, link: str, postal_address: str) -> str:
+    address = "\n".join(line.strip() for line in postal_address.splitlines())
+    return f"{body_text.rstrip()}\n\n--\n{address}\nUnsubscribe: {link}\n"
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def validate_campaign(campaign: Campaign) -> list[str]:
+    """Everything that would stop this campaign from sending correctly; empty means OK.
+
+    Checks the settings, then renders every step and variant for every enrolled lead (a
+    sample lead when none is enrolled yet): undefined variables, sandbox refusals, empty
+    subjects, malformed links and a missing footer are reported as
+    ``lead 17 (ann@acme.com): step 2 variant B: 'first_name' is undefined``.
+    """
+    problems = _settings_problems(campaign)
+    steps = list(campaign.steps.prefetch_related("variants"))
+    if not steps:
+        return [*problems, "campaign has no steps"]
+    for index, step in enumerate(steps, start=1):
+        if step.position != index:
+            problems.append(f"steps must be numbered 1, 2, 3...: found step {step.position}")
+            break
+    variants = {step.position: list(step.variants.all()) for step in steps}
+    for step in steps:
+        if not variants[step.position]:
+            problems.append(f"step {step.position}: has no variant")
+        elif sum(v.weight for v in variants[step.position]) == 0:
+            problems.append(f"step {step.position}: every variant has weight 0")
+        for variant in variants[step.position]:
+            problems.extend(_source_problems(step, variant))
+    if problems:
+        return problems
+    link = unsubscribe_url(0)
+    for who, enrollment_id, lead_id, context in _contexts(campaign):
+        for step in steps:
+            for variant in variants[step.position]:
+                where = f"{who}: step {step.position} variant {variant.label}"
+                problem = _render_problem(
+                    campaign, variants[1], step, variant, (enrollment_id, lead_id), context, link
+                )
+                if problem:
+                    problems.append(f"{where}: {problem}")
+                    if len(problems) >= MAX_PROBLEMS:
+                        problems.append(f"(stopped after {MAX_PROBLEMS} problems)")
+                        return problems
+    return problems
+
+
+def _settings_problems(campaign: Campaign) -> list[str]:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    problems = []
+    if not campaign.postal_address.strip():
+        problems.append("campaign has no postal address (required in every footer)")
+    try:
+        ZoneInfo(campaign.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"unknown time zone {campaign.timezone!r}")
+    days = campaign.window_days or []
+    if not days or any(not isinstance(d, int) or not 1 <= d <= 7 for d in days):
+        problems.append("sending window: days must be a non-empty list of 1 (Monday) to 7")
+    if str(campaign.window_start) >= str(campaign.window_end):
+        problems.append("sending window: start must be before end")
+    return problems
+
+
+def _source_problems(step: Step, variant: Variant) -> list[str]:
+    where = f"step {step.position} variant {variant.label}"
+    problems = []
+    if not variant.subject.strip() and (step.position == 1 or not step.reply_to_thread):
+        problems.append(f"{where}: subject is empty")
+    if not variant.body_html.strip() and not variant.body_text.strip():
+        problems.append(f"{where}: body is empty")
+    for part, source in (
+        ("subject", variant.subject),
+        ("html", variant.body_html),
+        ("text", variant.body_text),
+    ):
+        problem = spintax.check(source)
+        if problem is None:
+            try:
+                _compile(source, part == "html")
+            except RenderError as exc:
+                problem = str(exc)
+        if problem:
+            problems.append(f"{where} {part}: {problem}")
+    return problems
+
+
+def _contexts(
+    campaign: Campaign,
+) -> Iterable[tuple[str, int | None, int | None, dict[str, Any]]]:
+    sender = sender_context(campaign.from_name or "Alex Sender", "sender@example.net")
+    enrollments = campaign.enrollments.select_related("lead").order_by("pk")
+    found = False
+    for enrollment in enrollments.iterator(chunk_size=500):
+        found = True
+        lead = enrollment.lead
+        context = lead_context(lead)
+        context.update(sender)
+        yield f"lead {lead.pk} ({lead.email})", enrollment.pk, lead.pk, context
+    if not found:
+        yield "sample lead", None, None, sample_context()
+
+
+def _render_problem(
+    campaign: Campaign,
+    first_variants: list[Variant],
+    step: Step,
+    variant: Variant,
+    ids: tuple[int | None, int | None],
+    context: Mapping[str, Any],
+    link: str,
+) -> str | None:
+    enrollment_id, lead_id = ids
+    try:
+        thread_subject = None
+        if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
+            first_step_id = first_variants[0].step_id
+            first = choose_variant(first_variants, variant_seed(enrollment_id, first_step_id))
+            thread_subject = one_line(
+                _render(first.subject, context, f"{step_seed(lead_id, 1)}:subject")
+            )
+        rendered = render_step(
+            variant,
+            context,
+            seed=step_seed(lead_id, step.position),
+            unsubscribe_url=link,
+            postal_address=campaign.postal_address,
+            thread_subject=thread_subject,
+        )
+    except RenderError as exc:
+        return str(exc)
+    for match in _HREF.finditer(rendered.html):
+        href = html.unescape(match.group(1) or match.group(2) or "")
+        if not _well_formed_link(href):
+            return f"malformed link {href!r}"
+    if link not in rendered.text or html.escape(link) not in rendered.html:
+        return "unsubscribe link missing from the footer"
+    return None
+
+
+def _well_formed_link(href: str) -> bool:
+    if href.startswith(("mailto:", "tel:")):
+        return len(href) > href.index(":") + 1 and " " not in href
+    try:
+        parts = urlsplit(href)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in href

@@ -1,0 +1,167 @@
+"""Rendering: sandbox, strict variables, spintax, both parts, footer, threads, one-line subjects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
+from outreach.campaigns.templates import (
+    RenderError,
+    choose_variant,
+    lead_context,
+    render_message,
+    render_step,
+    variant_seed,
+)
+from outreach.events.unsubscribe import read_token
+from outreach.testing import enroll, make_leads
+
+UNSUB = "https://out.example.com/u/token"
+POSTAL = "Example Ltd\n1 Main Street, Springfield"
+
+
+@dataclass
+class V:
+    subject: str = "Hello {{ first_name }}"
+    body_html: str = "<p>Hi {{ first_name }}</p>"
+    body_text: str = ""
+
+
+def render(variant: V, thread_subject: str | None = None, **context: object):  # type: ignore[no-untyped-def]
+    return render_step(
+        variant,
+        context,
+        seed="lead:1:step:1",
+        unsubscribe_url=UNSUB,
+        postal_address=POSTAL,
+        thread_subject=thread_subject,
+    )
+
+
+def test_it_renders_subject_html_and_a_derived_text_part() -> None:
+    email = render(
+        V(body_html="<p>Hi <b>{{ first_name }}</b>,</p><p>See you.</p>"), first_name="Ann"
+    )
+    assert email.subject == "Hello Ann"
+    assert "<b>Ann</b>" in email.html
+    assert "Hi Ann," in email.text and "<" not in email.text.split("--")[0]
+
+
+def test_it_puts_the_unsubscribe_link_and_postal_address_in_both_parts() -> None:
+    email = render(
+        V(body_html="<html><body><p>Hi {{ first_name }}</p></body></html>"), first_name="A"
+    )
+    assert UNSUB in email.text and "1 Main Street, Springfield" in email.text
+    assert f'href="{UNSUB}"' in email.html and "1 Main Street, Springfield" in email.html
+    assert email.html.index(UNSUB) < email.html.index("</body>")
+
+
+def test_it_makes_an_undefined_variable_an_error_not_a_blank() -> None:
+    with pytest.raises(RenderError, match="'first_name' is undefined"):
+        render(V())
+    lenient = V(subject="Hi {{ first_name | default('there') }}", body_html="<p>Hello</p>")
+    assert render(lenient).subject == "Hi there"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ lead.__class__ }}",
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ lead.__init__.__globals__ }}",
+    ],
+)
+def test_it_refuses_python_internals_in_the_sandbox(source: str) -> None:
+    with pytest.raises(RenderError, match=r"unsafe|undefined"):
+        render(V(body_html=source), lead={"first_name": "Ann"}, first_name="Ann")
+
+
+def test_it_escapes_lead_data_in_html_but_not_in_text() -> None:
+    email = render(V(body_text="Hi {{ first_name }}"), first_name="<script>x</script>")
+    assert "<script>" not in email.html and "&lt;script&gt;" in email.html
+    assert "Hi <script>x</script>" in email.text
+
+
+def test_it_keeps_the_subject_on_one_line_whatever_the_lead_data() -> None:
+    email = render(V(), first_name="Ann\r\nBcc: victim@example.com")
+    assert "\n" not in email.subject and "\r" not in email.subject
+    assert email.subject == "Hello Ann Bcc: victim@example.com"
+
+
+def test_it_uses_re_and_the_thread_subject_for_a_blank_follow_up_subject() -> None:
+    assert render(V(subject=""), "Quick question", first_name="A").subject == "Re: Quick question"
+    assert render(V(subject=""), "Re: Quick question", first_name="A").subject == (
+        "Re: Quick question"
+    )
+    with pytest.raises(RenderError, match="subject is empty"):
+        render(V(subject=""), first_name="A")
+
+
+def test_it_builds_an_html_part_from_a_text_only_variant() -> None:
+    email = render(V(body_html="", body_text="Hi {{ first_name }} & co\n\nBye"), first_name="A")
+    assert "<p>Hi A &amp; co</p>" in email.html
+    assert email.text.startswith("Hi A & co\n\nBye")
+
+
+def test_it_spins_deterministically_per_seed() -> None:
+    variant = V(subject="{Hi|Hello|Hey|Yo} {{ first_name }}")
+    first = render(variant, first_name="A")
+    assert all(render(variant, first_name="A") == first for _ in range(5))
+
+
+def test_it_treats_blank_lead_fields_as_undefined() -> None:
+    lead = Lead(email="a@b.co", email_domain="b.co", first_name="", custom={"industry": "SaaS"})
+    context = lead_context(lead)
+    assert "first_name" not in context
+    assert context["industry"] == "SaaS" and context["lead"]["email"] == "a@b.co"
+
+
+@pytest.mark.django_db
+def test_it_renders_a_message_with_its_own_unsubscribe_link_and_thread_subject(
+    campaign: Campaign,
+) -> None:
+    lead = make_leads(1)[0]
+    Lead.objects.filter(pk=lead.pk).update(first_name="Zoe")
+    lead.refresh_from_db()
+    enrollment = enroll(campaign, [lead])[0]
+    step1, step2 = Step.objects.filter(campaign=campaign).order_by("position")
+    first = Message.objects.create(
+        enrollment=enrollment,
+        step=step1,
+        variant=step1.variants.get(),
+        campaign=campaign,
+        to_email=lead.email,
+        to_domain=lead.email_domain,
+    )
+    rendered = render_message(first)
+    assert rendered.subject == "Quick question, Zoe"
+    assert render_message(first) == rendered
+    token = rendered.text.rsplit("/u/", 1)[1].strip()
+    assert read_token(token) == first.pk
+    follow_up = Message(
+        enrollment=enrollment,
+        step=step2,
+        variant=step2.variants.get(label="A"),
+        campaign=campaign,
+        to_email=lead.email,
+        to_domain=lead.email_domain,
+    )
+    assert render_message(follow_up).subject == "Re: Quick question, Zoe"
+    Message.objects.filter(pk=first.pk).update(subject="Stored subject")
+    assert render_message(follow_up).subject == "Re: Stored subject"
+    assert Enrollment.objects.count() == 1
+
+
+def test_it_picks_variants_by_weight_and_as_the_scheduler_does() -> None:
+    from outreach.scheduler import policy
+
+    a = Variant(pk=1, label="A", weight=80)
+    b = Variant(pk=2, label="B", weight=20)
+    picks = [choose_variant([a, b], f"{n}:7").label for n in range(1000)]
+    assert 700 < picks.count("A") < 900
+    for n in range(200):
+        ours = choose_variant([a, b], variant_seed(n, 7)).pk
+        assert ours == policy.choose_variant([(1, 80), (2, 20)], f"{n}:7")
