@@ -19,7 +19,10 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/outreach migrate --noinput
 	$(BIN)/outreach apply examples/pool.toml
-	$(BIN)/outreach ensure-admin
+	$(BIN)/outreach campaign apply examples/campaign.toml
+	$(BIN)/outreach leads import examples/leads.csv --campaign example-intro
+	$(BIN)/outreach campaign start example-intro
+	$(BIN)/outreach ensure_admin
 	$(BIN)/outreach run --bind $(BIND)
 
 check: install
