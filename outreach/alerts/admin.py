@@ -1,9 +1,14 @@
 from django.contrib import admin
 
-from outreach.alerts.models import Alert
+from outreach.alerts.models import Alert, ProviderHealth
 
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = ["created_at", "severity", "kind", "text", "state"]
     list_filter = ["severity", "state", "kind"]
+
+
+@admin.register(ProviderHealth)
+class ProviderHealthAdmin(admin.ModelAdmin):
+    list_display = ["provider_account", "healthy", "problems", "checked_at"]

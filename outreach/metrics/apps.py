@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class MetricsConfig(AppConfig):
     name = "outreach.metrics"
     label = "metrics"
+
+    def ready(self) -> None:
+        # Connected before the health rules (alerts app, later in INSTALLED_APPS): the rules
+        # read the rollups these receivers have just updated.
+        from outreach.events.signals import event_recorded
+        from outreach.metrics import receivers
+        from outreach.sending.signals import send_attempted
+
+        event_recorded.connect(receivers.on_event_recorded, dispatch_uid="metrics.rollup_event")
+        send_attempted.connect(receivers.on_send_attempted, dispatch_uid="metrics.rollup_attempt")

@@ -1,0 +1,147 @@
+"""Rules run the moment evidence arrives, and every automatic state change raises an alert.
+
+The event and attempt receivers run inside the transaction that stored the evidence, so a
+complaint's pause commits together with the complaint: once the webhook has been answered,
+the sending worker's conditional UPDATE (only ``active``/``warming`` mailboxes) refuses the
+mailbox. Each runs in a savepoint and logs its errors: a bug in a rule must never lose the
+event; the periodic pass catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from outreach.alerts import rules
+from outreach.alerts.outbox import Kind, raise_alert
+from outreach.events.models import Event
+from outreach.metrics import rollups
+from outreach.pool.models import Domain, Mailbox, PoolSettings, StateChange
+from outreach.sending.models import SendAttempt
+
+log = logging.getLogger(__name__)
+
+# Event types that can change a verdict (deliveries, opens, clicks, replies cannot).
+EVIDENCE_TYPES = {Event.Type.BOUNCED, Event.Type.COMPLAINED, Event.Type.BLOCKED}
+
+
+def on_event_recorded(sender: Any, event: Event, **kwargs: Any) -> None:
+    if event.type not in EVIDENCE_TYPES:
+        return
+    mailbox_id = event.mailbox_id
+    if not mailbox_id and event.message is not None:
+        mailbox_id = event.message.mailbox_id
+    if not mailbox_id:
+        return
+    try:
+        with transaction.atomic():
+            mailbox = Mailbox.objects.select_related("domain").get(pk=mailbox_id)
+            rules.evaluate_mailbox(mailbox)
+    except Exception:
+        log.exception("health rules on event %s failed", event.pk)
+
+
+def on_send_attempted(sender: Any, attempt: SendAttempt, **kwargs: Any) -> None:
+    try:
+        with transaction.atomic():
+            if attempt.outcome == SendAttempt.Outcome.SENT:
+                mailbox = attempt.mailbox
+                rules.check_caps([mailbox.domain_id])
+            else:
+                mailbox = Mailbox.objects.select_related("domain").get(pk=attempt.mailbox_id)
+                rules.evaluate_mailbox(mailbox)
+    except Exception:
+        log.exception("health rules on send attempt %s failed", attempt.pk)
+
+
+def on_state_change(sender: Any, instance: StateChange, created: bool, **kwargs: Any) -> None:
+    """Alert on every mailbox or domain state change not made by a person (who knows already),
+    and judge the domain of every mailbox taken out of service, whoever did it (the events
+    collector pauses on a complaint, the sending engine on an authentication failure).
+
+    Provider circuit changes are alerted by the circuit breaker itself (it knows the standby).
+    """
+    if not created or instance.actor.startswith(("user:", "config:")):
+        return
+    try:
+        with transaction.atomic():
+            alert_for_state_change(instance)
+            if instance.mailbox is not None and instance.to_state in rules.OUT_OF_SERVICE:
+                rules.evaluate_domain(instance.mailbox.domain)
+    except Exception:
+        log.exception("alert for state change %s failed", instance.pk)
+
+
+def _figures_line(figures: dict[str, Any]) -> str:
+    parts = []
+    if "sent" in figures:
+        parts.append(f"sent {figures['sent']}")
+    if "bounce_rate" in figures:
+        parts.append(f"bounces {figures['bounce_rate'] * 100:.1f}%")
+    if figures.get("complained"):
+        parts.append(f"complaints {figures['complained']}")
+    if figures.get("blocked"):
+        parts.append(f"blocks {figures['blocked']}")
+    if "window_days" in figures and parts:
+        parts.append(f"{figures['window_days']}d")
+    return " · ".join(parts)
+
+
+def alert_for_state_change(change: StateChange) -> None:
+    key = f"state-change:{change.pk}"
+    figures = {**change.figures, "actor": change.actor}
+    if change.mailbox_id is not None and "sent" not in figures:
+        # Changes made outside the rules (the collector's complaint pause, the engine's
+        # authentication pause) carry no rates: the alert shows the window's.
+        window = PoolSettings.load().thresholds.window_days
+        recent = rollups.window_figures(days=window, mailbox_id=change.mailbox_id)
+        figures = {**recent.to_dict(), "window_days": window, **figures}
+    line = _figures_line(figures)
+    details = f"\n{change.reason}" + (f"\n{line}" if line else "")
+    if change.mailbox_id is not None:
+        mailbox = change.mailbox
+        assert mailbox is not None
+        address = mailbox.address
+        if change.to_state == Mailbox.State.PAUSED:
+            raise_alert(
+                key, Kind.MAILBOX_PAUSED, f"⏸ {address} paused{details}", "critical", figures
+            )
+        elif change.to_state == Mailbox.State.COOLDOWN:
+            until = f" until {mailbox.cooldown_until:%Y-%m-%d}" if mailbox.cooldown_until else ""
+            raise_alert(
+                key,
+                Kind.MAILBOX_COOLDOWN,
+                f"🧊 {address} in cooldown{until}{details}",
+                "critical",
+                figures,
+            )
+        elif change.to_state == Mailbox.State.ACTIVE and change.from_state == Mailbox.State.WARMING:
+            raise_alert(
+                key,
+                Kind.WARMUP_GRADUATED,
+                f"🎓 {address} graduated from warm-up{details}",
+                "info",
+                figures,
+            )
+        elif (
+            change.to_state == Mailbox.State.WARMING and change.from_state == Mailbox.State.COOLDOWN
+        ):
+            raise_alert(
+                key, Kind.MAILBOX_REWARMING, f"🔁 {address} re-warming{details}", "info", figures
+            )
+        return
+    if change.domain_id is not None:
+        domain = change.domain
+        assert domain is not None
+        if change.to_state == Domain.State.COOLDOWN:
+            until = f" until {domain.cooldown_until:%Y-%m-%d}" if domain.cooldown_until else ""
+            raise_alert(
+                key,
+                Kind.DOMAIN_COOLDOWN,
+                f"🧊 domain {domain.name} in cooldown{until}: all its mailboxes stop{details}",
+                "critical",
+                figures,
+            )
+        return

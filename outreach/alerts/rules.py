@@ -1,0 +1,373 @@
+"""Health rules applied to the pool: figures gathered, verdicts of :mod:`outreach.metrics.health`
+carried out through :mod:`outreach.pool.states`, alerts raised.
+
+Rules run when evidence arrives (``event_recorded``, ``send_attempted``: see
+:mod:`outreach.alerts.receivers`) and periodically (:func:`periodic_pass`, in the ``outreach
+alerts`` loop). Both paths are idempotent: transitions are conditional UPDATEs and alerts are
+keyed, so running a rule twice on the same figures changes nothing.
+
+Evidence and resumes: a mailbox put back into service (``paused``/``cooldown`` → ``active``/
+``warming``, by a person or by a cooldown ending) is judged only on what happened after that
+moment. The old figures were already acted on; a rule fires again only on new evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max
+
+from outreach.alerts.digest import send_if_due
+from outreach.alerts.outbox import Kind, raise_alert
+from outreach.alerts.ses_watch import check_due_accounts
+from outreach.events.models import Event
+from outreach.lib import clock
+from outreach.metrics import health, rollups
+from outreach.metrics.figures import Figures
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.policy import Thresholds
+from outreach.pool.states import transition_domain, transition_mailbox
+from outreach.scheduler.models import DailyCounter
+from outreach.sending.models import SendAttempt
+
+log = logging.getLogger(__name__)
+
+SENDING_STATES = (Mailbox.State.WARMING, Mailbox.State.ACTIVE)
+OUT_OF_SERVICE = (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN)
+# Outcomes that say something about the mailbox itself (a hard bounce or a block says
+# something about one recipient or its provider, and is counted by the rollups instead).
+MAILBOX_FAILURES = (
+    SendAttempt.Outcome.TRANSIENT,
+    SendAttempt.Outcome.PERMANENT,
+    SendAttempt.Outcome.AUTH_FAILED,
+)
+# Pauses that say nothing about the domain's reputation (a rotated password, a provider
+# outage): they do not count towards putting the whole domain into cooldown.
+NOT_REPUTATION = ("rule:auth_failed", "rule:failure_streak")
+# A domain at 90% of its cap gets a heads-up before it stops for the day.
+DOMAIN_CAP_NEAR_RATIO = 0.9
+# Webhook sources: replies over IMAP and one-click unsubscribes say nothing about them.
+NON_WEBHOOK_SOURCES = ("imap", "unsubscribe", "smtp")
+# Webhooks are expected only from providers that publish events.
+WEBHOOK_PROVIDERS = (
+    ProviderAccount.Kind.SES,
+    ProviderAccount.Kind.MAILGUN,
+    ProviderAccount.Kind.POSTMARK,
+)
+# Fewer sends than this in the silence window prove nothing about webhooks.
+WEBHOOK_SILENCE_MIN_SENDS = 5
+ONE_DAY = timedelta(days=1)
+
+
+# -- mailboxes ---------------------------------------------------------------------------------
+
+
+def back_in_service_at(mailbox: Mailbox) -> datetime | None:
+    """When the mailbox last came back from ``paused`` or ``cooldown``, if ever."""
+    return (
+        StateChange.objects.filter(
+            mailbox=mailbox, from_state__in=OUT_OF_SERVICE, to_state__in=SENDING_STATES
+        )
+        .order_by("-at", "-id")
+        .values_list("at", flat=True)
+        .first()
+    )
+
+
+def mailbox_figures(mailbox: Mailbox, thresholds: Thresholds) -> tuple[Figures, datetime | None]:
+    """The mailbox's figures over the window, counting only evidence newer than its return to
+    service; the second value is that moment when it cut the window short."""
+    tz = rollups.pool_timezone()
+    first, last = rollups.window_days(thresholds.window_days, clock.today(tz))
+    window_start = rollups.day_bounds(first, tz)[0]
+    since = back_in_service_at(mailbox)
+    if since is not None and since > window_start:
+        return rollups.figures_since(mailbox.pk, since), since
+    return rollups.window_figures(
+        days=thresholds.window_days, today=last, mailbox_id=mailbox.pk
+    ), None
+
+
+def failure_state(
+    mailbox: Mailbox, since: datetime | None, thresholds: Thresholds
+) -> tuple[int, bool]:
+    """(failed calls in a row, whether the latest call was an authentication failure)."""
+    attempts = SendAttempt.objects.filter(mailbox=mailbox)
+    if since is not None:
+        attempts = attempts.filter(at__gt=since)
+    outcomes = list(
+        attempts.exclude(outcome__in=[SendAttempt.Outcome.HARD_BOUNCE, SendAttempt.Outcome.BLOCKED])
+        .order_by("-at", "-id")
+        .values_list("outcome", flat=True)[: thresholds.failure_streak_pause]
+    )
+    streak = 0
+    for outcome in outcomes:
+        if outcome not in MAILBOX_FAILURES:
+            break
+        streak += 1
+    return streak, bool(outcomes) and outcomes[0] == SendAttempt.Outcome.AUTH_FAILED
+
+
+def evaluate_mailbox(mailbox: Mailbox) -> health.Verdict:
+    """Judge one mailbox on its current figures and act on the verdict."""
+    if mailbox.state not in SENDING_STATES:
+        return health.OK
+    thresholds = PoolSettings.load().thresholds
+    figures, since = mailbox_figures(mailbox, thresholds)
+    streak, auth_failed = failure_state(mailbox, since, thresholds)
+    verdict = health.mailbox_verdict(
+        figures, thresholds, failure_streak=streak, auth_failed=auth_failed
+    )
+    if since is not None and verdict.action != health.Action.NONE:
+        verdict.figures["evidence_since"] = since.isoformat()
+    apply_mailbox_verdict(mailbox, verdict, thresholds)
+    return verdict
+
+
+def apply_mailbox_verdict(
+    mailbox: Mailbox, verdict: health.Verdict, thresholds: Thresholds
+) -> StateChange | None:
+    actor = f"rule:{verdict.rule}"
+    if verdict.action == health.Action.PAUSE:
+        change = transition_mailbox(
+            mailbox,
+            Mailbox.State.PAUSED,
+            reason=verdict.reason,
+            actor=actor,
+            figures=verdict.figures,
+        )
+    elif verdict.action == health.Action.COOLDOWN:
+        change = transition_mailbox(
+            mailbox,
+            Mailbox.State.COOLDOWN,
+            reason=verdict.reason,
+            actor=actor,
+            figures=verdict.figures,
+            cooldown_until=clock.now() + timedelta(days=thresholds.block_cooldown_days),
+        )
+    elif verdict.action == health.Action.WARN:
+        kind = Kind.BOUNCE_WARNING if verdict.rule == "bounce_warning" else Kind.COMPLAINT_WARNING
+        raise_alert(
+            f"{verdict.rule}:mailbox:{mailbox.pk}",
+            kind,
+            f"⚠️ {mailbox.address}\n{verdict.reason}",
+            "warning",
+            {"mailbox": mailbox.address, **verdict.figures},
+        )
+        return None
+    else:
+        return None
+    # The domain is judged by the state-change receiver, whoever paused the mailbox.
+    return change
+
+
+# -- domains -----------------------------------------------------------------------------------
+
+
+def evaluate_domain(domain: Domain, *, blocklisted: list[str] | None = None) -> health.Verdict:
+    """Put a domain into cooldown when its mailboxes keep getting paused for reputation
+    (complaints, bounces, blocks: rules, not people, not credentials) or it is blocklisted.
+
+    ``blocklisted`` names the lists the domain was found on (the DNS checks call this).
+    """
+    domain.refresh_from_db(fields=["state", "cooldown_until"])
+    if domain.state != Domain.State.ACTIVE:
+        return health.OK
+    thresholds = PoolSettings.load().thresholds
+    since = clock.now() - timedelta(days=thresholds.window_days)
+    back = StateChange.objects.filter(
+        domain=domain, mailbox__isnull=True, to_state=Domain.State.ACTIVE
+    ).aggregate(at=Max("at"))["at"]
+    if back is not None and back > since:
+        since = back
+    pauses = (
+        StateChange.objects.filter(
+            mailbox__domain=domain,
+            to_state__in=OUT_OF_SERVICE,
+            at__gt=since,
+            actor__startswith="rule:",
+        )
+        .exclude(actor__in=NOT_REPUTATION)
+        .count()
+    )
+    verdict = health.domain_verdict(pauses, thresholds, blocklisted=blocklisted)
+    if verdict.action == health.Action.COOLDOWN:
+        transition_domain(
+            domain,
+            Domain.State.COOLDOWN,
+            reason=verdict.reason,
+            actor=f"rule:{verdict.rule}",
+            figures=verdict.figures,
+            cooldown_until=clock.now() + timedelta(days=thresholds.block_cooldown_days),
+        )
+    return verdict
+
+
+# -- cooldowns ending --------------------------------------------------------------------------
+
+
+def expire_cooldowns() -> int:
+    """Mailboxes whose cooldown ended re-enter warm-up at the schedule's re-entry day; domains
+    whose cooldown ended become active again. Returns how many moved."""
+    now = clock.now()
+    pool = PoolSettings.load()
+    moved = 0
+    for mailbox in Mailbox.objects.filter(
+        state=Mailbox.State.COOLDOWN, cooldown_until__lte=now
+    ).select_related("domain"):
+        change = transition_mailbox(
+            mailbox,
+            Mailbox.State.WARMING,
+            reason=f"cooldown ended: re-warming from warm-up day {pool.warmup.reentry_day}",
+            actor="rule:cooldown_ended",
+            figures={
+                "cooldown_until": mailbox.cooldown_until.isoformat()
+                if mailbox.cooldown_until
+                else None
+            },
+            warmup_start_day=pool.warmup.reentry_day,
+        )
+        moved += change is not None
+    for domain in Domain.objects.filter(state=Domain.State.COOLDOWN, cooldown_until__lte=now):
+        change = transition_domain(
+            domain,
+            Domain.State.ACTIVE,
+            reason="cooldown ended",
+            actor="rule:cooldown_ended",
+            figures={
+                "cooldown_until": domain.cooldown_until.isoformat()
+                if domain.cooldown_until
+                else None
+            },
+        )
+        moved += change is not None
+    return moved
+
+
+# -- caps --------------------------------------------------------------------------------------
+
+
+def check_caps(domain_ids: list[int] | None = None) -> int:
+    """Alert once a day per domain at ≥ 90% and at 100% of its cap, and once when the global
+    cap is reached. Reads today's counters (one query); returns the alerts raised."""
+    pool = PoolSettings.load()
+    limits = pool.limits
+    day = clock.today(pool.timezone)
+    counters = DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.DOMAIN)
+    if domain_ids is not None:
+        counters = counters.filter(key__in=[str(i) for i in domain_ids])
+    used = {int(k): u for k, u in counters.values_list("key", "used") if k.isdigit()}
+    raised = 0
+    for domain in Domain.objects.filter(pk__in=used):
+        cap = domain.cap(limits)
+        n = used[domain.pk]
+        if cap <= 0:
+            continue
+        figures = {"domain": domain.name, "used": n, "cap": cap, "day": day.isoformat()}
+        if n >= cap:
+            raised += _once_today(
+                f"domain-cap-reached:{domain.pk}:{day}",
+                Kind.DOMAIN_CAP_REACHED,
+                f"🛑 {domain.name} reached its daily cap: {n}/{cap}",
+                figures,
+            )
+        elif n >= DOMAIN_CAP_NEAR_RATIO * cap:
+            raised += _once_today(
+                f"domain-cap-near:{domain.pk}:{day}",
+                Kind.DOMAIN_CAP_NEAR,
+                f"📈 {domain.name} at {n}/{cap} of its daily cap ({n / cap:.0%})",
+                figures,
+            )
+    total = (
+        DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.GLOBAL)
+        .values_list("used", flat=True)
+        .first()
+    )
+    if total is not None and total >= limits.global_daily_cap:
+        raised += _once_today(
+            f"global-cap:{day}",
+            Kind.GLOBAL_CAP_REACHED,
+            f"🛑 global daily cap reached: {total}/{limits.global_daily_cap}",
+            {"used": total, "cap": limits.global_daily_cap, "day": day.isoformat()},
+        )
+    return raised
+
+
+def _once_today(key: str, kind: str, text: str, figures: dict[str, object]) -> int:
+    return raise_alert(key, kind, text, "warning", figures, quiet=ONE_DAY) is not None
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+def check_webhooks_silent() -> bool:
+    """Alert when mail went out through providers that publish events but no webhook arrived
+    for ``OUTREACH_WEBHOOK_SILENCE_MINUTES`` (a broken SNS subscription or a lost secret
+    leaves bounces and complaints unseen: the health rules go blind)."""
+    minutes = settings.OUTREACH_WEBHOOK_SILENCE_MINUTES
+    now = clock.now()
+    window_start = now - timedelta(minutes=minutes)
+    # Sends old enough that their delivery events should have arrived by now.
+    sends = SendAttempt.objects.filter(
+        outcome=SendAttempt.Outcome.SENT,
+        provider_account__kind__in=WEBHOOK_PROVIDERS,
+        at__gte=window_start - timedelta(minutes=minutes),
+        at__lt=window_start,
+    ).count()
+    if sends < WEBHOOK_SILENCE_MIN_SENDS:
+        return False
+    last = Event.objects.exclude(source__in=NON_WEBHOOK_SOURCES).aggregate(at=Max("received_at"))[
+        "at"
+    ]
+    if last is not None and last >= window_start:
+        return False
+    since = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
+    return (
+        raise_alert(
+            "webhooks-silent",
+            Kind.WEBHOOKS_SILENT,
+            f"🔇 no provider webhook {since} while {sends} messages were sent: bounces and "
+            "complaints are not being seen",
+            "critical",
+            {
+                "sends": sends,
+                "silence_minutes": minutes,
+                "last_event_at": last.isoformat() if last else None,
+            },
+        )
+        is not None
+    )
+
+
+# -- periodic pass -----------------------------------------------------------------------------
+
+
+def evaluate_pool() -> int:
+    """Judge every sending mailbox; returns how many verdicts were not "ok"."""
+    findings = 0
+    for mailbox in Mailbox.objects.filter(state__in=SENDING_STATES).select_related("domain"):
+        findings += evaluate_mailbox(mailbox).action != health.Action.NONE
+    for domain in Domain.objects.filter(state=Domain.State.ACTIVE):
+        findings += evaluate_domain(domain).action != health.Action.NONE
+    return findings
+
+
+def periodic_pass() -> None:
+    """Everything that is checked on a timer, each step isolated so one failing (an SES API
+    outage) does not stop the others."""
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("cooldowns", expire_cooldowns),
+        ("pool", evaluate_pool),
+        ("caps", check_caps),
+        ("webhooks", check_webhooks_silent),
+        ("ses", check_due_accounts),
+        ("digest", send_if_due),
+    ]
+    for name, step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("periodic health step %s failed", name)

@@ -1,0 +1,241 @@
+"""Health rules applied to the pool: evidence in, transitions in the audit log, alerts out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from outreach.alerts import rules
+from outreach.alerts.models import Alert
+from outreach.alerts.tests.conftest import Pool, record, send
+from outreach.lib import clock
+from outreach.pool.models import Domain, Mailbox, PoolSettings, StateChange
+from outreach.pool.states import transition_mailbox
+from outreach.sending.models import SendAttempt
+
+pytestmark = pytest.mark.django_db
+
+
+def _state(mailbox: Mailbox) -> str:
+    mailbox.refresh_from_db()
+    return mailbox.state
+
+
+def _alerts(kind: str) -> list[Alert]:
+    return list(Alert.objects.filter(kind=kind).order_by("id"))
+
+
+def test_it_pauses_a_mailbox_on_its_first_complaint_with_the_figures(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 30, campaign=pool.campaign)
+
+    record(messages[3], "complained")
+
+    assert _state(mailbox) == Mailbox.State.PAUSED
+    change = StateChange.objects.get(mailbox=mailbox)
+    assert (change.from_state, change.to_state, change.actor) == (
+        "active",
+        "paused",
+        "rule:complaint",
+    )
+    assert change.figures["complained"] == 1
+    assert change.figures["sent"] == 30
+    [alert] = _alerts("mailbox_paused")
+    assert alert.severity == "critical"
+    assert mailbox.address in alert.text and "complaint" in alert.text
+    # The other mailboxes go on.
+    assert _state(pool.mailboxes[1]) == Mailbox.State.ACTIVE
+
+
+def test_it_warns_above_three_percent_bounces_once_and_pauses_above_five(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 40, campaign=pool.campaign)
+
+    record(messages[0], "bounced", bounce_type="hard")  # 2.5%
+    record(messages[1], "bounced", bounce_type="soft")  # soft bounces do not count
+    assert _alerts("bounce_warning") == []
+
+    record(messages[2], "bounced", bounce_type="hard")  # 5.0%: above 3%
+    assert _state(mailbox) == Mailbox.State.ACTIVE
+    [warning] = _alerts("bounce_warning")
+    assert "5.0%" in warning.text
+
+    rules.evaluate_pool()  # the periodic pass sees the same figures: no second warning
+    assert len(_alerts("bounce_warning")) == 1
+
+    record(messages[4], "bounced", bounce_type="hard")  # 7.5%: above 5%
+    assert _state(mailbox) == Mailbox.State.PAUSED
+    change = StateChange.objects.get(mailbox=mailbox)
+    assert change.actor == "rule:bounce_rate"
+    assert change.figures["bounced_hard"] == 3 and change.figures["sent"] == 40
+    assert len(_alerts("mailbox_paused")) == 1
+
+
+def test_it_waits_for_twenty_sends_before_judging_bounce_rates(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 10)
+    for message in messages[:3]:
+        record(message, "bounced", bounce_type="hard")
+    assert _state(mailbox) == Mailbox.State.ACTIVE
+    send(mailbox, 10)  # 3 of 20: 15%
+    rules.evaluate_pool()
+    assert _state(mailbox) == Mailbox.State.PAUSED
+
+
+def test_it_cools_a_blocked_mailbox_down_for_14_days_then_rewarms_it(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 5)
+    blocked_at = clock.now()
+
+    record(messages[0], "blocked", source="smtp")
+
+    mailbox.refresh_from_db()
+    assert mailbox.state == Mailbox.State.COOLDOWN
+    assert mailbox.cooldown_until == blocked_at + timedelta(days=14)
+    assert len(_alerts("mailbox_cooldown")) == 1
+
+    clock.advance(timedelta(days=13, hours=23))
+    rules.periodic_pass()
+    assert _state(mailbox) == Mailbox.State.COOLDOWN
+
+    clock.advance(timedelta(hours=1))
+    rules.periodic_pass()
+    mailbox.refresh_from_db()
+    assert mailbox.state == Mailbox.State.WARMING
+    reentry = PoolSettings.load().warmup.reentry_day
+    assert mailbox.warmup_start_day == reentry
+    assert mailbox.cap_today(PoolSettings.load()) == 12  # day 8 of the warm-up schedule
+    assert len(_alerts("mailbox_rewarming")) == 1
+    # The old block does not send it straight back into cooldown.
+    rules.periodic_pass()
+    assert _state(mailbox) == Mailbox.State.WARMING
+
+
+def test_it_does_not_undo_a_manual_resume_with_the_same_old_evidence(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 25)
+    record(messages[0], "complained")
+    assert _state(mailbox) == Mailbox.State.PAUSED
+
+    clock.advance(timedelta(hours=2))
+    transition_mailbox(mailbox, "active", reason="checked: a forwarded test", actor="user:ops")
+    rules.periodic_pass()
+    assert _state(mailbox) == Mailbox.State.ACTIVE
+
+    # New evidence after the resume does count.
+    clock.advance(timedelta(hours=1))
+    later = send(mailbox, 1)
+    record(later[0], "complained")
+    assert _state(mailbox) == Mailbox.State.PAUSED
+    change = StateChange.objects.filter(mailbox=mailbox).first()
+    assert change is not None and change.figures["complained"] == 1
+    assert "evidence_since" in change.figures
+
+
+def test_it_pauses_after_an_authentication_failure_or_a_streak_of_failures(pool: Pool) -> None:
+    first, second = pool.mailboxes[0], pool.mailboxes[1]
+    send(first, 1, outcome=SendAttempt.Outcome.AUTH_FAILED)
+    assert _state(first) == Mailbox.State.PAUSED
+    assert StateChange.objects.get(mailbox=first).actor == "rule:auth_failed"
+
+    send(second, 9, outcome=SendAttempt.Outcome.TRANSIENT)
+    assert _state(second) == Mailbox.State.ACTIVE
+    send(second, 1, outcome=SendAttempt.Outcome.TRANSIENT)
+    assert _state(second) == Mailbox.State.PAUSED
+
+
+def test_it_cools_a_domain_down_when_its_mailboxes_keep_getting_paused(pool: Pool) -> None:
+    first, second = pool.mailboxes[0], pool.mailboxes[1]  # both on send1
+    record(send(first, 1)[0], "complained")
+    domain = first.domain
+    domain.refresh_from_db()
+    assert domain.state == Domain.State.ACTIVE
+
+    record(send(second, 1)[0], "complained")
+    domain.refresh_from_db()
+    assert domain.state == Domain.State.COOLDOWN
+    assert domain.cooldown_until == clock.now() + timedelta(days=14)
+    change = StateChange.objects.get(domain=domain, mailbox__isnull=True)
+    assert change.figures["mailbox_pauses"] == 2
+    assert len(_alerts("domain_cooldown")) == 1
+
+    clock.advance(timedelta(days=14))
+    rules.periodic_pass()
+    domain.refresh_from_db()
+    assert domain.state == Domain.State.ACTIVE
+
+
+def test_it_does_not_cool_a_domain_down_for_credential_pauses(pool: Pool) -> None:
+    first, second = pool.mailboxes[0], pool.mailboxes[1]
+    send(first, 1, outcome=SendAttempt.Outcome.AUTH_FAILED)
+    send(second, 1, outcome=SendAttempt.Outcome.AUTH_FAILED)
+    assert (_state(first), _state(second)) == ("paused", "paused")
+    first.domain.refresh_from_db()
+    assert first.domain.state == Domain.State.ACTIVE
+
+
+def test_it_alerts_once_when_a_domain_nears_its_cap_not_once_per_message(pool: Pool) -> None:
+    from outreach.scheduler.models import DailyCounter
+
+    mailbox = pool.mailboxes[0]
+    domain = mailbox.domain
+    domain.daily_cap = 20
+    domain.save()
+    day = clock.today()
+    counter = DailyCounter.objects.create(scope="domain", key=str(domain.pk), day=day, used=0)
+    for used in range(1, 21):
+        counter.used = used
+        counter.save()
+        send(mailbox, 1)
+        rules.check_caps()
+
+    near = _alerts("domain_cap_near")
+    reached = _alerts("domain_cap_reached")
+    assert len(near) == 1 and "18/20" in near[0].text
+    assert len(reached) == 1 and "20/20" in reached[0].text
+
+    clock.advance(timedelta(hours=3))  # past the quiet period: still once a day
+    send(mailbox, 1)
+    assert len(_alerts("domain_cap_reached")) == 1
+
+
+def test_it_alerts_when_the_global_cap_is_reached(pool: Pool) -> None:
+    from outreach.scheduler.models import DailyCounter
+
+    DailyCounter.objects.create(scope="global", key="*", day=clock.today(), used=1500)
+    rules.check_caps()
+    rules.check_caps()
+    [alert] = _alerts("global_cap_reached")
+    assert "1500/1500" in alert.text
+
+
+def test_it_alerts_on_warmup_graduation(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    Mailbox.objects.filter(pk=mailbox.pk).update(state=Mailbox.State.WARMING)
+    mailbox.refresh_from_db()
+    transition_mailbox(mailbox, "active", reason="reached 40/day cleanly", actor="rule:warmup")
+    [alert] = _alerts("warmup_graduated")
+    assert alert.severity == "info" and mailbox.address in alert.text
+
+
+def test_it_alerts_when_webhooks_fall_silent_while_sending(pool: Pool, settings: object) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 10)
+    record(messages[0], "delivered")
+    clock.advance(timedelta(minutes=30))
+    assert not rules.check_webhooks_silent()
+
+    clock.advance(timedelta(minutes=45))  # sends 75 min old, last webhook 75 min ago
+    assert rules.check_webhooks_silent()
+    [alert] = _alerts("webhooks_silent")
+    assert alert.severity == "critical" and "10 messages" in alert.text
+    assert not rules.check_webhooks_silent()  # quiet period
+
+
+def test_it_does_not_call_webhooks_silent_when_events_keep_arriving(pool: Pool) -> None:
+    mailbox = pool.mailboxes[0]
+    messages = send(mailbox, 10)
+    clock.advance(timedelta(minutes=70))
+    record(messages[0], "delivered")
+    assert not rules.check_webhooks_silent()

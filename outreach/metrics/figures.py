@@ -1,0 +1,72 @@
+"""Figures: the counts of one subject (a mailbox, a domain, the pool) over some period.
+
+Plain values, no database: rollups produce them, health rules and the dashboard read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# The counters kept per rollup row, in display order.
+COUNTERS: tuple[str, ...] = (
+    "sent",
+    "failed",
+    "transient",
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "deferred",
+    "complained",
+    "unsubscribed",
+    "opened",
+    "clicked",
+    "replied",
+    "auto_replied",
+    "blocked",
+)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Counts over a period. Rates are over ``sent`` (messages the provider accepted)."""
+
+    sent: int = 0
+    failed: int = 0
+    transient: int = 0
+    delivered: int = 0
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    deferred: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    opened: int = 0
+    clicked: int = 0
+    replied: int = 0
+    auto_replied: int = 0
+    blocked: int = 0
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> Figures:
+        return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(**{name: getattr(self, name) + getattr(other, name) for name in COUNTERS})
+
+    def rate(self, counter: str) -> float:
+        """``counter`` per message sent; 0.0 when nothing was sent."""
+        return getattr(self, counter) / self.sent if self.sent else 0.0
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.rate("bounced_hard")
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.rate("complained")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = asdict(self)
+        data["bounce_rate"] = round(self.bounce_rate, 4)
+        data["complaint_rate"] = round(self.complaint_rate, 4)
+        return data

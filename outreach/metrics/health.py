@@ -1,0 +1,159 @@
+"""Health rules: pure decisions over figures and thresholds (BRIEF §3 Thresholds).
+
+Nothing here touches the database. :mod:`outreach.alerts.rules` gathers the figures, calls
+these, and applies the verdict through :mod:`outreach.pool.states`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from outreach.metrics.figures import Figures
+from outreach.pool.policy import Thresholds
+
+
+class Action(StrEnum):
+    NONE = "none"
+    WARN = "warn"
+    PAUSE = "pause"
+    COOLDOWN = "cooldown"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    # Short rule name, recorded as the actor "rule:<rule>" and used in alert keys.
+    rule: str = ""
+    reason: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+OK = Verdict(Action.NONE)
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def mailbox_verdict(
+    figures: Figures,
+    thresholds: Thresholds,
+    *,
+    failure_streak: int = 0,
+    auth_failed: bool = False,
+) -> Verdict:
+    """What should happen to a sending mailbox given its recent figures.
+
+    In order of severity, the first that applies:
+
+    1. any block (policy rejection, spam-folder placement) → cooldown for
+       ``block_cooldown_days``, then re-warm;
+    2. complaints ≥ ``complaint_pause_count`` → pause;
+    3. hard-bounce rate > ``bounce_pause_rate`` once ``min_sends`` are in the window → pause;
+    4. an authentication failure, or ``failure_streak_pause`` failed calls in a row → pause;
+    5. hard-bounce rate > ``bounce_warning_rate`` (same minimum) → warning;
+    6. complaint rate > ``complaint_warning_rate`` (same minimum) → warning.
+    """
+    t = thresholds
+    facts: dict[str, Any] = {
+        **figures.to_dict(),
+        "window_days": t.window_days,
+        "min_sends": t.min_sends,
+        "preset": t.preset,
+    }
+    enough = figures.sent >= t.min_sends
+    if figures.blocked > 0:
+        return Verdict(
+            Action.COOLDOWN,
+            "block",
+            f"{figures.blocked} block(s) in {t.window_days} days: cooldown "
+            f"{t.block_cooldown_days} days",
+            {**facts, "cooldown_days": t.block_cooldown_days},
+        )
+    if figures.complained >= t.complaint_pause_count:
+        return Verdict(
+            Action.PAUSE,
+            "complaint",
+            f"{figures.complained} spam complaint(s) in {t.window_days} days",
+            facts,
+        )
+    if enough and figures.bounce_rate > t.bounce_pause_rate:
+        return Verdict(
+            Action.PAUSE,
+            "bounce_rate",
+            f"hard bounces {_pct(figures.bounce_rate)} of {figures.sent} sent "
+            f"(pause above {_pct(t.bounce_pause_rate)})",
+            facts,
+        )
+    if auth_failed:
+        return Verdict(Action.PAUSE, "auth_failed", "provider rejected the credentials", facts)
+    if failure_streak >= t.failure_streak_pause:
+        return Verdict(
+            Action.PAUSE,
+            "failure_streak",
+            f"{failure_streak} failed sends in a row",
+            {**facts, "failure_streak": failure_streak},
+        )
+    if enough and figures.bounce_rate > t.bounce_warning_rate:
+        return Verdict(
+            Action.WARN,
+            "bounce_warning",
+            f"hard bounces {_pct(figures.bounce_rate)} of {figures.sent} sent "
+            f"(warning above {_pct(t.bounce_warning_rate)}, pause above "
+            f"{_pct(t.bounce_pause_rate)})",
+            facts,
+        )
+    if enough and figures.complaint_rate > t.complaint_warning_rate:
+        return Verdict(
+            Action.WARN,
+            "complaint_warning",
+            f"complaints {_pct(figures.complaint_rate)} of {figures.sent} sent",
+            facts,
+        )
+    return OK
+
+
+def domain_verdict(
+    mailbox_pauses: int, thresholds: Thresholds, *, blocklisted: list[str] | None = None
+) -> Verdict:
+    """A domain goes into cooldown as a whole when its mailboxes keep getting paused or put in
+    cooldown (``domain_pauses_for_cooldown`` within the window), or when it is on a blocklist."""
+    t = thresholds
+    facts: dict[str, Any] = {"mailbox_pauses": mailbox_pauses, "window_days": t.window_days}
+    if blocklisted:
+        return Verdict(
+            Action.COOLDOWN,
+            "blocklist",
+            f"listed on {', '.join(blocklisted)}",
+            {**facts, "blocklists": blocklisted, "cooldown_days": t.block_cooldown_days},
+        )
+    if mailbox_pauses >= t.domain_pauses_for_cooldown:
+        return Verdict(
+            Action.COOLDOWN,
+            "domain_pauses",
+            f"{mailbox_pauses} mailbox pauses in {t.window_days} days",
+            {**facts, "cooldown_days": t.block_cooldown_days},
+        )
+    return OK
+
+
+def routing_share(figures: Figures, thresholds: Thresholds) -> float:
+    """A mailbox's routing weight in [0, 1]: it falls linearly as the bounce rate rises towards
+    the pause rate, so traffic moves away before the mailbox has to be paused (BRIEF §3
+    Routing). Below ``min_sends`` there is too little evidence to penalize."""
+    if figures.sent < thresholds.min_sends or thresholds.bounce_pause_rate <= 0:
+        return 1.0
+    return max(0.0, 1.0 - figures.bounce_rate / thresholds.bounce_pause_rate)
+
+
+def may_graduate(figures: Figures, thresholds: Thresholds, *, reached_target: bool) -> bool:
+    """A warming mailbox graduates to ``active`` once it has reached its target volume with no
+    complaint, no block and a bounce rate under the warning threshold over the window."""
+    return (
+        reached_target
+        and figures.complained == 0
+        and figures.blocked == 0
+        and figures.bounce_rate <= thresholds.bounce_warning_rate
+    )

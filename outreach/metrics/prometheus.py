@@ -1,0 +1,138 @@
+"""The Prometheus text exposition of /metrics: sends, events, states and cap use.
+
+Counters are sums over all rollups (monotonic while rollups are only added to); gauges are
+read now. A handful of grouped queries, whatever the history length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Count, Sum
+
+from outreach.alerts.models import Alert, ProviderHealth
+from outreach.campaigns.models import Message
+from outreach.lib import clock
+from outreach.metrics.figures import COUNTERS
+from outreach.metrics.models import DailyRollup
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.scheduler.models import DailyCounter
+
+Sample = tuple[dict[str, str], float]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+        number = repr(float(value)) if isinstance(value, float) else str(int(value))
+        lines.append(f"{name}{{{label_text}}} {number}" if label_text else f"{name} {number}")
+    return lines
+
+
+def render() -> str:
+    pool = PoolSettings.load()
+    limits = pool.limits
+    day = clock.today(pool.timezone)
+    mailboxes = {m.pk: m for m in Mailbox.objects.select_related("domain")}
+    domains = {d.pk: d for d in Domain.objects.all()}
+    providers = {p.pk: p for p in ProviderAccount.objects.all()}
+
+    per_mailbox = (
+        DailyRollup.objects.values("mailbox_id", "provider_id")
+        .annotate(**{name: Sum(name) for name in COUNTERS})
+        .order_by("mailbox_id", "provider_id")
+    )
+    counters: dict[str, list[Sample]] = {name: [] for name in COUNTERS}
+    for row in per_mailbox:
+        mailbox = mailboxes.get(row["mailbox_id"])
+        provider = providers.get(row["provider_id"])
+        labels = {
+            "mailbox": mailbox.address if mailbox else "",
+            "domain": mailbox.domain.name if mailbox else "",
+            "provider": provider.name if provider else "",
+        }
+        for name in COUNTERS:
+            counters[name].append((labels, row[name] or 0))
+
+    out: list[str] = []
+    out += _family(
+        "outreach_sent_total", "counter", "Messages accepted by a provider.", counters["sent"]
+    )
+    out += _family(
+        "outreach_send_failed_total", "counter", "Permanent send failures.", counters["failed"]
+    )
+    event_samples = [
+        ({**labels, "type": name}, value)
+        for name in COUNTERS
+        if name not in ("sent", "failed", "transient")
+        for labels, value in counters[name]
+    ]
+    out += _family(
+        "outreach_events_total", "counter", "Events by type (rollup counters).", event_samples
+    )
+    out += _family(
+        "outreach_mailbox_state",
+        "gauge",
+        "1 for the state each mailbox is in.",
+        [
+            ({"mailbox": m.address, "domain": m.domain.name, "state": m.state}, 1)
+            for m in mailboxes.values()
+        ],
+    )
+    out += _family(
+        "outreach_domain_state",
+        "gauge",
+        "1 for the state each domain is in.",
+        [({"domain": d.name, "state": d.state}, 1) for d in domains.values()],
+    )
+
+    used = DailyCounter.objects.filter(day=day).values_list("scope", "key", "used")
+    cap_used: list[Sample] = []
+    cap_limit: list[Sample] = []
+    for scope, key, n in used:
+        if scope == DailyCounter.Scope.MAILBOX and key.isdigit() and int(key) in mailboxes:
+            mailbox = mailboxes[int(key)]
+            labels = {"scope": scope, "subject": mailbox.address}
+            cap_limit.append((labels, mailbox.cap_today(pool, day)))
+        elif scope == DailyCounter.Scope.DOMAIN and key.isdigit() and int(key) in domains:
+            domain = domains[int(key)]
+            labels = {"scope": scope, "subject": domain.name}
+            cap_limit.append((labels, domain.cap(limits)))
+        elif scope == DailyCounter.Scope.GLOBAL:
+            labels = {"scope": scope, "subject": "*"}
+            cap_limit.append((labels, limits.global_daily_cap))
+        else:
+            continue
+        cap_used.append((labels, n))
+    out += _family("outreach_cap_used", "gauge", "Units of today's caps used.", cap_used)
+    out += _family("outreach_cap_limit", "gauge", "Today's caps.", cap_limit)
+
+    states = Message.objects.values("state").annotate(n=Count("id")).order_by("state")
+    out += _family(
+        "outreach_messages",
+        "gauge",
+        "Messages by state.",
+        [({"state": row["state"]}, row["n"]) for row in states],
+    )
+    alerts = Alert.objects.values("state").annotate(n=Count("id")).order_by("state")
+    out += _family(
+        "outreach_alerts",
+        "gauge",
+        "Alerts in the outbox by delivery state.",
+        [({"state": row["state"]}, row["n"]) for row in alerts],
+    )
+    out += _family(
+        "outreach_provider_healthy",
+        "gauge",
+        "1 when the provider account's last check was healthy.",
+        [
+            ({"provider": h.provider_account.name}, 1 if h.healthy else 0)
+            for h in ProviderHealth.objects.select_related("provider_account")
+        ],
+    )
+    return "\n".join(out) + "\n"

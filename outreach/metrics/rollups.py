@@ -1,0 +1,315 @@
+"""Daily rollups kept current from the engine's signals, and rebuilt from the raw tables on demand.
+
+Every stored event and every provider call adds to one :class:`DailyRollup` row (the pool day it
+happened on x mailbox x campaign x step x variant x provider). Rates over a window are sums of a
+handful of rows, so health rules and the dashboard never scan raw events. :func:`rebuild`
+recomputes one day from ``Event`` and ``SendAttempt`` (repair after a bug or a restore).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q, Sum
+
+from outreach.campaigns.models import Message
+from outreach.events.models import Event
+from outreach.lib import clock
+from outreach.metrics.figures import COUNTERS, Figures
+from outreach.metrics.models import DailyRollup
+from outreach.pool.models import Mailbox, PoolSettings
+from outreach.sending.models import SendAttempt
+
+# What a provider call's outcome adds. A synchronous 5.1.x rejection or 5.7.x policy block
+# counts only as a failed send here: the sending engine also records it as a ``bounced``/
+# ``blocked`` event (source "smtp"), which adds the bounce or the block exactly once.
+ATTEMPT_COUNTERS: dict[str, dict[str, int]] = {
+    SendAttempt.Outcome.SENT: {"sent": 1},
+    SendAttempt.Outcome.TRANSIENT: {"transient": 1},
+    SendAttempt.Outcome.PERMANENT: {"failed": 1},
+    SendAttempt.Outcome.HARD_BOUNCE: {"failed": 1},
+    SendAttempt.Outcome.BLOCKED: {"failed": 1},
+    SendAttempt.Outcome.AUTH_FAILED: {"failed": 1},
+}
+
+_EVENT_COUNTER: dict[str, str] = {
+    Event.Type.DELIVERED: "delivered",
+    Event.Type.DEFERRED: "deferred",
+    Event.Type.COMPLAINED: "complained",
+    Event.Type.UNSUBSCRIBED: "unsubscribed",
+    Event.Type.OPENED: "opened",
+    Event.Type.CLICKED: "clicked",
+    Event.Type.REPLIED: "replied",
+    Event.Type.AUTO_REPLIED: "auto_replied",
+    Event.Type.BLOCKED: "blocked",
+}
+
+
+def event_counter(event_type: str, bounce_type: str) -> str | None:
+    """The rollup counter an event adds to; a bounce without a type counts as soft."""
+    if event_type == Event.Type.BOUNCED:
+        return "bounced_hard" if bounce_type == Event.BounceType.HARD else "bounced_soft"
+    return _EVENT_COUNTER.get(event_type)
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The dimensions of a rollup row; 0 = none."""
+
+    mailbox_id: int = 0
+    domain_id: int = 0
+    campaign_id: int = 0
+    step_id: int = 0
+    variant_id: int = 0
+    provider_id: int = 0
+
+    def key(self) -> dict[str, int]:
+        """The columns of the unique constraint (the domain follows from the mailbox)."""
+        data = asdict(self)
+        data.pop("domain_id")
+        return data
+
+
+def pool_timezone() -> ZoneInfo:
+    return ZoneInfo(PoolSettings.load().timezone)
+
+
+def day_of(at: datetime, tz: ZoneInfo) -> date:
+    return at.astimezone(tz).date()
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) of a pool day as aware datetimes."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start, end
+
+
+def bump(day: date, dims: Dims, counters: dict[str, int]) -> None:
+    """Add ``counters`` to the row of (day, dims), creating it when it does not exist yet.
+
+    UPDATE first: the row nearly always exists. Two writers may both find it missing and both
+    INSERT; the unique constraint makes the second fail, which then adds with UPDATE.
+    """
+    if not counters:
+        return
+    rows = DailyRollup.objects.filter(day=day, **dims.key())
+    updates = {name: F(name) + n for name, n in counters.items()}
+    if rows.update(**updates):
+        return
+    try:
+        with transaction.atomic():
+            DailyRollup.objects.create(day=day, **asdict(dims), **counters)
+    except IntegrityError:
+        rows.update(**updates)
+
+
+def _mailbox_domains(mailbox_ids: set[int]) -> dict[int, int]:
+    ids = {i for i in mailbox_ids if i}
+    if not ids:
+        return {}
+    return dict(Mailbox.objects.filter(pk__in=ids).values_list("pk", "domain_id"))
+
+
+def record_event(event: Event) -> None:
+    """Count one stored event on the day it occurred."""
+    counter = event_counter(event.type, event.bounce_type)
+    if counter is None:
+        return
+    msg: dict[str, Any] = {}
+    if event.message_id:
+        msg = dict(
+            Message.objects.filter(pk=event.message_id)
+            .values("mailbox_id", "campaign_id", "step_id", "variant_id", "provider_account_id")
+            .first()
+            or {}
+        )
+    mailbox_id = event.mailbox_id or msg.get("mailbox_id") or 0
+    dims = Dims(
+        mailbox_id=mailbox_id,
+        domain_id=_mailbox_domains({mailbox_id}).get(mailbox_id, 0),
+        campaign_id=event.campaign_id or msg.get("campaign_id") or 0,
+        step_id=msg.get("step_id") or 0,
+        variant_id=msg.get("variant_id") or 0,
+        provider_id=msg.get("provider_account_id") or 0,
+    )
+    bump(day_of(event.occurred_at, pool_timezone()), dims, {counter: 1})
+
+
+def record_attempt(attempt: SendAttempt) -> None:
+    """Count one provider call on the day it was made."""
+    counters = ATTEMPT_COUNTERS.get(attempt.outcome, {})
+    msg: dict[str, Any] = dict(
+        Message.objects.filter(pk=attempt.message_id)
+        .values("campaign_id", "step_id", "variant_id")
+        .first()
+        or {}
+    )
+    dims = Dims(
+        mailbox_id=attempt.mailbox_id,
+        domain_id=_mailbox_domains({attempt.mailbox_id}).get(attempt.mailbox_id, 0),
+        campaign_id=msg.get("campaign_id") or 0,
+        step_id=msg.get("step_id") or 0,
+        variant_id=msg.get("variant_id") or 0,
+        provider_id=attempt.provider_account_id,
+    )
+    bump(day_of(attempt.at, pool_timezone()), dims, dict(counters))
+
+
+def rebuild(day: date) -> int:
+    """Recompute every rollup row of ``day`` from the raw tables; returns the rows written.
+
+    1. Count provider calls of the day by dimensions and outcome.
+    2. Count events that occurred that day by dimensions and type.
+    3. Replace the day's rows in one transaction (readers see the old or the new day).
+    """
+    tz = pool_timezone()
+    start, end = day_bounds(day, tz)
+    totals: dict[tuple[int, int, int, int, int], Counter[str]] = defaultdict(Counter)
+
+    attempts = (
+        SendAttempt.objects.filter(at__gte=start, at__lt=end)
+        .values(
+            "mailbox_id",
+            "provider_account_id",
+            "outcome",
+            "message__campaign_id",
+            "message__step_id",
+            "message__variant_id",
+        )
+        .annotate(n=Count("id"))
+    )
+    for row in attempts:
+        key = (
+            row["mailbox_id"] or 0,
+            row["message__campaign_id"] or 0,
+            row["message__step_id"] or 0,
+            row["message__variant_id"] or 0,
+            row["provider_account_id"] or 0,
+        )
+        for name, n in ATTEMPT_COUNTERS.get(row["outcome"], {}).items():
+            totals[key][name] += n * row["n"]
+
+    events = (
+        Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values(
+            "type",
+            "bounce_type",
+            "mailbox_id",
+            "campaign_id",
+            "message__mailbox_id",
+            "message__campaign_id",
+            "message__step_id",
+            "message__variant_id",
+            "message__provider_account_id",
+        )
+        .annotate(n=Count("id"))
+    )
+    for row in events:
+        counter = event_counter(row["type"], row["bounce_type"])
+        if counter is None:
+            continue
+        key = (
+            row["mailbox_id"] or row["message__mailbox_id"] or 0,
+            row["campaign_id"] or row["message__campaign_id"] or 0,
+            row["message__step_id"] or 0,
+            row["message__variant_id"] or 0,
+            row["message__provider_account_id"] or 0,
+        )
+        totals[key][counter] += row["n"]
+
+    domains = _mailbox_domains({key[0] for key in totals})
+    rows = [
+        DailyRollup(
+            day=day,
+            mailbox_id=key[0],
+            domain_id=domains.get(key[0], 0),
+            campaign_id=key[1],
+            step_id=key[2],
+            variant_id=key[3],
+            provider_id=key[4],
+            **counts,
+        )
+        for key, counts in totals.items()
+    ]
+    with transaction.atomic():
+        DailyRollup.objects.filter(day=day).delete()
+        DailyRollup.objects.bulk_create(rows)
+    return len(rows)
+
+
+def window_days(days: int, today: date | None = None) -> tuple[date, date]:
+    """The first and last pool day of a window of ``days`` days ending today (inclusive)."""
+    last = today or clock.today(PoolSettings.load().timezone)
+    return last - timedelta(days=days - 1), last
+
+
+def _sums(queryset: Any) -> dict[str, Any]:
+    return dict(queryset.aggregate(**{name: Sum(name) for name in COUNTERS}))
+
+
+def window_figures(
+    *,
+    days: int = 7,
+    today: date | None = None,
+    mailbox_id: int | None = None,
+    domain_id: int | None = None,
+    campaign_id: int | None = None,
+    provider_id: int | None = None,
+) -> Figures:
+    """Sums over the last ``days`` pool days, for one subject or (no filter) the whole pool."""
+    first, last = window_days(days, today)
+    rows = DailyRollup.objects.filter(day__gte=first, day__lte=last)
+    for field, value in (
+        ("mailbox_id", mailbox_id),
+        ("domain_id", domain_id),
+        ("campaign_id", campaign_id),
+        ("provider_id", provider_id),
+    ):
+        if value is not None:
+            rows = rows.filter(**{field: value})
+    return Figures.from_mapping(_sums(rows))
+
+
+def figures_by(dimension: str, *, first: date, last: date, **filters: int) -> dict[int, Figures]:
+    """Sums per value of ``dimension`` ("mailbox_id", "domain_id", ...) over [first, last]."""
+    rows = (
+        DailyRollup.objects.filter(day__gte=first, day__lte=last, **filters)
+        .values(dimension)
+        .annotate(**{name: Sum(name) for name in COUNTERS})
+    )
+    return {row[dimension]: Figures.from_mapping(row) for row in rows}
+
+
+def figures_since(mailbox_id: int, since: datetime) -> Figures:
+    """A mailbox's figures from the raw tables for what happened after ``since``.
+
+    Used when a mailbox was put back into service inside the window: evidence from before
+    that moment was already acted on, and a day's rollup cannot tell before from after. The
+    scan is bounded by one mailbox and at most one window of days.
+    """
+    totals: Counter[str] = Counter()
+    attempts = (
+        SendAttempt.objects.filter(mailbox_id=mailbox_id, at__gt=since)
+        .values("outcome")
+        .annotate(n=Count("id"))
+    )
+    for row in attempts:
+        for name, n in ATTEMPT_COUNTERS.get(row["outcome"], {}).items():
+            totals[name] += n * row["n"]
+    events = (
+        Event.objects.filter(Q(mailbox_id=mailbox_id) | Q(message__mailbox_id=mailbox_id))
+        .filter(occurred_at__gt=since)
+        .values("type", "bounce_type")
+        .annotate(n=Count("id", distinct=True))
+    )
+    for row in events:
+        counter = event_counter(row["type"], row["bounce_type"])
+        if counter is not None:
+            totals[counter] += row["n"]
+    return Figures.from_mapping(dict(totals))
