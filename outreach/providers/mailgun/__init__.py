@@ -1,0 +1,1 @@
+"""Mailgun through django-anymail."""

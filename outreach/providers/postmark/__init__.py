@@ -1,0 +1,1 @@
+"""Postmark through django-anymail."""

@@ -1,0 +1,1 @@
+"""AWS SES through the SES v2 API (boto3)."""

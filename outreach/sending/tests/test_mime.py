@@ -1,0 +1,82 @@
+"""The built message: standards-correct headers, and no header injection from lead data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+import pytest
+
+from outreach.sending import mime
+
+
+def _outgoing(**overrides: str) -> mime.Outgoing:
+    fields = {
+        "from_address": "anna@send1.example.com",
+        "from_name": "Anna Müller",
+        "to_address": "lead@prospect.example.org",
+        "reply_to": "anna@reply.example.com",
+        "subject": "Quick question, Léa",
+        "text": "Hi Léa,\nshort one.",
+        "html": "<p>Hi Léa,</p><p>short one.</p>",
+        "message_id": mime.new_message_id("send1.example.com"),
+        "date": datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        "unsubscribe_url": "https://outreach.example.com/u/" + "T" * 90,
+        "unsubscribe_mailto": "mailto:anna@send1.example.com?subject=unsubscribe",
+        "tag": "42",
+    }
+    fields.update(overrides)
+    return mime.Outgoing(**fields)  # type: ignore[arg-type]
+
+
+def _parse(raw: bytes):  # type: ignore[no-untyped-def]
+    return message_from_bytes(raw, policy=policy.default)
+
+
+def test_it_builds_a_multipart_alternative_with_every_header() -> None:
+    out = _outgoing(in_reply_to="<a@send1.example.com>", references="<a@send1.example.com>")
+    raw = mime.build(out)
+    mail = _parse(raw)
+
+    assert b"\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n", b"")
+    assert mail["From"] == "Anna Müller <anna@send1.example.com>"
+    assert mail["Reply-To"] == "anna@reply.example.com"
+    assert mail["Subject"] == "Quick question, Léa"
+    assert mail["Date"] == "Mon, 02 Mar 2026 10:00:00 +0000"
+    assert mail["Message-ID"] == out.message_id
+    assert mail["In-Reply-To"] == "<a@send1.example.com>"
+    assert mail["References"] == "<a@send1.example.com>"
+    assert mail["List-Unsubscribe"] == (
+        f"<{out.unsubscribe_url}>, <mailto:anna@send1.example.com?subject=unsubscribe>"
+    )
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["X-Outreach-Message"] == "42"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_it_makes_unique_message_ids_on_the_sending_domain() -> None:
+    ids = {mime.new_message_id("Send1.Example.com") for _ in range(100)}
+    assert len(ids) == 100
+    assert all(i.startswith("<") and i.endswith("@send1.example.com>") for i in ids)
+
+
+def test_it_flattens_lead_data_that_tries_to_add_headers() -> None:
+    raw = mime.build(
+        _outgoing(
+            subject="Hi\r\nBcc: victim@example.net\nX-Evil: 1",
+            from_name="Anna\r\nCc: other@example.net",
+        )
+    )
+    mail = _parse(raw)
+    assert mail["Bcc"] is None and mail["Cc"] is None and mail["X-Evil"] is None
+    assert mail["Subject"] == "Hi Bcc: victim@example.net X-Evil: 1"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["lead@prospect.example.org\r\nBcc: x@example.net", "a@b.example, c@d.example", "nobody"],
+)
+def test_it_refuses_anything_but_one_address(address: str) -> None:
+    with pytest.raises(mime.MessageBuildError):
+        mime.build(_outgoing(to_address=address))
