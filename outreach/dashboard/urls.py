@@ -5,4 +5,22 @@ from outreach.dashboard import views
 app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("messages/<int:pk>/resolve", views.resolve_unknown, name="resolve_unknown"),
+    path("mailboxes/", views.mailbox_list, name="mailboxes"),
+    path("mailboxes/<int:pk>/", views.mailbox_detail, name="mailbox"),
+    path("mailboxes/<int:pk>/action", views.mailbox_action, name="mailbox_action"),
+    path("domains/", views.domain_list, name="domains"),
+    path("campaigns/", views.campaign_list, name="campaigns"),
+    path("campaigns/<slug:slug>/", views.campaign_detail, name="campaign"),
+    path("campaigns/<slug:slug>/state", views.campaign_state, name="campaign_state"),
+    path("events/", views.event_list, name="events"),
+    path("audit/", views.audit_log, name="audit"),
+    path("suppression/", views.suppression_list, name="suppression"),
+    path("suppression/add", views.suppression_add, name="suppression_add"),
+    path("suppression/<int:pk>/remove", views.suppression_remove, name="suppression_remove"),
+    path("suppression.csv", views.suppression_export, name="suppression_export"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<int:pk>/ack", views.alert_ack, name="alert_ack"),
+    path("leads/import", views.lead_import_form, name="lead_import_form"),
+    path("leads/import/upload", views.lead_import, name="lead_import"),
 ]

@@ -1,21 +1,579 @@
-"""Dashboard pages."""
+"""Dashboard pages: what the operator looks at every morning.
+
+Every page needs a login (the project's LoginRequiredMiddleware); every action is POST only,
+CSRF-protected and staff only (:func:`staff_required`). Pages read through
+:mod:`outreach.dashboard.queries` (a fixed number of queries per page) and act through
+:mod:`outreach.dashboard.actions` (which goes through the owning apps).
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import importlib
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
 
-from outreach.scheduler.status import pool_status
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from outreach.alerts.models import Alert
+from outreach.campaigns.models import Campaign, Suppression
+from outreach.dashboard import actions, charts, forms, queries
+from outreach.dashboard.exports import csv_lines
+from outreach.events.models import Event
+from outreach.lib import clock
+from outreach.pool import models as pool_models
+from outreach.pool.models import Mailbox, PoolSettings, StateChange
+
+PAGE_SIZE = 100
+View = Callable[..., HttpResponse]
 
 
+def staff_required(view: View) -> View:
+    """Only staff may act; anyone else logged in gets 403 (anonymous users never get here:
+    the login middleware sends them to the login page first)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+def _form_errors(request: HttpRequest, form: Any) -> None:
+    for field, errors in form.errors.items():
+        for error in errors:
+            messages.error(request, f"{field}: {error}" if field != "__all__" else error)
+
+
+# Overview ------------------------------------------------------------------------------------
+
+
+@require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    rows = pool_status()
+    pool = PoolSettings.load()
+    window_counts = queries.window_event_counts(pool)
+    mailboxes = queries.mailbox_rows(pool, last_event=False, window_counts=window_counts)
+    domains = queries.domain_rows(pool, mailboxes)
+    rates, checks = queries.pool_rates(pool, window_counts)
+    unknown_total, unknown = queries.unknown_messages()
+    by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
+    for row in mailboxes:
+        by_state[row.mailbox.state] += 1
+    window_days = pool.thresholds.window_days
+    series = queries.daily_series(pool, window_days, per_day=window_counts.by_day)
+    today_use = queries.global_today(pool, mailboxes, domains)
+    chart = charts.bar_chart(
+        [f"{d['day']:%d %b}" for d in series],
+        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
+        overlays=[
+            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
+            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
+        ],
+        # Today's capacity, not the global cap: a 1,500 line would flatten a 200-a-day pool.
+        line=today_use["capacity"],
+        line_label="capacity today",
+        title=f"Pool sends, last {window_days} days",
+    )
     return render(
         request,
         "dashboard/overview.html",
         {
-            "rows": rows,
-            "sent_today": sum(r.sent_today for r in rows),
-            "capacity_today": sum(r.cap_today for r in rows),
+            "today": queries.pool_day(pool),
+            "window_days": window_days,
+            "pool": pool,
+            "thresholds": pool.thresholds,
+            "global": today_use,
+            "domains": domains,
+            "by_state": by_state,
+            "rates": rates,
+            "checks": checks,
+            "alerts": queries.open_alerts(),
+            "providers": queries.provider_rows(),
+            "unknown_total": unknown_total,
+            "unknown": unknown,
+            "unknown_form": forms.UnknownMessageForm(),
+            "cost": queries.month_cost(pool, [d.domain for d in domains]),
+            "chart": chart,
         },
     )
+
+
+@require_POST
+@staff_required
+def resolve_unknown(request: HttpRequest, pk: int) -> HttpResponse:
+    form = forms.UnknownMessageForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            msg = actions.resolve_unknown(
+                pk,
+                form.cleaned_data["decision"],
+                reason=form.cleaned_data["reason"],
+                actor=_actor(request),
+            )
+        except actions.ActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Message {msg.pk} to {msg.to_email}: now {msg.state}.")
+    return redirect(reverse("dashboard:overview") + "#unknown")
+
+
+# Mailboxes -----------------------------------------------------------------------------------
+
+
+def _with_links(rows: list[queries.MailboxRow]) -> list[queries.MailboxRow]:
+    """Each row's page link, from one reverse() instead of one per row."""
+    pattern = reverse("dashboard:mailbox", args=[987654321])
+    for row in rows:
+        row.href = pattern.replace("987654321", str(row.mailbox.pk))
+    return rows
+
+
+@require_GET
+def mailbox_list(request: HttpRequest) -> HttpResponse:
+    pool = PoolSettings.load()
+    rows = _with_links(queries.mailbox_rows(pool))
+    state = request.GET.get("state", "")
+    if state in Mailbox.State.values:
+        rows = [r for r in rows if r.mailbox.state == state]
+    return render(
+        request,
+        "dashboard/mailboxes.html",
+        {
+            "rows": rows,
+            "state": state,
+            "states": Mailbox.State.values,
+            "thresholds": pool.thresholds,
+        },
+    )
+
+
+@require_GET
+def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pool = PoolSettings.load()
+    mailbox = get_object_or_404(Mailbox.objects.select_related("domain", "provider"), pk=pk)
+    today = queries.pool_day(pool)
+    series = queries.daily_series(pool, 30, mailbox=mailbox)
+    cap = mailbox.cap_today(pool, today)
+    chart = charts.bar_chart(
+        [f"{d['day']:%d %b}" for d in series],
+        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
+        overlays=[
+            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
+            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
+            charts.Series("complaints", [d["complained"] for d in series], "bar-complained"),
+        ],
+        line=cap,
+        line_label="cap today",
+        title=f"{mailbox.address}, last 30 days",
+    )
+    return render(
+        request,
+        "dashboard/mailbox_detail.html",
+        {
+            "mailbox": mailbox,
+            "row": queries.mailbox_rows(pool, mailbox=mailbox)[0],
+            "series": series,
+            "chart": chart,
+            "audit": list(
+                StateChange.objects.filter(mailbox=mailbox)
+                .select_related("mailbox", "domain", "provider")
+                .order_by("-at", "-id")[:PAGE_SIZE]
+            ),
+            "actions": actions.mailbox_actions_for(mailbox),
+            "form": forms.MailboxActionForm(),
+            "default_cooldown_days": pool.thresholds.block_cooldown_days,
+            "thresholds": pool.thresholds,
+        },
+    )
+
+
+@require_POST
+@staff_required
+def mailbox_action(request: HttpRequest, pk: int) -> HttpResponse:
+    mailbox = get_object_or_404(Mailbox.objects.select_related("domain"), pk=pk)
+    form = forms.MailboxActionForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("dashboard:mailbox", pk=pk)
+    try:
+        change = actions.act_on_mailbox(
+            mailbox,
+            form.cleaned_data["action"],
+            reason=form.cleaned_data["reason"],
+            actor=_actor(request),
+            cooldown_days=form.cleaned_data.get("cooldown_days"),
+        )
+    except actions.ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"{mailbox.address}: {change.from_state} → {change.to_state} ({change.reason})"
+        )
+    return redirect("dashboard:mailbox", pk=pk)
+
+
+# Domains -------------------------------------------------------------------------------------
+
+
+@require_GET
+def domain_list(request: HttpRequest) -> HttpResponse:
+    pool = PoolSettings.load()
+    rows = queries.domain_rows(pool, queries.mailbox_rows(pool, last_event=False))
+    return render(
+        request,
+        "dashboard/domains.html",
+        {"rows": rows, "dns": _latest_dns_checks(), "dns_available": _dns_model() is not None},
+    )
+
+
+def _dns_model() -> Any:
+    """The DNS checks' model once the DNS work has added it to the pool app, else None."""
+    return getattr(pool_models, "DnsCheck", None)
+
+
+def _latest_dns_checks() -> dict[int, Any]:
+    """The latest DNS check of every domain, in one query."""
+    model = _dns_model()
+    if model is None:
+        return {}
+    latest = model.objects.filter(domain=OuterRef("domain")).order_by("-checked_at", "-id")
+    rows = model.objects.filter(pk=Subquery(latest.values("pk")[:1]))
+    return {row.domain_id: row for row in rows}
+
+
+# Campaigns -----------------------------------------------------------------------------------
+
+
+@require_GET
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "dashboard/campaigns.html", {"rows": queries.campaign_rows(), "today": _today()}
+    )
+
+
+@require_GET
+def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, slug=slug)
+    row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
+    return render(
+        request,
+        "dashboard/campaign_detail.html",
+        {
+            "campaign": campaign,
+            "row": row,
+            "steps": queries.campaign_steps(campaign),
+            "state_form": forms.CampaignStateForm(),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def campaign_state(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, slug=slug)
+    form = forms.CampaignStateForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            actions.set_campaign_state(campaign, form.cleaned_data["action"], actor=_actor(request))
+        except actions.ActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Campaign {campaign.slug} is now {campaign.state}.")
+    return redirect("dashboard:campaign", slug=slug)
+
+
+# Events and audit log ------------------------------------------------------------------------
+
+
+def _cursor(raw: str) -> tuple[datetime, int] | None:
+    """Keyset pagination cursor "<iso instant>~<id>": pages stay fast at any depth, where
+    OFFSET would scan every skipped row."""
+    at, _, pk = raw.rpartition("~")
+    when = parse_datetime(at) if at else None
+    if when is None or not pk.isdigit():
+        return None
+    return when, int(pk)
+
+
+@require_GET
+def event_list(request: HttpRequest) -> HttpResponse:
+    form = forms.EventFilterForm(request.GET or None)
+    qs = Event.objects.select_related("mailbox", "campaign").order_by("-occurred_at", "-id")
+    filters: dict[str, Any] = {}
+    if form.is_valid():
+        filters = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+        if "type" in filters:
+            qs = qs.filter(type=filters["type"])
+        if "mailbox" in filters:
+            qs = qs.filter(mailbox_id=filters["mailbox"])
+        if "campaign" in filters:
+            qs = qs.filter(campaign_id=filters["campaign"])
+        if "recipient" in filters:
+            qs = qs.filter(recipient=filters["recipient"].strip().lower())
+        cursor = _cursor(filters.get("before", ""))
+        if cursor:
+            qs = qs.filter(
+                Q(occurred_at__lt=cursor[0]) | Q(occurred_at=cursor[0], id__lt=cursor[1])
+            )
+    events = list(qs[: PAGE_SIZE + 1])
+    more = len(events) > PAGE_SIZE
+    events = events[:PAGE_SIZE]
+    next_query = None
+    if more:
+        params = request.GET.copy()
+        last = events[-1]
+        params["before"] = f"{last.occurred_at.isoformat()}~{last.pk}"
+        next_query = params.urlencode()
+    return render(
+        request,
+        "dashboard/events.html",
+        {
+            "form": form,
+            "events": events,
+            "next_query": next_query,
+            "filtered": bool(filters),
+            "mailboxes": Mailbox.objects.order_by("address").values_list("pk", "address"),
+            "campaigns": Campaign.objects.order_by("slug").values_list("pk", "slug"),
+            "types": Event.Type.choices,
+        },
+    )
+
+
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    qs = StateChange.objects.select_related("mailbox", "domain", "provider").order_by("-at", "-id")
+    actor = request.GET.get("actor", "").strip()
+    if actor:
+        qs = qs.filter(actor__icontains=actor)
+    mailbox = request.GET.get("mailbox", "")
+    if mailbox.isdigit():
+        qs = qs.filter(mailbox_id=int(mailbox))
+    cursor = _cursor(request.GET.get("before", ""))
+    if cursor:
+        qs = qs.filter(Q(at__lt=cursor[0]) | Q(at=cursor[0], id__lt=cursor[1]))
+    rows = list(qs[: PAGE_SIZE + 1])
+    next_query = None
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
+        params = request.GET.copy()
+        params["before"] = f"{rows[-1].at.isoformat()}~{rows[-1].pk}"
+        next_query = params.urlencode()
+    return render(
+        request,
+        "dashboard/audit.html",
+        {"rows": rows, "actor": actor, "next_query": next_query},
+    )
+
+
+# Suppression ---------------------------------------------------------------------------------
+
+
+@require_GET
+def suppression_list(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip().lower()
+    qs = Suppression.objects.order_by("-created_at", "-id")
+    if q:
+        qs = qs.filter(value__contains=q)
+    rows = list(qs[: PAGE_SIZE * 2])
+    by_source = dict(
+        Suppression.objects.values("source").annotate(n=Count("id")).values_list("source", "n")
+    )
+    return render(
+        request,
+        "dashboard/suppression.html",
+        {
+            "rows": rows,
+            "q": q,
+            "truncated": len(rows) == PAGE_SIZE * 2,
+            "by_source": by_source,
+            "total": sum(by_source.values()),
+            "add_form": forms.SuppressionAddForm(),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def suppression_add(request: HttpRequest) -> HttpResponse:
+    form = forms.SuppressionAddForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("dashboard:suppression")
+    try:
+        added = actions.add_suppression(
+            form.cleaned_data["value"],
+            form.cleaned_data["kind"],
+            reason=form.cleaned_data["reason"],
+            actor=_actor(request),
+        )
+    except actions.ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        value = form.cleaned_data["value"].strip().lower()
+        if added:
+            messages.success(request, f"{value} is suppressed.")
+        else:
+            messages.info(request, f"{value} was already suppressed.")
+    return redirect("dashboard:suppression")
+
+
+@require_POST
+@staff_required
+def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    form = forms.ReasonForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("dashboard:suppression")
+    try:
+        entry = actions.remove_suppression(
+            pk, reason=form.cleaned_data["reason"], actor=_actor(request)
+        )
+    except actions.ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{entry.value} is no longer suppressed.")
+    return redirect("dashboard:suppression")
+
+
+@require_GET
+def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
+    rows = (
+        Suppression.objects.order_by("kind", "value")
+        .values_list("kind", "value", "source", "reason", "created_by", "created_at")
+        .iterator(chunk_size=2000)
+    )
+    response = StreamingHttpResponse(
+        csv_lines(["kind", "value", "source", "reason", "created_by", "created_at"], rows),
+        content_type="text/csv; charset=utf-8",
+    )
+    stamp = clock.now().strftime("%Y%m%d")
+    response["Content-Disposition"] = f'attachment; filename="suppression-{stamp}.csv"'
+    return response
+
+
+# Alerts --------------------------------------------------------------------------------------
+
+
+@require_GET
+def alert_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "open")
+    qs = Alert.objects.order_by("-created_at", "-id")
+    if show == "open":
+        qs = qs.filter(acknowledged_at__isnull=True)
+    return render(
+        request,
+        "dashboard/alerts.html",
+        {
+            "alerts": list(qs[: PAGE_SIZE * 2]),
+            "show": show,
+            "failed": Alert.objects.filter(state=Alert.State.FAILED).count(),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+    if actions.acknowledge_alert(pk, actor=_actor(request)):
+        messages.success(request, "Alert acknowledged.")
+    target = request.POST.get("next", "")
+    # Only back to a page of this site: never an open redirect to wherever "next" says.
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("dashboard:alerts")
+    return redirect(target)
+
+
+# Lead import ---------------------------------------------------------------------------------
+
+
+def lead_importer() -> Callable[..., Any] | None:
+    """The campaigns app's ``import_leads``, once it exists."""
+    try:
+        module = importlib.import_module("outreach.campaigns.leads")
+    except ImportError:
+        return None
+    func = getattr(module, "import_leads", None)
+    return func if callable(func) else None
+
+
+@require_GET
+def lead_import_form(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/lead_import.html",
+        {"form": forms.LeadImportForm(), "available": lead_importer() is not None},
+    )
+
+
+@require_POST
+@staff_required
+def lead_import(request: HttpRequest) -> HttpResponse:
+    importer = lead_importer()
+    form = forms.LeadImportForm(request.POST, request.FILES)
+    context: dict[str, Any] = {"form": form, "available": importer is not None}
+    if importer is None or not form.is_valid():
+        return render(request, "dashboard/lead_import.html", context, status=400)
+    upload = form.cleaned_data["file"]
+    campaign = form.cleaned_data.get("campaign")
+    # The importer streams from a path, like the command does: the upload is spooled to a
+    # temporary file first (large files never sit in memory).
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "leads.csv"
+        with path.open("wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+        try:
+            report = importer(path, campaign, dry_run=form.cleaned_data["dry_run"])
+        except (ValueError, UnicodeError) as exc:
+            messages.error(request, f"Import refused: {exc}")
+            return render(request, "dashboard/lead_import.html", context, status=400)
+    context.update(import_report(report))
+    context["dry_run"] = form.cleaned_data["dry_run"]
+    return render(request, "dashboard/lead_import.html", context)
+
+
+def import_report(report: Any) -> dict[str, Any]:
+    """The importer's report as the command prints it: a summary (counts, skipped by reason)
+    and the per-row errors with their line numbers."""
+    data = report.summary() if hasattr(report, "summary") else dict(vars(report))
+    summary: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            summary.update({f"{key}: {k}": v for k, v in value.items()})
+        elif isinstance(value, int) and not isinstance(value, bool):
+            summary[key] = value
+    errors = [
+        (
+            getattr(e, "line", None),
+            " ".join(str(p) for p in (getattr(e, "email", ""), getattr(e, "reason", e)) if p),
+        )
+        for e in getattr(report, "errors", [])
+    ]
+    return {"summary": summary, "errors": errors, "reported": True}
+
+
+def _today() -> Any:
+    return queries.pool_day(PoolSettings.load())
