@@ -8,6 +8,7 @@ docs/configuration.md. Secrets accept a ``*_FILE`` variant.
 from __future__ import annotations
 
 import secrets as _secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -171,9 +172,16 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else
 
 # Provider webhooks (events collector). Comma-separated "user:password" pairs for basic auth;
 # several pairs allow rotation without downtime.
-ANYMAIL = {
+ANYMAIL: dict[str, object] = {
     "WEBHOOK_SECRET": env.get_list("OUTREACH_WEBHOOK_SECRET", []) or None,
 }
+# Provider webhook signatures: Mailgun's HTTP webhook signing key, SendGrid's signed event
+# webhook public key (base64, as shown in its settings). Without its key Mailgun's webhook
+# answers 503 (and keeps the request); SendGrid's then relies on the shared secret alone.
+if _mailgun_key := env.get_str("OUTREACH_MAILGUN_WEBHOOK_SIGNING_KEY"):
+    ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = _mailgun_key
+if _sendgrid_key := env.get_str("OUTREACH_SENDGRID_WEBHOOK_VERIFICATION_KEY"):
+    ANYMAIL["SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY"] = _sendgrid_key
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 # Encryption key for secrets stored in the database (see outreach.lib.secrets).
@@ -216,6 +224,43 @@ OUTREACH_DNS_IP_BLOCKLISTS = env.get_list("OUTREACH_DNS_IP_BLOCKLISTS", ["zen.sp
 OUTREACH_DNS_CHECK_INTERVAL_MINUTES = env.get_int("OUTREACH_DNS_CHECK_INTERVAL_MINUTES", 360)
 OUTREACH_LOOPS.append("outreach.pool.dns.loop.make_loop")
 
+# Health rules and alerting (docs/alerts.md): the quiet period of one alert key, delivery
+# attempts before an alert is marked failed, how often the periodic health pass runs, the
+# pool-local hour of the daily digest (-1: none), how long webhooks may stay silent while
+# mail is being sent, how often SES accounts are checked, the monthly budget the cost
+# projection is compared with (empty: none), and the bearer token of /metrics (empty: 403).
+OUTREACH_ALERT_QUIET_MINUTES = env.get_int("OUTREACH_ALERT_QUIET_MINUTES", 60)
+OUTREACH_ALERT_MAX_ATTEMPTS = env.get_int("OUTREACH_ALERT_MAX_ATTEMPTS", 8, minimum=1)
+OUTREACH_HEALTH_INTERVAL_SECONDS = env.get_int("OUTREACH_HEALTH_INTERVAL_SECONDS", 60, minimum=1)
+OUTREACH_DIGEST_HOUR = env.get_int("OUTREACH_DIGEST_HOUR", 8, minimum=-1)
+OUTREACH_WEBHOOK_SILENCE_MINUTES = env.get_int("OUTREACH_WEBHOOK_SILENCE_MINUTES", 60, minimum=1)
+OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, minimum=10)
+
+
+def _budget() -> Decimal | None:
+    raw = (env.get_str("OUTREACH_MONTHLY_BUDGET", "20") or "").strip()
+    try:
+        return Decimal(raw) if raw else None
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"OUTREACH_MONTHLY_BUDGET: not a number: {raw!r}") from None
+
+
+OUTREACH_MONTHLY_BUDGET = _budget()
+OUTREACH_METRICS_TOKEN = env.get_str("OUTREACH_METRICS_TOKEN", "") or ""
+OUTREACH_LOOPS.append("outreach.alerts.loop.make_loop")
+
+# Sending engine (docs/providers.md): parallel provider calls per worker process.
+OUTREACH_WORKER_CONCURRENCY = env.get_int("OUTREACH_WORKER_CONCURRENCY", 4, minimum=1)
+OUTREACH_LOOPS.append("outreach.sending.engine.make_loop")
+
+# The IMAP reader of the events collector (replies, bounces, unsubscribes): `outreach inbox`.
+OUTREACH_LOOPS.append("outreach.events.inbox.make_loop")
+
 # Lead import (docs/campaigns.md): reject addresses whose domain has no MX/A record (DNS
 # lookups through OUTREACH_DNS_NAMESERVERS, cached per domain); `--check-mx` per import.
 OUTREACH_LEADS_CHECK_MX = env.get_bool("OUTREACH_LEADS_CHECK_MX", False)
+
+# Control plane (docs/scheduling.md): the scheduler loop, and a JSON file of warm-up messages
+# ([{"subject": ..., "text": ...}, ...]) replacing the built-in plain set (empty: built-in).
+OUTREACH_LOOPS.append("outreach.scheduler.engine.make_loop")
+OUTREACH_WARMUP_CONTENT_FILE = env.get_str("OUTREACH_WARMUP_CONTENT_FILE", "") or ""

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from outreach.events.models import DeadLetter, Event
+from outreach.events.models import DeadLetter, Event, InboxCursor
 
 
 @admin.register(Event)
@@ -14,3 +14,9 @@ class EventAdmin(admin.ModelAdmin):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ["received_at", "endpoint", "status_code", "error", "replayed_at"]
+
+
+@admin.register(InboxCursor)
+class InboxCursorAdmin(admin.ModelAdmin):
+    list_display = ["mailbox", "folder", "uid_validity", "last_uid", "checked_at", "last_error"]
+    raw_id_fields = ["mailbox"]

@@ -81,3 +81,47 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} on {self.endpoint}: {self.error[:60]}"
+
+
+class SeenToken(models.Model):
+    """A webhook nonce already accepted (Mailgun's signature token): a replay is refused.
+
+    Stored in the transaction that stores the events it carried, so a post that failed on a
+    database error leaves no trace and the provider's retry goes through.
+    """
+
+    source = models.CharField(max_length=32)
+    token = models.CharField(max_length=255)
+    seen_at = models.DateTimeField(default=clock.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "token"], name="seen_token_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} token {self.token[:12]}…"
+
+
+class InboxCursor(models.Model):
+    """How far the IMAP reader has read one folder of one mailbox.
+
+    A new UIDVALIDITY means the server renumbered the folder: the cursor starts over and the
+    events' unique ids (the Message-ID of each mail) keep anything from being counted twice.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbox_cursors")
+    folder = models.CharField(max_length=255, default="INBOX")
+    uid_validity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "folder"], name="inbox_cursor_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} {self.folder} @ {self.uid_validity}/{self.last_uid}"

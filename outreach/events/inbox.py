@@ -1,0 +1,462 @@
+"""The IMAP reader: replies, auto-replies, bounces (DSNs), complaints and mailto unsubscribes.
+
+A mailbox is read when its ``settings`` hold ``imap_host`` (and optionally ``imap_port``,
+``imap_username`` (default: the address), ``imap_security`` = ``ssl`` | ``starttls`` |
+``plain``, ``imap_folders`` (default ``["INBOX"]``)) and its ``secrets`` an
+``imap_password`` reference.
+
+1. :func:`parse` (pure, no database) turns one mail into normalized events:
+   - ``multipart/report; report-type=delivery-status`` (RFC 3464): one bounce per failed
+     recipient with its status code (5.x.x hard, 4.x.x soft; ``delayed``: deferred);
+   - ``multipart/report; report-type=feedback-report`` (ARF): a complaint;
+   - an unsubscribe request to the ``mailto:`` of ``List-Unsubscribe`` (subject "unsubscribe");
+   - an auto-reply (``Auto-Submitted``, ``X-Autoreply``, ``Precedence: auto_reply``, usual
+     out-of-office wording): recorded, never counted as a reply;
+   - anything else that answers one of our messages: a reply.
+2. :func:`read_folder` fetches what is new since the cursor (UIDVALIDITY + last UID), records
+   each mail's events and moves the cursor in one transaction per mail: nothing is counted
+   twice, nothing skipped. Events carry ``imap:<Message-ID>`` as their id, so even a
+   renumbered folder (new UIDVALIDITY) does not count a mail twice.
+3. ``outreach inbox`` (and ``outreach run``) poll every mailbox's folders in turn.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from email.message import Message as EmailMessage
+from email.parser import BytesParser, HeaderParser
+from email.policy import compat32
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+
+from outreach.campaigns.models import Message
+from outreach.events import normalize as n
+from outreach.events.models import InboxCursor
+from outreach.events.record import find_message, record
+from outreach.lib import clock
+from outreach.lib.loop import Loop
+from outreach.lib.secrets import SecretError, resolve
+from outreach.pool.models import Mailbox
+
+log = logging.getLogger(__name__)
+
+# How often one folder is polled: replies within a few minutes are soon enough to stop a
+# follow-up (pacing gaps are minutes long), and providers frown on tighter IMAP polling.
+POLL_INTERVAL = timedelta(seconds=120)
+# A failing server is retried less often, so a wrong password is not hammered.
+ERROR_BACKOFF = timedelta(minutes=10)
+# Mails handled per folder per pass: bounds one unit of work.
+BATCH = 200
+IMAP_TIMEOUT_SECONDS = 30
+
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|ooo\b|"
+    r"abwesenheitsnotiz|r[ée]ponse automatique|absence|away from|on vacation|"
+    r"autoreply|auto:)",
+    re.IGNORECASE,
+)
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|fwd?|wg|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*unsubscribe\b", re.IGNORECASE)
+_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+
+
+@dataclass
+class Parsed:
+    """What one mail says: its events, and the fallback keys for finding our message."""
+
+    events: list[n.Incoming] = field(default_factory=list)
+    sender: str = ""
+    subject: str = ""
+
+
+def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
+    """Events found in one raw mail received by ``mailbox_address`` (pure function)."""
+    mail = BytesParser(policy=compat32).parsebytes(raw)
+    sender = _address(mail.get("From", ""))
+    subject = _header(mail, "Subject")
+    mail_id = _header(mail, "Message-ID").strip()
+    when = _date(mail)
+    base = n.Incoming(
+        source="imap",
+        type=n.REPLIED,
+        recipient=sender,
+        occurred_at=when,
+        provider_event_id=f"imap:{mail_id}"[:255] if mail_id else None,
+        raw={
+            "mailbox": mailbox_address,
+            "from": _header(mail, "From")[:500],
+            "subject": subject[:500],
+            "message_id": mail_id[:500],
+            "date": _header(mail, "Date")[:100],
+        },
+    )
+    parsed = Parsed(sender=sender, subject=subject)
+    if mail.get_content_type() == "multipart/report":
+        report_type = str(mail.get_param("report-type", "") or "").lower()
+        if report_type == "delivery-status":
+            parsed.events = _dsn_events(mail, base)
+            return parsed
+        if report_type == "feedback-report":
+            parsed.events = _complaint_events(mail, base)
+            return parsed
+    if sender and sender == mailbox_address.lower():
+        return parsed  # our own copy
+    references = _references(mail)
+    if _UNSUBSCRIBE_SUBJECT.match(subject):
+        parsed.events = [replace(base, type=n.UNSUBSCRIBED, referenced_message_ids=references)]
+    elif is_auto_reply(mail):
+        parsed.events = [replace(base, type=n.AUTO_REPLIED, referenced_message_ids=references)]
+    else:
+        parsed.events = [replace(base, type=n.REPLIED, referenced_message_ids=references)]
+    return parsed
+
+
+def is_auto_reply(mail: EmailMessage) -> bool:
+    auto_submitted = _header(mail, "Auto-Submitted").strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return True
+    if mail.get("X-Autoreply") or mail.get("X-Autorespond"):
+        return True
+    precedence = _header(mail, "Precedence").strip().lower()
+    if precedence in ("auto_reply", "auto-reply", "bulk", "junk"):
+        return True
+    return bool(_AUTO_SUBJECT.match(_REPLY_PREFIX.sub("", _header(mail, "Subject"))))
+
+
+def _dsn_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
+    status_part = next(
+        (p for p in mail.walk() if p.get_content_type() == "message/delivery-status"), None
+    )
+    original = _original_headers(mail)
+    original_id = _header(original, "Message-ID").strip() if original is not None else ""
+    tag = n.parse_message_pk(original.get(n.MESSAGE_ID_HEADER)) if original is not None else None
+    if status_part is None:
+        raise ValueError("delivery-status report without a message/delivery-status part")
+    payload = status_part.get_payload()
+    if isinstance(payload, list):
+        blocks = [block for block in payload if isinstance(block, EmailMessage)]
+    else:
+        # Some MTAs mark the part 8bit text; parse its header blocks ourselves.
+        chunks = re.split(r"\r?\n\r?\n", str(payload))
+        blocks = [HeaderParser().parsestr(chunk) for chunk in chunks]
+    events = []
+    for block in blocks[1:] if len(blocks) > 1 else blocks:
+        recipient = _dsn_recipient(block)
+        action = _header(block, "Action").strip().lower()
+        if not recipient or action not in ("failed", "delayed"):
+            continue
+        status = _header(block, "Status").strip()
+        diagnostic = " ".join(_header(block, "Diagnostic-Code").split())
+        text = f"{status} {diagnostic}".strip()
+        if action == "delayed":
+            kind, bounce = n.DEFERRED, ""
+        else:
+            kind = n.BOUNCED
+            bounce = n.SOFT if _status_class(status, diagnostic) == "4" else n.HARD
+            if n.is_policy_block(text):
+                kind = n.BLOCKED
+        event_id = base.provider_event_id and f"{base.provider_event_id}:{recipient}"[:255]
+        events.append(
+            replace(
+                base,
+                type=kind,
+                bounce_type=bounce,
+                recipient=recipient,
+                diagnostic=text[:2000],
+                provider_event_id=event_id,
+                provider_message_id=original_id[:255],
+                referenced_message_ids=[original_id] if original_id else [],
+                outreach_message_id=tag,
+                raw={**base.raw, "status": status, "action": action, "diagnostic": diagnostic},
+            )
+        )
+    return events
+
+
+def _complaint_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
+    original = _original_headers(mail)
+    report = next(
+        (p for p in mail.walk() if p.get_content_type() == "message/feedback-report"), None
+    )
+    recipient = ""
+    if report is not None:
+        payload = report.get_payload()
+        block = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(block, EmailMessage):
+            recipient = _address(block.get("Original-Rcpt-To", ""))
+    if not recipient and original is not None:
+        recipient = _address(original.get("To", ""))
+    if not recipient:
+        return []
+    original_id = _header(original, "Message-ID").strip() if original is not None else ""
+    tag = n.parse_message_pk(original.get(n.MESSAGE_ID_HEADER)) if original is not None else None
+    return [
+        replace(
+            base,
+            type=n.COMPLAINED,
+            recipient=recipient,
+            provider_message_id=original_id[:255],
+            referenced_message_ids=[original_id] if original_id else [],
+            outreach_message_id=tag,
+        )
+    ]
+
+
+def _original_headers(mail: EmailMessage) -> EmailMessage | None:
+    for part in mail.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], EmailMessage):
+                return payload[0]
+        if kind == "text/rfc822-headers":
+            data = part.get_payload(decode=True)
+            text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else ""
+            return HeaderParser().parsestr(text)
+    return None
+
+
+def _dsn_recipient(block: Any) -> str:
+    if not isinstance(block, EmailMessage):
+        return ""
+    value = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
+    _, _, address = value.partition(";")
+    return _address(address or value)
+
+
+def _status_class(status: str, diagnostic: str) -> str:
+    found = _STATUS.search(status) or _STATUS.search(diagnostic)
+    if found:
+        return found.group(1)
+    code = re.search(r"\b([45])\d\d\b", diagnostic)
+    return code.group(1) if code else "5"
+
+
+def _references(mail: EmailMessage) -> list[str]:
+    ids = []
+    for name in ("In-Reply-To", "References"):
+        ids.extend(re.findall(r"<[^<>\s]+>", _header(mail, name)))
+    return list(dict.fromkeys(ids))[:50]
+
+
+def _header(mail: EmailMessage | None, name: str) -> str:
+    if mail is None:
+        return ""
+    value = mail.get(name)
+    if value is None:
+        return ""
+    try:
+        decoded = email.header.make_header(email.header.decode_header(str(value)))
+        return str(decoded)
+    except (ValueError, LookupError, UnicodeError):
+        return str(value)
+
+
+def _address(value: Any) -> str:
+    _, address = email.utils.parseaddr(str(value or ""))
+    return address.strip().lower()[:254] if "@" in address else ""
+
+
+def _date(mail: EmailMessage) -> datetime:
+    try:
+        when = email.utils.parsedate_to_datetime(_header(mail, "Date"))
+    except (TypeError, ValueError, IndexError):
+        return clock.now()
+    if when is None or when.tzinfo is None:
+        return clock.now()
+    return when
+
+
+# --- matching and recording ---------------------------------------------------------------
+
+
+def fallback_message(parsed: Parsed, mailbox: Mailbox) -> Message | None:
+    """For clients that drop In-Reply-To/References: our latest message from this mailbox to
+    the sender whose subject matches the reply's (without its Re:/AW: prefixes)."""
+    if not parsed.sender:
+        return None
+    subject = _REPLY_PREFIX.sub("", parsed.subject).strip()
+    sent = Message.objects.filter(
+        mailbox=mailbox, to_email__iexact=parsed.sender, sent_at__isnull=False
+    ).order_by("-sent_at", "-id")
+    if subject:
+        match = sent.filter(Q(subject__iexact=subject)).first()
+        if match is not None:
+            return match
+    return None
+
+
+def record_mail(raw: bytes, mailbox: Mailbox, *, fallback_id: str) -> int:
+    """Record the events of one mail; returns how many were new."""
+    try:
+        parsed = parse(raw, mailbox_address=mailbox.address)
+    except Exception as exc:  # one unreadable mail must not block the folder behind it
+        log.warning("inbox %s: unreadable mail %s skipped: %s", mailbox.address, fallback_id, exc)
+        return 0
+    stored = 0
+    for event in parsed.events:
+        if event.provider_event_id is None:
+            event.provider_event_id = f"imap:{fallback_id}:{event.recipient}"[:255]
+        if event.type in (n.REPLIED, n.AUTO_REPLIED, n.UNSUBSCRIBED):
+            found = find_message(event)
+            if found is None:
+                found = fallback_message(parsed, mailbox)
+            if found is None and event.type != n.UNSUBSCRIBED:
+                continue  # ordinary mail, not an answer to us
+            if found is not None:
+                event.outreach_message_id = found.pk
+        if record(event) is not None:
+            stored += 1
+    return stored
+
+
+# --- reading a folder ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    port: int
+    username: str
+    password: str
+    security: str
+    folders: tuple[str, ...]
+
+
+def imap_config(mailbox: Mailbox) -> ImapConfig | None:
+    settings = mailbox.settings or {}
+    host = settings.get("imap_host")
+    if not host:
+        return None
+    security = str(settings.get("imap_security", "ssl"))
+    if security not in ("ssl", "starttls", "plain"):
+        raise ValueError(f"{mailbox.address}: imap_security must be ssl, starttls or plain")
+    ref = (mailbox.secrets or {}).get("imap_password")
+    if not ref:
+        raise SecretError(f"{mailbox.address}: imap_password secret is not set")
+    folders = settings.get("imap_folders") or ["INBOX"]
+    return ImapConfig(
+        host=str(host),
+        port=int(settings.get("imap_port") or (993 if security == "ssl" else 143)),
+        username=str(settings.get("imap_username") or mailbox.address),
+        password=resolve(str(ref)),
+        security=security,
+        folders=tuple(str(f) for f in folders),
+    )
+
+
+def _connect(config: ImapConfig) -> Any:
+    from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+
+    kinds = {"ssl": MailBox, "starttls": MailBoxStartTls, "plain": MailBoxUnencrypted}
+    client = kinds[config.security](config.host, config.port, timeout=IMAP_TIMEOUT_SECONDS)
+    return client.login(config.username, config.password)
+
+
+def read_folder(cursor: InboxCursor, config: ImapConfig) -> tuple[int, bool]:
+    """Read what is new in ``cursor``'s folder, at most :data:`BATCH` mails.
+
+    Returns the number of new events and whether mail is left for another pass.
+    """
+    from imap_tools import AND, U
+
+    stored = 0
+    with _connect(config) as client:
+        status = client.folder.status(cursor.folder, ["UIDVALIDITY", "UIDNEXT"])
+        client.folder.set(cursor.folder, readonly=True)
+        validity = int(status["UIDVALIDITY"])
+        if cursor.uid_validity != validity:
+            # The server renumbered the folder: read it again from the start; event ids
+            # (Message-IDs) keep anything already recorded from counting twice.
+            cursor.uid_validity, cursor.last_uid = validity, 0
+            InboxCursor.objects.filter(pk=cursor.pk).update(uid_validity=validity, last_uid=0)
+        if int(status.get("UIDNEXT", 0)) and int(status["UIDNEXT"]) <= cursor.last_uid + 1:
+            return 0, False
+        uids = [
+            int(uid)
+            for uid in client.uids(AND(uid=U(str(cursor.last_uid + 1), "*")))
+            if int(uid) > cursor.last_uid
+        ]
+        more = len(uids) > BATCH
+        for uid in sorted(uids)[:BATCH]:
+            messages = list(client.fetch(AND(uid=str(uid)), mark_seen=False, bulk=True))
+            with transaction.atomic():
+                for mail in messages:
+                    stored += record_mail(
+                        mail.obj.as_bytes(),
+                        cursor.mailbox,
+                        fallback_id=f"{cursor.mailbox_id}:{cursor.folder}:{validity}:{uid}",
+                    )
+                InboxCursor.objects.filter(pk=cursor.pk).update(last_uid=uid)
+                cursor.last_uid = uid
+    return stored, more
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def ensure_cursors(mailboxes: Iterable[Mailbox] | None = None) -> None:
+    boxes = mailboxes or Mailbox.objects.filter(settings__has_key="imap_host").exclude(
+        state=Mailbox.State.RETIRED
+    )
+    for mailbox in boxes:
+        folders = (mailbox.settings or {}).get("imap_folders") or ["INBOX"]
+        for folder in folders:
+            InboxCursor.objects.get_or_create(mailbox=mailbox, folder=str(folder)[:255])
+
+
+def read_one_due() -> bool:
+    """Claim the folder most overdue for a poll and read it; False when none is due.
+
+    The claim is a conditional UPDATE of ``next_check_at``: two readers (on two machines)
+    that pick the same folder cannot both read it, the second's UPDATE changes no row.
+    """
+    now = clock.now()
+    ensure_cursors()
+    due = (
+        InboxCursor.objects.select_related("mailbox")
+        .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+        .exclude(mailbox__state=Mailbox.State.RETIRED)
+        .order_by("next_check_at", "pk")
+        .first()
+    )
+    if due is None:
+        return False
+    claimed = InboxCursor.objects.filter(pk=due.pk, next_check_at=due.next_check_at).update(
+        next_check_at=now + POLL_INTERVAL
+    )
+    if claimed != 1:
+        return True  # another reader took it; look again
+    try:
+        config = imap_config(due.mailbox)
+        if config is None:
+            InboxCursor.objects.filter(pk=due.pk).delete()
+            return True
+        stored, more = read_folder(due, config)
+    except Exception as exc:  # a server down or a bad password must not stop other mailboxes
+        log.warning("inbox %s %s: %s", due.mailbox.address, due.folder, exc)
+        InboxCursor.objects.filter(pk=due.pk).update(
+            last_error=f"{type(exc).__name__}: {exc}"[:1000],
+            checked_at=clock.now(),
+            next_check_at=clock.now() + ERROR_BACKOFF,
+        )
+        return True
+    done = InboxCursor.objects.filter(pk=due.pk)
+    # Mail left (a first read of an old mailbox): due again at once, not in POLL_INTERVAL.
+    done.update(checked_at=clock.now(), last_error="", **({"next_check_at": now} if more else {}))
+    if stored:
+        log.info("inbox %s %s: %d new events", due.mailbox.address, due.folder, stored)
+    return True
+
+
+def make_loop(stop: threading.Event) -> Loop:
+    return Loop(name="inbox", handle_one=read_one_due, idle_seconds=10.0, stop=stop)
