@@ -1,0 +1,160 @@
+"""One pass of the control plane, and the ``scheduler`` loop that repeats it.
+
+:func:`run_pass` is what ``outreach tick`` runs once and what the scheduler loop runs again
+and again: recover expired leases, cancel follow-ups that waited too long, plan due enrollment
+steps, plan warm-up, graduate warmed-up mailboxes, route and claim, and (for ``tick`` and the
+simulation) hand the claimed messages to the sending engine when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from outreach.lib import clock
+from outreach.lib.loop import Loop
+from outreach.scheduler import claiming, planning, warmup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassReport:
+    """What one pass did."""
+
+    now: datetime
+    released: int = 0  # expired claims back to scheduled, units released
+    unknown: int = 0  # expired sending leases: never resent automatically
+    cancelled: int = 0  # follow-ups past their wait limit
+    planned: int = 0
+    finished: int = 0
+    suppressed: int = 0
+    warmup_planned: int = 0
+    graduated: int = 0
+    claimed: int = 0
+    deferred: int = 0
+    refused: int = 0
+    sent: int | None = None  # None: the sending engine is not installed or not asked
+    claimed_by_mailbox: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        return bool(
+            self.released
+            or self.unknown
+            or self.cancelled
+            or self.planned
+            or self.warmup_planned
+            or self.graduated
+            or self.claimed
+            or self.deferred
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["now"] = self.now.isoformat()
+        data["claimed_by_mailbox"] = {str(k): v for k, v in self.claimed_by_mailbox.items()}
+        return data
+
+
+def run_pass(
+    now: datetime,
+    *,
+    send: bool = True,
+    health: bool = True,
+    worker: str | None = None,
+    rng: random.Random | None = None,
+) -> PassReport:
+    """One complete pass of the control plane as if it were ``now``.
+
+    1. Leases: expired claims go back to ``scheduled`` (units released), expired ``sending``
+       becomes ``unknown``; follow-ups past their wait limit are cancelled.
+    2. Planning: due enrollment steps become scheduled messages; warm-up mail is planned.
+    3. Graduation: warming mailboxes that meet the rule become ``active``.
+    4. With ``health``, the health rules (when installed) run their periodic evaluation.
+    5. Routing: every due message that fits is claimed.
+    6. With ``send``, the sending engine (when installed) sends what is due.
+    """
+    rng = rng or random.Random()
+    report = PassReport(now=now)
+    recovery = claiming.recover_leases(now)
+    report.released, report.unknown = recovery.released, recovery.unknown
+    report.cancelled = claiming.cancel_expired(now)
+    plan = planning.plan_due(now)
+    report.planned, report.finished, report.suppressed = (
+        plan.planned,
+        plan.finished,
+        plan.suppressed,
+    )
+    report.warmup_planned = warmup.plan_warmup(now, rng).planned
+    report.graduated = warmup.graduate(now)
+    if health:
+        try:
+            _optional_call("outreach.alerts.rules", "periodic_pass")
+        except Exception:
+            # The health rules are another part: their failure must not stop routing.
+            log.exception("health evaluation failed during the pass")
+    claims = claiming.claim_due(now, worker=worker, rng=rng)
+    report.claimed, report.deferred, report.refused = (
+        claims.claimed,
+        claims.deferred,
+        claims.refused,
+    )
+    report.claimed_by_mailbox = claims.by_mailbox
+    if send:
+        report.sent = _send_all_due(now)
+    return report
+
+
+def _send_all_due(now: datetime) -> int | None:
+    """Hand every due message to the sending engine, batch after batch (bounded); None when
+    the sending engine is not installed."""
+    total = 0
+    for _ in range(1000):
+        taken = _optional_call("outreach.sending.engine", "send_due", now)
+        if not isinstance(taken, int):
+            return None
+        total += taken
+        if taken == 0:
+            break
+    return total
+
+
+def _optional_call(module_name: str, function: str, *args: Any) -> Any:
+    """Call a part built separately (sending engine, health rules) when it is installed."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    target = getattr(module, function, None)
+    return target(*args) if callable(target) else None
+
+
+def make_loop(stop: threading.Event) -> Loop:
+    """The scheduler loop for ``outreach run`` and ``outreach scheduler``: a pass at the
+    clock's now. The sending workers send what it claims and the alerts loop runs the health
+    rules, each in its own loop."""
+    rng = random.Random()
+    worker = claiming.worker_name()
+
+    def handle_one() -> bool:
+        report = run_pass(clock.now(), send=False, health=False, worker=worker, rng=rng)
+        if report.busy:
+            log.info(
+                "scheduler: planned %d, warm-up %d, claimed %d, deferred %d, released %d",
+                report.planned,
+                report.warmup_planned,
+                report.claimed,
+                report.deferred,
+                report.released,
+            )
+        # A pass claims everything that fits now; one more pass picks up what became due
+        # meanwhile, then the loop sleeps until pacing frees mailboxes again.
+        return report.busy
+
+    return Loop(name="scheduler", handle_one=handle_one, idle_seconds=5.0, stop=stop)

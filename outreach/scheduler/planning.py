@@ -1,0 +1,182 @@
+"""Planning: due enrollment steps become ``scheduled`` messages at the right time.
+
+An enrollment is due when ``next_due_at`` has come. Its next step (``last_step + 1``) becomes a
+message whose ``not_before`` is the next opening of the campaign's window in the lead's time
+zone (else the campaign's). Follow-ups are pinned to the thread's mailbox and carry its
+Message-ID in ``In-Reply-To``/``References``. Planning sets ``last_step`` to the planned step
+and clears ``next_due_at``; the sending engine sets it again when the message is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+
+from outreach.campaigns.models import Campaign, Enrollment, Message, Step
+from outreach.campaigns.suppression import is_suppressed
+from outreach.pool.models import PoolSettings
+from outreach.scheduler import policy
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class PlanReport:
+    planned: int = 0
+    finished: int = 0
+    suppressed: int = 0
+    waiting: int = 0  # follow-ups whose thread is not known yet
+    gave_up: int = 0  # follow-ups that waited past the limit for their thread
+
+
+@dataclass(frozen=True)
+class _StepPlan:
+    step_id: int
+    variants: list[tuple[int, int]]  # (variant id, weight)
+
+
+class _Campaigns:
+    """Steps, variants and windows of the active campaigns, read once per planning pass."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[int, Campaign] = {}
+        self.steps: dict[tuple[int, int], _StepPlan] = {}
+        campaigns = Campaign.objects.filter(state=Campaign.State.ACTIVE)
+        steps = Step.objects.filter(campaign__in=campaigns).prefetch_related("variants")
+        for campaign in campaigns:
+            self.campaigns[campaign.pk] = campaign
+        for step in steps:
+            self.steps[(step.campaign_id, step.position)] = _StepPlan(
+                step.pk, [(v.pk, v.weight) for v in step.variants.all()]
+            )
+
+    def window(self, campaign_id: int) -> policy.Window:
+        c = self.campaigns[campaign_id]
+        return policy.Window.of(c.window_days, c.window_start, c.window_end)
+
+
+def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
+    """Plan the next step of every active enrollment of an active campaign that is due."""
+    report = PlanReport()
+    limits = PoolSettings.load().limits
+    wait = timedelta(hours=limits.follow_up_wait_hours)
+    campaigns = _Campaigns()
+    if not campaigns.campaigns:
+        return report
+    done = 0
+    last_id = 0
+    while done < limit:
+        batch = list(
+            Enrollment.objects.filter(
+                state=Enrollment.State.ACTIVE,
+                campaign_id__in=list(campaigns.campaigns),
+                next_due_at__lte=now,
+                pk__gt=last_id,
+            )
+            .select_related("lead")
+            .order_by("pk")[:BATCH]
+        )
+        if not batch:
+            break
+        for enrollment in batch:
+            _plan_one(enrollment, campaigns, now, wait, report)
+        done += len(batch)
+        last_id = batch[-1].pk
+    return report
+
+
+def _plan_one(
+    enrollment: Enrollment,
+    campaigns: _Campaigns,
+    now: datetime,
+    wait: timedelta,
+    report: PlanReport,
+) -> None:
+    lead = enrollment.lead
+    position = enrollment.last_step + 1
+    step = campaigns.steps.get((enrollment.campaign_id, position))
+    if step is None:
+        _finish(enrollment, Enrollment.State.FINISHED, "", now)
+        report.finished += 1
+        return
+    if is_suppressed(lead.email):
+        _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
+        report.suppressed += 1
+        return
+    follow_up = position > 1
+    if follow_up and (enrollment.thread_mailbox_id is None or not enrollment.thread_message_id):
+        # The first message's mailbox and Message-ID are not known yet (it has not been sent):
+        # wait, and give up after the same limit a follow-up waits for its mailbox.
+        assert enrollment.next_due_at is not None
+        if now - enrollment.next_due_at > wait:
+            _finish(
+                enrollment,
+                Enrollment.State.STOPPED,
+                Enrollment.StopReason.MAILBOX_UNAVAILABLE,
+                now,
+            )
+            report.gave_up += 1
+        else:
+            report.waiting += 1
+        return
+    campaign = campaigns.campaigns[enrollment.campaign_id]
+    tz = _zone(lead.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
+    not_before = policy.next_window_start(now, campaigns.window(campaign.pk), tz)
+    if not_before is None:
+        log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
+        return
+    variant_id = policy.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
+    message = Message(
+        kind=Message.Kind.CAMPAIGN,
+        enrollment=enrollment,
+        step_id=step.step_id,
+        variant_id=variant_id,
+        campaign_id=campaign.pk,
+        to_email=lead.email,
+        to_domain=lead.email_domain or lead.email.rpartition("@")[2],
+        state=Message.State.SCHEDULED,
+        not_before=not_before,
+        created_at=now,
+        updated_at=now,
+    )
+    if follow_up:
+        message.pinned_mailbox_id = enrollment.thread_mailbox_id
+        message.in_reply_to = enrollment.thread_message_id
+        message.references = enrollment.thread_message_id
+        # Waiting for the thread's mailbox has a limit; moving the follow-up to another
+        # mailbox would break the thread, so past it the follow-up is cancelled instead.
+        message.expires_at = not_before + wait
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
+                last_step=position, next_due_at=None
+            )
+    except IntegrityError:
+        # Already planned (each enrollment step yields at most one message): catch up.
+        Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
+            last_step=position, next_due_at=None
+        )
+        return
+    report.planned += 1
+
+
+def _finish(enrollment: Enrollment, state: str, reason: str, now: datetime) -> None:
+    Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
+        state=state, stop_reason=reason, stopped_at=now, next_due_at=None
+    )
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return None

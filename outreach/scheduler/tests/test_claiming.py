@@ -1,0 +1,276 @@
+"""Claiming: one unit of every cap per message, atomically; leases recovered, never resent."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.django import TestCase as HypothesisTestCase
+
+from outreach.campaigns.models import Campaign, Message
+from outreach.pool.models import Domain, Mailbox, PoolSettings
+from outreach.scheduler.claiming import claim_due, recover_leases
+from outreach.scheduler.models import DailyCounter
+from outreach.scheduler.tests.conftest import NOON, deliver_claimed, schedule, used
+from outreach.testing import make_campaign, make_pool
+
+pytestmark = pytest.mark.django_db
+DAY = NOON.date()
+NO_PACING = {"pacing_gap_seconds": 0, "pacing_jitter_seconds": 0}
+
+
+def claimed() -> int:
+    return Message.objects.filter(state=Message.State.CLAIMED).count()
+
+
+def test_it_reaches_the_seed_arithmetic_30_mailboxes_x_40_and_never_more() -> None:
+    boxes = make_pool(10, 3, limits=NO_PACING)
+    campaign = make_campaign()
+    schedule(campaign, 1300)
+    first = claim_due(NOON, rng=random.Random(1))
+    second = claim_due(NOON + timedelta(hours=1))
+    assert first.claimed == 1200 and second.claimed == 0
+    assert all(n == 40 for n in first.by_mailbox.values()) and len(first.by_mailbox) == 30
+    assert used("global", "*", DAY) == 1200
+    assert all(used("mailbox", str(b.pk), DAY) == 40 for b in boxes)
+    assert Message.objects.filter(state=Message.State.SCHEDULED).count() == 100
+
+
+def test_it_lets_the_domain_cap_bind_when_lower() -> None:
+    make_pool(10, 3, limits={**NO_PACING, "domain_daily_cap": 100})
+    campaign = make_campaign()
+    schedule(campaign, 1300)
+    assert claim_due(NOON).claimed == 1000
+    for domain in Domain.objects.all():
+        assert used("domain", str(domain.pk), DAY) == 100
+
+
+def test_it_lets_the_global_cap_bind_when_lower() -> None:
+    make_pool(10, 3, limits={**NO_PACING, "global_daily_cap": 900})
+    campaign = make_campaign()
+    schedule(campaign, 1300)
+    assert claim_due(NOON).claimed == 900
+    assert used("global", "*", DAY) == 900
+
+
+def test_it_applies_the_campaign_and_recipient_domain_caps() -> None:
+    make_pool(2, 3, limits={**NO_PACING, "recipient_domain_daily_cap": 3})
+    small = make_campaign("small", daily_cap=5)
+    big = make_campaign("big")
+    schedule(small, 20, domains=20)
+    schedule(big, 40, domains=4, start=100, prefix="big")
+    claim_due(NOON)
+    assert Message.objects.filter(campaign=small, state=Message.State.CLAIMED).count() == 5
+    assert Message.objects.filter(campaign=big, state=Message.State.CLAIMED).count() == 12
+    per_domain = DailyCounter.objects.filter(scope="recipient_domain", day=DAY)
+    assert max(c.used for c in per_domain) == 3
+
+
+def test_it_starts_a_new_day_with_fresh_counters_in_the_pool_time_zone() -> None:
+    make_pool(1, 1, limits=NO_PACING, timezone="America/New_York")
+    campaign = make_campaign()
+    schedule(campaign, 100)
+    # 03:30 UTC on the 5th is still the 4th in New York.
+    late = NOON.replace(day=5, hour=3, minute=30)
+    assert claim_due(NOON).claimed == 40
+    deliver_claimed(NOON)
+    assert claim_due(late).claimed == 0
+    assert claim_due(late + timedelta(hours=2)).claimed == 40
+
+
+def test_it_keeps_the_pacing_gap_between_two_claims_of_a_mailbox() -> None:
+    make_pool(1, 1, limits={"pacing_gap_seconds": 120, "pacing_jitter_seconds": 60})
+    campaign = make_campaign()
+    schedule(campaign, 10)
+    claims = []
+    now = NOON
+    for _ in range(60):  # every 30 s for half an hour
+        if claim_due(now).claimed:
+            claims.append(now)
+        now += timedelta(seconds=30)
+    gaps = [b - a for a, b in itertools.pairwise(claims)]
+    assert len(claims) >= 9
+    assert all(timedelta(seconds=120) <= g <= timedelta(seconds=210) for g in gaps)
+
+
+def test_it_only_routes_to_allowed_mailboxes_and_skips_warming_ones_unless_allowed() -> None:
+    boxes = make_pool(2, 2, limits=NO_PACING)
+    warming = boxes[3]
+    warming.state = Mailbox.State.WARMING
+    warming.warmup_started_on = DAY
+    warming.save()
+    only_first = make_campaign("only-first")
+    only_first.allowed_mailboxes.set([boxes[0]])
+    schedule(only_first, 50)
+    anywhere = make_campaign("anywhere")
+    schedule(anywhere, 200, start=100)
+    claim_due(NOON)
+    restricted = Message.objects.filter(campaign=only_first, state=Message.State.CLAIMED)
+    assert {m.mailbox_id for m in restricted} == {boxes[0].pk}
+    assert not Message.objects.filter(mailbox=warming).exists()
+    targeted = make_campaign("targeted", allow_warming_mailboxes=True)
+    schedule(targeted, 20, start=500)
+    claim_due(NOON)
+    # Within its warm-up cap: day 1 is 5 sends.
+    assert Message.objects.filter(mailbox=warming).count() == 5
+
+
+def test_it_does_not_use_a_domain_in_cooldown_or_a_paused_mailbox() -> None:
+    boxes = make_pool(2, 1, limits=NO_PACING)
+    Domain.objects.filter(pk=boxes[0].domain_id).update(state=Domain.State.COOLDOWN)
+    Mailbox.objects.filter(pk=boxes[1].pk).update(state=Mailbox.State.PAUSED)
+    schedule(make_campaign(), 10)
+    assert claim_due(NOON).claimed == 0
+
+
+def test_it_sets_everything_the_sending_worker_needs_on_a_claim() -> None:
+    boxes = make_pool(1, 1)
+    schedule(make_campaign(), 1)
+    claim_due(NOON, worker="host:1")
+    message = Message.objects.get()
+    assert message.state == Message.State.CLAIMED
+    assert message.mailbox_id == boxes[0].pk
+    assert message.provider_account_id == boxes[0].provider_account.pk
+    assert message.claimed_by == "host:1"
+    assert message.quota_day == DAY
+    assert message.lease_expires_at == NOON + timedelta(seconds=600)
+    boxes[0].refresh_from_db()
+    assert boxes[0].next_send_at is not None
+    assert NOON + timedelta(seconds=120) <= boxes[0].next_send_at <= NOON + timedelta(seconds=180)
+
+
+def test_it_defers_a_message_whose_window_is_closed_in_the_recipients_zone() -> None:
+    make_pool(1, 1)
+    campaign = make_campaign(window_days=[1, 2, 3, 4, 5], window_start="09:00", window_end="17:00")
+    message = schedule(campaign, 1)[0]
+    Campaign.objects.filter(pk=campaign.pk).update(timezone="Asia/Tokyo")  # 21:00 there
+    report = claim_due(NOON)
+    message.refresh_from_db()
+    assert report.claimed == 0 and report.deferred == 1
+    assert message.state == Message.State.SCHEDULED
+    assert message.not_before == NOON.replace(day=5, hour=0)  # 09:00 in Tokyo
+
+
+def test_it_puts_an_expired_claim_back_and_releases_its_units() -> None:
+    boxes = make_pool(1, 1)
+    schedule(make_campaign(), 1)
+    claim_due(NOON)
+    assert used("mailbox", str(boxes[0].pk), DAY) == 1
+    assert recover_leases(NOON + timedelta(seconds=599)).released == 0
+    report = recover_leases(NOON + timedelta(seconds=601))
+    message = Message.objects.get()
+    assert report.released == 1
+    assert message.state == Message.State.SCHEDULED and message.mailbox_id is None
+    assert used("mailbox", str(boxes[0].pk), DAY) == 0
+    assert used("global", "*", DAY) == 0
+    assert used("campaign", str(message.campaign_id), DAY) == 0
+
+
+def test_it_marks_an_expired_sending_lease_unknown_and_never_resends_it() -> None:
+    boxes = make_pool(1, 1)
+    schedule(make_campaign(), 1)
+    claim_due(NOON)
+    Message.objects.update(state=Message.State.SENDING)  # the worker's provider call hangs
+    later = NOON + timedelta(hours=1)
+    assert recover_leases(later).unknown == 1
+    assert claim_due(later).claimed == 0
+    assert Message.objects.get().state == Message.State.UNKNOWN
+    assert used("mailbox", str(boxes[0].pk), DAY) == 1  # never released after a provider call
+
+
+def test_it_never_claims_a_message_twice_when_two_routers_race() -> None:
+    make_pool(3, 3, limits=NO_PACING)
+    schedule(make_campaign(), 200)
+    # Two passes built from the same snapshot moment: the second one's view is stale.
+    a = claim_due(NOON, worker="a")
+    b = claim_due(NOON, worker="b")
+    assert a.claimed + b.claimed == 200
+    assert claimed() == 200
+    assert sum(c.used for c in DailyCounter.objects.filter(scope="mailbox")) == 200
+
+
+class TestInvariants(HypothesisTestCase):
+    """Random pools, caps, loads and clocks: no cap is ever exceeded, nothing claimed twice."""
+
+    @given(
+        domains=st.integers(1, 4),
+        per_domain=st.integers(1, 3),
+        mailbox_cap=st.integers(1, 15),
+        domain_cap=st.integers(1, 40),
+        global_cap=st.integers(1, 80),
+        campaign_cap=st.none() | st.integers(1, 30),
+        recipient_cap=st.none() | st.integers(1, 10),
+        load=st.integers(0, 120),
+        warming=st.integers(0, 2),
+        clocks=st.lists(st.integers(0, 36 * 60), min_size=1, max_size=6),
+        expire=st.booleans(),
+    )
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    def test_it_never_exceeds_a_cap_nor_claims_twice(
+        self,
+        domains: int,
+        per_domain: int,
+        mailbox_cap: int,
+        domain_cap: int,
+        global_cap: int,
+        campaign_cap: int | None,
+        recipient_cap: int | None,
+        load: int,
+        warming: int,
+        clocks: list[int],
+        expire: bool,
+    ) -> None:
+        limits = {
+            "mailbox_daily_cap": mailbox_cap,
+            "domain_daily_cap": domain_cap,
+            "global_daily_cap": global_cap,
+            "recipient_domain_daily_cap": recipient_cap,
+            "pacing_gap_seconds": 30,
+            "pacing_jitter_seconds": 30,
+        }
+        boxes = make_pool(domains, per_domain, limits=limits)
+        for box in boxes[:warming]:
+            Mailbox.objects.filter(pk=box.pk).update(
+                state=Mailbox.State.WARMING, warmup_started_on=DAY - timedelta(days=3)
+            )
+        campaign = make_campaign(daily_cap=campaign_cap, allow_warming_mailboxes=True)
+        schedule(campaign, load, domains=7)
+        pool = PoolSettings.load()
+        for minute in sorted(clocks):
+            now = NOON + timedelta(minutes=minute)
+            claim_due(now, rng=random.Random(minute))
+            if expire:
+                recover_leases(now + timedelta(minutes=11))
+            else:
+                deliver_claimed(now)
+        # Every message is in exactly one state; a message holds a unit only while claimed
+        # or once handed over (sent).
+        held = Message.objects.filter(state__in=[Message.State.CLAIMED, Message.State.SENT])
+        assert Message.objects.count() == load
+        for counter in DailyCounter.objects.all():
+            day_held = held.filter(quota_day=counter.day)
+            if counter.scope == "global":
+                assert counter.used == day_held.count() <= global_cap
+            elif counter.scope == "domain":
+                n = day_held.filter(mailbox__domain_id=int(counter.key)).count()
+                assert counter.used == n <= domain_cap
+            elif counter.scope == "mailbox":
+                box = Mailbox.objects.get(pk=int(counter.key))
+                n = day_held.filter(mailbox=box).count()
+                assert counter.used == n <= box.cap_today(pool, counter.day)
+            elif counter.scope == "campaign":
+                n = day_held.count()
+                assert counter.used == n
+                assert campaign_cap is None or n <= campaign_cap
+            elif counter.scope == "recipient_domain":
+                n = day_held.filter(to_domain=counter.key).count()
+                assert counter.used == n
+                assert recipient_cap is None or n <= recipient_cap
