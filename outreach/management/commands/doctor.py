@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from argparse import ArgumentParser
 from typing import Any
@@ -33,7 +34,9 @@ class Command(BaseCommand):
             table = Table("area", "status", "finding", "fix")
             for f in findings:
                 table.add_row(f.area, f"[{STYLE[f.severity]}]{f.severity}[/]", f.message, f.fix)
-            Console(file=self.stdout, width=160).print(table)
+            buffer = io.StringIO()
+            Console(file=buffer, width=160).print(table)
+            self.stdout.write(buffer.getvalue().rstrip("\n"))
             self.stdout.write(f"{critical} critical finding(s)")
         if critical:
             raise SystemExit(1)
