@@ -8,7 +8,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
-trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$scratch"' EXIT
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 if [ "${REHEARSE_INSTALL:-0}" = 1 ]; then
@@ -54,7 +55,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 curl -fsS "http://127.0.0.1:$port/healthz"; echo
-kill -TERM "$server_pid"; wait "$server_pid"; server_pid=0
+kill -TERM "$server_pid"; wait "$server_pid"; server_pid=
 grep -q "outreach stopped" "$scratch/run.log"
 
 step "8. backup and restore (SQLite)"
