@@ -31,7 +31,7 @@ check: install
 	$(BIN)/mypy outreach
 
 test-sqlite: install
-	DATABASE_URL=sqlite:///var/test.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=sqlite:///var/outreach-test.sqlite3 OUTREACH_TEST_DATABASE_NAME=var/test-suite.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)
 
 # Runs again on PostgreSQL when one answers at OUTREACH_TEST_DATABASE_URL; says so when not.
 test-postgres: install
