@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
 from outreach.lib import clock
-from outreach.pool.models import Mailbox, PoolSettings
+from outreach.pool.models import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +165,13 @@ def _cancel_messages(messages: QuerySet[Message], why: str) -> int:
 
 
 def _release_units(message: Message) -> None:
-    """Give back the units a claim reserved (it never reached a provider)."""
-    from outreach.scheduler.models import DailyCounter
+    """Give back the units a claim reserved (it never reached a provider).
 
-    if message.quota_day is None or message.mailbox_id is None:
-        return
-    limits = PoolSettings.load().limits
-    mailbox = Mailbox.objects.get(pk=message.mailbox_id)
-    keys = Q(scope=DailyCounter.Scope.GLOBAL, key="*")
-    keys |= Q(scope=DailyCounter.Scope.MAILBOX, key=str(mailbox.pk))
-    keys |= Q(scope=DailyCounter.Scope.DOMAIN, key=str(mailbox.domain_id))
-    campaign = message.campaign
-    if campaign is not None and (campaign.daily_cap or limits.campaign_daily_cap):
-        keys |= Q(scope=DailyCounter.Scope.CAMPAIGN, key=str(campaign.pk))
-    if limits.recipient_domain_daily_cap:
-        keys |= Q(scope=DailyCounter.Scope.RECIPIENT_DOMAIN, key=message.to_domain)
-    DailyCounter.objects.filter(keys, day=message.quota_day, used__gt=0).update(used=F("used") - 1)
+    The control plane owns the counters and knows exactly which ones a claim holds.
+    """
+    from outreach.scheduler.claiming import release_message
+
+    release_message(message)
 
 
 # --- enrollment ------------------------------------------------------------------------------
