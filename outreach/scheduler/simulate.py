@@ -1,0 +1,956 @@
+"""``outreach simulate``: the real control plane on a simulated clock, day by day.
+
+The pool of a configuration file, a campaign and generated leads go into a database; then the
+clock (:mod:`outreach.lib.clock`) jumps from one moment where something can happen to the
+next, and at each one the scheduler's complete pass (:func:`outreach.scheduler.engine.run_pass`:
+leases, planning, warm-up, graduation, health rules, routing and claiming, the sending engine)
+runs exactly as in production. Messages go to the simulated provider
+(:mod:`outreach.providers.simulated`), whose deliveries, hard bounces and complaints come back
+through the real events code. Nothing here decides anything the engine would decide.
+
+Every day is then read back from the database as an operator would see it: capacity, sends,
+utilization, mailboxes by state, pauses and why, and each cap checked against the sends that
+actually reached the provider (``cap_exceeded`` must be 0; it is computed, not assumed).
+
+:func:`simulate` works on the current database (tests run it in theirs);
+:func:`throwaway_database` gives the command a fresh SQLite file so the operator's database is
+never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+import time as _time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import connections
+from django.db.models import Min
+
+from outreach.campaigns import config as campaign_config
+from outreach.campaigns import lifecycle
+from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step
+from outreach.events.models import Event
+from outreach.lib import clock
+from outreach.pool import config as pool_config
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.providers.simulated import sender as simulated
+from outreach.scheduler import policy
+from outreach.scheduler.engine import run_pass
+from outreach.scheduler.models import DailyCounter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POOL = Path("examples/pool.toml")
+DEFAULT_CAMPAIGN = Path("examples/campaign.toml")
+SENDING_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
+PENDING_STATES = (
+    Message.State.SCHEDULED,
+    Message.State.CLAIMED,
+    Message.State.SENDING,
+    Message.State.RETRY,
+)
+
+# Used when no campaign file is given and examples/campaign.toml is not there: the classic
+# three-touch sequence, weekdays 09:00-17:00 in the lead's time zone, no campaign cap.
+BUILTIN_CAMPAIGN = """
+slug = "simulation"
+name = "Simulated campaign"
+postal_address = "Example Ltd, 1 Main Street, Springfield"
+timezone = "America/New_York"
+
+[window]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "09:00"
+end = "17:00"
+
+[[steps]]
+delay_days = 0
+subject = "Quick question, {{ first_name }}"
+html = "<p>Hi {{ first_name }},</p><p>Would a short call about {{ company }} make sense?</p>"
+
+[[steps]]
+delay_days = 3
+reply_to_thread = true
+subject = ""
+html = "<p>Hi {{ first_name }}, just bumping this up in case it got buried.</p>"
+
+[[steps]]
+delay_days = 4
+subject = ""
+text = "{{ first_name }}, I'll stop here. If it ever becomes a priority, just reply."
+"""
+
+# Where generated leads live: a realistic spread for an English-speaking B2B list, with zones
+# that change to summer time on different dates (US in early March, Europe late March,
+# Sydney back in April), one without DST, and leads whose zone is unknown (the campaign's).
+TIMEZONES: tuple[tuple[str, int], ...] = (
+    ("America/New_York", 26),
+    ("America/Chicago", 10),
+    ("America/Los_Angeles", 14),
+    ("Europe/London", 16),
+    ("Europe/Berlin", 14),
+    ("Asia/Kolkata", 5),
+    ("Australia/Sydney", 5),
+    ("", 10),
+)
+FIRST_NAMES = (
+    "Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jon",
+    "Kira", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq",
+)  # fmt: skip
+COMPANY_WORDS = (
+    "acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne",
+    "tyrell", "cyberdyne", "soylent", "wonka", "gringotts", "oceanic", "massive",
+)  # fmt: skip
+# Leads per company: several contacts at one company, as in a real list, so the
+# per-recipient-domain cap has something to bind on.
+LEADS_PER_COMPANY = 4
+
+
+@dataclass(frozen=True)
+class Options:
+    days: int = 30
+    leads: int = 1000
+    bounce_rate: float = 0.01
+    complaint_rate: float = 0.0005
+    config: Path = DEFAULT_POOL
+    # None: examples/campaign.toml when present, else the built-in campaign.
+    campaign: Path | None = None
+    seed: int = 1
+    # The first simulated day (a pool day); None: the coming Monday.
+    start: date | None = None
+    # The simulated clock moves in steps of this many seconds (from the day's midnight): what
+    # falls due inside one step is served by one pass at its end. Sends and notifications may
+    # come up to this much later than in real time (never earlier), and passes are far fewer.
+    # The real scheduler loop idles 5 s between passes.
+    resolution_seconds: int = 300
+    # The periodic health rules run at most this often (events trigger them at once anyway).
+    health_every: timedelta = timedelta(hours=6)
+
+
+@dataclass
+class Result:
+    """What :func:`simulate` found; :meth:`to_dict` is the ``--json`` object."""
+
+    options: Options
+    start: date
+    timezone: str
+    campaign: dict[str, Any]
+    days: list[dict[str, Any]] = field(default_factory=list)
+    mailboxes: list[dict[str, Any]] = field(default_factory=list)
+    finish_date: date | None = None
+    finish_date_projected: bool = False
+    passes: int = 0
+    elapsed_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.options
+        sent = sum(d["sent"] for d in self.days)
+        capacity = sum(d["capacity"] for d in self.days)
+        return {
+            "start": self.start.isoformat(),
+            "timezone": self.timezone,
+            "options": {
+                "days": o.days,
+                "leads": o.leads,
+                "bounce_rate": o.bounce_rate,
+                "complaint_rate": o.complaint_rate,
+                "config": str(o.config),
+                "campaign": str(o.campaign) if o.campaign else None,
+                "seed": o.seed,
+            },
+            "campaign": self.campaign,
+            "days": self.days,
+            "mailboxes": self.mailboxes,
+            "finish_date": self.finish_date.isoformat() if self.finish_date else None,
+            "finish_date_projected": self.finish_date_projected,
+            "totals": {
+                "sent": sent,
+                "campaign_sent": sum(d["campaign_sent"] for d in self.days),
+                "warmup_sent": sum(d["warmup_sent"] for d in self.days),
+                "capacity": capacity,
+                "utilization": round(sent / capacity, 4) if capacity else 0.0,
+                "cap_exceeded": sum(d["cap_exceeded"] for d in self.days),
+                "hard_bounces": sum(d["hard_bounces"] for d in self.days),
+                "complaints": sum(d["complaints"] for d in self.days),
+                "pauses": sum(len(d["pauses"]) for d in self.days),
+            },
+            "passes": self.passes,
+            "elapsed_seconds": round(self.elapsed_seconds, 2),
+        }
+
+
+# --- The throwaway database ------------------------------------------------------------------
+
+
+@contextmanager
+def throwaway_database() -> Iterator[Path]:
+    """Point the default database at a fresh SQLite file for the block, migrated, then put the
+    operator's database back and delete the file.
+
+    Why a file of our own rather than a transaction rolled back on the real database: a
+    simulation writes for minutes, and on the embedded SQLite a long write transaction would
+    hold the only write lock and stall the running engine; on PostgreSQL it would hold row
+    locks on the real mailboxes and counters. A separate file cannot touch, lock or leak into
+    the operator's data whatever happens, and it is fast (no durability needed).
+    """
+    from django.core.management import call_command
+
+    directory = Path(tempfile.mkdtemp(prefix="outreach-simulate-"))
+    original = connections.settings["default"]
+    connections["default"].close()
+    connections.settings["default"] = {
+        **original,
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(directory / "simulation.sqlite3"),
+        "USER": "",
+        "PASSWORD": "",
+        "HOST": "",
+        "PORT": "",
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            # A throwaway file: durability buys nothing, speed does.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;",
+        },
+        "TEST": {},
+    }
+    del connections["default"]
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield directory
+    finally:
+        connections["default"].close()
+        del connections["default"]
+        connections.settings["default"] = original
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- Setting the stage -----------------------------------------------------------------------
+
+
+def coming_monday(today: date) -> date:
+    return today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+
+
+def setup(options: Options, start: datetime) -> Campaign:
+    """Pool, simulated provider, campaign and enrolled leads, as of ``start`` (the clock is
+    pinned there by the caller)."""
+    try:
+        text = options.config.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise pool_config.ConfigError(f"cannot read {options.config}: {exc}") from None
+    spec = pool_config.parse(text)
+    pool_config.apply(spec)
+    # Every account sends through the simulated provider: no credentials, no network, no
+    # provider-side rate limit (it would sleep on the real clock).
+    ProviderAccount.objects.update(
+        kind=simulated.KIND, settings={}, secrets={}, max_send_rate=None, enabled=True
+    )
+    Mailbox.objects.update(settings={}, secrets={})
+    campaign_file = options.campaign
+    if campaign_file is None and DEFAULT_CAMPAIGN.exists():
+        campaign_file = DEFAULT_CAMPAIGN
+    campaign_spec = (
+        campaign_config.load(campaign_file)
+        if campaign_file is not None
+        else campaign_config.parse(BUILTIN_CAMPAIGN)
+    )
+    campaign_config.apply(campaign_spec)
+    campaign = Campaign.objects.get(slug=campaign_spec.slug)
+    lifecycle.start(campaign, actor="simulation")
+    leads = generate_leads(options.leads, random.Random(options.seed), start)
+    lifecycle.enroll(campaign, leads)
+    pool = PoolSettings.load()
+    from outreach.scheduler.warmup import seed_addresses
+
+    simulated.FEED.configure(
+        simulated.Rates(
+            bounce_rate=options.bounce_rate,
+            complaint_rate=options.complaint_rate,
+            seed=options.seed,
+            safe_addresses=frozenset(seed_addresses(pool)),
+        )
+    )
+    return campaign
+
+
+def generate_leads(count: int, rng: random.Random, now: datetime) -> list[Lead]:
+    """``count`` leads at companies of ``LEADS_PER_COMPANY`` contacts, spread over
+    :data:`TIMEZONES` (a company's contacts share its zone)."""
+    zones = [z for z, _ in TIMEZONES]
+    weights = [w for _, w in TIMEZONES]
+    leads = []
+    companies = max(1, -(-count // LEADS_PER_COMPANY))
+    company_zone = rng.choices(zones, weights, k=companies)
+    for i in range(count):
+        c = i % companies
+        word = COMPANY_WORDS[c % len(COMPANY_WORDS)]
+        domain = f"{word}{c}.example"
+        first = FIRST_NAMES[rng.randrange(len(FIRST_NAMES))]
+        leads.append(
+            Lead(
+                email=f"{first.lower()}.{i}@{domain}",
+                email_domain=domain,
+                first_name=first,
+                company=f"{word.title()} {c}",
+                timezone=company_zone[c],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return Lead.objects.bulk_create(leads, batch_size=500)
+
+
+# --- The run ---------------------------------------------------------------------------------
+
+
+def simulate(options: Options, *, on_day: Callable[[dict[str, Any]], None] | None = None) -> Result:
+    """Run ``options.days`` simulated days on the current database; the clock is released
+    afterwards. ``on_day`` is called with each finished day's figures (progress)."""
+    if options.days < 1:
+        raise ValueError("days must be at least 1")
+    started = _time.perf_counter()
+    simulated.register()
+    text = options.config.read_text(encoding="utf-8") if options.config.exists() else ""
+    tz = ZoneInfo(pool_config.parse(text).timezone if text else "UTC")
+    first_day = options.start or coming_monday(clock.today(tz))
+    start = datetime.combine(first_day, time(0), tzinfo=tz).astimezone(UTC)
+    clock.set_now(start)
+    try:
+        campaign = setup(options, start)
+        result = Result(
+            options=options,
+            start=first_day,
+            timezone=str(tz),
+            campaign=_campaign_summary(campaign),
+        )
+        _Run(options, campaign, tz, result, on_day).run(first_day)
+    finally:
+        clock.set_now(None)
+    result.elapsed_seconds = _time.perf_counter() - started
+    return result
+
+
+class _Run:
+    def __init__(
+        self,
+        options: Options,
+        campaign: Campaign,
+        tz: ZoneInfo,
+        result: Result,
+        on_day: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.options = options
+        self.campaign = campaign
+        self.tz = tz
+        self.result = result
+        self.on_day = on_day
+        self.rng = random.Random(options.seed)
+        self.resolution = max(1, options.resolution_seconds)
+        self.next_health = datetime.min.replace(tzinfo=UTC)
+        self.ramp: dict[int, dict[str, list[Any]]] = defaultdict(
+            lambda: {"sent": [], "cap": [], "states": []}
+        )
+
+    def run(self, first_day: date) -> None:
+        """Day after day: each pool day is simulated from its midnight to the next, then
+        read back."""
+        day = first_day
+        for _ in range(self.options.days):
+            day_start = _midnight(day, self.tz)
+            day_end = _midnight(day + timedelta(days=1), self.tz)
+            caps = self._caps(day, sending_only=True)
+            now = day_start
+            while now < day_end:
+                clock.set_now(now)
+                self._pass(now)
+                now = min(self._step(self._next_wakeup(now), day_start), day_end)
+            # The day's last notifications, stored within the day they belong to (a pause
+            # they cause is that day's pause).
+            last_instant = day_end - timedelta(microseconds=1)
+            clock.set_now(last_instant)
+            simulated.record_due(last_instant)
+            clock.set_now(day_end)
+            figures = self._close_day(day, day_start, day_end, caps)
+            self.result.days.append(figures)
+            if self.on_day is not None:
+                self.on_day(figures)
+            day += timedelta(days=1)
+        self._finish()
+
+    # -- one moment --
+
+    def _pass(self, now: datetime) -> None:
+        health = now >= self.next_health
+        if health:
+            self.next_health = now + self.options.health_every
+        # Provider notifications that came due since the last pass first, as webhooks would
+        # have been stored by then: a complaint pauses its mailbox before it is routed again.
+        simulated.record_due(now)
+        self.last = run_pass(now, send=True, health=health, worker="simulation", rng=self.rng)
+        self.result.passes += 1
+
+    def _step(self, when: datetime, day_start: datetime) -> datetime:
+        """``when`` rounded up to the clock's resolution."""
+        steps = -(-(when - day_start).total_seconds() // self.resolution)
+        return day_start + timedelta(seconds=steps * self.resolution)
+
+    def _next_wakeup(self, now: datetime) -> datetime:
+        """The next instant anything can happen: a scheduled message or retry falls due, an
+        enrollment's next step falls due, a cooldown ends, or (while due messages wait) a
+        mailbox's pacing slot opens. Provider notifications do not wake the clock: they are
+        stored at the start of the next pass, before anything is routed."""
+        candidates: list[datetime | None] = [
+            Message.objects.filter(
+                state__in=(Message.State.SCHEDULED, Message.State.RETRY), not_before__gt=now
+            ).aggregate(t=Min("not_before"))["t"],
+            Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_due_at__gt=now).aggregate(
+                t=Min("next_due_at")
+            )["t"],
+            Mailbox.objects.filter(cooldown_until__gt=now).aggregate(t=Min("cooldown_until"))["t"],
+            Domain.objects.filter(cooldown_until__gt=now).aggregate(t=Min("cooldown_until"))["t"],
+            self._pacing_wakeup(now),
+            self._graduation_wakeup(now),
+        ]
+        times = [t for t in candidates if t is not None and t > now]
+        return min(times) if times else now + timedelta(days=1)
+
+    def _graduation_wakeup(self, now: datetime) -> datetime | None:
+        """One more pass right after a warming mailbox used its last unit of the day.
+
+        Graduation is decided at the start of a pass from the units used today; the real loop
+        passes again within seconds, so a mailbox whose last warm-up message of the day was
+        just claimed graduates the same day. Here the next event might be tomorrow.
+        """
+        claimed = [pk for pk, n in self.last.claimed_by_mailbox.items() if n]
+        if not claimed:
+            return None
+        pool = PoolSettings.load()
+        day = now.astimezone(self.tz).date()
+        used = dict(
+            DailyCounter.objects.filter(
+                day=day, scope=DailyCounter.Scope.MAILBOX, key__in=[str(pk) for pk in claimed]
+            ).values_list("key", "used")
+        )
+        for mailbox in Mailbox.objects.filter(pk__in=claimed, state=Mailbox.State.WARMING):
+            if used.get(str(mailbox.pk), 0) >= mailbox.cap_today(pool, day):
+                return now + timedelta(seconds=1)
+        return None
+
+    def _pacing_wakeup(self, now: datetime) -> datetime | None:
+        """When a paced mailbox that could take a waiting message is free again.
+
+        Only mailboxes with quota left today count. When this pass claimed nothing although a
+        free mailbox with quota was there, what holds the waiting messages back is not pacing
+        (a campaign or recipient cap, a campaign's allowed set): then only the mailboxes that
+        due messages are pinned to (follow-ups, warm-up) are worth waking up for.
+        """
+        due = Message.objects.filter(state=Message.State.SCHEDULED, not_before__lte=now)
+        if not due.exists():
+            return None
+        pool = PoolSettings.load()
+        day = now.astimezone(self.tz).date()
+        used = dict(
+            DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.MAILBOX).values_list(
+                "key", "used"
+            )
+        )
+        with_quota = [
+            m
+            for m in Mailbox.objects.filter(
+                state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
+            )
+            if m.cap_today(pool, day) > used.get(str(m.pk), 0)
+        ]
+        free = [m for m in with_quota if m.next_send_at is None or m.next_send_at <= now]
+        paced = [m for m in with_quota if m.next_send_at is not None and m.next_send_at > now]
+        if self.last.claimed == 0 and free:
+            pinned = set(
+                due.exclude(pinned_mailbox=None).values_list("pinned_mailbox_id", flat=True)
+            )
+            paced = [m for m in paced if m.pk in pinned]
+        slots = [m.next_send_at for m in paced if m.next_send_at is not None]
+        return min(slots) if slots else None
+
+    # -- one day --
+
+    def _caps(self, day: date, *, sending_only: bool = False) -> dict[int, int]:
+        """Each mailbox's cap for ``day`` in its current state; with ``sending_only``, 0 for
+        a mailbox whose domain cannot send (cooldown): what the day offers."""
+        pool = PoolSettings.load()
+        return {
+            m.pk: m.cap_today(pool, day)
+            if not sending_only or m.domain.state == Domain.State.ACTIVE
+            else 0
+            for m in Mailbox.objects.select_related("domain")
+        }
+
+    def _close_day(
+        self, day: date, start: datetime, end: datetime, caps_at_start: dict[int, int]
+    ) -> dict[str, Any]:
+        """The day as an operator reads it, and every cap checked against the messages that
+        actually reached the provider that day."""
+        pool = PoolSettings.load()
+        limits = pool.limits
+        caps_at_end = self._caps(day)
+        mailboxes = {m.pk: m for m in Mailbox.objects.select_related("domain")}
+        domains = {d.pk: d for d in Domain.objects.all()}
+        sent_rows = list(
+            Message.objects.filter(sent_at__gte=start, sent_at__lt=end).values_list(
+                "mailbox_id", "kind", "campaign_id", "to_domain"
+            )
+        )
+        campaigns = {c.pk: c for c in Campaign.objects.all()}
+        sends = [
+            SendRecord(
+                mailbox=mailboxes[mailbox_id].address,
+                domain=mailboxes[mailbox_id].domain.name,
+                campaign=campaigns[campaign_id].slug
+                if kind == Message.Kind.CAMPAIGN and campaign_id is not None
+                else None,
+                to_domain=to_domain,
+            )
+            for mailbox_id, kind, campaign_id, to_domain in sent_rows
+        ]
+        by_mailbox = Counter(mailbox_id for mailbox_id, *_ in sent_rows)
+        # A mailbox paused during the day had its full cap before: the larger of the two.
+        mailbox_caps = {
+            pk: max(caps_at_start.get(pk, 0), caps_at_end.get(pk, 0)) for pk in mailboxes
+        }
+        exceeded = caps_exceeded(
+            sends,
+            DayCaps(
+                mailbox={m.address: mailbox_caps[pk] for pk, m in mailboxes.items()},
+                domain={d.name: d.cap(limits) for d in domains.values()},
+                total=limits.global_daily_cap,
+                campaign={
+                    c.slug: c.daily_cap if c.daily_cap is not None else limits.campaign_daily_cap
+                    for c in campaigns.values()
+                },
+                recipient_domain=limits.recipient_domain_daily_cap,
+            ),
+        )
+        campaign_sent = sum(1 for send in sends if send.campaign is not None)
+
+        # Capacity: what the pool could send today, mailbox caps bounded by their domain's
+        # cap, all bounded by the global cap.
+        per_domain: Counter[int] = Counter()
+        for pk, mailbox in mailboxes.items():
+            per_domain[mailbox.domain_id] += caps_at_start.get(pk, 0)
+        capacity = min(
+            limits.global_daily_cap,
+            sum(min(n, domains[pk].cap(limits)) for pk, n in per_domain.items()),
+        )
+        sent = len(sent_rows)
+        changes = list(
+            StateChange.objects.filter(at__gte=start, at__lt=end)
+            .exclude(mailbox=None, domain=None)
+            .select_related("mailbox", "domain")
+            .order_by("at", "id")
+        )
+        pauses = [
+            {
+                "mailbox": c.mailbox.address if c.mailbox else "",
+                "domain": c.domain.name if c.domain else "",
+                "to_state": c.to_state,
+                "reason": c.reason,
+                "actor": c.actor,
+                "at": c.at.isoformat(),
+            }
+            for c in changes
+            if c.to_state in (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN, Mailbox.State.RETIRED)
+        ]
+        graduated = [
+            c.mailbox.address
+            for c in changes
+            if c.mailbox and c.from_state == Mailbox.State.WARMING and c.to_state == "active"
+        ]
+        events = Counter(
+            (t, b)
+            for t, b in Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+            .values_list("type", "bounce_type")
+            .iterator()
+        )
+        states = Counter(m.state for m in mailboxes.values())
+        for pk, mailbox in mailboxes.items():
+            ramp = self.ramp[pk]
+            ramp["sent"].append(by_mailbox.get(pk, 0))
+            ramp["cap"].append(mailbox_caps.get(pk, 0))
+            ramp["states"].append(mailbox.state)
+        return {
+            "date": day.isoformat(),
+            "weekday": day.strftime("%a"),
+            "capacity": capacity,
+            "sent": sent,
+            "campaign_sent": campaign_sent,
+            "warmup_sent": sent - campaign_sent,
+            "utilization": round(sent / capacity, 4) if capacity else 0.0,
+            "sent_by_mailbox_max": max(by_mailbox.values(), default=0),
+            "cap_exceeded": len(exceeded),
+            "cap_exceeded_details": exceeded,
+            "mailboxes_by_state": dict(sorted(states.items())),
+            "pauses": pauses,
+            "graduated": graduated,
+            "delivered": events[(Event.Type.DELIVERED, "")],
+            "hard_bounces": events[(Event.Type.BOUNCED, Event.BounceType.HARD)],
+            "complaints": events[(Event.Type.COMPLAINED, "")],
+            "enrollments_active": Enrollment.objects.filter(
+                campaign=self.campaign, state=Enrollment.State.ACTIVE
+            ).count(),
+            "campaign_pending": _campaign_remaining(self.campaign),
+        }
+
+    # -- the end --
+
+    def _finish(self) -> None:
+        mailboxes = Mailbox.objects.select_related("domain").order_by("domain__name", "address")
+        self.result.mailboxes = [
+            {
+                "address": m.address,
+                "domain": m.domain.name,
+                "state": m.state,
+                "warmed": "warming" in self.ramp[m.pk]["states"],
+                **self.ramp[m.pk],
+            }
+            for m in mailboxes
+        ]
+        self.result.finish_date, self.result.finish_date_projected = finish_date(
+            self.campaign, self.result.days, self.tz
+        )
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """One message that reached the provider: who sent it, for which campaign (None: warm-up),
+    to which company domain."""
+
+    mailbox: str
+    domain: str
+    campaign: str | None
+    to_domain: str
+
+
+@dataclass(frozen=True)
+class DayCaps:
+    """Every cap of one pool day by subject (None: not capped)."""
+
+    mailbox: dict[str, int]
+    domain: dict[str, int]
+    total: int
+    campaign: dict[str, int | None]
+    recipient_domain: int | None
+
+
+def caps_exceeded(sends: list[SendRecord], caps: DayCaps) -> list[str]:
+    """Each cap that the day's actual sends went over, as "scope subject: sent > cap".
+
+    Independent of the counters the claims reserve: it counts what reached the provider, so a
+    reservation bug would show here instead of being trusted. Campaign and recipient-domain
+    caps count campaign mail only (warm-up goes to seeds, not to companies).
+    """
+    counts: dict[str, Counter[str]] = {
+        "mailbox": Counter(s.mailbox for s in sends),
+        "domain": Counter(s.domain for s in sends),
+        "campaign": Counter(s.campaign for s in sends if s.campaign is not None),
+        "recipient domain": Counter(s.to_domain for s in sends if s.campaign is not None),
+    }
+    limits: dict[str, Callable[[str], int | None]] = {
+        "mailbox": lambda key: caps.mailbox.get(key, 0),
+        "domain": lambda key: caps.domain.get(key, 0),
+        "campaign": lambda key: caps.campaign.get(key),
+        "recipient domain": lambda key: caps.recipient_domain,
+    }
+    found = [f"global: {len(sends)} > {caps.total}"] if len(sends) > caps.total else []
+    for scope, counter in counts.items():
+        for key, n in sorted(counter.items()):
+            cap = limits[scope](key)
+            if cap is not None and n > cap:
+                found.append(f"{scope} {key}: {n} > {cap}")
+    return found
+
+
+def _campaign_remaining(campaign: Campaign) -> int:
+    """Messages the campaign still has to send: planned and not sent yet, plus the steps its
+    active enrollments have not planned."""
+    steps = Step.objects.filter(campaign=campaign).count()
+    pending = Message.objects.filter(
+        campaign=campaign, kind=Message.Kind.CAMPAIGN, state__in=PENDING_STATES
+    ).count()
+    unplanned = sum(
+        steps - last
+        for last in Enrollment.objects.filter(
+            campaign=campaign, state=Enrollment.State.ACTIVE
+        ).values_list("last_step", flat=True)
+    )
+    return pending + unplanned
+
+
+def finish_date(
+    campaign: Campaign, days: list[dict[str, Any]], tz: ZoneInfo
+) -> tuple[date | None, bool]:
+    """The pool day the campaign sent its last message, and whether it is a projection.
+
+    Inside the simulation: the last day on which campaign mail left, once nothing is pending.
+    Beyond it, the later of (1) the remaining messages at the recent pace (campaign sends per
+    window day over the last five window days that sent) and (2) the sequence itself: the
+    latest active enrollment still has its remaining steps' delays to wait.
+    """
+    if not days:
+        return None, False
+    if days[-1]["campaign_pending"] == 0:
+        sent_days = [d["date"] for d in days if d["campaign_sent"]]
+        return (date.fromisoformat(sent_days[-1]) if sent_days else None), False
+    window = set(campaign.window_days or range(1, 8))
+    recent = [d["campaign_sent"] for d in days if d["campaign_sent"]][-5:]
+    if not recent:
+        return None, True
+    pace = sum(recent) / len(recent)
+    remaining = float(days[-1]["campaign_pending"])
+    day = date.fromisoformat(days[-1]["date"])
+    for _ in range(3650):
+        day += timedelta(days=1)
+        if day.isoweekday() in window:
+            remaining -= pace
+            if remaining <= 0:
+                break
+    steps = list(Step.objects.filter(campaign=campaign).order_by("position"))
+    latest = day
+    delays = {s.position: timedelta(days=s.delay_days, hours=s.delay_hours) for s in steps}
+    for last_step, due in Enrollment.objects.filter(
+        campaign=campaign, state=Enrollment.State.ACTIVE
+    ).values_list("last_step", "next_due_at"):
+        base = due or clock.now()
+        rest = sum((delays[p] for p in range(last_step + 2, len(steps) + 1)), timedelta())
+        opens = policy.next_window_start(
+            base + rest,
+            policy.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
+            ZoneInfo(campaign.timezone or "UTC"),
+        )
+        if opens is not None:
+            latest = max(latest, opens.astimezone(tz).date())
+    return latest, True
+
+
+def _campaign_summary(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "slug": campaign.slug,
+        "steps": campaign.steps.count(),
+        "daily_cap": campaign.daily_cap,
+        "window": {
+            "days": list(campaign.window_days),
+            "start": campaign.window_start.strftime("%H:%M"),
+            "end": campaign.window_end.strftime("%H:%M"),
+        },
+        "timezone": campaign.timezone,
+        "enrolled": campaign.enrollments.count(),
+    }
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+# --- The HTML report -------------------------------------------------------------------------
+
+_COLORS = ("#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
+
+
+def write_report(data: dict[str, Any], directory: Path) -> Path:
+    """Write ``index.html`` (self-contained: inline CSS and SVG, no script, nothing fetched)
+    and ``simulation.json`` into ``directory``; returns the HTML file's path."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "simulation.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    path = directory / "index.html"
+    path.write_text(render_html(data), encoding="utf-8")
+    return path
+
+
+def render_html(data: dict[str, Any]) -> str:
+    from html import escape
+
+    t = data["totals"]
+    c = data["campaign"]
+    finish = data["finish_date"] or "not within sight"
+    if data["finish_date"] and data["finish_date_projected"]:
+        finish += " (projected)"
+    rows = []
+    for d in data["days"]:
+        states = ", ".join(f"{k} {v}" for k, v in d["mailboxes_by_state"].items())
+        pauses = "".join(
+            f"<div>{escape(p['mailbox'] or p.get('domain', ''))} → {escape(p['to_state'])}: "
+            f"{escape(p['reason'])}</div>"
+            for p in d["pauses"]
+        )
+        graduated = f"<div>graduated: {len(d['graduated'])}</div>" if d["graduated"] else ""
+        bad = ' class="bad"' if d["cap_exceeded"] else ""
+        rows.append(
+            f"<tr><td>{d['date']}</td><td>{d['weekday']}</td><td>{d['capacity']}</td>"
+            f"<td>{d['sent']}</td><td>{d['campaign_sent']}</td><td>{d['warmup_sent']}</td>"
+            f"<td>{d['utilization']:.0%}</td><td>{d['sent_by_mailbox_max']}</td>"
+            f"<td{bad}>{d['cap_exceeded']}</td><td>{escape(states)}</td>"
+            f"<td>{d['hard_bounces']} / {d['complaints']}</td><td>{pauses}{graduated}</td></tr>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>outreach simulation from {escape(data["start"])}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #1f2937; padding: 0 1rem; }}
+h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
+.cards {{ display: flex; flex-wrap: wrap; gap: .75rem; }}
+.card {{ border: 1px solid #e5e7eb; border-radius: 6px; padding: .6rem .9rem; min-width: 9rem; }}
+.card b {{ display: block; font-size: 1.3rem; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
+th, td {{ border-bottom: 1px solid #e5e7eb; padding: .3rem .4rem; text-align: right;
+          vertical-align: top; }}
+th:nth-child(n+10), td:nth-child(n+10) {{ text-align: left; }}
+td.bad {{ color: #b91c1c; font-weight: bold; }}
+td:first-child {{ white-space: nowrap; }}
+svg text {{ font: 11px system-ui, sans-serif; fill: #4b5563; }}
+.legend span {{ margin-right: 1rem; }} .swatch {{ display: inline-block; width: .8rem;
+  height: .8rem; margin-right: .3rem; vertical-align: middle; }}
+</style></head><body>
+<h1>Simulation: {escape(c["slug"])} on {len(data["days"])} days from {escape(data["start"])}</h1>
+<p>Pool time zone {escape(data["timezone"])}; {c["enrolled"]} leads enrolled in a
+{c["steps"]}-step campaign (window {escape(c["window"]["start"])}–{escape(c["window"]["end"])}
+in the lead's time zone, campaign cap {c["daily_cap"] or "none"}); hard-bounce rate
+{data["options"]["bounce_rate"]:.2%}, complaint rate {data["options"]["complaint_rate"]:.3%},
+seed {data["options"]["seed"]}.</p>
+<div class="cards">
+<div class="card">finish date<b>{escape(finish)}</b></div>
+<div class="card">sent<b>{t["sent"]}</b>{t["campaign_sent"]} campaign,
+{t["warmup_sent"]} warm-up</div>
+<div class="card">utilization<b>{t["utilization"]:.0%}</b>of {t["capacity"]} capacity</div>
+<div class="card">caps exceeded<b>{t["cap_exceeded"]}</b>checked against every send</div>
+<div class="card">pauses<b>{t["pauses"]}</b>{t["hard_bounces"]} bounces,
+{t["complaints"]} complaints</div>
+</div>
+<h2>Daily sends against capacity</h2>
+{_sends_chart(data["days"])}
+<h2>Warm-up ramp per mailbox</h2>
+{_ramp_chart(data["days"], data["mailboxes"])}
+<h2>Day by day</h2>
+<table><thead><tr><th>date</th><th></th><th>capacity</th><th>sent</th><th>campaign</th>
+<th>warm-up</th><th>util.</th><th>max/mailbox</th><th>caps exceeded</th><th>mailboxes</th>
+<th>bounces / complaints</th><th>pauses and graduations</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<p>{data["passes"]} passes of the control plane in {data["elapsed_seconds"]} s.</p>
+</body></html>
+"""
+
+
+def _axis(width: int, height: int, pad: int, top: float, days: list[dict[str, Any]]) -> str:
+    parts = []
+    for i in range(5):
+        value = top * i / 4
+        y = height - pad - (height - 2 * pad) * i / 4
+        parts.append(
+            f'<line x1="{pad}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+            f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.0f}</text>'
+        )
+    step = max(1, len(days) // 10)
+    slot = (width - pad - 10) / max(1, len(days))
+    for i, d in enumerate(days):
+        if i % step == 0:
+            x = pad + slot * (i + 0.5)
+            parts.append(
+                f'<text x="{x:.1f}" y="{height - pad + 14}" text-anchor="middle">'
+                f"{d['date'][5:]}</text>"
+            )
+    return "".join(parts)
+
+
+def _sends_chart(days: list[dict[str, Any]]) -> str:
+    width, height, pad = 1000, 300, 40
+    top = max([d["capacity"] for d in days] + [d["sent"] for d in days] + [1]) * 1.1
+    scale = (height - 2 * pad) / top
+    slot = (width - pad - 10) / max(1, len(days))
+    bars, capacity = [], []
+    for i, d in enumerate(days):
+        x = pad + slot * i + slot * 0.15
+        w = slot * 0.7
+        base = height - pad
+        hc, hw = d["campaign_sent"] * scale, d["warmup_sent"] * scale
+        tip = f"{d['date']}: {d['sent']} sent of {d['capacity']}"
+        bars.append(
+            f'<g><title>{tip}</title><rect x="{x:.1f}" y="{base - hc:.1f}" width="{w:.1f}" '
+            f'height="{hc:.1f}" fill="#2563eb"/><rect x="{x:.1f}" y="{base - hc - hw:.1f}" '
+            f'width="{w:.1f}" height="{hw:.1f}" fill="#f59e0b"/></g>'
+        )
+        y = base - d["capacity"] * scale
+        capacity.append(f"{pad + slot * i:.1f},{y:.1f} {pad + slot * (i + 1):.1f},{y:.1f}")
+    return (
+        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="daily sends against capacity">{_axis(width, height, pad, top, days)}'
+        f'{"".join(bars)}<polyline fill="none" stroke="#111827" stroke-width="2" '
+        f'points="{" ".join(capacity)}"/></svg><div class="legend">'
+        '<span><i class="swatch" style="background:#2563eb"></i>campaign</span>'
+        '<span><i class="swatch" style="background:#f59e0b"></i>warm-up</span>'
+        '<span><i class="swatch" style="background:#111827"></i>capacity</span></div>'
+    )
+
+
+def _ramp_chart(days: list[dict[str, Any]], mailboxes: list[dict[str, Any]]) -> str:
+    from html import escape
+
+    warmed = [m for m in mailboxes if m["warmed"]]
+    if not warmed:
+        return "<p>No mailbox was warming during the simulation.</p>"
+    width, height, pad = 1000, 300, 40
+    top = max([max(m["cap"] + m["sent"] + [1]) for m in warmed]) * 1.15
+    scale = (height - 2 * pad) / top
+    slot = (width - pad - 10) / max(1, len(days))
+    lines, legend = [], []
+    for n, m in enumerate(warmed):
+        color = _COLORS[n % len(_COLORS)]
+        points = " ".join(
+            f"{pad + slot * (i + 0.5):.1f},{height - pad - v * scale:.1f}"
+            for i, v in enumerate(m["sent"][: _warming_days(m)])
+        )
+        lines.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}">'
+            f"<title>{escape(m['address'])}</title></polyline>"
+        )
+        legend.append(
+            f'<span><i class="swatch" style="background:{color}"></i>{escape(m["address"])} '
+            f"({escape(m['state'])})</span>"
+        )
+    # The schedule itself (BRIEF §3 Warm-up), from the first warmed mailbox's caps.
+    cap_points = " ".join(
+        f"{pad + slot * (i + 0.5):.1f},{height - pad - v * scale:.1f}"
+        for i, v in enumerate(warmed[0]["cap"][: _warming_days(warmed[0])])
+    )
+    return (
+        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="warm-up ramp per mailbox">{_axis(width, height, pad, top, days)}'
+        f'<polyline fill="none" stroke="#111827" stroke-dasharray="5 4" stroke-width="2" '
+        f'points="{cap_points}"><title>cap of the day</title></polyline>{"".join(lines)}</svg>'
+        f'<div class="legend"><span><i class="swatch" style="background:#111827"></i>'
+        f"cap of the day ({escape(warmed[0]['address'])})</span>{''.join(legend)}</div>"
+        + (
+            f"<p>All {len(warmed)} mailboxes sent exactly the same ramp: their lines overlap.</p>"
+            if len(warmed) > 1 and all(m["sent"] == warmed[0]["sent"] for m in warmed)
+            else ""
+        )
+    )
+
+
+def _warming_days(mailbox: dict[str, Any]) -> int:
+    """How many days from the start the mailbox's ramp covers: while it was warming, and the
+    day it graduated (its state at the end of that day is already ``active``)."""
+    states = mailbox["states"]
+    last = max((i for i, state in enumerate(states) if state == "warming"), default=-1)
+    return min(len(states), last + 2)
