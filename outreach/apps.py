@@ -7,7 +7,8 @@ class OutreachConfig(AppConfig):
     verbose_name = "outreach"
 
     def ready(self) -> None:
-        from outreach import heartbeats
+        from outreach import heartbeats, outages
         from outreach.lib import loop
 
         loop.heartbeat_hook = heartbeats.beat
+        loop.db_recovered_hook = outages.database_recovered

@@ -4,7 +4,9 @@ A loop is a callable ``handle_one() -> bool`` ("was there work"). :func:`run_loo
 until it returns False, sleeps ``idle_seconds`` (waking early when ``stop`` is set), and
 returns once ``stop`` is set, never in the middle of a unit of work: SIGTERM lets in-flight
 work finish. A unit that raises is logged and the loop goes on after a pause, so a database
-restart or a provider outage does not kill the process.
+restart or a provider outage does not kill the process. A unit that failed because the
+database could not be reached starts an outage; the first pass that reaches the database
+again ends it and reports its duration (``db_recovered_hook``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from django.db import InterfaceError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,9 @@ class Loop:
     # Called once per pass through the loop, work or not (heartbeats).
     on_tick: Callable[[], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # time.monotonic() of the first unit that failed on a database error of the current
+    # outage; None while the database answers.
+    db_down_since: float | None = None
 
 
 # Called with the loop's name on every pass; the project sets it to record heartbeats
@@ -34,9 +42,26 @@ class Loop:
 heartbeat_hook: Callable[[str, bool], None] | None = None
 
 
+# Called as ``(loop name, seconds)`` once the database answers again after units of work of
+# that loop failed on database errors; the project raises the `database_unreachable` alert
+# (outreach.apps). It runs inside the loop's error handling: if it fails, the outage goes on.
+db_recovered_hook: Callable[[str, float], None] | None = None
+
+
 def _beat(loop: Loop, *, running: bool = True) -> None:
     if heartbeat_hook is not None:
         heartbeat_hook(loop.name, running)
+
+
+def _report_recovery(loop: Loop) -> None:
+    """The database answered (the heartbeat went through): report the outage that ended."""
+    if loop.db_down_since is None:
+        return
+    seconds = time.monotonic() - loop.db_down_since
+    if db_recovered_hook is not None:
+        db_recovered_hook(loop.name, seconds)
+    log.warning("loop %s: database reachable again after %.0f s", loop.name, seconds)
+    loop.db_down_since = None
 
 
 def run_loop(loop: Loop) -> None:
@@ -44,10 +69,23 @@ def run_loop(loop: Loop) -> None:
     while not loop.stop.is_set():
         try:
             _beat(loop)
+            if heartbeat_hook is not None:
+                _report_recovery(loop)  # the heartbeat reached the database
             if loop.on_tick is not None:
                 loop.on_tick()
             while not loop.stop.is_set() and loop.handle_one():
                 pass
+            # Without a heartbeat hook the recovery shows only once a whole pass succeeded.
+            _report_recovery(loop)
+        except (OperationalError, InterfaceError):
+            # The connection failed (refused, dropped, closed): the database is unreachable,
+            # not a query that is wrong.
+            if loop.db_down_since is None:
+                loop.db_down_since = time.monotonic()
+            log.exception("loop %s: database error; pausing", loop.name)
+            _close_db_connections()
+            loop.stop.wait(loop.error_pause_seconds)
+            continue
         except Exception:
             log.exception("loop %s: unit of work failed; pausing", loop.name)
             _close_db_connections()
