@@ -24,6 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Q
 
 from outreach.campaigns.models import Message
@@ -137,7 +138,7 @@ def plan_warmup(now: datetime, rng: random.Random | None = None) -> WarmupReport
     tz = ZoneInfo(pool.timezone)
     day = now.astimezone(tz).date()
     seeds = seed_addresses(pool)
-    start_of_day, end_of_day = day_bounds(day, tz)
+    start_of_day, _ = day_bounds(day, tz)
     window_start = policy.next_window_start(start_of_day, WINDOW, tz)
     window_end = datetime.combine(day, WINDOW.end, tzinfo=tz)
     # Yesterday's unsent warm-up mail is not carried over: a day's volume is a day's.
@@ -149,11 +150,33 @@ def plan_warmup(now: datetime, rng: random.Random | None = None) -> WarmupReport
     )
     if not seeds:
         return report
-    warming = list(
-        Mailbox.objects.filter(
-            state=Mailbox.State.WARMING, domain__state=Domain.State.ACTIVE
-        ).select_related("domain")
-    )
+    with transaction.atomic():
+        # Race prevented: two schedulers both count "0 planned today" and both plan the
+        # day's warm-up mail. Locking the warming mailboxes' rows first (PostgreSQL; SQLite's
+        # IMMEDIATE transactions already serialize writers) makes the second one wait and
+        # then count what the first planned.
+        warming = list(
+            Mailbox.objects.filter(state=Mailbox.State.WARMING, domain__state=Domain.State.ACTIVE)
+            .select_related("domain")
+            .select_for_update(of=("self",))
+            .order_by("pk")
+        )
+        report.planned = _plan_for(warming, pool, day, now, window_start, window_end, seeds, rng)
+    return report
+
+
+def _plan_for(
+    warming: list[Mailbox],
+    pool: PoolSettings,
+    day: date,
+    now: datetime,
+    window_start: datetime | None,
+    window_end: datetime,
+    seeds: list[str],
+    rng: random.Random,
+) -> int:
+    """Create the warm-up messages ``warming`` still lack today; how many were created."""
+    start_of_day, end_of_day = day_bounds(day, ZoneInfo(pool.timezone))
     planned_today = dict(
         Message.objects.filter(
             kind=Message.Kind.WARMUP,
@@ -191,8 +214,7 @@ def plan_warmup(now: datetime, rng: random.Random | None = None) -> WarmupReport
                 )
             )
     Message.objects.bulk_create(new, batch_size=500)
-    report.planned = len(new)
-    return report
+    return len(new)
 
 
 def spread(start: datetime, end: datetime, count: int, rng: random.Random) -> list[datetime]:

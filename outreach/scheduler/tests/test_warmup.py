@@ -171,3 +171,31 @@ class TestScheduleProperty(HypothesisTestCase):
         expected = warmup_cap(days_in + start_day, pool.warmup, target=target)
         planned = Message.objects.filter(kind=Message.Kind.WARMUP).exclude(state="cancelled")
         assert planned.count() == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_schedulers_planning_at_once_plan_the_days_volume_once() -> None:
+    import threading
+
+    from django.db import connection
+
+    warming_pool()
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def plan(seed: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            plan_warmup(MORNING, random.Random(seed))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=plan, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert Message.objects.filter(kind=Message.Kind.WARMUP).count() == 10  # 2 mailboxes x 5
