@@ -556,7 +556,13 @@ class _Pass:
     # -- candidates --
 
     def _due(self) -> Any:
-        return Message.objects.filter(state=Message.State.SCHEDULED, not_before__lte=self.now)
+        # A message of a stopped enrollment (a reply came in) is never claimed, even when the
+        # stop happened between its planning and now.
+        return Message.objects.filter(
+            Q(enrollment__isnull=True) | Q(enrollment__state=Enrollment.State.ACTIVE),
+            state=Message.State.SCHEDULED,
+            not_before__lte=self.now,
+        )
 
     def _rows(self, query: Any, after: tuple[datetime, int] | None) -> list[dict[str, Any]]:
         """The next batch of due messages in (not_before, id) order after ``after`` (keyset

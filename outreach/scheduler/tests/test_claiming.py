@@ -274,3 +274,18 @@ class TestInvariants(HypothesisTestCase):
                 n = day_held.filter(to_domain=counter.key).count()
                 assert counter.used == n
                 assert recipient_cap is None or n <= recipient_cap
+
+
+def test_it_never_claims_a_message_whose_enrollment_stopped_meanwhile() -> None:
+    from outreach.campaigns.models import Enrollment
+    from outreach.testing import enroll, make_leads
+
+    make_pool(1, 1, limits=NO_PACING)
+    campaign = make_campaign()
+    live, replied = enroll(campaign, make_leads(2))
+    for i, enrollment in enumerate((live, replied)):
+        schedule(campaign, 1, start=i, enrollment=enrollment)
+    Enrollment.objects.filter(pk=replied.pk).update(state=Enrollment.State.STOPPED)
+    assert claim_due(NOON).claimed == 1
+    assert Message.objects.get(state=Message.State.CLAIMED).enrollment_id == live.pk
+    assert Message.objects.get(enrollment=replied).state == Message.State.SCHEDULED
