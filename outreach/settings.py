@@ -140,6 +140,10 @@ def _databases() -> dict[str, dict[str, object]]:
     test_name = env.get_str("OUTREACH_TEST_DATABASE_NAME")
     if test_name:
         db["TEST"] = {"NAME": test_name}
+    elif db["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, not SQLite's shared in-memory database: the tests start other processes
+        # (workers, commands) that must see the same data, as in production.
+        db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     return {"default": db}
 
 
