@@ -18,6 +18,7 @@ from outreach.alerts import rules
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.events.models import Event
 from outreach.metrics import rollups
+from outreach.metrics.receivers import attempts_of
 from outreach.pool.models import Domain, Mailbox, PoolSettings, StateChange
 from outreach.sending.models import SendAttempt
 
@@ -43,17 +44,31 @@ def on_event_recorded(sender: Any, event: Event, **kwargs: Any) -> None:
         log.exception("health rules on event %s failed", event.pk)
 
 
-def on_send_attempted(sender: Any, attempt: SendAttempt, **kwargs: Any) -> None:
+def on_send_attempted(
+    sender: Any,
+    attempts: list[SendAttempt] | None = None,
+    attempt: SendAttempt | None = None,
+    **kwargs: Any,
+) -> None:
+    """A batch of provider calls: the caps of the domains that sent are checked once, and
+    every mailbox with a failed call is judged once."""
+    batch = attempts_of(attempts, attempt)
     try:
         with transaction.atomic():
-            if attempt.outcome == SendAttempt.Outcome.SENT:
-                mailbox = attempt.mailbox
-                rules.check_caps([mailbox.domain_id])
-            else:
-                mailbox = Mailbox.objects.select_related("domain").get(pk=attempt.mailbox_id)
+            sent_domains: set[int] = set()
+            failed_mailboxes: set[int] = set()
+            for item in batch:
+                if item.outcome == SendAttempt.Outcome.SENT:
+                    sent_domains.add(item.mailbox.domain_id)  # the engine hands mailboxes over
+                else:
+                    failed_mailboxes.add(item.mailbox_id)
+            if sent_domains:
+                rules.check_caps(sorted(sent_domains))
+            failing = Mailbox.objects.select_related("domain").filter(pk__in=failed_mailboxes)
+            for mailbox in failing.order_by("pk"):
                 rules.evaluate_mailbox(mailbox)
     except Exception:
-        log.exception("health rules on send attempt %s failed", attempt.pk)
+        log.exception("health rules on send attempts %s failed", [a.pk for a in batch])
 
 
 def on_state_change(sender: Any, instance: StateChange, created: bool, **kwargs: Any) -> None:

@@ -15,9 +15,9 @@ Effects (BRIEF §3 Sequences and Suppression):
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import connection, transaction
 
 from outreach.campaigns.models import Enrollment, Message, Suppression
 from outreach.campaigns.suppression import suppress
@@ -90,12 +90,7 @@ def record(incoming: n.Incoming) -> Event | None:
             received_at=clock.now(),
             raw=incoming.raw,
         )
-        try:
-            # A repeat (a provider's retry, or two deliveries racing) hits the unique
-            # constraint; the savepoint keeps the transaction usable (PostgreSQL).
-            with transaction.atomic():
-                event.save(force_insert=True)
-        except IntegrityError:
+        if not _insert_once(event):
             return None
         apply_effects(event, message)
         event_recorded.send(sender=Event, event=event)
@@ -103,31 +98,128 @@ def record(incoming: n.Incoming) -> Event | None:
 
 
 def find_message(incoming: n.Incoming) -> Message | None:
-    """The message an event is about: our id echoed back, the provider's id, or Message-IDs."""
-    # Only the columns the effects read: this runs for every webhook event.
-    messages = Message.objects.only(*_MESSAGE_FIELDS)
+    """The message an event is about: our id echoed back, the provider's id, or Message-IDs.
+
+    The message comes with the columns the effects and the rollups read and its mailbox's
+    domain id: nothing downstream reads the message again.
+    """
     if incoming.outreach_message_id:
-        found = list(messages.filter(pk=incoming.outreach_message_id))
+        found = _first_message(f"m.{_col('id')} = %s", [incoming.outreach_message_id])
         if found:
-            return found[0]
+            return found
     provider_ids = _id_variants(incoming.provider_message_id)
     if provider_ids:
-        found = list(
-            messages.filter(
-                Q(provider_message_id__in=provider_ids) | Q(message_id_header__in=provider_ids)
-            ).order_by("-id")[:1]
+        found = _first_message(
+            f"m.{_col('provider_message_id')} IN (%s, %s)"
+            f" OR m.{_col('message_id_header')} IN (%s, %s)",
+            provider_ids * 2,
         )
         if found:
-            return found[0]
+            return found
     header_ids = [v for ref in incoming.referenced_message_ids for v in _id_variants(ref)]
     if header_ids:
-        found = list(messages.filter(message_id_header__in=header_ids).order_by("-id")[:1])
+        marks = ", ".join(["%s"] * len(header_ids))
+        found = _first_message(f"m.{_col('message_id_header')} IN ({marks})", header_ids)
         if found:
-            return found[0]
+            return found
     return None
 
 
-_MESSAGE_FIELDS = ("id", "mailbox_id", "campaign_id", "enrollment_id", "to_email", "state")
+# The columns of a found message (attnames), in the model's order as ``Model.from_db`` wants.
+_MESSAGE_FIELDS = tuple(
+    f.attname
+    for f in Message._meta.concrete_fields
+    if f.attname
+    in {
+        "id",
+        "mailbox_id",
+        "campaign_id",
+        "enrollment_id",
+        "step_id",
+        "variant_id",
+        "provider_account_id",
+        "to_email",
+        "state",
+    }
+)
+
+
+_MAILBOX_FIELDS = [
+    f.attname for f in Mailbox._meta.concrete_fields if f.attname in ("id", "domain_id")
+]
+assert _MAILBOX_FIELDS == ["id", "domain_id"]
+
+
+def _col(attname: str) -> str:
+    for field in Message._meta.concrete_fields:
+        if field.attname == attname:
+            return connection.ops.quote_name(field.column)
+    raise LookupError(attname)
+
+
+def _first_message(where: str, params: list[Any]) -> Message | None:
+    """The newest message matching ``where`` (over alias ``m``), its mailbox (id and domain
+    id) attached. Plain SQL: this runs for every webhook event, and building the same ORM
+    query each time cost more than the query itself."""
+    q = connection.ops.quote_name
+    mailbox = Mailbox._meta
+    # Identifiers come from the models; values are parameters.
+    sql = (  # noqa: S608
+        "SELECT {columns}, b.{domain} FROM {messages} m "
+        "LEFT OUTER JOIN {mailboxes} b ON m.{mailbox_id} = b.{mailbox_pk} "
+        "WHERE {where} ORDER BY m.{pk} DESC LIMIT 1"
+    ).format(
+        columns=", ".join(f"m.{_col(f)}" for f in _MESSAGE_FIELDS),
+        domain=q(mailbox.get_field("domain").column),
+        messages=q(Message._meta.db_table),
+        mailboxes=q(mailbox.db_table),
+        mailbox_id=_col("mailbox_id"),
+        mailbox_pk=q(mailbox.pk.column),  # type: ignore[union-attr]
+        where=where,
+        pk=_col("id"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *values, domain_id = row
+    message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values)
+    if message.mailbox_id is not None:
+        Message.mailbox.field.set_cached_value(  # type: ignore[attr-defined]
+            message,
+            Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
+        )
+    return message
+
+
+def _insert_once(event: Event) -> bool:
+    """INSERT ``event`` unless its (source, provider event id) is stored already.
+
+    One statement, ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (SQLite 3.35+,
+    PostgreSQL): a repeat (a provider's retry, or two deliveries racing) inserts nothing and
+    leaves the transaction usable, with no savepoint around it.
+    """
+    fields = [f for f in Event._meta.local_concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    q = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}, {}) DO NOTHING RETURNING {}".format(  # noqa: S608
+        q(Event._meta.db_table),
+        ", ".join(q(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
+        q(Event._meta.get_field("source").column),
+        q(Event._meta.get_field("provider_event_id").column),
+        q(Event._meta.pk.column),  # type: ignore[union-attr]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk = row[0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return True
 
 
 def _id_variants(value: str) -> list[str]:

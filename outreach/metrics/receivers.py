@@ -1,4 +1,4 @@
-"""Keep the rollups current: one increment per stored event and per provider call."""
+"""Keep the rollups current: one increment per stored event and per batch of provider calls."""
 
 from __future__ import annotations
 
@@ -24,9 +24,23 @@ def on_event_recorded(sender: Any, event: Event, **kwargs: Any) -> None:
         log.exception("rollup of event %s failed", event.pk)
 
 
-def on_send_attempted(sender: Any, attempt: SendAttempt, **kwargs: Any) -> None:
+def on_send_attempted(
+    sender: Any,
+    attempts: list[SendAttempt] | None = None,
+    attempt: SendAttempt | None = None,
+    **kwargs: Any,
+) -> None:
+    batch = attempts_of(attempts, attempt)
     try:
         with transaction.atomic():
-            rollups.record_attempt(attempt)
+            rollups.record_attempts(batch)
     except Exception:
-        log.exception("rollup of send attempt %s failed", attempt.pk)
+        log.exception("rollup of send attempts %s failed", [a.pk for a in batch])
+
+
+def attempts_of(
+    attempts: list[SendAttempt] | None, attempt: SendAttempt | None
+) -> list[SendAttempt]:
+    """The attempts of a ``send_attempted`` signal: a batch (``attempts``, as the engine sends
+    it) or a single one (``attempt``)."""
+    return list(attempts or []) + ([attempt] if attempt is not None else [])

@@ -9,13 +9,13 @@ recomputes one day from ``Event`` and ``SendAttempt`` (repair after a bug or a r
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
 
 from outreach.campaigns.models import Message
 from outreach.events.models import Event
@@ -76,7 +76,19 @@ class Dims:
 
 
 def pool_timezone() -> ZoneInfo:
-    return ZoneInfo(PoolSettings.load().timezone)
+    # One column by primary key, without building a query or a model instance: this runs
+    # for every event stored.
+    with connection.cursor() as cursor:
+        cursor.execute(_POOL_TIMEZONE_SQL, [1])
+        row = cursor.fetchone()
+    return ZoneInfo(row[0] if row else PoolSettings.load().timezone)
+
+
+_POOL_TIMEZONE_SQL = "SELECT {} FROM {} WHERE {} = %s".format(  # noqa: S608
+    PoolSettings._meta.get_field("timezone").column,
+    PoolSettings._meta.db_table,
+    PoolSettings._meta.pk.column,  # type: ignore[union-attr]
+)
 
 
 def day_of(at: datetime, tz: ZoneInfo) -> date:
@@ -91,22 +103,64 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def bump(day: date, dims: Dims, counters: dict[str, int]) -> None:
-    """Add ``counters`` to the row of (day, dims), creating it when it does not exist yet.
+    """Add ``counters`` to the row of (day, dims), creating it when it does not exist yet."""
+    bump_many({(day, dims): Counter(counters)})
 
-    UPDATE first: the row nearly always exists. Two writers may both find it missing and both
-    INSERT; the unique constraint makes the second fail, which then adds with UPDATE.
+
+def bump_many(increments: dict[tuple[date, Dims], Counter[str]]) -> None:
+    """Add each group's counters to its row, in one INSERT ... ON CONFLICT DO UPDATE.
+
+    ``used = used + n`` happens in the database, so concurrent writers never lose a count,
+    and a row that does not exist yet is created by whichever writer comes first (SQLite
+    3.24+ and PostgreSQL alike). Rows are written in key order: two writers with overlapping
+    batches lock them in the same order and cannot deadlock each other.
     """
-    if not counters:
+    groups = sorted(
+        ((day, dims, counts) for (day, dims), counts in increments.items() if +counts),
+        key=lambda g: (g[0], *astuple(g[1])),
+    )
+    if not groups:
         return
-    rows = DailyRollup.objects.filter(day=day, **dims.key())
-    updates = {name: F(name) + n for name, n in counters.items()}
-    if rows.update(**updates):
-        return
-    try:
-        with transaction.atomic():
-            DailyRollup.objects.create(day=day, **asdict(dims), **counters)
-    except IntegrityError:
-        rows.update(**updates)
+    names = sorted({name for _, _, counts in groups for name in +counts})
+    unknown = set(names) - set(COUNTERS)
+    if unknown:
+        raise ValueError(f"unknown rollup counters: {sorted(unknown)}")
+    table = connection.ops.quote_name(DailyRollup._meta.db_table)
+    # Every counter on insert (their defaults live in the model, not in the table).
+    columns = [*_DIM_COLUMNS, *COUNTERS]
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params: list[Any] = []
+    for day, dims, counts in groups:
+        params.append(connection.ops.adapt_datefield_value(day))
+        params.extend(getattr(dims, c) for c in _DIM_COLUMNS[1:])
+        params.extend(counts[name] for name in COUNTERS)
+    q = connection.ops.quote_name
+    key = ", ".join(q(c) for c in _KEY_COLUMNS)
+    updates = ", ".join(f"{q(c)} = {table}.{q(c)} + EXCLUDED.{q(c)}" for c in names)
+    values = ", ".join([row] * len(groups))
+    # Identifiers are the model's own columns and counters checked against COUNTERS above.
+    sql = "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}".format(  # noqa: S608
+        table,
+        ", ".join(q(c) for c in columns),
+        values,
+        key,
+        updates,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# The unique constraint ``daily_rollup_unique``, and the columns a new row is created with.
+_KEY_COLUMNS = ("day", "mailbox_id", "campaign_id", "step_id", "variant_id", "provider_id")
+_DIM_COLUMNS = (
+    "day",
+    "mailbox_id",
+    "domain_id",
+    "campaign_id",
+    "step_id",
+    "variant_id",
+    "provider_id",
+)
 
 
 def _mailbox_domains(mailbox_ids: set[int]) -> dict[int, int]:
@@ -116,49 +170,112 @@ def _mailbox_domains(mailbox_ids: set[int]) -> dict[int, int]:
     return dict(Mailbox.objects.filter(pk__in=ids).values_list("pk", "domain_id"))
 
 
-def record_event(event: Event) -> None:
-    """Count one stored event on the day it occurred."""
+def record_event(event: Event, tz: ZoneInfo | None = None) -> None:
+    """Count one stored event on the day it occurred.
+
+    The event's message is read from the event when it is already in hand (the events
+    collector loads the columns needed here), otherwise from the database.
+    """
     counter = event_counter(event.type, event.bounce_type)
     if counter is None:
         return
     msg: dict[str, Any] = {}
     if event.message_id:
-        msg = dict(
-            Message.objects.filter(pk=event.message_id)
-            .values("mailbox_id", "campaign_id", "step_id", "variant_id", "provider_account_id")
-            .first()
-            or {}
-        )
+        cached = Event.message.is_cached(event)  # type: ignore[attr-defined]
+        if cached and all(f in event.message.__dict__ for f in _ROLLUP_MESSAGE_FIELDS):
+            msg = {f: getattr(event.message, f) for f in _ROLLUP_MESSAGE_FIELDS}
+        else:
+            msg = dict(
+                Message.objects.filter(pk=event.message_id).values(*_ROLLUP_MESSAGE_FIELDS).first()
+                or {}
+            )
     mailbox_id = event.mailbox_id or msg.get("mailbox_id") or 0
+    domain_id = 0
+    if mailbox_id:
+        cached_domain = _cached_domain_id(event, mailbox_id)
+        domain_id = (
+            cached_domain
+            if cached_domain is not None
+            else _mailbox_domains({mailbox_id}).get(mailbox_id, 0)
+        )
     dims = Dims(
         mailbox_id=mailbox_id,
-        domain_id=_mailbox_domains({mailbox_id}).get(mailbox_id, 0),
+        domain_id=domain_id,
         campaign_id=event.campaign_id or msg.get("campaign_id") or 0,
         step_id=msg.get("step_id") or 0,
         variant_id=msg.get("variant_id") or 0,
         provider_id=msg.get("provider_account_id") or 0,
     )
-    bump(day_of(event.occurred_at, pool_timezone()), dims, {counter: 1})
+    bump(day_of(event.occurred_at, tz or pool_timezone()), dims, {counter: 1})
+
+
+_ROLLUP_MESSAGE_FIELDS = (
+    "mailbox_id",
+    "campaign_id",
+    "step_id",
+    "variant_id",
+    "provider_account_id",
+)
+
+
+def _cached_domain_id(event: Event, mailbox_id: int) -> int | None:
+    """The domain of the event's mailbox when the message's mailbox row is already loaded."""
+    if not Event.message.is_cached(event):  # type: ignore[attr-defined]
+        return None
+    message = event.message
+    if message is None or message.mailbox_id != mailbox_id:
+        return None
+    if not Message.mailbox.is_cached(message):  # type: ignore[attr-defined]
+        return None
+    mailbox = message.mailbox
+    return mailbox.domain_id if mailbox is not None else None
 
 
 def record_attempt(attempt: SendAttempt) -> None:
     """Count one provider call on the day it was made."""
-    counters = ATTEMPT_COUNTERS.get(attempt.outcome, {})
-    msg: dict[str, Any] = dict(
-        Message.objects.filter(pk=attempt.message_id)
-        .values("campaign_id", "step_id", "variant_id")
-        .first()
-        or {}
-    )
-    dims = Dims(
-        mailbox_id=attempt.mailbox_id,
-        domain_id=_mailbox_domains({attempt.mailbox_id}).get(attempt.mailbox_id, 0),
-        campaign_id=msg.get("campaign_id") or 0,
-        step_id=msg.get("step_id") or 0,
-        variant_id=msg.get("variant_id") or 0,
-        provider_id=attempt.provider_account_id,
-    )
-    bump(day_of(attempt.at, pool_timezone()), dims, dict(counters))
+    record_attempts([attempt])
+
+
+def record_attempts(attempts: list[SendAttempt]) -> None:
+    """Count provider calls on the days they were made: one UPSERT for the whole batch.
+
+    The message and mailbox of each attempt are taken from the attempt when they are already
+    loaded (the sending engine hands them over), otherwise read in one query each.
+    """
+    if not attempts:
+        return
+    uncached = [a.message_id for a in attempts if not SendAttempt.message.is_cached(a)]  # type: ignore[attr-defined]
+    messages = {
+        row["pk"]: row
+        for row in Message.objects.filter(pk__in=uncached).values(
+            "pk", "campaign_id", "step_id", "variant_id"
+        )
+    }
+    missing_boxes = {a.mailbox_id for a in attempts if not SendAttempt.mailbox.is_cached(a)}  # type: ignore[attr-defined]
+    domains = _mailbox_domains(missing_boxes)
+    tz = pool_timezone()
+    increments: dict[tuple[date, Dims], Counter[str]] = defaultdict(Counter)
+    for attempt in attempts:
+        msg: dict[str, Any]
+        if SendAttempt.message.is_cached(attempt):  # type: ignore[attr-defined]
+            m = attempt.message
+            msg = {"campaign_id": m.campaign_id, "step_id": m.step_id, "variant_id": m.variant_id}
+        else:
+            msg = dict(messages.get(attempt.message_id, {}))
+        if SendAttempt.mailbox.is_cached(attempt):  # type: ignore[attr-defined]
+            domain_id = attempt.mailbox.domain_id
+        else:
+            domain_id = domains.get(attempt.mailbox_id, 0)
+        dims = Dims(
+            mailbox_id=attempt.mailbox_id,
+            domain_id=domain_id,
+            campaign_id=msg.get("campaign_id") or 0,
+            step_id=msg.get("step_id") or 0,
+            variant_id=msg.get("variant_id") or 0,
+            provider_id=attempt.provider_account_id,
+        )
+        increments[(day_of(attempt.at, tz), dims)].update(ATTEMPT_COUNTERS.get(attempt.outcome, {}))
+    bump_many(increments)
 
 
 def rebuild(day: date) -> int:

@@ -7,11 +7,14 @@ The flow of one message (BRIEF §3 Messages):
    choosing the provider account (primary, or its standby while the primary's circuit is open).
    The transaction **commits before any provider call**: a process killed during the call
    leaves a ``sending`` row whose lease expires into ``unknown``, never resent automatically.
-2. **Send** (:func:`send_taken`): render, build the MIME message, hand it to the provider.
-3. **Finish**: ``sent`` (enrollment advanced), ``retry`` (transient; backoff with jitter,
-   bounded attempts then ``failed``), ``failed`` (permanent; a hard bounce suppresses the
-   address, a policy block records a ``blocked`` event, an authentication failure pauses the
-   mailbox). Every provider call is a :class:`SendAttempt` and a ``send_attempted`` signal.
+2. **Send** (:func:`call_provider`): render, build the MIME message, hand it to the provider.
+3. **Finish** (:func:`finish_batch`, once per batch of calls): ``sent`` (enrollment advanced),
+   ``retry`` (transient; backoff with jitter, bounded attempts then ``failed``), ``failed``
+   (permanent; a hard bounce suppresses the address, a policy block records a ``blocked``
+   event, an authentication failure pauses the mailbox). Every provider call is a
+   :class:`SendAttempt`; each finished batch is one ``send_attempted`` signal carrying them all.
+   A process killed between a call and the finish leaves ``sending`` rows: ``unknown`` after
+   their lease, as for a kill during the call.
 
 Quota was reserved when the message was claimed and is never released after a provider call.
 """
@@ -35,7 +38,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Exists, F, Field, OuterRef, Q, Subquery, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from outreach.campaigns.models import Enrollment, Message, Step, Suppression
 from outreach.lib import clock
@@ -185,9 +190,11 @@ def take_batch(
                 "provider_account_id": account_id,
                 "updated_at": now,
             }
-            new_ids = [When(pk=pk, then=Value(message_ids[pk])) for pk in pks if pk in message_ids]
+            new_ids = {pk: message_ids[pk] for pk in pks if pk in message_ids}
             if new_ids:
-                changes["message_id_header"] = Case(*new_ids, default=F("message_id_header"))
+                changes["message_id_header"] = _per_message(
+                    new_ids, "message_id_header", every_row=len(new_ids) == len(pks)
+                )
             Message.objects.filter(_due(now), pk__in=pks).filter(
                 _mailbox_can_send(), _not_suppressed()
             ).update(**changes)
@@ -287,6 +294,75 @@ class RateLimiter:
 _default_limiter = RateLimiter()
 
 
+@dataclass
+class Called:
+    """What became of one taken message's provider call, before it is recorded.
+
+    Exactly one of ``result`` (accepted), ``error`` (refused; ``called`` False when the
+    provider was never reached) and ``unexpected`` (the call ended in a provider bug: it may
+    or may not have gone out) is set.
+    """
+
+    message: Message
+    account: ProviderAccount
+    result: SendResult | None = None
+    error: SendError | None = None
+    unexpected: str | None = None
+    called: bool = True
+    clean: bool = False
+
+
+def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
+    """The taken messages with everything rendering and finishing read, in one query."""
+    by_pk = Message.objects.select_related(
+        "mailbox__domain",
+        "provider_account",
+        "campaign",
+        "enrollment__lead",
+        "step__campaign",
+        "variant",
+    ).in_bulk([t.message_id for t in taken])
+    return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
+
+
+def call_provider(
+    message: Message,
+    taken: Taken,
+    *,
+    providers: ProviderCache,
+    limiter: RateLimiter = _default_limiter,
+) -> Called:
+    """Render, build and hand one taken message to its provider; writes nothing.
+
+    The message is ``sending`` (committed by :func:`take_batch`) before this runs.
+    """
+    account = message.provider_account
+    mailbox = message.mailbox
+    assert account is not None and mailbox is not None
+    try:
+        provider = providers.get(account)
+        raw, envelope = _prepare(message, mailbox, provider)
+    except SendError as err:
+        return Called(message, account, error=err, called=False)
+    except Exception as exc:
+        # Rendering or building failed (a template error, a broken address): the provider
+        # was never called, so this is a clean permanent failure of this message.
+        log.warning("message %s cannot be built: %s", message.pk, exc)
+        build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
+        return Called(message, account, error=build_error, called=False)
+    limiter.wait(account)
+    try:
+        result = provider.send(raw, envelope)
+    except SendError as err:
+        return Called(message, account, error=err)
+    except Exception as exc:
+        # A provider bug after the call began: it may or may not have gone out. A duplicate
+        # cold email is worse than a missing one, so the operator decides.
+        log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
+        return Called(message, account, unexpected=repr(exc))
+    return Called(message, account, result=result, clean=taken.circuit_clean)
+
+
 def send_taken(
     taken: Taken,
     worker: str,
@@ -296,35 +372,11 @@ def send_taken(
     policy: SendPolicy | None = None,
 ) -> str:
     """Send one message this worker has taken; returns the message's new state."""
-    policy = policy or default_policy()
-    message = Message.objects.select_related(
-        "mailbox__domain", "provider_account", "campaign", "enrollment__lead", "step", "variant"
-    ).get(pk=taken.message_id)
-    account = message.provider_account
-    mailbox = message.mailbox
-    assert account is not None and mailbox is not None
-    try:
-        provider = providers.get(account)
-        raw, envelope = _prepare(message, mailbox, provider)
-    except SendError as err:
-        return _finish(message, account, policy, worker, error=err, called=False)
-    except Exception as exc:
-        # Rendering or building failed (a template error, a broken address): the provider
-        # was never called, so this is a clean permanent failure of this message.
-        log.warning("message %s cannot be built: %s", message.pk, exc)
-        build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
-        return _finish(message, account, policy, worker, error=build_error, called=False)
-    limiter.wait(account)
-    try:
-        result = provider.send(raw, envelope)
-    except SendError as err:
-        return _finish(message, account, policy, worker, error=err)
-    except Exception as exc:
-        # A provider bug after the call began: it may or may not have gone out. A duplicate
-        # cold email is worse than a missing one, so the operator decides.
-        log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
-        return _finish_unknown(message, account, worker, repr(exc))
-    return _finish(message, account, policy, worker, result=result, clean=taken.circuit_clean)
+    loaded = load_taken([taken])
+    if not loaded:
+        return ""
+    called = call_provider(*loaded[0], providers=providers, limiter=limiter)
+    return finish_batch([called], policy)[0]
 
 
 def _prepare(message: Message, mailbox: Mailbox, provider: base.Provider) -> tuple[bytes, Envelope]:
@@ -393,64 +445,145 @@ def _render(message: Message) -> Rendered:
 # --- 3. finish ----------------------------------------------------------------------------
 
 
-def _finish(
-    message: Message,
-    account: ProviderAccount,
-    policy: SendPolicy,
-    worker: str,
-    *,
-    result: SendResult | None = None,
-    error: SendError | None = None,
-    called: bool = True,
-    clean: bool = False,
-) -> str:
+def finish_batch(batch: list[Called], policy: SendPolicy | None = None) -> list[str]:
+    """Record the provider calls of a batch; returns each message's new state, in order.
+
+    1. In one transaction: the accepted messages become ``sent`` with one UPDATE, their
+       mailboxes and enrollments move on with a few set-wise UPDATEs; each refused one gets
+       its own ``retry``/``failed``/``scheduled`` and each unexpected one ``unknown``; every
+       provider call becomes a :class:`SendAttempt` (one INSERT) and the batch one
+       ``send_attempted`` signal.
+    2. After the commit, in the order of the calls: circuit breakers, and the effects of
+       refusals outside the message row (events, suppression, mailbox pauses).
+
+    Only rows still ``sending`` (or ``unknown`` after a slow call) for the worker that took
+    them change: a lease that ran out meanwhile cannot be overwritten by anything but the
+    truth that the provider accepted the message.
+    """
+    policy = policy or default_policy()
     now = clock.now()
-    mailbox = message.mailbox
-    assert mailbox is not None
-    new_state: str
-    mine = Message.objects.filter(
+    states: list[str] = []
+    attempts: dict[int, SendAttempt] = {}
+    with transaction.atomic():
+        sent = [c for c in batch if c.result is not None]
+        _mark_sent(sent, now)
+        for item in batch:
+            if item.result is not None:
+                states.append(State.SENT)
+            elif item.error is not None:
+                attempt_no = item.message.attempts + (1 if item.called else 0)
+                states.append(
+                    _apply_failure(
+                        item.message, _mine(item.message), item.error, attempt_no, policy, now
+                    )
+                )
+            else:
+                states.append(_mark_unknown(item, now))
+        recorded = [(i, item) for i, item in enumerate(batch) if item.called]
+        if recorded:
+            rows = SendAttempt.objects.bulk_create([_attempt(item, now) for _, item in recorded])
+            attempts = {i: row for (i, _), row in zip(recorded, rows, strict=True)}
+            _signal(list(attempts.values()))
+    _after_commit(batch, attempts, now)
+    return states
+
+
+def _mine(message: Message) -> Any:
+    return Message.objects.filter(
         pk=message.pk, state__in=[State.SENDING, State.UNKNOWN], claimed_by=message.claimed_by
     )
-    attempts = message.attempts + (1 if called else 0)
-    with transaction.atomic():
-        if result is not None:
-            new_state = State.SENT
-            # Also from `unknown`: if the lease ran out while the provider was slow but it did
-            # accept the message, the truth is `sent`.
-            mine.update(
-                state=State.SENT,
-                provider_message_id=result.provider_message_id[:255],
-                sent_at=now,
-                attempts=attempts,
-                last_error="",
-                lease_expires_at=None,
-                updated_at=now,
-            )
-            Mailbox.objects.filter(pk=mailbox.pk).update(last_sent_at=now, consecutive_failures=0)
-            _advance_enrollment(message, now)
-            outcome: str = SendAttempt.Outcome.SENT
-            code, response = result.code, result.response
-        else:
-            assert error is not None
-            new_state = _apply_failure(message, mine, error, attempts, policy, now)
-            outcome, code, response = error.kind.value, error.code, error.message
-        attempt = None
-        if called:
-            attempt = SendAttempt.objects.create(
-                message=message,
-                mailbox=mailbox,
-                provider_account=account,
-                outcome=outcome,
-                code=code[:32],
-                response=response[:4000],
-                at=now,
-            )
-            _signal(attempt)
-    if error is not None:
-        _after_failure(message, account, error, attempt, now)
-    elif called and not clean:
-        circuit.record_success(account)
-    return new_state
+
+
+def _mark_sent(sent: list[Called], now: datetime) -> None:
+    if not sent:
+        return
+    by_worker: dict[str, list[Called]] = {}
+    for item in sent:
+        by_worker.setdefault(item.message.claimed_by, []).append(item)
+    for worker, items in by_worker.items():
+        # Also from `unknown`: if the lease ran out while the provider was slow but it did
+        # accept the message, the truth is `sent`.
+        Message.objects.filter(
+            pk__in=[c.message.pk for c in items],
+            state__in=[State.SENDING, State.UNKNOWN],
+            claimed_by=worker,
+        ).update(
+            state=State.SENT,
+            provider_message_id=_per_message(
+                {c.message.pk: c.result.provider_message_id[:255] for c in items if c.result},
+                "provider_message_id",
+                every_row=True,
+            ),
+            sent_at=now,
+            attempts=F("attempts") + 1,
+            last_error="",
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    Mailbox.objects.filter(pk__in=sorted({c.message.mailbox_id or 0 for c in sent})).update(
+        last_sent_at=now, consecutive_failures=0
+    )
+    _advance_enrollments([c.message for c in sent], now)
+
+
+def _per_message(values: dict[int, str], field: str, *, every_row: bool) -> Any:
+    """One column's new value per message pk, as one expression for an UPDATE: a plain value
+    when they all agree (an SMTP server's reply) and ``every_row`` of the UPDATE is among
+    ``values``, else ``CASE id WHEN ... ELSE <the column> END`` (other rows keep theirs).
+
+    Written as SQL with parameters: the ORM's ``Case(When(pk=...))`` resolves one filter per
+    branch, which cost more than the whole UPDATE for a batch of a hundred messages.
+    """
+    distinct = set(values.values())
+    if every_row and len(distinct) == 1:
+        return distinct.pop()
+    q = connection.ops.quote_name
+    target = Message._meta.get_field(field)
+    assert isinstance(target, Field) and target.column
+    column = q(target.column)
+    branches = " ".join(["WHEN %s THEN %s"] * len(values))
+    params = [item for pair in values.items() for item in pair]
+    # Identifiers come from the model; every value is a parameter.
+    return RawSQL(  # noqa: S611
+        f"CASE {q(Message._meta.pk.column)} {branches} ELSE {column} END",  # type: ignore[union-attr]
+        params,
+        output_field=target,
+    )
+
+
+def _attempt(item: Called, now: datetime) -> SendAttempt:
+    if item.result is not None:
+        outcome: str = SendAttempt.Outcome.SENT
+        code, response = item.result.code, item.result.response
+    elif item.error is not None:
+        outcome, code, response = item.error.kind.value, item.error.code, item.error.message
+    else:
+        outcome = SendAttempt.Outcome.TRANSIENT
+        code, response = "unknown", item.unexpected or ""
+    mailbox = item.message.mailbox
+    assert mailbox is not None
+    return SendAttempt(
+        message=item.message,
+        mailbox=mailbox,
+        provider_account=item.account,
+        outcome=outcome,
+        code=code[:32],
+        response=response[:4000],
+        at=now,
+    )
+
+
+def _after_commit(batch: list[Called], attempts: dict[int, SendAttempt], now: datetime) -> None:
+    # A success only touches a circuit that had failures; once per account until the next
+    # failure of that account, in call order, as if each call were recorded on its own.
+    succeeded: set[int] = set()
+    for i, item in enumerate(batch):
+        if item.error is not None:
+            succeeded.discard(item.account.pk)
+            _after_failure(item.message, item.account, item.error, attempts.get(i), now)
+        elif item.result is not None and not item.clean and item.account.pk not in succeeded:
+            circuit.record_success(item.account)
+            succeeded.add(item.account.pk)
 
 
 def _apply_failure(
@@ -573,69 +706,76 @@ def _record_event(
     )
 
 
-def _finish_unknown(message: Message, account: ProviderAccount, worker: str, error: str) -> str:
-    now = clock.now()
-    with transaction.atomic():
-        Message.objects.filter(
-            pk=message.pk, state=State.SENDING, claimed_by=message.claimed_by
-        ).update(
-            state=State.UNKNOWN,
-            attempts=message.attempts + 1,
-            last_error=f"provider call ended unexpectedly: {error}"[:2000],
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        assert message.mailbox is not None
-        attempt = SendAttempt.objects.create(
-            message=message,
-            mailbox=message.mailbox,
-            provider_account=account,
-            outcome=SendAttempt.Outcome.TRANSIENT,
-            code="unknown",
-            response=error[:4000],
-            at=now,
-        )
-        _signal(attempt)
+def _mark_unknown(item: Called, now: datetime) -> str:
+    message = item.message
+    Message.objects.filter(
+        pk=message.pk, state=State.SENDING, claimed_by=message.claimed_by
+    ).update(
+        state=State.UNKNOWN,
+        attempts=message.attempts + 1,
+        last_error=f"provider call ended unexpectedly: {item.unexpected}"[:2000],
+        lease_expires_at=None,
+        updated_at=now,
+    )
     return State.UNKNOWN
 
 
-def _signal(attempt: SendAttempt) -> None:
-    # A savepoint: a failing listener (metrics, health rules) must not undo the attempt.
+def _signal(attempts: list[SendAttempt]) -> None:
+    # A savepoint: a failing listener (metrics, health rules) must not undo the attempts.
     try:
         with transaction.atomic():
-            send_attempted.send(sender=SendAttempt, attempt=attempt)
+            send_attempted.send(sender=SendAttempt, attempts=attempts)
     except Exception:
-        log.exception("send_attempted listener failed for attempt %s", attempt.pk)
+        log.exception("send_attempted listener failed for attempts %s", [a.pk for a in attempts])
 
 
-def _advance_enrollment(message: Message, sent_at: datetime) -> None:
-    """After a step went out: the thread is set on step 1, the next step falls due after its
-    delay, or the enrollment finishes after the last step."""
-    step = message.step
-    if message.enrollment_id is None or step is None:
+def _advance_enrollments(sent: list[Message], sent_at: datetime) -> None:
+    """After steps went out: the thread is set on step 1, the next step falls due after its
+    delay, or the enrollment finishes after the last step. One UPDATE per step of the batch."""
+    sent = [m for m in sent if m.enrollment_id is not None and m.step is not None]
+    if not sent:
         return
-    enrollments = Enrollment.objects.filter(pk=message.enrollment_id)
-    if step.position == 1:
-        enrollments.filter(thread_mailbox__isnull=True).update(
-            thread_mailbox_id=message.mailbox_id,
-            thread_message_id=message.message_id_header or "",
+    firsts = [m for m in sent if m.step is not None and m.step.position == 1]
+    if firsts:
+        # The thread is the step-1 message just sent: read from its row (one correlated
+        # subquery) rather than spelled out per enrollment.
+        first = Message.objects.filter(
+            pk__in=[m.pk for m in firsts], enrollment_id=OuterRef("pk")
+        ).order_by("pk")[:1]
+        Enrollment.objects.filter(
+            pk__in=[m.enrollment_id for m in firsts], thread_mailbox__isnull=True
+        ).update(
+            thread_mailbox_id=Subquery(first.values("mailbox_id")),
+            thread_message_id=Coalesce(Subquery(first.values("message_id_header")), Value("")),
         )
-    following = (
-        Step.objects.filter(campaign_id=step.campaign_id, position__gt=step.position)
-        .order_by("position")
-        .first()
-    )
-    changes: dict[str, Any] = {"last_step": step.position}
-    if following is not None:
-        changes["next_due_at"] = sent_at + timedelta(
-            days=following.delay_days, hours=following.delay_hours
+    campaigns = {m.step.campaign_id for m in sent if m.step is not None}
+    delays: dict[int, list[tuple[int, int, int]]] = {}
+    for campaign_id, position, days, hours in Step.objects.filter(
+        campaign_id__in=campaigns
+    ).values_list("campaign_id", "position", "delay_days", "delay_hours"):
+        delays.setdefault(campaign_id, []).append((position, days, hours))
+    by_step: dict[int, list[Message]] = {}
+    steps: dict[int, Step] = {}
+    for m in sent:
+        assert m.step is not None
+        by_step.setdefault(m.step.pk, []).append(m)
+        steps[m.step.pk] = m.step
+    for step_id, messages in sorted(by_step.items()):
+        step = steps[step_id]
+        following = min(
+            (d for d in delays.get(step.campaign_id, []) if d[0] > step.position), default=None
         )
-    else:
-        changes.update(state=Enrollment.State.FINISHED, next_due_at=None)
-    # Only an active enrollment moves on: one stopped by a reply meanwhile stays stopped.
-    enrollments.filter(state=Enrollment.State.ACTIVE, last_step__lte=step.position).update(
-        **changes
-    )
+        changes: dict[str, Any] = {"last_step": step.position}
+        if following is not None:
+            changes["next_due_at"] = sent_at + timedelta(days=following[1], hours=following[2])
+        else:
+            changes.update(state=Enrollment.State.FINISHED, next_due_at=None)
+        # Only an active enrollment moves on: one stopped by a reply meanwhile stays stopped.
+        Enrollment.objects.filter(
+            pk__in=[m.enrollment_id for m in messages],
+            state=Enrollment.State.ACTIVE,
+            last_step__lte=step.position,
+        ).update(**changes)
 
 
 # --- recovery, health, the loop ----------------------------------------------------------
@@ -676,10 +816,11 @@ def send_due(now: datetime | None = None, *, limit: int = 100, worker: str | Non
     """Take and send up to ``limit`` due messages in this thread; returns how many were taken."""
     worker = worker or worker_name()
     taken = take_batch(worker, now or clock.now(), limit)
+    if not taken:
+        return 0
     providers = ProviderCache()
     try:
-        for item in taken:
-            send_taken(item, worker, providers=providers)
+        finish_batch([call_provider(m, t, providers=providers) for m, t in load_taken(taken)])
     finally:
         providers.close()
     return len(taken)
@@ -692,7 +833,7 @@ class Worker:
     HEALTH_EVERY = timedelta(minutes=1)
     # Messages taken per thread and batch: one take transaction serves several sends, and a
     # stop request still waits for at most a few seconds of work.
-    BATCH_PER_THREAD = 8
+    BATCH_PER_THREAD = 25
 
     def __init__(self, concurrency: int | None = None, name: str | None = None) -> None:
         self.policy = default_policy()
@@ -714,11 +855,14 @@ class Worker:
         )
         if not taken:
             return False
+        loaded = load_taken(taken)
         if self._pool is None:
-            for item in taken:
-                self._send(item)
+            batch = [self._call(pair) for pair in loaded]
         else:
-            list(self._pool.map(self._send, taken))
+            batch = list(self._pool.map(self._call, loaded))
+        # The batch's bookkeeping in one transaction, from this thread: the sending threads
+        # never wait for each other's database writes.
+        finish_batch(batch, self.policy)
         return True
 
     def on_tick(self) -> None:
@@ -728,14 +872,14 @@ class Worker:
             sync_provider_health()
             self._next_health = now + self.HEALTH_EVERY
 
-    def _send(self, item: Taken) -> None:
+    def _call(self, pair: tuple[Message, Taken]) -> Called:
         cache = getattr(self._local, "providers", None)
         if cache is None:
             cache = self._local.providers = ProviderCache()
             with self._caches_lock:
                 self._caches.append(cache)
         try:
-            send_taken(item, self.name, providers=cache, policy=self.policy)
+            return call_provider(*pair, providers=cache)
         finally:
             if self._pool is not None:
                 _close_thread_connection()

@@ -2,7 +2,9 @@
 
 from django.dispatch import Signal
 
-# Sent after every provider call is recorded; kwargs: attempt (SendAttempt).
+# Sent once per finished batch of provider calls, inside the transaction that recorded them;
+# kwargs: attempts (list[SendAttempt], in call order). Listeners also accept a single
+# ``attempt`` (SendAttempt) from senders that record one call at a time.
 send_attempted = Signal()
 
 # Sent when a provider account's circuit breaker opens or closes (already in the audit log);
