@@ -42,7 +42,7 @@ from django.db.models import Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from outreach.campaigns.models import Enrollment, Message, Step, Suppression
+from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Suppression
 from outreach.lib import clock
 from outreach.lib.loop import Loop
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
@@ -128,6 +128,15 @@ def _mailbox_can_send() -> Q:
     )
 
 
+def _sequence_live() -> Q:
+    # A reply can stop an enrollment, and an operator can pause a campaign, after a message
+    # was claimed: such a message is not taken. Its lease runs out and the scheduler's
+    # recovery gives its units back.
+    return Q(enrollment__isnull=True) | Q(
+        enrollment__state=Enrollment.State.ACTIVE, campaign__state=Campaign.State.ACTIVE
+    )
+
+
 def _due(now: datetime) -> Q:
     # A claim whose lease ran out belongs to the scheduler's recovery (back to scheduled,
     # units released); taking it too would let both win.
@@ -154,7 +163,7 @@ def take_batch(
     lease_until = now + timedelta(seconds=policy.sending_lease_seconds)
     with transaction.atomic():
         candidates = Message.objects.filter(_due(now), mailbox__isnull=False).filter(
-            _mailbox_can_send()
+            _mailbox_can_send(), _sequence_live()
         )
         if connection.vendor == "postgresql":
             # Rows another worker is taking right now are skipped, not waited for.
@@ -196,7 +205,7 @@ def take_batch(
                     new_ids, "message_id_header", every_row=len(new_ids) == len(pks)
                 )
             Message.objects.filter(_due(now), pk__in=pks).filter(
-                _mailbox_can_send(), _not_suppressed()
+                _mailbox_can_send(), _sequence_live(), _not_suppressed()
             ).update(**changes)
         mine = list(
             Message.objects.filter(

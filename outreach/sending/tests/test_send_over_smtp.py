@@ -379,6 +379,32 @@ def test_it_leaves_a_claim_alone_when_its_mailbox_was_paused(
     assert smtp_server.received == []
 
 
+def test_it_does_not_send_a_claim_whose_enrollment_stopped_or_campaign_paused(
+    smtp_server: SmtpTestServer, ca_file: Path
+) -> None:
+    from outreach.campaigns.models import Campaign, Enrollment
+
+    account = smtp_account("relay", smtp_server.port, ca_file)
+    replied, first, second = claimed_campaign_messages(3, provider=account)
+    # A reply stopped one enrollment after its message was claimed, and the operator paused
+    # the campaign: nothing leaves.
+    Enrollment.objects.filter(pk=replied.enrollment_id).update(state=Enrollment.State.STOPPED)
+    Campaign.objects.filter(pk=first.campaign_id).update(state=Campaign.State.PAUSED)
+    assert send_due() == 0
+    assert smtp_server.received == []
+    # Resumed: the live enrollments' messages go; the stopped one's never does.
+    Campaign.objects.filter(pk=first.campaign_id).update(state=Campaign.State.ACTIVE)
+    assert send_due() == 2
+    assert states([replied, first, second]) == [
+        Message.State.CLAIMED,
+        Message.State.SENT,
+        Message.State.SENT,
+    ]
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == sorted(
+        [first.to_email, second.to_email]
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_sends_on_several_threads_each_message_once(
     smtp_server: SmtpTestServer, ca_file: Path
