@@ -388,12 +388,12 @@ def test_it_does_not_send_a_claim_whose_enrollment_stopped_or_campaign_paused(
     replied, first, second = claimed_campaign_messages(3, provider=account)
     # A reply stopped one enrollment after its message was claimed, and the operator paused
     # the campaign: nothing leaves.
-    Enrollment.objects.filter(pk=replied.enrollment_id).update(state=Enrollment.State.STOPPED)
-    Campaign.objects.filter(pk=first.campaign_id).update(state=Campaign.State.PAUSED)
+    Enrollment.objects.filter(pk=replied.enrollment_id or 0).update(state=Enrollment.State.STOPPED)
+    Campaign.objects.filter(pk=first.campaign_id or 0).update(state=Campaign.State.PAUSED)
     assert send_due() == 0
     assert smtp_server.received == []
     # Resumed: the live enrollments' messages go; the stopped one's never does.
-    Campaign.objects.filter(pk=first.campaign_id).update(state=Campaign.State.ACTIVE)
+    Campaign.objects.filter(pk=first.campaign_id or 0).update(state=Campaign.State.ACTIVE)
     assert send_due() == 2
     assert states([replied, first, second]) == [
         Message.State.CLAIMED,
