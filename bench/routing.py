@@ -12,7 +12,8 @@ database is created there and dropped afterwards). Two figures per run:
 - router decisions/s: the in-memory choice alone (what grows with the pool if anything does).
 
 The ratio of per-decision cost at 3,000 to 30 mailboxes shows whether cost grows with the pool
-(goal: <= 1.5). Caps and pacing are lifted so that every decision is a claim.
+(goal: <= 1.5). Caps and pacing are lifted so that every decision is a claim. The pool sizes
+take turns three times and each keeps its fastest pass.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POOLS = (30, 300, 3000)
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 PG_DB = "outreach_bench_routing"
+ROUNDS = 3
 
 
 def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, object]]:
@@ -70,10 +72,12 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
     ]
     Message.objects.bulk_create(rows, batch_size=2000)
     del rows
-    results = []
-    for size in pools:
-        # The same backlog for every pool: claims of the previous run go back to scheduled.
-        Message.objects.update(
+
+    def one_pass(size: int) -> tuple[float, float]:
+        """Time one pass of ``decisions`` claims on a fresh pool of ``size`` mailboxes:
+        (seconds, of which reading the pool)."""
+        # The same backlog for every run: the previous run's claims go back to scheduled.
+        Message.objects.filter(state=Message.State.CLAIMED).update(
             state=Message.State.SCHEDULED, mailbox=None, provider_account=None, quota_day=None
         )
         DailyCounter.objects.all().delete()
@@ -95,7 +99,20 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
         report = claim_due(NOW, limit=decisions, rng=random.Random(2))
         elapsed = time.perf_counter() - started
         assert report.claimed == decisions, report
-        routing = elapsed - report.load_seconds
+        return elapsed, report.load_seconds
+
+    # Pool sizes take turns, ROUNDS times; each keeps its fastest pass (the one least
+    # disturbed by the rest of the machine), so the ratio compares like with like.
+    best: dict[int, tuple[float, float]] = {}
+    for _round in range(ROUNDS):
+        for size in pools:
+            run = one_pass(size)
+            if size not in best or run[0] < best[size][0]:
+                best[size] = run
+    results = []
+    for size in pools:
+        elapsed, load_seconds = best[size]
+        routing = elapsed - load_seconds
 
         # The in-memory choice alone, same pool shape.
         thresholds = PoolSettings.load().thresholds
@@ -121,7 +138,7 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
                 "seconds": round(elapsed, 3),
                 "decisions_per_s": round(decisions / elapsed, 1),
                 # The pass minus its start (reading the pool once: O(pool), once per pass).
-                "pool_read_seconds": round(report.load_seconds, 3),
+                "pool_read_seconds": round(load_seconds, 3),
                 "decisions_per_s_after_pool_read": round(decisions / routing, 1),
                 "router_decisions_per_s": round(n_pure / pure, 1),
             }

@@ -171,8 +171,16 @@ class Message(models.Model):
         WARMUP = "warmup"
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAMPAIGN)
+    # Every index is rewritten when a message changes state (claimed, sending, sent), so
+    # the model keeps only the ones a query needs: the enrollment is found through
+    # one_message_per_enrollment_step, the mailbox through message_mailbox_sent_idx.
     enrollment = models.ForeignKey(
-        Enrollment, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+        Enrollment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
     )
     step = models.ForeignKey(
         Step, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
@@ -186,11 +194,22 @@ class Message(models.Model):
     to_email = models.EmailField()
     to_domain = models.CharField(max_length=253)
     # A follow-up must go from this mailbox; None = the router chooses.
+    # Indexed by message_pinned_due_idx (only the pinned rows), not by a plain FK index.
     pinned_mailbox = models.ForeignKey(
-        Mailbox, null=True, blank=True, on_delete=models.PROTECT, related_name="pinned_messages"
+        Mailbox,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="pinned_messages",
+        db_index=False,
     )
     mailbox = models.ForeignKey(
-        Mailbox, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        Mailbox,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        db_index=False,
     )
     provider_account = models.ForeignKey(
         ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
@@ -207,10 +226,12 @@ class Message(models.Model):
     quota_day = models.DateField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     subject = models.TextField(blank=True)
-    message_id_header = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # NULL until the message is built (so the many unbuilt ones do not collide); unique and
+    # indexed through Meta, as a plain B-tree: lookups are exact, never LIKE.
+    message_id_header = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     in_reply_to = models.CharField(max_length=255, blank=True)
     references = models.TextField(blank=True)
-    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=clock.now)
@@ -222,12 +243,24 @@ class Message(models.Model):
                 fields=["enrollment", "step"],
                 condition=Q(enrollment__isnull=False),
                 name="one_message_per_enrollment_step",
-            )
+            ),
+            models.UniqueConstraint(fields=["message_id_header"], name="message_id_header_unique"),
         ]
         indexes = [
-            models.Index(fields=["state", "not_before"], name="message_due_idx"),
+            # Due messages in (not_before, id) order, the routing pass's keyset: with the id
+            # in the index a batch is read without sorting the backlog's ties (a campaign's
+            # whole import is often due at one instant).
+            models.Index(fields=["state", "not_before", "id"], name="message_due_idx"),
+            # The routing pass's pinned messages (follow-ups, warm-up), read mailbox by
+            # mailbox; partial, so the many unpinned messages cost it nothing.
+            models.Index(
+                fields=["pinned_mailbox", "state", "not_before"],
+                condition=Q(pinned_mailbox__isnull=False),
+                name="message_pinned_due_idx",
+            ),
             models.Index(fields=["state", "lease_expires_at"], name="message_lease_idx"),
             models.Index(fields=["mailbox", "sent_at"], name="message_mailbox_sent_idx"),
+            models.Index(fields=["provider_message_id"], name="message_provider_id_idx"),
         ]
 
     def __str__(self) -> str:

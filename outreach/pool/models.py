@@ -167,15 +167,17 @@ class Mailbox(models.Model):
 
     def cap_today(self, pool: PoolSettings, today: Any = None) -> int:
         """How many messages this mailbox may send on ``today`` (the pool's day)."""
-        day = today or clock.today(pool.timezone)
-        limits = pool.limits
+        return self.cap_on(today or clock.today(pool.timezone), pool.limits, pool.warmup)
+
+    def cap_on(self, day: Any, limits: policy.Limits, warmup: policy.WarmupSchedule) -> int:
+        """:meth:`cap_today` with the pool's settings already read (a whole pool at once)."""
         if self.state == self.State.ACTIVE:
             return self.target_cap(limits)
         if self.state == self.State.WARMING:
             if self.warmup_started_on is None:
                 return 0
             day_n = (day - self.warmup_started_on).days + self.warmup_start_day
-            return policy.warmup_cap(day_n, pool.warmup, target=self.target_cap(limits))
+            return policy.warmup_cap(day_n, warmup, target=self.target_cap(limits))
         return 0
 
 

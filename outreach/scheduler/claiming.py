@@ -42,7 +42,12 @@ GLOBAL_KEY = "*"
 BATCH = 200
 # Claims committed together. Each claim is still all-or-nothing (its own savepoint inside the
 # transaction), but one commit (a disk flush on PostgreSQL) serves many claims.
-CLAIMS_PER_TRANSACTION = 25
+CLAIMS_PER_TRANSACTION = 50
+# Due messages are read in this order; pinned ones mailbox by mailbox (see _drain_pinned).
+DUE_ORDER = ("not_before", "pk")
+PINNED_ORDER = ("pinned_mailbox_id", "not_before", "pk")
+# How many mailboxes one message is offered to in a pass before it waits for the next one.
+ATTEMPTS = 5
 
 
 def worker_name() -> str:
@@ -310,6 +315,101 @@ def claim_one(
     return CLAIMED
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """One claim to make: this message, from this mailbox, holding these units."""
+
+    message_id: int
+    mailbox_id: int
+    provider_account_id: int
+    reservation: Reservation
+    next_send_at: datetime
+
+
+def claim_batch(
+    proposals: list[Proposal],
+    *,
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...] = policy.SENDING_STATES,
+) -> list[Outcome]:
+    """Claim every proposal, in order, each all-or-nothing, in one transaction: an
+    :class:`Outcome` per proposal.
+
+    On PostgreSQL the whole batch is one call of the ``outreach_claim_batch_v1`` function
+    (created by a migration), which runs :func:`claim_one`'s steps server-side: a claim costs
+    no round trip of its own. Elsewhere each proposal is a :func:`claim_one` savepoint.
+    """
+    if not proposals:
+        return []
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _claim_batch_postgresql(proposals, day, now, lease, worker, allowed_states)
+        return [
+            claim_one(
+                p.message_id,
+                mailbox_id=p.mailbox_id,
+                provider_account_id=p.provider_account_id,
+                reservation=p.reservation,
+                day=day,
+                now=now,
+                next_send_at=p.next_send_at,
+                lease=lease,
+                worker=worker,
+                allowed_states=allowed_states,
+            )
+            for p in proposals
+        ]
+
+
+def _claim_batch_postgresql(
+    proposals: list[Proposal],
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...],
+) -> list[Outcome]:
+    # A reservation's units travel as one flat list per field; unit_counts says how many
+    # belong to each proposal, in order.
+    scopes: list[str] = []
+    keys: list[str] = []
+    caps: list[int | None] = []
+    for p in proposals:
+        for scope, key, cap in p.reservation.units:
+            scopes.append(scope)
+            keys.append(key)
+            caps.append(cap)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, full_scope, full_key FROM outreach_claim_batch_v1("
+            "%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::integer[], "
+            "%s::text[], %s::text[], %s::bigint[], %s::date, %s, %s, %s, %s::text[])",
+            [
+                [p.message_id for p in proposals],
+                [p.mailbox_id for p in proposals],
+                [p.provider_account_id for p in proposals],
+                [p.next_send_at for p in proposals],
+                [len(p.reservation.units) for p in proposals],
+                scopes,
+                keys,
+                caps,
+                day,
+                now,
+                now + lease,
+                worker[:128],
+                list(allowed_states),
+            ],
+        )
+        rows = cursor.fetchall()
+    by_reason = {"claimed": CLAIMED, "gone": GONE, "busy": BUSY}
+    return [
+        by_reason.get(reason) or Outcome(False, "full", scope, key) for reason, scope, key in rows
+    ]
+
+
 # --- Lease recovery and expiry ---------------------------------------------------------------
 
 
@@ -435,6 +535,32 @@ class ClaimReport:
     by_mailbox: dict[int, int] = field(default_factory=dict)
 
 
+# What routing reads of a mailbox and its domain (a pool of thousands is read every pass).
+_ROUTING_FIELDS = (
+    "state",
+    "daily_cap",
+    "warmup_started_on",
+    "warmup_start_day",
+    "next_send_at",
+    "pacing_gap_seconds",
+    "provider",
+    "domain__state",
+    "domain__daily_cap",
+    "domain__provider",
+)
+
+
+@dataclass(frozen=True)
+class _Proposed:
+    """A proposal the pass made and holds in memory until the database answers."""
+
+    row: dict[str, Any]
+    attempt: int
+    campaign: CampaignRules | None  # the campaign whose cap it counts against, if any
+    paced_until: datetime | None  # the mailbox's pacing slot before the hold
+    proposal: Proposal
+
+
 @dataclass
 class _MailboxInfo:
     domain_id: int
@@ -475,7 +601,7 @@ class _Pass:
             self.global_left = min(self.global_left, limit)
         self.full_recipient_domains: set[str] = set()
         self.known_recipient_domains: set[str] = set()
-        self.cursors: dict[int, tuple[datetime, int]] = {}
+        self.cursors: dict[int, tuple[Any, ...]] = {}
         self.report.load_seconds = time.perf_counter() - started
 
     def _used(self, scope: str) -> dict[str, int]:
@@ -500,12 +626,17 @@ class _Pass:
         stats = mailbox_stats(self.now, self.thresholds)
         blocked = _dns_blocked_domain_ids()
         views = []
-        mailboxes = Mailbox.objects.filter(
-            state__in=policy.SENDING_STATES, domain__state=Domain.State.ACTIVE
-        ).select_related("domain")
+        warmup = self.pool.warmup
+        mailboxes = (
+            Mailbox.objects.filter(
+                state__in=policy.SENDING_STATES, domain__state=Domain.State.ACTIVE
+            )
+            .select_related("domain")
+            .only(*_ROUTING_FIELDS)
+        )
         for mb in mailboxes:
             domain = mb.domain
-            cap = mb.cap_today(self.pool, self.day)
+            cap = mb.cap_on(self.day, self.limits, warmup)
             domain_cap = domain.cap(self.limits)
             self.info[mb.pk] = _MailboxInfo(
                 domain_id=domain.pk,
@@ -564,15 +695,16 @@ class _Pass:
             not_before__lte=self.now,
         )
 
-    def _rows(self, query: Any, after: tuple[datetime, int] | None) -> list[dict[str, Any]]:
-        """The next batch of due messages in (not_before, id) order after ``after`` (keyset
-        pagination: rows this pass already looked at and left are not read again)."""
+    def _rows(
+        self, query: Any, after: tuple[Any, ...] | None, order: tuple[str, ...] = DUE_ORDER
+    ) -> list[dict[str, Any]]:
+        """The next batch of due messages in ``order`` after the row whose ``order`` values
+        are ``after`` (keyset pagination: rows this pass already looked at and left are not
+        read again)."""
         if after is not None:
-            query = query.filter(
-                Q(not_before__gt=after[0]) | Q(not_before=after[0], pk__gt=after[1])
-            )
+            query = query.filter(_after(order, after))
         rows = list(
-            query.order_by("not_before", "pk").values(
+            query.order_by(*order).values(
                 "pk",
                 "kind",
                 "campaign_id",
@@ -590,7 +722,7 @@ class _Pass:
         # campaigns in turn, one batch each, so a big backlog does not starve a small campaign.
         sendable = [i for i in self.router.mailboxes if self.router.can_send(i, allow_warming=True)]
         for chunk in _chunks(sendable, 500):
-            self._drain(self._due().filter(pinned_mailbox_id__in=chunk))
+            self._drain_pinned(chunk)
         # Most constrained first: a campaign restricted to a few mailboxes has nowhere else to
         # go, while an unrestricted one can use the rest of the pool.
         queues = sorted(
@@ -601,19 +733,17 @@ class _Pass:
             queues = [c for c in queues if self._campaign_batch(c)]
         return self.report
 
-    def _drain(self, query: Any) -> None:
-        after: tuple[datetime, int] | None = None
+    def _drain_pinned(self, mailbox_ids: list[int]) -> None:
+        """The due messages pinned to ``mailbox_ids``, mailbox by mailbox (the order the
+        pinned index reads them in), oldest first within a mailbox."""
+        query = self._due().filter(pinned_mailbox_id__in=mailbox_ids)
+        after: tuple[Any, ...] | None = None
         for _batch in range(50):  # bounds the work of one pass
-            rows = self._rows(query, after)
-            for chunk in _chunks(rows, CLAIMS_PER_TRANSACTION):
-                with transaction.atomic():
-                    for row in chunk:
-                        if self.global_left <= 0:
-                            return
-                        self._one(row)
-            if len(rows) < BATCH:
+            rows = self._rows(query, after, PINNED_ORDER)
+            self._claim_rows(rows)
+            if len(rows) < BATCH or self.global_left <= 0:
                 return
-            after = (rows[-1]["not_before"], rows[-1]["pk"])
+            after = tuple(rows[-1][f] for f in PINNED_ORDER)
 
     def _campaign_batch(self, campaign: CampaignRules) -> bool:
         """Claim one batch of the campaign's unpinned due messages; False when it is done
@@ -624,62 +754,87 @@ class _Pass:
             return False
         query = self._due().filter(campaign_id=campaign.id, pinned_mailbox__isnull=True)
         rows = self._rows(query, self.cursors.get(campaign.id))
-        for chunk in _chunks(rows, CLAIMS_PER_TRANSACTION):
-            with transaction.atomic():
-                for row in chunk:
-                    if not self._campaign_open(campaign) or self.global_left <= 0:
-                        return False
-                    self._one(row)
-        if len(rows) < BATCH:
+        self._claim_rows(rows)
+        if len(rows) < BATCH or not self._campaign_open(campaign) or self.global_left <= 0:
             return False
-        self.cursors[campaign.id] = (rows[-1]["not_before"], rows[-1]["pk"])
+        self.cursors[campaign.id] = tuple(rows[-1][f] for f in DUE_ORDER)
         return True
 
     def _campaign_open(self, campaign: CampaignRules) -> bool:
         left = self.campaign_left.get(campaign.id)
         return left is None or left > 0
 
-    def _one(self, row: dict[str, Any]) -> int:
-        """Route and claim one message; 1 when it was claimed or deferred (progress)."""
+    def _claim_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Route and claim ``rows``, :data:`CLAIMS_PER_TRANSACTION` at a time.
+
+        Each group is proposed in full first (the router reserving in memory as it goes, so
+        the group spreads over the pool as one-by-one claims would), then claimed in one
+        :func:`claim_batch`. A refused claim is learned from and its message proposed again,
+        to another mailbox, in the next group (up to :data:`ATTEMPTS` times).
+        """
+        pending = [(row, 0) for row in rows]
+        while pending and self.global_left > 0:
+            group = pending[:CLAIMS_PER_TRANSACTION]
+            pending = self._claim_group(group) + pending[CLAIMS_PER_TRANSACTION:]
+
+    def _claim_group(self, group: list[tuple[dict[str, Any], int]]) -> list[tuple[dict, int]]:
+        """Propose and claim one group; returns the rows worth another attempt."""
+        proposed: list[_Proposed] = []
+        for row, attempt in group:
+            if self.global_left <= 0:
+                break
+            item = self._propose(row, attempt)
+            if item is not None:
+                proposed.append(item)
+        outcomes = claim_batch(
+            [item.proposal for item in proposed],
+            day=self.day,
+            now=self.now,
+            lease=self.lease,
+            worker=self.worker,
+        )
+        again = []
+        for item, outcome in zip(proposed, outcomes, strict=True):
+            if outcome.claimed:
+                mailbox_id = item.proposal.mailbox_id
+                self.report.claimed += 1
+                self.report.by_mailbox[mailbox_id] = self.report.by_mailbox.get(mailbox_id, 0) + 1
+                continue
+            self._give_back(item)
+            if outcome.reason == "gone":
+                continue
+            self.report.refused += 1
+            self._learn(outcome, item.proposal.mailbox_id, item.campaign, item.row["to_domain"])
+            final = outcome.scope in (Scope.GLOBAL, Scope.CAMPAIGN, Scope.RECIPIENT_DOMAIN)
+            if not final and item.attempt + 1 < ATTEMPTS:
+                again.append((item.row, item.attempt + 1))
+        return again
+
+    def _propose(self, row: dict[str, Any], attempt: int) -> _Proposed | None:
+        """Choose a mailbox for ``row`` and hold its units in memory (None: not now)."""
         campaign = self.campaigns.get(row["campaign_id"]) if row["campaign_id"] else None
         is_campaign = row["kind"] == Message.Kind.CAMPAIGN
         if is_campaign:
             if campaign is None or not self._campaign_open(campaign):
-                return 0
-            if self._defer_outside_window(row, campaign):
-                return 1
+                return None
+            if attempt == 0 and self._defer_outside_window(row, campaign):
+                return None
             if row["to_domain"] in self.full_recipient_domains:
-                return 0
+                return None
         allow_warming = not is_campaign or (campaign is not None and campaign.allow_warming)
         pinned = row["pinned_mailbox_id"]
-        for _attempt in range(5):
-            if self.global_left <= 0:
-                return 0
-            if pinned is not None:
-                if not self.router.can_send(pinned, allow_warming=allow_warming):
-                    return 0
-                mailbox_id = pinned
-            else:
-                assert campaign is not None
-                choice = self.router.choose(campaign.allowed, allow_warming=allow_warming)
-                if choice is None:
-                    return 0
-                mailbox_id = choice.id
-            outcome = self._claim(row, mailbox_id, campaign)
-            if outcome.claimed:
-                return 1
-            if outcome.reason == "gone":
-                return 0
-            self.report.refused += 1
-            self._learn(outcome, mailbox_id, campaign, row["to_domain"])
-            if outcome.scope in (Scope.GLOBAL, Scope.CAMPAIGN, Scope.RECIPIENT_DOMAIN):
-                return 0
-        return 0
-
-    def _claim(
-        self, row: dict[str, Any], mailbox_id: int, campaign: CampaignRules | None
-    ) -> Outcome:
+        if pinned is not None:
+            if not self.router.can_send(pinned, allow_warming=allow_warming):
+                return None
+            mailbox_id = pinned
+        else:
+            assert campaign is not None
+            choice = self.router.choose(campaign.allowed, allow_warming=allow_warming)
+            if choice is None:
+                return None
+            mailbox_id = choice.id
         info = self.info[mailbox_id]
+        counts_for_campaign = campaign is not None and is_campaign
         reservation = reservation_for(
             kind=row["kind"],
             mailbox_id=mailbox_id,
@@ -692,27 +847,36 @@ class _Pass:
             to_domain=row["to_domain"],
         )
         next_send_at = self.now + policy.pacing_gap(self.limits, self.rng, mailbox_gap=info.gap)
-        outcome = claim_one(
-            row["pk"],
-            mailbox_id=mailbox_id,
-            provider_account_id=info.provider_account_id,
-            reservation=reservation,
-            day=self.day,
-            now=self.now,
-            next_send_at=next_send_at,
-            lease=self.lease,
-            worker=self.worker,
+        item = _Proposed(
+            row=row,
+            attempt=attempt,
+            campaign=campaign if counts_for_campaign else None,
+            paced_until=self.router.mailboxes[mailbox_id].next_send_at,
+            proposal=Proposal(
+                message_id=row["pk"],
+                mailbox_id=mailbox_id,
+                provider_account_id=info.provider_account_id,
+                reservation=reservation,
+                next_send_at=next_send_at,
+            ),
         )
-        if outcome.claimed:
-            self.router.used(mailbox_id, next_send_at)
-            self.global_left -= 1
-            if campaign is not None and row["kind"] == Message.Kind.CAMPAIGN:
-                left = self.campaign_left.get(campaign.id)
-                if left is not None:
-                    self.campaign_left[campaign.id] = left - 1
-            self.report.claimed += 1
-            self.report.by_mailbox[mailbox_id] = self.report.by_mailbox.get(mailbox_id, 0) + 1
-        return outcome
+        # Held in memory until the database answers, so the rest of the group sees it.
+        self.router.used(mailbox_id, next_send_at)
+        self.global_left -= 1
+        if item.campaign is not None:
+            left = self.campaign_left.get(item.campaign.id)
+            if left is not None:
+                self.campaign_left[item.campaign.id] = left - 1
+        return item
+
+    def _give_back(self, item: _Proposed) -> None:
+        """Undo :meth:`_propose`'s in-memory hold of a claim the database refused."""
+        self.router.unused(item.proposal.mailbox_id, item.paced_until)
+        self.global_left += 1
+        if item.campaign is not None:
+            left = self.campaign_left.get(item.campaign.id)
+            if left is not None:
+                self.campaign_left[item.campaign.id] = left + 1
 
     def _learn(
         self, outcome: Outcome, mailbox_id: int, campaign: CampaignRules | None, to_domain: str
@@ -830,6 +994,17 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
         return ZoneInfo("UTC")
+
+
+def _after(order: tuple[str, ...], values: tuple[Any, ...]) -> Q:
+    """Rows strictly after ``values`` in ``order`` (all ascending): the keyset condition."""
+    condition = Q()
+    for i, name in enumerate(order):
+        step = Q(**{f"{name}__gt": values[i]})
+        for earlier, value in zip(order[:i], values[:i], strict=True):
+            step &= Q(**{earlier: value})
+        condition |= step
+    return condition
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

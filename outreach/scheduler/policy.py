@@ -134,13 +134,14 @@ class Router:
 
     The pool is read once; every decision pops the best mailbox from a heap (one heap per
     distinct allowed set of mailboxes, so a campaign restricted to two domains never scans the
-    others). Scores only fall during a pass (quota is used, never given back), so a popped
-    entry whose score went stale is re-scored and pushed back: the classic lazy heap. A mailbox
-    that became ineligible (paced, out of quota, domain full) is dropped from the heap until the
-    next pass, except for pacing, which :meth:`next_wakeup` reports.
+    others). Scores mostly fall during a pass (quota is used), so a popped entry whose score went
+    stale is re-scored and pushed back: the classic lazy heap. A mailbox that became ineligible
+    (paced, out of quota, domain full) is dropped from the heap until the next pass, unless a
+    refused reservation gives its unit back (:meth:`unused`).
 
-    The caller must report every reservation with :meth:`used` (or :meth:`exhausted` when the
-    database said a cap was full), so the in-memory view follows the counters.
+    The caller must report every reservation with :meth:`used`, every refused one with
+    :meth:`unused`, and :meth:`exhausted` when the database said a cap was full, so the
+    in-memory view follows the counters.
     """
 
     def __init__(self, mailboxes: Iterable[MailboxView], now: datetime, thresholds: Thresholds):
@@ -212,6 +213,24 @@ class Router:
         mailbox.next_send_at = next_send_at
         self.domain_left[mailbox.domain_id] -= 1
         mailbox.domain_remaining = self.domain_left[mailbox.domain_id]
+
+    def unused(self, mailbox_id: int, next_send_at: datetime | None) -> None:
+        """Undo :meth:`used`: the reservation was refused, the unit and the pacing slot
+        (``next_send_at`` as it was before) are free again.
+
+        A heap may have dropped the mailbox while it looked paced; it goes back into every
+        heap it belongs to (a duplicate entry costs one extra look, never a wrong choice).
+        """
+        mailbox = self.mailboxes[mailbox_id]
+        mailbox.remaining += 1
+        mailbox.next_send_at = next_send_at
+        self.domain_left[mailbox.domain_id] += 1
+        view = self._view(mailbox_id)
+        entry = (_neg(route_score(view, self.thresholds)), mailbox_id)
+        for heap in self._heaps.values():
+            member = heap.members is None or mailbox_id in heap.members
+            if member and is_eligible(view, self.now, allow_warming=heap.allow_warming):
+                heapq.heappush(heap.entries, entry)
 
     def exhausted(self, mailbox_id: int) -> None:
         """The database refused a reservation on this mailbox: leave it out for this pass."""

@@ -13,7 +13,15 @@ from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings
-from outreach.scheduler.claiming import claim_due, recover_leases
+from outreach.scheduler.claiming import (
+    Outcome,
+    Proposal,
+    Reservation,
+    claim_batch,
+    claim_due,
+    ensure_counters,
+    recover_leases,
+)
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.tests.conftest import NOON, deliver_claimed, schedule, used
 from outreach.testing import make_campaign, make_pool
@@ -289,3 +297,105 @@ def test_it_never_claims_a_message_whose_enrollment_stopped_meanwhile() -> None:
     assert claim_due(NOON).claimed == 1
     assert Message.objects.get(state=Message.State.CLAIMED).enrollment_id == live.pk
     assert Message.objects.get(enrollment=replied).state == Message.State.SCHEDULED
+
+
+def test_it_reads_pinned_messages_mailbox_by_mailbox_past_a_batch() -> None:
+    # 300 follow-ups pinned to the first mailbox fill more than one read (BATCH = 200): the
+    # second mailbox's are only reached when the read continues after the first's.
+    first, second = make_pool(1, 2, limits=NO_PACING)
+    campaign = make_campaign()
+    schedule(campaign, 300, pinned_mailbox=first)
+    schedule(campaign, 30, start=300, pinned_mailbox=second)
+    report = claim_due(NOON)
+    assert report.by_mailbox == {first.pk: 40, second.pk: 30}
+    assert (
+        not Message.objects.filter(state=Message.State.CLAIMED, pinned_mailbox=first)
+        .exclude(mailbox=first)
+        .exists()
+    )
+
+
+class TestClaimBatch:
+    """:func:`claim_batch` directly: each proposal all-or-nothing, in order, with the reason
+    of a refusal (the same on SQLite's savepoints and PostgreSQL's claim function)."""
+
+    def setup_method(self) -> None:
+        self.boxes = make_pool(1, 2, limits=NO_PACING)
+        self.campaign = make_campaign()
+        self.messages = schedule(self.campaign, 4, domains=1)
+        self.to_domain = self.messages[0].to_domain
+        ensure_counters(DAY, [("recipient_domain", self.to_domain)])
+
+    def proposal(self, message: Message, box: Mailbox, recipient_cap: int = 10) -> Proposal:
+        return Proposal(
+            message_id=message.pk,
+            mailbox_id=box.pk,
+            provider_account_id=box.provider_account.pk,
+            reservation=Reservation(
+                (
+                    ("global", "*", None),
+                    ("mailbox", str(box.pk), 40),
+                    ("recipient_domain", self.to_domain, recipient_cap),
+                )
+            ),
+            next_send_at=NOON + timedelta(minutes=2),
+        )
+
+    def claim(self, proposals: list[Proposal]) -> list[Outcome]:
+        ensure_counters(DAY, [k for p in proposals for k in p.reservation.keys()])
+        return claim_batch(
+            proposals, day=DAY, now=NOON, lease=timedelta(minutes=10), worker="host:7"
+        )
+
+    def test_it_claims_in_order_and_refuses_the_paced_mailbox_and_the_taken_message(
+        self,
+    ) -> None:
+        first, second, third, _ = self.messages
+        a, b = self.boxes
+        outcomes = self.claim(
+            [
+                self.proposal(first, a),
+                self.proposal(second, a),  # a's pacing slot moved to 12:02 by the first
+                self.proposal(first, b),  # already claimed a moment ago
+                self.proposal(third, b),
+            ]
+        )
+        assert [(o.claimed, o.reason) for o in outcomes] == [
+            (True, ""),
+            (False, "busy"),
+            (False, "gone"),
+            (True, ""),
+        ]
+        states = dict(Message.objects.values_list("pk", "state"))
+        assert states[second.pk] == Message.State.SCHEDULED
+        assert Message.objects.get(pk=third.pk).mailbox_id == b.pk
+        assert Message.objects.get(pk=first.pk).claimed_by == "host:7"
+        assert used("global", "*", DAY) == 2
+        assert used("mailbox", str(a.pk), DAY) == 1
+
+    def test_a_full_cap_names_itself_and_rolls_the_whole_claim_back(self) -> None:
+        first, second, *_ = self.messages
+        a, b = self.boxes
+        outcomes = self.claim(
+            [self.proposal(first, a, recipient_cap=1), self.proposal(second, b, recipient_cap=1)]
+        )
+        assert outcomes[0].claimed
+        assert (outcomes[1].reason, outcomes[1].scope, outcomes[1].key) == (
+            "full",
+            "recipient_domain",
+            self.to_domain,
+        )
+        # Nothing of the refused claim stays: message, pacing slot, counters before the full one.
+        assert Message.objects.get(pk=second.pk).state == Message.State.SCHEDULED
+        assert Mailbox.objects.get(pk=b.pk).next_send_at is None
+        assert used("global", "*", DAY) == 1
+        assert used("mailbox", str(b.pk), DAY) == 0
+
+    def test_a_missing_counter_row_refuses_as_try_later(self) -> None:
+        first = self.messages[0]
+        proposal = self.proposal(first, self.boxes[0])
+        outcomes = claim_batch(
+            [proposal], day=DAY, now=NOON, lease=timedelta(minutes=10), worker="w"
+        )
+        assert (outcomes[0].reason, outcomes[0].scope) == ("full", "global")
+        assert Message.objects.get(pk=first.pk).state == Message.State.SCHEDULED
