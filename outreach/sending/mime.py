@@ -13,15 +13,13 @@ before it is set, and addresses are parsed as single addresses.
 
 from __future__ import annotations
 
+import binascii
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import charset, policy
+from email import charset
 from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
 import dkim
@@ -90,48 +88,85 @@ def one_line(value: str) -> str:
     return _CONTROL.sub(" ", value or "").strip()
 
 
-# compat32 with CRLF and no folding below the RFC 5322 line limit: several times faster than
-# the ``email.policy.SMTP`` generator, and long List-Unsubscribe URLs stay on one line.
-_POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=998)
 _UTF8_QP = charset.Charset("utf-8")
 _UTF8_QP.header_encoding = charset.QP
 _UTF8_QP.body_encoding = charset.QP
+# RFC 5322's limit for a line; header values longer than this are folded.
+_MAX_LINE = 998
 
 
 def build(out: Outgoing, dkim_key: DkimKey | None = None) -> bytes:
-    """The message as CRLF bytes, DKIM-signed when ``dkim_key`` is given."""
-    # MIMEText takes a Charset too (typeshed says str): it picks quoted-printable from it.
-    text = MIMEText(out.text or " ", "plain", _UTF8_QP, policy=_POLICY)  # type: ignore[arg-type]
-    msg: Message
-    if out.html:
-        msg = MIMEMultipart("alternative", policy=_POLICY)
-        msg.attach(text)
-        msg.attach(MIMEText(out.html, "html", _UTF8_QP, policy=_POLICY))  # type: ignore[arg-type]
-    else:
-        msg = text  # plain text only (warm-up mail): no single-part multipart
-    msg["From"] = _address(out.from_address, out.from_name)
-    msg["To"] = _address(out.to_address, "")
+    """The message as CRLF bytes, DKIM-signed when ``dkim_key`` is given.
+
+    Written out directly rather than through ``email.message`` and its generator, which
+    costs several times the SMTP exchange itself for a message this simple: every header is
+    ASCII (non-ASCII text becomes RFC 2047 encoded words through :class:`email.header.Header`),
+    every body part is UTF-8 in quoted-printable (``binascii.b2a_qp``: lines of at most 76
+    characters whatever the content), and the multipart boundary starts with ``=_``, which
+    quoted-printable can never produce, so no body can contain it.
+    """
+    headers = [
+        ("From", _address(out.from_address, out.from_name)),
+        ("To", _address(out.to_address, "")),
+    ]
     if out.reply_to:
-        msg["Reply-To"] = _address(out.reply_to, "")
-    msg["Subject"] = _text_header(out.subject)  # type: ignore[assignment]
-    msg["Date"] = format_datetime(out.date)
-    msg["Message-ID"] = one_line(out.message_id)
+        headers.append(("Reply-To", _address(out.reply_to, "")))
+    headers += [
+        ("Subject", _text_header("Subject", out.subject)),
+        ("Date", format_datetime(out.date)),
+        ("Message-ID", one_line(out.message_id)),
+    ]
     if out.in_reply_to:
-        msg["In-Reply-To"] = one_line(out.in_reply_to)
+        headers.append(("In-Reply-To", one_line(out.in_reply_to)))
     if out.references:
-        msg["References"] = one_line(out.references)
+        headers.append(("References", _text_header("References", out.references)))
     links = [f"<{one_line(out.unsubscribe_url)}>"]
     if out.unsubscribe_mailto:
         links.append(f"<{one_line(out.unsubscribe_mailto)}>")
-    msg["List-Unsubscribe"] = ", ".join(links)
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg[TAG_HEADER] = one_line(out.tag)
+    headers += [
+        ("List-Unsubscribe", _text_header("List-Unsubscribe", ", ".join(links))),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        (TAG_HEADER, one_line(out.tag)),
+    ]
     for name, value in out.extra_headers.items():
-        msg[one_line(name)] = _text_header(value)  # type: ignore[assignment]
-    raw = msg.as_bytes(policy=_POLICY)
+        name = _header_name(name)
+        headers.append((name, _text_header(name, value)))
+    headers.append(("MIME-Version", "1.0"))
+    text_headers, text_body = _text_part("plain", out.text or " ")
+    if out.html:
+        boundary = f"=_{uuid.uuid4().hex}"
+        headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+        html_headers, html_body = _text_part("html", out.html)
+        body = (
+            f"--{boundary}\r\n{_head(text_headers)}\r\n{text_body}\r\n"
+            f"--{boundary}\r\n{_head(html_headers)}\r\n{html_body}\r\n"
+            f"--{boundary}--\r\n"
+        )
+    else:
+        headers += text_headers  # plain text only (warm-up mail): no single-part multipart
+        body = text_body
+    raw = f"{_head(headers)}\r\n{body}".encode("ascii")
     if dkim_key is not None:
         raw = sign(raw, dkim_key)
     return raw
+
+
+def _head(headers: list[tuple[str, str]]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers)
+
+
+def _text_part(subtype: str, content: str) -> tuple[list[tuple[str, str]], str]:
+    """A text part's headers and its UTF-8 content in quoted-printable, CRLF line ends."""
+    lines = content.replace("\r\n", "\n").replace("\r", "\n")
+    if not lines.endswith("\n"):
+        lines += "\n"
+    # b2a_qp keeps the line ends it finds first; CRLF from the first line on.
+    encoded = binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    headers = [
+        ("Content-Type", f'text/{subtype}; charset="utf-8"'),
+        ("Content-Transfer-Encoding", "quoted-printable"),
+    ]
+    return headers, encoded.decode("ascii")
 
 
 def sign(raw: bytes, key: DkimKey) -> bytes:
@@ -165,6 +200,18 @@ def _address(addr_spec: str, display_name: str) -> str:
     return formataddr((one_line(display_name), f"{local}@{domain}"), charset=_UTF8_QP)
 
 
-def _text_header(value: str) -> str | Header:
+def _text_header(name: str, value: str) -> str:
+    """A header value on one logical line: as it is when short and ASCII, else RFC 2047
+    encoded words and/or folded lines (each physical line within the RFC 5322 limit)."""
     text = one_line(value)
-    return text if text.isascii() else Header(text, _UTF8_QP)
+    if text.isascii() and len(name) + 2 + len(text) <= _MAX_LINE:
+        return text
+    header = Header(text, _UTF8_QP if not text.isascii() else "us-ascii", header_name=name)
+    return header.encode(linesep="\r\n")
+
+
+def _header_name(name: str) -> str:
+    name = one_line(name)
+    if not name or any(not (33 <= ord(c) <= 126) or c == ":" for c in name):
+        raise MessageBuildError(f"not a header name: {name!r}")
+    return name

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outreach.sending import mime
 
@@ -80,3 +82,39 @@ def test_it_flattens_lead_data_that_tries_to_add_headers() -> None:
 def test_it_refuses_anything_but_one_address(address: str) -> None:
     with pytest.raises(mime.MessageBuildError):
         mime.build(_outgoing(to_address=address))
+
+
+def _lines(text: str) -> str:
+    """``text`` as a reader gets it back: LF line ends, ending with one."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+@given(
+    subject=st.text(min_size=1, max_size=300).filter(lambda s: mime.one_line(s)),
+    name=st.text(max_size=80),
+    text=st.text(max_size=2000),
+    html=st.text(min_size=1, max_size=2000),
+)
+@settings(max_examples=150, deadline=None)
+def test_what_it_builds_reads_back_as_what_went_in(
+    subject: str, name: str, text: str, html: str
+) -> None:
+    raw = mime.build(_outgoing(subject=subject, from_name=name, text=text, html=html))
+    # CRLF only, every line within RFC 5322's limit (quoted-printable keeps bodies to 76).
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    mail = _parse(raw)
+    assert mail["Subject"] == mime.one_line(subject)
+    assert mail["From"].addresses[0].display_name == mime.one_line(name)
+    plain, rich = mail.iter_parts()
+    assert _lines(plain.get_content()) == _lines(text or " ")
+    assert _lines(rich.get_content()) == _lines(html)
+
+
+def test_a_text_only_message_is_a_single_part() -> None:
+    raw = mime.build(_outgoing(html="", text="Hi,\n" + "long line " * 30))
+    mail = _parse(raw)
+    assert mail.get_content_type() == "text/plain" and not mail.is_multipart()
+    assert _lines(mail.get_content()) == _lines("Hi,\n" + "long line " * 30)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
