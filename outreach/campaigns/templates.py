@@ -34,7 +34,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from outreach.campaigns import spintax
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
-from outreach.events.unsubscribe import unsubscribe_url
+from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone")
 # Enough to show the operator what is wrong without flooding the terminal on 100k leads.
@@ -167,8 +167,9 @@ def render_step(
     )
 
 
-def render_message(message: Message) -> RenderedEmail:
-    """The content of a campaign message: its enrollment's lead, its step and its variant."""
+def render_message(message: Message, *, unsubscribe_url: str | None = None) -> RenderedEmail:
+    """The content of a campaign message: its enrollment's lead, its step and its variant
+    (``unsubscribe_url``: the message's own, when the caller has it already)."""
     enrollment, step, variant = message.enrollment, message.step, message.variant
     if enrollment is None or step is None or variant is None:
         raise RenderError(f"message {message.pk} has no enrollment, step or variant")
@@ -184,7 +185,7 @@ def render_message(message: Message) -> RenderedEmail:
         variant,
         context,
         seed=step_seed(enrollment.lead_id, step.position),
-        unsubscribe_url=unsubscribe_url(message.pk or 0),
+        unsubscribe_url=unsubscribe_url or make_unsubscribe_url(message.pk or 0),
         postal_address=campaign.postal_address,
         thread_subject=thread_subject,
     )
@@ -309,7 +310,7 @@ def validate_campaign(campaign: Campaign) -> list[str]:
             problems.extend(_source_problems(step, variant))
     if problems:
         return problems
-    link = unsubscribe_url(0)
+    link = make_unsubscribe_url(0)
     for who, enrollment_id, lead_id, context in _contexts(campaign):
         for step in steps:
             for variant in variants[step.position]:

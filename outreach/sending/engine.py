@@ -42,7 +42,14 @@ from django.db.models import Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Suppression
+from outreach.campaigns.models import (
+    Campaign,
+    Enrollment,
+    Message,
+    Step,
+    Suppression,
+    Variant,
+)
 from outreach.lib import clock
 from outreach.lib.loop import Loop
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
@@ -322,16 +329,93 @@ class Called:
 
 
 def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
-    """The taken messages with everything rendering and finishing read, in one query."""
-    by_pk = Message.objects.select_related(
-        "mailbox__domain",
-        "provider_account",
-        "campaign",
-        "enrollment__lead",
-        "step__campaign",
-        "variant",
-    ).in_bulk([t.message_id for t in taken])
+    """The taken messages with everything rendering and finishing reads.
+
+    A message brings its enrollment and lead; what a batch shares (mailboxes and their
+    domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
+    query each, rather than joined into every row and built again for every message.
+    """
+    by_pk = Message.objects.select_related("enrollment__lead").in_bulk(
+        [t.message_id for t in taken]
+    )
+    rows = list(by_pk.values())
+    mailboxes = Mailbox.objects.select_related("domain").in_bulk({m.mailbox_id for m in rows})
+    accounts = ProviderAccount.objects.in_bulk({m.provider_account_id for m in rows})
+    steps = Step.objects.in_bulk({m.step_id for m in rows})
+    campaigns = Campaign.objects.in_bulk(
+        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()}
+    )
+    variants = Variant.objects.in_bulk({m.variant_id for m in rows})
+    for step in steps.values():
+        step.campaign = campaigns[step.campaign_id]
+    for m in rows:
+        m.mailbox = mailboxes.get(m.mailbox_id)  # type: ignore[arg-type]
+        m.provider_account = accounts.get(m.provider_account_id)  # type: ignore[arg-type]
+        m.campaign = campaigns.get(m.campaign_id)  # type: ignore[arg-type]
+        m.step = steps.get(m.step_id)  # type: ignore[arg-type]
+        m.variant = variants.get(m.variant_id)  # type: ignore[arg-type]
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A taken message rendered and built, ready for its provider call."""
+
+    message: Message
+    account: ProviderAccount
+    raw: bytes
+    envelope: Envelope
+    clean: bool
+
+
+def prepare_call(message: Message, taken: Taken) -> Prepared | Called:
+    """Render and build one taken message: a :class:`Prepared`, or the :class:`Called` of a
+    message that cannot be built (the provider is never reached); writes nothing."""
+    account = message.provider_account
+    mailbox = message.mailbox
+    assert account is not None and mailbox is not None
+    try:
+        raw, envelope = _prepare(message, mailbox, account)
+    except SendError as err:
+        return Called(message, account, error=err, called=False)
+    except Exception as exc:
+        # Rendering or building failed (a template error, a broken address): the provider
+        # was never called, so this is a clean permanent failure of this message.
+        log.warning("message %s cannot be built: %s", message.pk, exc)
+        build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
+        return Called(message, account, error=build_error, called=False)
+    return Prepared(message, account, raw, envelope, taken.circuit_clean)
+
+
+def deliver(
+    prepared: Prepared | Called,
+    *,
+    providers: ProviderCache,
+    limiter: RateLimiter = _default_limiter,
+) -> Called:
+    """Hand one prepared message to its provider; writes nothing. (A :class:`Called` passes
+    through: its message could not be built.)
+
+    The message is ``sending`` (committed by :func:`take_batch`) before this runs.
+    """
+    if isinstance(prepared, Called):
+        return prepared
+    message, account = prepared.message, prepared.account
+    try:
+        provider = providers.get(account)
+    except SendError as err:
+        return Called(message, account, error=err, called=False)
+    limiter.wait(account)
+    try:
+        result = provider.send(prepared.raw, prepared.envelope)
+    except SendError as err:
+        return Called(message, account, error=err)
+    except Exception as exc:
+        # A provider bug after the call began: it may or may not have gone out. A duplicate
+        # cold email is worse than a missing one, so the operator decides.
+        log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
+        return Called(message, account, unexpected=repr(exc))
+    return Called(message, account, result=result, clean=prepared.clean)
 
 
 def call_provider(
@@ -341,35 +425,8 @@ def call_provider(
     providers: ProviderCache,
     limiter: RateLimiter = _default_limiter,
 ) -> Called:
-    """Render, build and hand one taken message to its provider; writes nothing.
-
-    The message is ``sending`` (committed by :func:`take_batch`) before this runs.
-    """
-    account = message.provider_account
-    mailbox = message.mailbox
-    assert account is not None and mailbox is not None
-    try:
-        provider = providers.get(account)
-        raw, envelope = _prepare(message, mailbox, provider)
-    except SendError as err:
-        return Called(message, account, error=err, called=False)
-    except Exception as exc:
-        # Rendering or building failed (a template error, a broken address): the provider
-        # was never called, so this is a clean permanent failure of this message.
-        log.warning("message %s cannot be built: %s", message.pk, exc)
-        build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
-        return Called(message, account, error=build_error, called=False)
-    limiter.wait(account)
-    try:
-        result = provider.send(raw, envelope)
-    except SendError as err:
-        return Called(message, account, error=err)
-    except Exception as exc:
-        # A provider bug after the call began: it may or may not have gone out. A duplicate
-        # cold email is worse than a missing one, so the operator decides.
-        log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
-        return Called(message, account, unexpected=repr(exc))
-    return Called(message, account, result=result, clean=taken.circuit_clean)
+    """:func:`prepare_call` then :func:`deliver`: one taken message through its provider."""
+    return deliver(prepare_call(message, taken), providers=providers, limiter=limiter)
 
 
 def send_taken(
@@ -388,16 +445,20 @@ def send_taken(
     return finish_batch([called], policy)[0]
 
 
-def _prepare(message: Message, mailbox: Mailbox, provider: base.Provider) -> tuple[bytes, Envelope]:
+def _prepare(
+    message: Message, mailbox: Mailbox, account: ProviderAccount
+) -> tuple[bytes, Envelope]:
     from outreach.events.unsubscribe import unsubscribe_url
 
-    rendered = _render(message)
+    unsubscribe = unsubscribe_url(message.pk)
+    rendered = _render(message, unsubscribe)
     credentials: dict[str, Any] = {
         **mailbox.settings,
         **base.resolve_secrets(mailbox.secrets),
     }
     dkim_key = None
-    if provider.needs_dkim_signature and credentials.get("dkim_private_key"):
+    needs_dkim = base.provider_class(account.kind).needs_dkim_signature
+    if needs_dkim and credentials.get("dkim_private_key"):
         dkim_key = mime.DkimKey(
             selector=str(credentials.get("dkim_selector") or mailbox.domain.dkim_selector),
             domain=mailbox.domain.name,
@@ -414,7 +475,7 @@ def _prepare(message: Message, mailbox: Mailbox, provider: base.Provider) -> tup
         html=rendered.html,
         message_id=message.message_id_header or mime.new_message_id(mailbox.domain.name),
         date=clock.now(),
-        unsubscribe_url=unsubscribe_url(message.pk),
+        unsubscribe_url=unsubscribe,
         unsubscribe_mailto=f"mailto:{mailbox.reply_to or mailbox.address}?subject=unsubscribe",
         in_reply_to=message.in_reply_to,
         references=message.references,
@@ -437,7 +498,7 @@ class Rendered:
     text: str
 
 
-def _render(message: Message) -> Rendered:
+def _render(message: Message, unsubscribe_url: str) -> Rendered:
     """The message's content: a campaign step through the template engine; a warm-up message
     from the scheduler's warm-up content (plain text, as a person writes)."""
     if message.kind == Message.Kind.WARMUP or message.enrollment_id is None:
@@ -447,7 +508,7 @@ def _render(message: Message) -> Rendered:
         return Rendered(subject=message.subject or content.subject, html="", text=content.text)
     from outreach.campaigns.templates import render_message
 
-    out = render_message(message)
+    out = render_message(message, unsubscribe_url=unsubscribe_url)
     return Rendered(subject=out.subject, html=out.html, text=out.text)
 
 
@@ -864,11 +925,17 @@ class Worker:
         )
         if not taken:
             return False
-        loaded = load_taken(taken)
+        # Rendering and building happen here, one message after the other, each handed to
+        # the sending threads as soon as it is built: the threads only talk to providers
+        # (waiting on sockets, not competing for the interpreter) while the next is built.
+        ready = (prepare_call(message, t) for message, t in load_taken(taken))
         if self._pool is None:
-            batch = [self._call(pair) for pair in loaded]
+            batch = [self._deliver(item) for item in ready]
         else:
-            batch = list(self._pool.map(self._call, loaded))
+            batch = [
+                future.result()
+                for future in [self._pool.submit(self._deliver, item) for item in ready]
+            ]
         # The batch's bookkeeping in one transaction, from this thread: the sending threads
         # never wait for each other's database writes.
         finish_batch(batch, self.policy)
@@ -881,14 +948,14 @@ class Worker:
             sync_provider_health()
             self._next_health = now + self.HEALTH_EVERY
 
-    def _call(self, pair: tuple[Message, Taken]) -> Called:
+    def _deliver(self, item: Prepared | Called) -> Called:
         cache = getattr(self._local, "providers", None)
         if cache is None:
             cache = self._local.providers = ProviderCache()
             with self._caches_lock:
                 self._caches.append(cache)
         try:
-            return call_provider(*pair, providers=cache)
+            return deliver(item, providers=cache)
         finally:
             if self._pool is not None:
                 _close_thread_connection()

@@ -43,7 +43,9 @@ DKIM_HEADERS = [
     b"Content-Type",
 ]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls and the Unicode line and paragraph separators: none belongs in a
+# one-line header value, and some readers take NEL or U+2028 for a line break.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class MessageBuildError(ValueError):
@@ -84,7 +86,8 @@ def new_message_id(sending_domain: str) -> str:
 
 
 def one_line(value: str) -> str:
-    """``value`` with every control character (CR, LF, NUL...) replaced by a space."""
+    """``value`` with every control character (CR, LF, NUL, NEL...) and line separator
+    replaced by a space."""
     return _CONTROL.sub(" ", value or "").strip()
 
 
