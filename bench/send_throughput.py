@@ -10,6 +10,12 @@ the baseline sends the same number of pre-built messages with plain smtplib over
 number of connections to the same sink. The ratio engine/baseline says how much the engine's
 own work costs next to the protocol (goal: >= 0.7).
 
+With ``--latency-ms 0`` (the default) the sink answers at once: the protocol costs next to
+nothing and the ratio is the engine's CPU per message against smtplib's, its worst case.
+``--latency-ms 20`` makes the sink take 20 ms per message, as a real server does (SES,
+Google and Microsoft take tens to hundreds of milliseconds): the ratio then says how much of
+the connections' time the engine's bookkeeping leaves unused.
+
 The database is ``DATABASE_URL`` (default: a fresh SQLite file under var/); on PostgreSQL a
 database named ``outreach_bench`` is created next to the one in the URL and dropped after.
 """
@@ -31,14 +37,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run_sink(port: int) -> None:
-    """The sink process: accept every message, count nothing, answer 250."""
+def run_sink(port: int, latency_ms: float) -> None:
+    """The sink process: accept every message, count nothing, answer 250 (after
+    ``latency_ms``: a real server's time to take responsibility for a message)."""
     import asyncio
 
     from aiosmtpd.controller import Controller
 
     class Sink:
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            if latency_ms:
+                await asyncio.sleep(latency_ms / 1000)
             return "250 2.0.0 Ok: queued"
 
     controller = Controller(Sink(), hostname="127.0.0.1", port=port)
@@ -178,6 +187,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the sink answers DATA after this long (0: at once, the engine's worst case)",
+    )
+    parser.add_argument(
         "--no-listeners",
         action="store_true",
         help="disconnect the send_attempted listeners (metrics, alerts) to see the engine alone",
@@ -185,12 +200,14 @@ def main() -> None:
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        run_sink(args.sink)
+        run_sink(args.sink, args.latency_ms)
         return
 
     port = free_port()
     sink = subprocess.Popen(
-        [sys.executable, __file__, "--sink", str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--sink", str(port), "--latency-ms", str(args.latency_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     admin = None
     try:
@@ -227,6 +244,7 @@ def main() -> None:
         "messages": args.messages,
         "mailboxes": args.mailboxes,
         "connections": args.connections,
+        "sink_latency_ms": args.latency_ms,
         "listeners": not args.no_listeners,
         "sent": sent,
         "prepare_seconds": round(prepare_s, 2),
