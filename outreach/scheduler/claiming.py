@@ -248,8 +248,9 @@ def claim_one(
        cannot both send inside the gap; the slot moves to ``next_send_at``;
     3. every cap of ``reservation`` has a unit left (see :func:`_reserve`).
 
-    Locks are taken in that order (message, mailbox, counters) by every claim, so two claims
-    never wait on each other in a cycle.
+    Locks are taken in that order (message, mailbox, counters) by every claim. Claims grouped
+    in one transaction (:func:`claim_batch`) can still wait on another group's rows in a
+    cycle; the database then aborts one claim (a deadlock error), which comes back ``busy``.
     """
     ops = connection.ops
     message_table = Message._meta.db_table
