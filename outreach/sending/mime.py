@@ -200,7 +200,10 @@ def _address(addr_spec: str, display_name: str) -> str:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError as exc:
         raise MessageBuildError(f"invalid domain in {addr!r}: {exc}") from exc
-    return formataddr((one_line(display_name), f"{local}@{domain}"), charset=_UTF8_QP)
+    # Any run of whitespace in a name becomes one space: readers' parsers collapse it (and
+    # read some Unicode spaces inside encoded words as plain ones) anyway.
+    name = " ".join(one_line(display_name).split())
+    return formataddr((name, f"{local}@{domain}"), charset=_UTF8_QP)
 
 
 def _text_header(name: str, value: str) -> str:

@@ -106,7 +106,8 @@ def test_what_it_builds_reads_back_as_what_went_in(
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     mail = _parse(raw)
     assert mail["Subject"] == mime.one_line(subject)
-    assert mail["From"].addresses[0].display_name == mime.one_line(name)
+    # Whitespace runs in a name become one space (parsers collapse them anyway).
+    assert mail["From"].addresses[0].display_name == " ".join(mime.one_line(name).split())
     plain, rich = mail.iter_parts()
     assert _lines(plain.get_content()) == _lines(text or " ")
     assert _lines(rich.get_content()) == _lines(html)
