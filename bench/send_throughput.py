@@ -1,7 +1,7 @@
 """Sending engine throughput against a local SMTP sink, next to a plain smtplib loop.
 
     .venv/bin/python bench/send_throughput.py [--messages 20000] [--mailboxes 300]
-        [--connections 4] [--json]
+        [--connections 4] [--latency-ms 0] [--workers 1] [--json]
 
 The sink is aiosmtpd in another process (it accepts and counts). The engine sends
 ``--messages`` claimed messages over ``--mailboxes`` mailboxes with ``--connections`` parallel
@@ -14,7 +14,9 @@ With ``--latency-ms 0`` (the default) the sink answers at once: the protocol cos
 nothing and the ratio is the engine's CPU per message against smtplib's, its worst case.
 ``--latency-ms 20`` makes the sink take 20 ms per message, as a real server does (SES,
 Google and Microsoft take tens to hundreds of milliseconds): the ratio then says how much of
-the connections' time the engine's bookkeeping leaves unused.
+the connections' time the engine's bookkeeping leaves unused. ``--workers 2`` runs the engine
+as two worker processes sharing the connections (one per core, as docs/scaling.md advises),
+started together after their set-up.
 
 The database is ``DATABASE_URL`` (default: a fresh SQLite file under var/); on PostgreSQL a
 database named ``outreach_bench`` is created next to the one in the URL and dropped after.
@@ -136,6 +138,53 @@ def run_engine(connections: int) -> tuple[int, float]:
     return Message.objects.filter(state="sent").count(), elapsed
 
 
+def run_engine_processes(url: str, workers: int, connections: int) -> tuple[int, float]:
+    """``workers`` worker processes sharing ``connections``, started together once each has
+    set up (a worker's start-up is not the engine's sending speed)."""
+    from django.db import connection
+
+    from outreach.campaigns.models import Message
+
+    connection.close()
+    start_at = time.time() + 3.0
+    per_worker = max(1, connections // workers)
+    env = {**os.environ, "DATABASE_URL": url}
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--engine-child", str(per_worker), str(start_at)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    ends = []
+    for child in children:
+        out, _ = child.communicate(timeout=3600)
+        assert child.returncode == 0
+        ends.append(float(out.strip().splitlines()[-1]))
+    return Message.objects.filter(state="sent").count(), max(ends) - start_at
+
+
+def engine_child(concurrency: int, start_at: float) -> None:
+    """One worker process of --workers: set up, wait for the common start, send, print when
+    it ran out of work."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outreach.settings")
+    import django
+
+    django.setup()
+    from outreach.sending.engine import Worker
+
+    worker = Worker(concurrency=concurrency)
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        while worker.handle_one():
+            pass
+    finally:
+        worker.close()
+    print(time.time(), flush=True)
+
+
 def prebuilt(count: int) -> list[tuple[str, str, bytes]]:
     """The same kind of message the engine builds, built beforehand for the baseline."""
     from datetime import UTC, datetime
@@ -197,10 +246,20 @@ def main() -> None:
         action="store_true",
         help="disconnect the send_attempted listeners (metrics, alerts) to see the engine alone",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the connections (one per core is the deployment advice)",
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--engine-child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
         run_sink(args.sink, args.latency_ms)
+        return
+    if args.engine_child:
+        engine_child(int(args.engine_child[0]), args.engine_child[1])
         return
 
     port = free_port()
@@ -225,7 +284,10 @@ def main() -> None:
         t0 = time.perf_counter()
         prepare(args.messages, args.mailboxes, port)
         prepare_s = time.perf_counter() - t0
-        sent, engine_s = run_engine(args.connections)
+        if args.workers > 1:
+            sent, engine_s = run_engine_processes(url, args.workers, args.connections)
+        else:
+            sent, engine_s = run_engine(args.connections)
         baseline_s = run_baseline(port, prebuilt(args.messages), args.connections)
         connection.close()
     finally:
@@ -245,6 +307,7 @@ def main() -> None:
         "mailboxes": args.mailboxes,
         "connections": args.connections,
         "sink_latency_ms": args.latency_ms,
+        "workers": args.workers,
         "listeners": not args.no_listeners,
         "sent": sent,
         "prepare_seconds": round(prepare_s, 2),
