@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
 _JINJA_CLOSE = {"{{": "}}", "{%": "%}", "{#": "#}"}
 
@@ -34,9 +35,10 @@ def spin(text: str, seed: str) -> str:
     """
     if "{" not in text:
         return text
-    nodes = _parse(text)
-    rng = random.Random(seed)
-    return _render(nodes, rng)
+    nodes, spins = _parsed(text)
+    if not spins:
+        return text  # braces, but no choice anywhere: Jinja2 delimiters, CSS
+    return _render(nodes, random.Random(seed))
 
 
 def check(text: str) -> str | None:
@@ -46,6 +48,22 @@ def check(text: str) -> str | None:
     except SpintaxError as exc:
         return str(exc)
     return None
+
+
+@lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[list[str | _Group], bool]:
+    """``text`` parsed (a campaign's few templates are parsed once per process, not once per
+    message), and whether any group offers a choice."""
+    nodes = _parse(text)
+    return nodes, _has_choice(nodes)
+
+
+def _has_choice(nodes: list[str | _Group]) -> bool:
+    return any(
+        isinstance(node, _Group)
+        and (len(node.alternatives) > 1 or any(_has_choice(a) for a in node.alternatives))
+        for node in nodes
+    )
 
 
 def _parse(text: str) -> list[str | _Group]:
