@@ -14,9 +14,10 @@ By default it runs twice. First the sink answers at once: the protocol costs nex
 and the ratio is the engine's CPU per message (render, build, record) against smtplib's, its
 worst case. Then the sink takes 20 ms per message, as a real server does (SES, Google and
 Microsoft take tens to hundreds of milliseconds): the ratio says how much of the connections'
-time the engine's bookkeeping leaves unused. ``--latency-ms N`` runs once, at N. ``--workers 2`` runs the engine
-as two worker processes sharing the connections (one per core, as docs/scaling.md advises),
-started together after their set-up.
+time the engine's bookkeeping leaves unused. ``--latency-ms N`` runs once, at N.
+
+``--workers 2`` runs the engine as two worker processes sharing the connections (one per
+core, as docs/scaling.md advises), started together after their set-up.
 
 The database is ``DATABASE_URL`` (default: a fresh SQLite file under var/); on PostgreSQL a
 database named ``outreach_bench`` is created next to the one in the URL and dropped after.
