@@ -43,7 +43,19 @@ class ConfigError(Exception):
 # Options each provider kind takes: (plain settings, secret settings).
 PROVIDER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
     "sandbox": ({"outbox_dir"}, set()),
-    "smtp": ({"host", "port", "security", "username", "timeout"}, {"password"}),
+    "smtp": (
+        {
+            "host",
+            "port",
+            "security",
+            "username",
+            "timeout",
+            "ca_file",
+            "max_per_connection",
+            "local_hostname",
+        },
+        {"password"},
+    ),
     "ses": (
         {"region", "configuration_set", "endpoint_url"},
         {"access_key_id", "secret_access_key"},
@@ -52,6 +64,9 @@ PROVIDER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
     "postmark": ({"message_stream"}, {"server_token"}),
 }
 PROVIDER_COMMON = {"kind", "standby", "price_per_1000", "max_send_rate"}
+# SMTP options that must be positive numbers (whole where the sender counts them).
+SMTP_WHOLE = ("port", "max_per_connection")
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
@@ -300,6 +315,8 @@ def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
         standby = body.get("standby")
         if standby is not None and (standby not in data or standby == name):
             raise r.error(f"{key}.standby", f"provider {standby!r} is not defined", standby)
+        if kind == "smtp":
+            _check_smtp(r, body, key)
         rate = body.get("max_send_rate")
         if rate is not None and (
             isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
@@ -319,6 +336,30 @@ def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
             )
         )
     return specs
+
+
+def _check_smtp(r: _Reader, body: dict[str, Any], key: str) -> None:
+    """The SMTP sender's options, refused here rather than at the first send."""
+    for name in SMTP_WHOLE:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise r.error(f"{key}.{name}", f"expected a whole number, got {value!r}", value)
+        if value is not None and value <= 0:
+            raise r.error(f"{key}.{name}", f"must be positive, got {value!r}", value)
+    timeout = body.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise r.error(f"{key}.timeout", f"expected a positive number of seconds, got {timeout!r}")
+    security = body.get("security")
+    if security is not None and security not in SMTP_SECURITY:
+        raise r.error(
+            f"{key}.security", f"expected one of {', '.join(SMTP_SECURITY)}, got {security!r}"
+        )
+    for name in ("host", "username", "ca_file", "local_hostname"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise r.error(f"{key}.{name}", f"expected a string, got {value!r}", value)
 
 
 def _parse_domains(r: _Reader, raw: Any, providers: set[str]) -> list[DomainSpec]:

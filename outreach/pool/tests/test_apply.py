@@ -163,7 +163,61 @@ def test_a_dry_run_shows_the_changes_and_writes_nothing(tmp_path: Path) -> None:
     assert Mailbox.objects.count() == 0 and ProviderAccount.objects.count() == 0
 
 
+RELAY = """
+[providers.relay]
+kind = "smtp"
+host = "smtp.acme-relay.example"
+port = 587
+security = "starttls"
+username = "outreach"
+password = { env = "RELAY_PASSWORD" }
+timeout = 20
+ca_file = "certs/relay-ca.pem"
+max_per_connection = 50
+local_hostname = "mta.acme-mail.com"
+"""
+
+
+@pytest.mark.django_db
+def test_it_takes_every_option_of_the_smtp_sender(tmp_path: Path) -> None:
+    path = tmp_path / "pool.toml"
+    path.write_text(SMALL + RELAY)
+    run_apply(path)
+    relay = ProviderAccount.objects.get(name="relay")
+    assert relay.settings == {
+        "host": "smtp.acme-relay.example",
+        "port": 587,
+        "security": "starttls",
+        "username": "outreach",
+        "timeout": 20,
+        "ca_file": "certs/relay-ca.pem",
+        "max_per_connection": 50,
+        "local_hostname": "mta.acme-mail.com",
+    }
+    assert relay.secrets == {"password": "env:RELAY_PASSWORD"}
+
+
 BAD_INPUT = [
+    (
+        "smtp port as a string",
+        SMALL + RELAY.replace("port = 587", 'port = "587"'),
+        "providers.relay.port: expected a whole number",
+    ),
+    (
+        "smtp connection reuse of zero",
+        SMALL + RELAY.replace("max_per_connection = 50", "max_per_connection = 0"),
+        "providers.relay.max_per_connection: must be positive",
+    ),
+    (
+        "smtp security unknown",
+        SMALL + RELAY.replace('security = "starttls"', 'security = "ssl"'),
+        "providers.relay.security: expected one of starttls, tls, none",
+    ),
+    (
+        "smtp timeout negative",
+        SMALL + RELAY.replace("timeout = 20", "timeout = -1"),
+        "providers.relay.timeout: expected a positive number of seconds",
+    ),
     (
         "unknown key",
         SMALL.replace("domain_daily_cap = 200", "domain_daily_kap = 200"),
