@@ -180,7 +180,14 @@ def _classify(
             return BOUNCED, HARD
         if event.reject_reason == RejectReason.UNSUBSCRIBED:
             return UNSUBSCRIBED, ""
+        # Postmark's "ISP block" (content or blocklisting) and DMARC rejections say the
+        # receiver refuses the sender, not the address: a block the health rules count.
+        if source == "postmark" and raw.get("Type") in POSTMARK_BLOCKS:
+            return BLOCKED, ""
     return None, ""
+
+
+POSTMARK_BLOCKS = ("Blocked", "DMARCPolicy")
 
 
 def _bounce_type(source: str, raw: dict[str, Any]) -> str:

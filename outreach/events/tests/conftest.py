@@ -350,14 +350,24 @@ def mailgun_failed(
     }
 
 
+# Postmark's bounce types used by the tests: (TypeCode, Name), as its API documents them.
+POSTMARK_BOUNCE_TYPES = {
+    "HardBounce": (1, "Hard bounce"),
+    "SoftBounce": (4096, "Soft bounce"),
+    "Blocked": (100006, "ISP block"),
+    "DMARCPolicy": (100009, "DMARC Policy"),
+}
+
+
 def postmark_bounce(recipient: str, message_id: str, *, kind: str = "HardBounce") -> dict[str, Any]:
+    code, name = POSTMARK_BOUNCE_TYPES[kind]
     return {
         "RecordType": "Bounce",
         "MessageStream": "outbound",
         "ID": 4323372036854775807,
         "Type": kind,
-        "TypeCode": 1 if kind == "HardBounce" else 4096,
-        "Name": "Hard bounce" if kind == "HardBounce" else "Soft bounce",
+        "TypeCode": code,
+        "Name": name,
         "Tag": "outreach",
         "MessageID": message_id,
         "Metadata": {},

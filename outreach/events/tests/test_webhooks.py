@@ -328,6 +328,20 @@ def test_it_stores_postmark_bounces_complaints_and_deliveries(live_server: Any) 
     assert Mailbox.objects.get(address="rep1@send1.example.com").state == Mailbox.State.PAUSED
 
 
+@pytest.mark.parametrize("kind", ["Blocked", "DMARCPolicy"])
+def test_it_counts_a_postmark_isp_block_as_a_block_not_a_bounce(
+    live_server: Any, kind: str
+) -> None:
+    sent = make_sent_message(provider_message_id="5d1c8bb3-1fd9-4c7e-9d2b-44a5e0e8a1f0")
+    payload = postmark_bounce(sent.message.to_email, sent.message.provider_message_id, kind=kind)
+    response = post_json(live_server, POSTMARK_URL, payload)
+    assert response.status_code == 200, response.text
+    event = Event.objects.get()
+    assert (event.type, event.message_id) == ("blocked", sent.message.pk)
+    # The receiver refused the sender, not the address: nothing is suppressed.
+    assert not Suppression.objects.filter(value=sent.message.to_email).exists()
+
+
 def _sendgrid_key(settings: Any) -> ec.EllipticCurvePrivateKey:
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(
