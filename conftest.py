@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from outreach.lib import clock
+from outreach.providers.smtp.testserver import SmtpTestServer
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +20,14 @@ def _release_clock() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _outbox_in_tmp(settings: object, tmp_path: object) -> None:
     settings.OUTREACH_OUTBOX_DIR = tmp_path / "outbox"  # type: ignore[attr-defined,operator]
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpTestServer]:
+    """A plain SMTP server that accepts everything and keeps what it received."""
+    server = SmtpTestServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

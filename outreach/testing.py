@@ -6,8 +6,11 @@ keyword overrides for the fields a test cares about.
 
 from __future__ import annotations
 
+import os
 from datetime import date
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Step, Variant
 from outreach.lib import clock
@@ -105,3 +108,27 @@ def enroll(campaign: Campaign, leads: list[Lead]) -> list[Enrollment]:
             for lead in leads
         ]
     )
+
+
+def child_database_url() -> str:
+    """The database this test runs on, as another process must open it (the test's data is
+    visible there once committed: ``django_db(transaction=True)``). An in-memory SQLite
+    database cannot be shared; callers skip on it."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(str(db['NAME'])).resolve()}"
+    return (
+        f"postgresql://{quote(db['USER'] or '')}:{quote(str(db['PASSWORD'] or ''))}"
+        f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a process a test starts (a worker, a scheduler, a claimer): this
+    test's database, quiet logs, ``overrides`` on top."""
+    env = {k: v for k, v in os.environ.items() if k != "OUTREACH_TEST_DATABASE_NAME"}
+    env.update(DATABASE_URL=child_database_url(), OUTREACH_LOG_LEVEL="ERROR")
+    env.update(overrides)
+    return env

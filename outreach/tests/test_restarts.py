@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -34,20 +33,13 @@ from outreach.models import Heartbeat
 from outreach.providers.smtp.testserver import SmtpTestServer
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.engine import Worker
-from outreach.testing import enroll, make_campaign, make_leads, make_pool
+from outreach.testing import child_database_url, enroll, make_campaign, make_leads, make_pool
 from outreach.tests import scenario
 from outreach.tests.pgserver import PgServer, postgres_bin, wait_until
 
 LEADS = 150
 OUTAGE_SECONDS = 8
 WORKER_CONCURRENCY = 2
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer().start()
-    yield server
-    server.stop()
 
 
 def _on_postgres_run() -> bool:
@@ -182,19 +174,6 @@ def test_it_survives_a_postgresql_restart_while_the_loops_run(
 # --- SIGTERM ------------------------------------------------------------------------------
 
 
-def _child_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a loop process: this test's (committed) database."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        url = f"sqlite:///{Path(str(db['NAME'])).resolve()}"
-    else:
-        url = (
-            f"postgresql://{quote(db['USER'] or '')}:{quote(str(db['PASSWORD'] or ''))}"
-            f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    return _env(url, tmp_path)
-
-
 def _needs_file_database() -> None:
     if connection.vendor == "sqlite" and "memory" in str(connection.settings_dict["NAME"]):
         pytest.skip("loop processes need a database file (OUTREACH_TEST_DATABASE_NAME)")
@@ -217,7 +196,7 @@ def test_it_stops_the_scheduler_on_sigterm_between_claims(tmp_path: Path) -> Non
     campaign = make_campaign()
     enroll(campaign, make_leads(2000))
     log = tmp_path / "scheduler.log"
-    proc = _spawn(_child_env(tmp_path), log, "scheduler")
+    proc = _spawn(_env(child_database_url(), tmp_path), log, "scheduler")
     assert wait_until(lambda: Message.objects.exists(), timeout=60), log.read_text()[-3000:]
 
     # Mid-pass: planning done, claiming under way (or just finished).
@@ -238,7 +217,7 @@ def test_it_stops_the_scheduler_on_sigterm_between_claims(tmp_path: Path) -> Non
 def test_it_stops_the_loop_on_sigterm_and_exits_0(command: str, tmp_path: Path) -> None:
     _needs_file_database()
     log = tmp_path / f"{command}.log"
-    proc = _spawn(_child_env(tmp_path), log, command)
+    proc = _spawn(_env(child_database_url(), tmp_path), log, command)
     assert wait_until(lambda: _beating(command), timeout=60), log.read_text()[-3000:]
 
     _stop_with_sigterm(proc, log)

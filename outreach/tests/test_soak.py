@@ -27,19 +27,15 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 import pytest
 import requests
-from django.db import connection
 from django.db.models import Count
 
 from outreach.campaigns.models import Message, Suppression
@@ -49,7 +45,7 @@ from outreach.lib import clock
 from outreach.pool.models import Mailbox, PoolSettings, ProviderAccount
 from outreach.providers.smtp.testserver import SmtpTestServer
 from outreach.scheduler.models import DailyCounter
-from outreach.testing import enroll, make_campaign, make_leads, make_pool
+from outreach.testing import child_env, enroll, make_campaign, make_leads, make_pool
 
 DAYS = 30
 HOURS = range(8, 19, 2)  # a pass every two hours, 08:00-18:00 pool time
@@ -62,24 +58,6 @@ MANUAL_SUPPRESSIONS_PER_DAY = 3
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 WEBHOOK_AUTH = ("outreach", "soak-webhook-secret")
 POSTMARK_URL = "/webhooks/postmark/tracking/"
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer().start()
-    yield server
-    server.stop()
-
-
-def _child_env() -> dict[str, str]:
-    db = connection.settings_dict
-    url = (
-        f"postgresql://{quote(db['USER'] or '')}:{quote(str(db['PASSWORD'] or ''))}"
-        f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OUTREACH_TEST_DATABASE_NAME"}
-    env.update(DATABASE_URL=url, OUTREACH_LOG_LEVEL="ERROR")
-    return env
 
 
 class Child:
@@ -186,7 +164,7 @@ def test_it_keeps_every_promise_over_a_simulated_month(
     campaign = make_campaign(steps=2, daily_cap=CAMPAIGN_CAP)
     limits = PoolSettings.load().limits
     rng = random.Random(20260302)
-    env = _child_env()
+    env = child_env()
     scheduler = Child("scheduler", env, tmp_path / "scheduler.log")
     workers = [Child("worker", env, tmp_path / f"worker{i}.log") for i in range(WORKERS)]
     event_ids = [1000]

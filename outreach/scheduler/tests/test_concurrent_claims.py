@@ -3,11 +3,9 @@ exceeded, every message accounted for."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -16,7 +14,7 @@ from outreach.campaigns.models import Message
 from outreach.pool.models import Domain, Mailbox
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.tests.conftest import NOON, schedule
-from outreach.testing import make_campaign, make_pool
+from outreach.testing import child_env, make_campaign, make_pool
 
 PROCESSES = 4
 LIMITS = {
@@ -29,25 +27,16 @@ LIMITS = {
 }
 
 
-def child_database_url() -> str:
-    """The committed test database, as the child processes must open it."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    name = str(db["NAME"])
-    if name == ":memory:" or "mode=memory" in name:
-        pytest.skip("SQLite in memory cannot be shared between processes; name a test file")
-    return f"sqlite:///{Path(name).resolve()}"
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_it_never_claims_twice_nor_exceeds_a_cap_across_processes() -> None:
     make_pool(4, 3, limits=LIMITS)
     campaign = make_campaign()
     schedule(campaign, 400, domains=10)
-    env = {**os.environ, "DATABASE_URL": child_database_url(), "OUTREACH_LOG_LEVEL": "ERROR"}
-    env.pop("OUTREACH_TEST_DATABASE_NAME", None)
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite" and (name == ":memory:" or "mode=memory" in name):
+        pytest.skip("SQLite in memory cannot be shared between processes; name a test file")
+    env = child_env()
     start_at = time.time() + 4  # all start claiming at the same moment
     children = [
         subprocess.Popen(

@@ -10,7 +10,6 @@ receives more than its cap.
 from __future__ import annotations
 
 import collections
-import os
 import random
 import signal
 import subprocess
@@ -18,11 +17,8 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from outreach.campaigns.models import Message
 from outreach.lib import clock
@@ -30,34 +26,12 @@ from outreach.pool.models import ProviderAccount
 from outreach.providers.smtp.testserver import SmtpTestServer
 from outreach.sending.engine import SendPolicy, Worker, expire_sending
 from outreach.sending.tests.helpers import claimed_campaign_messages
-from outreach.testing import make_pool
+from outreach.testing import child_env, make_pool
 
 MESSAGES = 2000
 MAILBOX_CAP = 20
 KILLS = 10
 CONCURRENCY = 4
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer().start()
-    yield server
-    server.stop()
-
-
-def _child_env() -> dict[str, str]:
-    """The environment of a worker process: this test's (committed) database."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        url = f"sqlite:///{Path(str(db['NAME'])).resolve()}"
-    else:
-        url = (
-            f"postgresql://{quote(db['USER'] or '')}:{quote(str(db['PASSWORD'] or ''))}"
-            f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    env = {k: v for k, v in os.environ.items() if k != "OUTREACH_TEST_DATABASE_NAME"}
-    env.update(DATABASE_URL=url, OUTREACH_LOG_LEVEL="ERROR")
-    return env
 
 
 _spawned: list[subprocess.Popen[bytes]] = []
@@ -109,7 +83,7 @@ def test_it_never_sends_a_message_twice_when_workers_are_killed(
     )
     make_pool(20, 5, provider=account, limits={"mailbox_daily_cap": MAILBOX_CAP})
     messages = claimed_campaign_messages(MESSAGES, provider=account, steps=1)
-    env = _child_env()
+    env = child_env()
     rng = random.Random(20260302)
 
     # Two workers share the database throughout; one of them is killed at a random moment
@@ -157,7 +131,7 @@ def test_it_finishes_in_flight_sends_and_stops_on_sigterm(sink: SmtpTestServer) 
         settings={"host": "127.0.0.1", "port": sink.port, "security": "none", "timeout": 5},
     )
     messages = claimed_campaign_messages(200, provider=account, steps=1)
-    worker = _worker(_child_env())
+    worker = _worker(child_env())
     deadline = time.monotonic() + 60
     while not sink.received and time.monotonic() < deadline:
         time.sleep(0.1)
