@@ -40,8 +40,9 @@ Scope = DailyCounter.Scope
 GLOBAL_KEY = "*"
 # How many due messages one query fetches; a pass reads batch after batch.
 BATCH = 200
-# Claims committed together. Each claim is still all-or-nothing (its own savepoint inside the
-# transaction), but one commit (a disk flush on PostgreSQL) serves many claims.
+# Claims committed together (claim_batch). Each claim is still all-or-nothing (its own
+# savepoint, or exception block in PostgreSQL's claim function), but one round trip and one
+# commit (a disk flush on PostgreSQL) serve them all.
 CLAIMS_PER_TRANSACTION = 50
 # Due messages are read in this order; pinned ones mailbox by mailbox (see _drain_pinned).
 DUE_ORDER = ("not_before", "pk")
