@@ -32,6 +32,7 @@ from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import transition_domain, transition_mailbox
+from outreach.providers.smtp.sender import SECURITY_CHOICES
 
 ACTOR = "config:apply"
 
@@ -66,7 +67,6 @@ PROVIDER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
 PROVIDER_COMMON = {"kind", "standby", "price_per_1000", "max_send_rate"}
 # SMTP options that must be positive numbers (whole where the sender counts them).
 SMTP_WHOLE = ("port", "max_per_connection")
-SMTP_SECURITY = ("starttls", "tls", "none")
 
 MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
@@ -352,9 +352,9 @@ def _check_smtp(r: _Reader, body: dict[str, Any], key: str) -> None:
     ):
         raise r.error(f"{key}.timeout", f"expected a positive number of seconds, got {timeout!r}")
     security = body.get("security")
-    if security is not None and security not in SMTP_SECURITY:
+    if security is not None and security not in SECURITY_CHOICES:
         raise r.error(
-            f"{key}.security", f"expected one of {', '.join(SMTP_SECURITY)}, got {security!r}"
+            f"{key}.security", f"expected one of {', '.join(SECURITY_CHOICES)}, got {security!r}"
         )
     for name in ("host", "username", "ca_file", "local_hostname"):
         value = body.get(name)

@@ -228,20 +228,21 @@ def test_it_stops_the_loop_on_sigterm_and_exits_0(command: str, tmp_path: Path) 
 # --- the outage report itself ---------------------------------------------------------------
 
 
-def test_it_reports_an_outage_once_the_database_answers_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from django.db import OperationalError
-
+def _probe_reports(
+    monkeypatch: pytest.MonkeyPatch, errors: list[Exception], pause: float
+) -> list[tuple[str, float]]:
+    """Run a loop whose first passes raise ``errors``, then stops; what it reported as a
+    database recovery (name, seconds down)."""
     from outreach.lib import loop as loops
 
     reports: list[tuple[str, float]] = []
-    failures = iter([True, True, False])
+    failures = iter(errors)
     stop = threading.Event()
 
     def handle_one() -> bool:
-        if next(failures, False):
-            raise OperationalError("connection refused")
+        error = next(failures, None)
+        if error is not None:
+            raise error
         stop.set()
         return False
 
@@ -249,8 +250,18 @@ def test_it_reports_an_outage_once_the_database_answers_again(
     monkeypatch.setattr(loops, "db_recovered_hook", lambda name, s: reports.append((name, s)))
     monkeypatch.setattr(loops, "_close_db_connections", lambda: None)
     loops.run_loop(
-        loops.Loop("probe", handle_one, idle_seconds=0, error_pause_seconds=0.05, stop=stop)
+        loops.Loop("probe", handle_one, idle_seconds=0, error_pause_seconds=pause, stop=stop)
     )
+    return reports
+
+
+def test_it_reports_an_outage_once_the_database_answers_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    refused = OperationalError("connection refused")
+    reports = _probe_reports(monkeypatch, [refused, refused], pause=0.05)
 
     assert len(reports) == 1
     name, seconds = reports[0]
@@ -261,23 +272,5 @@ def test_it_reports_an_outage_once_the_database_answers_again(
 def test_it_does_not_take_a_wrong_query_for_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
     from django.db import IntegrityError
 
-    from outreach.lib import loop as loops
-
-    reports: list[tuple[str, float]] = []
-    calls = iter([True])
-    stop = threading.Event()
-
-    def handle_one() -> bool:
-        if next(calls, False):
-            raise IntegrityError("duplicate key")
-        stop.set()
-        return False
-
-    monkeypatch.setattr(loops, "heartbeat_hook", None)
-    monkeypatch.setattr(loops, "db_recovered_hook", lambda name, s: reports.append((name, s)))
-    monkeypatch.setattr(loops, "_close_db_connections", lambda: None)
-    loops.run_loop(
-        loops.Loop("probe", handle_one, idle_seconds=0, error_pause_seconds=0.01, stop=stop)
-    )
-
+    reports = _probe_reports(monkeypatch, [IntegrityError("duplicate key")], pause=0.01)
     assert reports == []
