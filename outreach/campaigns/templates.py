@@ -148,8 +148,10 @@ def render_step(
         raise RenderError("subject is empty")
     if not subject:
         raise RenderError("subject renders empty")
+    html_source = ""
     if variant.body_html.strip():
-        body_html = _render(variant.body_html, context, f"{seed}:html", html=True)
+        html_source = _spin(variant.body_html, f"{seed}:html")
+        body_html = _render_spun(html_source, context, html=True)
     elif variant.body_text.strip():
         body_html = ""
     else:
@@ -157,7 +159,7 @@ def render_step(
     if variant.body_text.strip():
         body_text = _render(variant.body_text, context, f"{seed}:text", html=False).strip()
     else:
-        body_text = html_to_text(body_html)
+        body_text = _text_of_html(html_source, body_html, context)
     if not body_html:
         body_html = text_to_html(body_text)
     return RenderedEmail(
@@ -242,15 +244,86 @@ def text_to_html(body_text: str) -> str:
 
 
 def _render(source: str, context: Mapping[str, Any], seed: str, *, html: bool = False) -> str:
+    return _render_spun(_spin(source, seed), context, html=html)
+
+
+def _spin(source: str, seed: str) -> str:
     try:
-        spun = spintax.spin(source, seed)
+        return spintax.spin(source, seed)
     except spintax.SpintaxError as exc:
         raise RenderError(str(exc)) from None
+
+
+def _render_spun(spun: str, context: Mapping[str, Any], *, html: bool) -> str:
     template = _compile(spun, html)
     try:
         return template.render(context)
     except TemplateError as exc:
         raise RenderError(exc.message or exc.__class__.__name__) from None
+
+
+# --- the text part of an HTML-only variant --------------------------------------------------
+#
+# The text part is html2text's reading of the rendered HTML, and reading HTML costs more than
+# rendering it. When the template's only Jinja tags are plain output expressions, its *source*
+# is read once instead: each expression stands in as an inert word while html2text reads the
+# markup and comes back as itself, giving a text template rendered per message like the HTML.
+# Lead values then reach the text part as they are, which is what reading their escaped HTML
+# gives back (html2text only adds a backslash before a line-leading "1." or "-" in a value).
+# Anything else (statements, `safe`, whitespace control, a link address that is an expression,
+# an expression html2text dropped or moved) reads each rendered message, as before.
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_PLAIN_OUTPUT = re.compile(
+    r"""\{\{\s*[A-Za-z_][\w.]*
+        (?:\s*\|\s*(?:default|d|title|upper|lower|capitalize|trim)
+           (?:\(\s*(?:"[^"{}<>&\\]*"|'[^'{}<>&\\]*')?\s*\))?
+        )*\s*\}\}""",
+    re.VERBOSE,
+)
+
+_HREF_FROM_DATA = re.compile(r"""\bhref\s*=\s*["']?\s*\{\{""", re.IGNORECASE)
+
+
+def _text_of_html(html_source: str, body_html: str, context: Mapping[str, Any]) -> str:
+    template = _text_template(html_source)
+    if template is None:
+        return html_to_text(body_html)
+    try:
+        return template.render(context).strip()
+    except TemplateError as exc:  # pragma: no cover - the HTML rendered with the same context
+        raise RenderError(exc.message or exc.__class__.__name__) from None
+
+
+@lru_cache(maxsize=1024)
+def _text_template(html_source: str) -> Template | None:
+    """The text-part template read from an HTML template's source, or None when it must be
+    read per rendered message (see above)."""
+    expressions = _TAG.findall(html_source)
+    if not all(_PLAIN_OUTPUT.fullmatch(e) for e in expressions):
+        return None
+    if any(opener in _TAG.sub("", html_source) for opener in ("{{", "{%", "{#")):
+        return None
+    if _HREF_FROM_DATA.search(html_source):
+        # html2text writes a link whose text is its address as <address> only when it sees
+        # an absolute URL there, which a stand-in word is not.
+        return None
+    marker = "jinjaexpr"
+    while marker in html_source.lower():
+        marker += "x"
+    # One word per distinct expression: the same value twice (a link whose text is its
+    # address) reads as it would rendered.
+    words = {e: f"{marker}{i}q" for i, e in enumerate(dict.fromkeys(expressions))}
+    read = html_to_text(_TAG.sub(lambda m: words[m.group(0)], html_source))
+    back = {word: e for e, word in words.items()}
+    found = re.findall(rf"{marker}\d+q", read)
+    if [back.get(w) for w in found] != expressions:
+        return None
+    source = re.sub(rf"{marker}\d+q", lambda m: back[m.group(0)], read)
+    try:
+        return _text_env.from_string(source)
+    except TemplateSyntaxError:  # pragma: no cover - only expressions that parsed as HTML
+        return None
 
 
 @lru_cache(maxsize=1024)

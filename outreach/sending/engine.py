@@ -265,11 +265,19 @@ class ProviderCache:
 
     def __init__(self) -> None:
         self._items: dict[int, tuple[str, base.Provider]] = {}
+        # The fingerprint of the account object last seen: a batch's messages share one.
+        self._seen: tuple[ProviderAccount, str] | None = None
 
     def get(self, account: ProviderAccount) -> base.Provider:
-        fingerprint = hashlib.sha256(
-            json.dumps([account.kind, account.settings, account.secrets], sort_keys=True).encode()
-        ).hexdigest()
+        if self._seen is not None and self._seen[0] is account:
+            fingerprint = self._seen[1]
+        else:
+            fingerprint = hashlib.sha256(
+                json.dumps(
+                    [account.kind, account.settings, account.secrets], sort_keys=True
+                ).encode()
+            ).hexdigest()
+            self._seen = (account, fingerprint)
         cached = self._items.get(account.pk)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]

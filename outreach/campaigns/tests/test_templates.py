@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
 from outreach.campaigns.templates import (
     RenderError,
+    _text_template,
     choose_variant,
+    html_to_text,
     lead_context,
     render_message,
     render_step,
@@ -165,3 +170,81 @@ def test_it_picks_variants_by_weight_and_as_the_scheduler_does() -> None:
     for n in range(200):
         ours = choose_variant([a, b], variant_seed(n, 7)).pk
         assert ours == policy.choose_variant([(1, 80), (2, 20)], f"{n}:7")
+
+
+# --- the text part of an HTML-only variant ---------------------------------------------------
+
+_VALUE = (
+    st.text(
+        alphabet=string.ascii_letters + string.digits + " ,.'!?&-@_*()", min_size=1, max_size=24
+    )
+    .map(lambda v: " ".join(v.split()))
+    .filter(bool)
+)
+_EXPRESSIONS = [
+    "{{ first_name }}",
+    "{{ company }}",
+    "{{ lead.title }}",
+    "{{ nickname | default('there') }}",
+    "{{ company | upper }}",
+]
+_BLOCKS = st.sampled_from(
+    [
+        "<p>Hi {e},</p>",
+        "<p>I saw <b>{e}</b> &amp; thought of you.<br>More soon.</p>",
+        '<p>Read <a href="https://example.com/{{{{ slug }}}}">our note</a> on {e}.</p>',
+        "<ul><li>{e}</li><li>a second point</li></ul>",
+        "<h2>{e} news</h2>",
+        "<style>p {{ color: red }}</style><p style='margin:0'>{e}</p>",
+        "<div>{e}&nbsp;and {e}</div>",
+        "<p><img src='https://example.com/x.png' alt='logo'> Best, {e}</p>",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blocks=st.lists(st.tuples(_BLOCKS, st.sampled_from(_EXPRESSIONS)), min_size=1, max_size=5),
+    first_name=_VALUE,
+    company=_VALUE,
+    title=_VALUE,
+    slug=st.text(alphabet=string.ascii_lowercase + "-", min_size=1, max_size=12),
+)
+def test_the_text_part_read_from_the_template_is_the_rendered_html_read(
+    blocks: list[tuple[str, str]], first_name: str, company: str, title: str, slug: str
+) -> None:
+    # The text template is read once from the HTML source; it must say what reading every
+    # rendered message would (values that are not line-leading markdown, as lead data is).
+    body_html = "".join(block.format(e=expr) for block, expr in blocks)
+    context = {"first_name": first_name, "company": company, "lead": {"title": title}, "slug": slug}
+    assert _text_template(body_html) is not None
+    email = render_step(
+        V(body_html=body_html), context, seed="s", unsubscribe_url=UNSUB, postal_address=""
+    )
+    assert email.text.split("\n\n--\n")[0] == html_to_text(email.html.split("\n<p style")[0])
+
+
+@pytest.mark.parametrize(
+    "body_html",
+    [
+        "<p>Hi {% if first_name %}{{ first_name }}{% endif %}</p>",
+        "<p>{{ first_name | safe }}</p>",
+        "<p>{{- first_name }}</p>",
+        "<p>{# a note #}{{ first_name }}</p>",
+        '<p>Hi {{ first_name }}, see <a href="{{ website }}">{{ website }}</a></p>',
+    ],
+)
+def test_other_templates_are_read_per_message(body_html: str) -> None:
+    assert _text_template(body_html) is None
+    context = {"first_name": "Ann", "website": "https://acme.example"}
+    email = render_step(
+        V(body_html=body_html), context, seed="s", unsubscribe_url=UNSUB, postal_address=""
+    )
+    assert "Ann" in email.text
+    assert email.text.split("\n\n--\n")[0] == html_to_text(email.html.split("\n<p style")[0])
+
+
+def test_an_html_only_variant_gives_lead_data_to_the_text_part_unescaped() -> None:
+    email = render(V(body_html="<p>Hi {{ first_name }} &amp; co</p>"), first_name="<b>A&B</b>")
+    assert "&lt;b&gt;A&amp;B&lt;/b&gt;" in email.html
+    assert email.text.startswith("Hi <b>A&B</b> & co")
