@@ -31,6 +31,9 @@ class Loop:
     error_pause_seconds: float = 5.0
     # Called once per pass through the loop, work or not (heartbeats).
     on_tick: Callable[[], None] | None = None
+    # Called once when the loop stops, after its last unit of work (work a unit left in
+    # flight, connections to close).
+    on_stop: Callable[[], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     # time.monotonic() of the first unit that failed on a database error of the current
     # outage; None while the database answers.
@@ -93,6 +96,11 @@ def run_loop(loop: Loop) -> None:
             continue
         _close_db_connections()
         loop.stop.wait(loop.idle_seconds)
+    if loop.on_stop is not None:
+        try:
+            loop.on_stop()
+        except Exception:
+            log.exception("loop %s: stopping failed", loop.name)
     try:
         _beat(loop, running=False)  # a clean stop is not a dead loop
     except Exception:

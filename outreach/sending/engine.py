@@ -1007,5 +1007,6 @@ def make_loop(stop: threading.Event) -> Loop:
         handle_one=worker.handle_one,
         idle_seconds=1.0,
         on_tick=worker.on_tick,
+        on_stop=worker.close,
         stop=stop,
     )
