@@ -74,6 +74,9 @@ class ProviderAccount(models.Model):
     price_per_1000 = models.DecimalField(max_digits=8, decimal_places=4, default=0)
     # Provider's own send rate (SES MaxSendRate), messages per second; None = unlimited.
     max_send_rate = models.FloatField(null=True, blank=True)
+    # When this account's next send may start, for every worker together: batches reserve
+    # their sends' slots here (outreach.sending.engine.reserve_rate). None: never limited.
+    rate_slot_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=clock.now)
 

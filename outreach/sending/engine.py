@@ -80,6 +80,9 @@ class SendPolicy:
     # Parallel provider calls per worker process: SMTP is latency-bound, a few connections
     # keep it busy without opening dozens of sessions to one server.
     concurrency: int = 4
+    # A take reserves a rate-limited account's send slots at most this far ahead, so a taken
+    # message waits for its slot at most this long: well within its sending lease.
+    rate_horizon_seconds: float = 30.0
 
 
 def default_policy() -> SendPolicy:
@@ -109,6 +112,8 @@ class Taken:
     # The account's circuit was closed with no failure counted when the batch was taken: a
     # success then needs no circuit bookkeeping.
     circuit_clean: bool = True
+    # The send slot reserved under the account's own rate (``time.monotonic()``), if it has one.
+    send_at: float | None = None
 
 
 def _not_suppressed() -> Q:
@@ -159,14 +164,17 @@ def take_batch(
 
     1. Read due candidates whose mailbox may send (on PostgreSQL skipping rows another worker
        has locked) and route each to its provider account (circuit breakers).
-    2. One conditional UPDATE per account: still due, mailbox still sending, address not
+    2. A rate-limited account's send slots are reserved for every worker together
+       (:func:`reserve_rate`); candidates beyond what its rate allows soon stay due.
+    3. One conditional UPDATE per account: still due, mailbox still sending, address not
        suppressed. Race prevented: two workers reading the same candidates both try to take
        them; ``WHERE state IN (claimed, retry)`` lets exactly one win, so no message is ever
        handed to two provider calls. The winner reads back which rows are its own (its
        worker name and this batch's lease instant).
-    3. Candidates that were not taken because their address is now suppressed are cancelled.
+    4. Candidates that were not taken because their address is now suppressed are cancelled.
     """
     policy = policy or default_policy()
+    started = time.monotonic()
     lease_until = now + timedelta(seconds=policy.sending_lease_seconds)
     with transaction.atomic():
         candidates = Message.objects.filter(_due(now), mailbox__isnull=False).filter(
@@ -189,16 +197,29 @@ def take_batch(
         accounts = _accounts({r[3] or r[4] for r in rows})
         router = circuit.Router(now)
         by_account: dict[int, list[int]] = {}
+        routed: dict[int, ProviderAccount] = {}
         message_ids: dict[int, str] = {}
         for pk, header, domain_name, own_account, domain_account in rows:
             account = router.route(accounts[own_account or domain_account])
             if account is None:
                 continue  # primary down and no usable standby: the message waits
             by_account.setdefault(account.pk, []).append(pk)
+            routed[account.pk] = account
             if not header:
                 # Assigned once and kept through retries: a receiver can recognize a repeat.
                 message_ids[pk] = mime.new_message_id(domain_name)
+        send_at: dict[int, float] = {}
+        for account_id, pks in list(by_account.items()):
+            rate = routed[account_id].max_send_rate
+            if not rate or rate <= 0:
+                continue
+            allowed, first = reserve_rate(account_id, rate, len(pks), now, policy)
+            by_account[account_id] = pks[:allowed]
+            offset = started + (first - now).total_seconds()
+            send_at.update((pk, offset + i / rate) for i, pk in enumerate(pks[:allowed]))
         for account_id, pks in by_account.items():
+            if not pks:
+                continue
             changes: dict[str, Any] = {
                 "state": State.SENDING,
                 "claimed_by": worker[:128],
@@ -222,11 +243,43 @@ def take_batch(
                 lease_expires_at=lease_until,
             ).values_list("pk", "provider_account_id")
         )
-        routed = {pk for pks in by_account.values() for pk in pks}
-        missed = routed - {pk for pk, _ in mine}
+        tried = {pk for pks in by_account.values() for pk in pks}
+        missed = tried - {pk for pk, _ in mine}
         for pk in missed:
             _cancel_if_suppressed(pk, now)
-    return [Taken(pk, account_id, router.is_clean(account_id)) for pk, account_id in mine]
+    return [
+        Taken(pk, account_id, router.is_clean(account_id), send_at.get(pk))
+        for pk, account_id in mine
+    ]
+
+
+def reserve_rate(
+    account_id: int, rate: float, wanted: int, now: datetime, policy: SendPolicy
+) -> tuple[int, datetime]:
+    """Reserve up to ``wanted`` consecutive send slots of an account limited to ``rate``
+    messages per second (SES MaxSendRate), for every worker on the database together.
+
+    Returns how many were reserved and when the first slot starts; slot ``i`` starts
+    ``i / rate`` seconds later. The account row is locked for the rest of the take
+    (PostgreSQL; on SQLite the take's write transaction holds the database): two workers
+    reserve one after the other, never the same slots. Slots are reserved at most
+    ``policy.rate_horizon_seconds`` ahead, and always one when the account is idle. Slots
+    of a message that is not taken after all stay unused: the rate is only ever undershot.
+    """
+    reserved = (
+        ProviderAccount.objects.select_for_update()
+        .filter(pk=account_id)
+        .values_list("rate_slot_at", flat=True)
+    )
+    next_free = reserved.first()
+    first = max(next_free or now, now)
+    room = int((now - first).total_seconds() * rate + policy.rate_horizon_seconds * rate)
+    allowed = min(wanted, max(room, 1 if first == now else 0))
+    if allowed > 0:
+        ProviderAccount.objects.filter(pk=account_id).update(
+            rate_slot_at=first + timedelta(seconds=allowed / rate)
+        )
+    return allowed, first
 
 
 def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
@@ -293,31 +346,6 @@ class ProviderCache:
         self._items.clear()
 
 
-class RateLimiter:
-    """A provider account's own send rate (``max_send_rate``, SES MaxSendRate) in this process.
-
-    Blocks the calling thread until the next send is allowed; shared by the worker's threads.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next: dict[int, float] = {}
-
-    def wait(self, account: ProviderAccount) -> None:
-        rate = account.max_send_rate
-        if not rate or rate <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next.get(account.pk, now))
-            self._next[account.pk] = slot + 1.0 / rate
-        if slot > now:
-            time.sleep(slot - now)
-
-
-_default_limiter = RateLimiter()
-
-
 @dataclass
 class Called:
     """What became of one taken message's provider call, before it is recorded.
@@ -374,6 +402,7 @@ class Prepared:
     raw: bytes
     envelope: Envelope
     clean: bool
+    send_at: float | None = None
 
 
 def prepare_call(message: Message, taken: Taken) -> Prepared | Called:
@@ -392,17 +421,12 @@ def prepare_call(message: Message, taken: Taken) -> Prepared | Called:
         log.warning("message %s cannot be built: %s", message.pk, exc)
         build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
         return Called(message, account, error=build_error, called=False)
-    return Prepared(message, account, raw, envelope, taken.circuit_clean)
+    return Prepared(message, account, raw, envelope, taken.circuit_clean, taken.send_at)
 
 
-def deliver(
-    prepared: Prepared | Called,
-    *,
-    providers: ProviderCache,
-    limiter: RateLimiter = _default_limiter,
-) -> Called:
-    """Hand one prepared message to its provider; writes nothing. (A :class:`Called` passes
-    through: its message could not be built.)
+def deliver(prepared: Prepared | Called, *, providers: ProviderCache) -> Called:
+    """Hand one prepared message to its provider, at its send slot when its account has a
+    rate; writes nothing. (A :class:`Called` passes through: its message could not be built.)
 
     The message is ``sending`` (committed by :func:`take_batch`) before this runs.
     """
@@ -413,7 +437,8 @@ def deliver(
         provider = providers.get(account)
     except SendError as err:
         return Called(message, account, error=err, called=False)
-    limiter.wait(account)
+    if prepared.send_at is not None:
+        time.sleep(max(0.0, prepared.send_at - time.monotonic()))
     try:
         result = provider.send(prepared.raw, prepared.envelope)
     except SendError as err:
@@ -426,15 +451,9 @@ def deliver(
     return Called(message, account, result=result, clean=prepared.clean)
 
 
-def call_provider(
-    message: Message,
-    taken: Taken,
-    *,
-    providers: ProviderCache,
-    limiter: RateLimiter = _default_limiter,
-) -> Called:
+def call_provider(message: Message, taken: Taken, *, providers: ProviderCache) -> Called:
     """:func:`prepare_call` then :func:`deliver`: one taken message through its provider."""
-    return deliver(prepare_call(message, taken), providers=providers, limiter=limiter)
+    return deliver(prepare_call(message, taken), providers=providers)
 
 
 def send_taken(
@@ -442,14 +461,13 @@ def send_taken(
     worker: str,
     *,
     providers: ProviderCache,
-    limiter: RateLimiter = _default_limiter,
     policy: SendPolicy | None = None,
 ) -> str:
     """Send one message this worker has taken; returns the message's new state."""
     loaded = load_taken([taken])
     if not loaded:
         return ""
-    called = call_provider(*loaded[0], providers=providers, limiter=limiter)
+    called = call_provider(*loaded[0], providers=providers)
     return finish_batch([called], policy)[0]
 
 

@@ -1,0 +1,40 @@
+"""A reserving process for the multi-process rate test: `python -m
+outreach.sending.tests.rate_reserver ACCOUNT_ID START_AT` reserves send slots of one
+rate-limited account in a loop, as takes do, and prints them as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+
+def main(account_id: int, start_at: float) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outreach.settings")
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from outreach.pool.models import ProviderAccount
+    from outreach.sending.engine import SendPolicy, reserve_rate
+
+    rate = ProviderAccount.objects.get(pk=account_id).max_send_rate
+    assert rate
+    policy = SendPolicy(rate_horizon_seconds=0.5)
+    time.sleep(max(0.0, start_at - time.time()))
+    windows = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        with transaction.atomic():
+            allowed, first = reserve_rate(account_id, rate, 3, datetime.now(UTC), policy)
+        if allowed:
+            windows.append([first.timestamp(), allowed])
+    print(json.dumps(windows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), float(sys.argv[2])))
