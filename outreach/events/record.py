@@ -271,10 +271,12 @@ def _suppress_and_stop(address: str, source: str, event: Event, why: str) -> Non
 
 
 def stop_enrollments(enrollments: object, reason: str) -> int:
-    """Stop the active ones among ``enrollments`` and cancel their unclaimed messages.
+    """Stop the active ones among ``enrollments`` and cancel their unsent messages.
 
-    Only ``scheduled`` messages are cancelled: they hold no quota yet. A claimed or sending
-    one is the engine's; the suppression check at send time stops it.
+    ``scheduled`` ones hold no quota yet; a ``retry`` one's units were used by its provider
+    call and stay used. Both changes are conditional on the state, so a worker taking a
+    retry at the same moment and this stop cannot both win. A claimed or sending message is
+    the engine's: the live-sequence and suppression checks at send time stop it.
     """
     now = clock.now()
     active = Enrollment.objects.filter(
@@ -287,7 +289,8 @@ def stop_enrollments(enrollments: object, reason: str) -> int:
     Enrollment.objects.filter(pk__in=ids, state=Enrollment.State.ACTIVE).update(
         state=Enrollment.State.STOPPED, stop_reason=reason, stopped_at=now, next_due_at=None
     )
-    Message.objects.filter(enrollment_id__in=ids, state=Message.State.SCHEDULED).update(
+    unsent = (Message.State.SCHEDULED, Message.State.RETRY)
+    Message.objects.filter(enrollment_id__in=ids, state__in=unsent).update(
         state=Message.State.CANCELLED, last_error=f"enrollment stopped: {reason}", updated_at=now
     )
     return len(ids)

@@ -420,6 +420,7 @@ class RecoveryReport:
     released: int = 0
     unknown: int = 0
     cancelled: int = 0
+    stranded: int = 0
 
 
 def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
@@ -433,6 +434,9 @@ def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
     A ``sending`` message whose lease expired may have reached the provider: it becomes
     ``unknown`` and is never resent automatically (a duplicate cold email is worse than a
     missing one). Quota stays used.
+
+    A ``retry`` message whose mailbox can no longer send is stranded: see
+    :func:`return_stranded_retries`.
     """
     report = RecoveryReport()
     pool = PoolSettings.load()
@@ -485,7 +489,43 @@ def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
             report.released,
             report.unknown,
         )
+    report.stranded = return_stranded_retries(now, limit=limit)
     return report
+
+
+def return_stranded_retries(now: datetime, *, limit: int = 1000) -> int:
+    """``retry`` messages whose mailbox can no longer send (paused, in cooldown, retired, or
+    its domain not active) go back to ``scheduled``, to wait as every unclaimed message does.
+
+    Left in ``retry`` they would wait for that mailbox with no limit. Back in ``scheduled``
+    (mailbox and claim cleared, backoff kept) a first message is routed to another mailbox,
+    and a follow-up keeps waiting for its thread's mailbox until its wait limit, then is
+    cancelled (BRIEF §3 Routing: never silently moved). Their units stay used: a provider
+    was called. Conditional on the message still being ``retry``: a worker taking it at the
+    same moment and this pass cannot both win.
+    """
+    stranded = list(
+        Message.objects.filter(state=Message.State.RETRY, mailbox__isnull=False)
+        .exclude(
+            mailbox__state__in=(Mailbox.State.ACTIVE, Mailbox.State.WARMING),
+            mailbox__domain__state=Domain.State.ACTIVE,
+        )
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not stranded:
+        return 0
+    back = Message.objects.filter(pk__in=stranded, state=Message.State.RETRY).update(
+        state=Message.State.SCHEDULED,
+        mailbox=None,
+        provider_account=None,
+        claimed_by="",
+        lease_expires_at=None,
+        quota_day=None,
+        updated_at=now,
+    )
+    if back:
+        log.warning("%d retry message(s) of mailboxes that cannot send back to scheduled", back)
+    return back
 
 
 def cancel_expired(now: datetime, *, limit: int = 1000) -> int:

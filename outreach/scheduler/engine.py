@@ -31,6 +31,7 @@ class PassReport:
     released: int = 0  # expired claims back to scheduled, units released
     unknown: int = 0  # expired sending leases: never resent automatically
     cancelled: int = 0  # follow-ups past their wait limit
+    stranded: int = 0  # retries of mailboxes that cannot send, back to scheduled
     planned: int = 0
     finished: int = 0
     suppressed: int = 0
@@ -47,6 +48,7 @@ class PassReport:
         return bool(
             self.released
             or self.unknown
+            or self.stranded
             or self.cancelled
             or self.planned
             or self.warmup_planned
@@ -73,7 +75,8 @@ def run_pass(
     """One complete pass of the control plane as if it were ``now``.
 
     1. Leases: expired claims go back to ``scheduled`` (units released), expired ``sending``
-       becomes ``unknown``; follow-ups past their wait limit are cancelled.
+       becomes ``unknown``, retries of mailboxes that cannot send go back to ``scheduled``;
+       follow-ups past their wait limit are cancelled.
     2. Planning: due enrollment steps become scheduled messages; warm-up mail is planned.
     3. Graduation: warming mailboxes that meet the rule become ``active``.
     4. With ``health``, the health rules (when installed) run their periodic evaluation.
@@ -84,6 +87,7 @@ def run_pass(
     report = PassReport(now=now)
     recovery = claiming.recover_leases(now)
     report.released, report.unknown = recovery.released, recovery.unknown
+    report.stranded = recovery.stranded
     report.cancelled = claiming.cancel_expired(now)
     plan = planning.plan_due(now)
     report.planned, report.finished, report.suppressed = (

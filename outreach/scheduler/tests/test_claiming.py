@@ -190,6 +190,52 @@ def test_it_marks_an_expired_sending_lease_unknown_and_never_resends_it() -> Non
     assert used("mailbox", str(boxes[0].pk), DAY) == 1  # never released after a provider call
 
 
+def test_it_reroutes_a_retry_stranded_on_a_mailbox_that_cannot_send() -> None:
+    boxes = make_pool(1, 2, limits=NO_PACING)
+    schedule(make_campaign(), 2)
+    claim_due(NOON)
+    retry_at = NOON + timedelta(minutes=5)
+    # Both first messages met a 451; then one of the two mailboxes was paused.
+    Message.objects.update(state=Message.State.RETRY, attempts=1, not_before=retry_at)
+    paused, working = boxes
+    Mailbox.objects.filter(pk=paused.pk).update(state=Mailbox.State.PAUSED)
+    units_before = used("mailbox", str(paused.pk), DAY)
+
+    report = recover_leases(NOON + timedelta(minutes=1))
+
+    assert report.stranded == 1
+    stranded = Message.objects.get(state=Message.State.SCHEDULED)
+    assert stranded.mailbox_id is None and stranded.quota_day is None
+    assert stranded.attempts == 1 and stranded.not_before == retry_at  # backoff kept
+    assert Message.objects.get(state=Message.State.RETRY).mailbox_id == working.pk
+    assert used("mailbox", str(paused.pk), DAY) == units_before  # a provider was called
+    # Routed again, to the mailbox that can send, once its retry time comes.
+    assert claim_due(retry_at).claimed == 1
+    assert Message.objects.get(pk=stranded.pk).mailbox_id == working.pk
+
+
+def test_a_stranded_follow_up_waits_for_its_thread_mailbox_then_is_cancelled() -> None:
+    from outreach.scheduler.claiming import cancel_expired
+
+    (box,) = make_pool(1, 1, limits=NO_PACING)
+    schedule(make_campaign(), 1)
+    claim_due(NOON)
+    Message.objects.update(
+        state=Message.State.RETRY,
+        pinned_mailbox=box,
+        expires_at=NOON + timedelta(days=3),
+        not_before=NOON + timedelta(minutes=5),
+    )
+    Domain.objects.update(state=Domain.State.COOLDOWN)  # the whole domain stops
+
+    assert recover_leases(NOON + timedelta(minutes=1)).stranded == 1
+    follow_up = Message.objects.get()
+    assert follow_up.state == Message.State.SCHEDULED and follow_up.pinned_mailbox_id == box.pk
+    assert claim_due(NOON + timedelta(hours=1)).claimed == 0  # never moved to another mailbox
+    assert cancel_expired(NOON + timedelta(days=3, seconds=1)) == 1
+    assert Message.objects.get().state == Message.State.CANCELLED
+
+
 def test_it_never_claims_a_message_twice_when_two_routers_race() -> None:
     make_pool(3, 3, limits=NO_PACING)
     schedule(make_campaign(), 200)
