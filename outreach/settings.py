@@ -238,6 +238,8 @@ OUTREACH_ALERT_MAX_ATTEMPTS = env.get_int("OUTREACH_ALERT_MAX_ATTEMPTS", 8, mini
 OUTREACH_HEALTH_INTERVAL_SECONDS = env.get_int("OUTREACH_HEALTH_INTERVAL_SECONDS", 60, minimum=1)
 OUTREACH_DIGEST_HOUR = env.get_int("OUTREACH_DIGEST_HOUR", 8, minimum=-1)
 OUTREACH_WEBHOOK_SILENCE_MINUTES = env.get_int("OUTREACH_WEBHOOK_SILENCE_MINUTES", 60, minimum=1)
+# Refused webhook requests (dead letters) are kept this many days for inspection and replay.
+OUTREACH_DEAD_LETTER_DAYS = env.get_int("OUTREACH_DEAD_LETTER_DAYS", 30, minimum=1)
 OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, minimum=10)
 
 

@@ -31,6 +31,7 @@ class Kind:
     PROVIDER_RECOVERED = "provider_recovered"
     WARMUP_GRADUATED = "warmup_graduated"
     WEBHOOKS_SILENT = "webhooks_silent"
+    WEBHOOKS_REFUSED = "webhooks_refused"
     DIGEST = "digest"
 
 

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Count, Max
 
 from outreach.alerts.digest import send_if_due
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
-from outreach.events.models import Event
+from outreach.events.models import DeadLetter, Event
 from outreach.lib import clock
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
@@ -342,6 +342,35 @@ def check_webhooks_silent() -> bool:
     )
 
 
+def check_refused_webhooks() -> bool:
+    """Alert when provider webhook requests were refused within the last silence period
+    (a wrong secret, an unsubscribed SNS topic, a provider changing its payload): the events
+    in them are not recorded until someone replays them. Once per quiet period."""
+    since = clock.now() - timedelta(minutes=settings.OUTREACH_WEBHOOK_SILENCE_MINUTES)
+    refused = list(
+        DeadLetter.objects.filter(received_at__gte=since, replayed_at__isnull=True)
+        .values("endpoint", "status_code")
+        .annotate(n=Count("id"))
+        .order_by("-n", "endpoint")
+    )
+    if not refused:
+        return False
+    total = sum(row["n"] for row in refused)
+    where = ", ".join(f"{r['endpoint']}: {r['n']} × {r['status_code']}" for r in refused[:5])
+    return (
+        raise_alert(
+            "webhooks-refused",
+            Kind.WEBHOOKS_REFUSED,
+            f"📭 {total} provider webhook request(s) refused since {since:%H:%M} UTC ({where}): "
+            "their events are not recorded. `outreach events list` shows them, "
+            "`outreach events replay ID` processes them once the cause is fixed",
+            "warning",
+            {"refused": total, "by_endpoint": refused, "since": since.isoformat()},
+        )
+        is not None
+    )
+
+
 # -- periodic pass -----------------------------------------------------------------------------
 
 
@@ -363,6 +392,8 @@ def periodic_pass() -> None:
         ("pool", evaluate_pool),
         ("caps", check_caps),
         ("webhooks", check_webhooks_silent),
+        ("refused webhooks", check_refused_webhooks),
+        ("dead letter retention", DeadLetter.prune),
         ("ses", check_due_accounts),
         ("digest", send_if_due),
     ]

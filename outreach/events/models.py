@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
 
 from outreach.campaigns.models import Campaign, Message
@@ -81,6 +84,13 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} on {self.endpoint}: {self.error[:60]}"
+
+    @classmethod
+    def prune(cls, now: datetime | None = None) -> int:
+        """Delete those older than ``OUTREACH_DEAD_LETTER_DAYS``; returns how many."""
+        limit = (now or clock.now()) - timedelta(days=settings.OUTREACH_DEAD_LETTER_DAYS)
+        deleted, _ = cls.objects.filter(received_at__lt=limit).delete()
+        return deleted
 
 
 class SeenToken(models.Model):

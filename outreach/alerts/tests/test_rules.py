@@ -239,3 +239,41 @@ def test_it_does_not_call_webhooks_silent_when_events_keep_arriving(pool: Pool) 
     clock.advance(timedelta(minutes=70))
     record(messages[0], "delivered")
     assert not rules.check_webhooks_silent()
+
+
+def test_it_alerts_once_when_webhook_requests_are_refused(pool: Pool) -> None:
+    from outreach.events.models import DeadLetter
+
+    assert not rules.check_refused_webhooks()
+    old = DeadLetter.objects.create(
+        endpoint="/webhooks/postmark", error="bad auth", status_code=403
+    )
+    DeadLetter.objects.filter(pk=old.pk).update(received_at=clock.now() - timedelta(hours=2))
+    assert not rules.check_refused_webhooks()  # only the last silence period counts
+
+    for _ in range(3):
+        DeadLetter.objects.create(endpoint="/webhooks/ses", error="bad signature", status_code=403)
+    DeadLetter.objects.create(endpoint="/webhooks/ses", error="no JSON", status_code=400)
+    replayed = DeadLetter.objects.create(endpoint="/webhooks/mailgun", error="x", status_code=400)
+    DeadLetter.objects.filter(pk=replayed.pk).update(replayed_at=clock.now())
+
+    assert rules.check_refused_webhooks()
+    [alert] = _alerts("webhooks_refused")
+    assert "4 provider webhook request(s) refused" in alert.text
+    assert "/webhooks/ses: 3 × 403" in alert.text and "/webhooks/ses: 1 × 400" in alert.text
+    assert "mailgun" not in alert.text
+    assert not rules.check_refused_webhooks()  # quiet period
+
+
+def test_it_deletes_dead_letters_past_their_retention(pool: Pool, settings: object) -> None:
+    from outreach.events.models import DeadLetter
+
+    settings.OUTREACH_DEAD_LETTER_DAYS = 30  # type: ignore[attr-defined]
+    kept = DeadLetter.objects.create(endpoint="/webhooks/ses", error="x", status_code=400)
+    gone = DeadLetter.objects.create(endpoint="/webhooks/ses", error="y", status_code=400)
+    DeadLetter.objects.filter(pk=kept.pk).update(received_at=clock.now() - timedelta(days=29))
+    DeadLetter.objects.filter(pk=gone.pk).update(received_at=clock.now() - timedelta(days=31))
+
+    rules.periodic_pass()
+
+    assert list(DeadLetter.objects.values_list("pk", flat=True)) == [kept.pk]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +36,7 @@ from outreach.events.tests.conftest import (
     sns_headers,
     sns_notification,
 )
+from outreach.lib import clock
 from outreach.pool.models import Mailbox, StateChange
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("webhook_settings")]
@@ -452,6 +455,18 @@ def test_it_replays_a_dead_letter_once_the_cause_is_fixed(live_server: Any, sett
     # Replaying again is harmless: the event is already stored.
     call_command("events", "replay", str(letter.pk))
     assert Event.objects.count() == 1
+
+
+def test_it_prunes_dead_letters_past_their_retention() -> None:
+    DeadLetter.objects.create(endpoint=POSTMARK_URL, error="recent", status_code=400)
+    DeadLetter.objects.create(endpoint=POSTMARK_URL, error="old", status_code=400)
+    DeadLetter.objects.filter(error="old").update(received_at=clock.now() - timedelta(days=31))
+    out = io.StringIO()
+
+    call_command("events", "prune", stdout=out)
+
+    assert "1 dead letter(s) deleted" in out.getvalue()
+    assert list(DeadLetter.objects.values_list("error", flat=True)) == ["recent"]
 
 
 def test_it_answers_503_when_the_database_is_unavailable(

@@ -1,4 +1,5 @@
-"""`outreach events list` and `outreach events replay ID...`: the webhook dead letters."""
+"""`outreach events list`, `outreach events replay ID...` and `outreach events prune`: the
+webhook dead letters."""
 
 from __future__ import annotations
 
@@ -20,8 +21,16 @@ class Command(BaseCommand):
         listing.add_argument("--limit", type=int, default=50)
         again = sub.add_parser("replay", help="reprocess dead letters through their endpoint")
         again.add_argument("ids", nargs="+", type=int, metavar="ID")
+        sub.add_parser(
+            "prune",
+            help="delete dead letters older than OUTREACH_DEAD_LETTER_DAYS "
+            "(the alerts loop does it on its own)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "prune":
+            self.stdout.write(f"{DeadLetter.prune()} dead letter(s) deleted")
+            return
         if options["action"] == "list":
             letters = DeadLetter.objects.all()
             if not options["all"]:
