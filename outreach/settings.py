@@ -259,8 +259,9 @@ OUTREACH_LOOPS.append("outreach.alerts.loop.make_loop")
 OUTREACH_WORKER_CONCURRENCY = env.get_int("OUTREACH_WORKER_CONCURRENCY", 4, minimum=1)
 OUTREACH_LOOPS.append("outreach.sending.engine.make_loop")
 
-# The IMAP reader of the events collector (replies, bounces, unsubscribes): `outreach inbox`.
-OUTREACH_LOOPS.append("outreach.events.inbox.make_loop")
+# The IMAP reader of the events collector (replies, bounces, unsubscribes, seed placement):
+# `outreach inbox`.
+OUTREACH_LOOPS.append("outreach.events.loop.make_loop")
 
 # Lead import (docs/campaigns.md): reject addresses whose domain has no MX/A record (DNS
 # lookups through OUTREACH_DNS_NAMESERVERS, cached per domain); `--check-mx` per import.

@@ -50,7 +50,7 @@ NOT_REPUTATION = ("rule:auth_failed", "rule:failure_streak")
 # A domain at 90% of its cap gets a heads-up before it stops for the day.
 DOMAIN_CAP_NEAR_RATIO = 0.9
 # Webhook sources: replies over IMAP and one-click unsubscribes say nothing about them.
-NON_WEBHOOK_SOURCES = ("imap", "unsubscribe", "smtp")
+NON_WEBHOOK_SOURCES = ("imap", "unsubscribe", "smtp", "seed")
 # Webhooks are expected only from providers that publish events.
 WEBHOOK_PROVIDERS = (
     ProviderAccount.Kind.SES,

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from outreach.events.models import DeadLetter, Event, InboxCursor
+from outreach.events.models import DeadLetter, Event, InboxCursor, SeedCursor
 
 
 @admin.register(Event)
@@ -20,3 +20,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
 class InboxCursorAdmin(admin.ModelAdmin):
     list_display = ["mailbox", "folder", "uid_validity", "last_uid", "checked_at", "last_error"]
     raw_id_fields = ["mailbox"]
+
+
+@admin.register(SeedCursor)
+class SeedCursorAdmin(admin.ModelAdmin):
+    list_display = ["address", "folder", "uid_validity", "last_uid", "checked_at", "last_error"]

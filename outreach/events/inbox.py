@@ -26,8 +26,7 @@ import email.header
 import email.utils
 import logging
 import re
-import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import Message as EmailMessage
@@ -40,10 +39,9 @@ from django.db.models import Q
 
 from outreach.campaigns.models import Message
 from outreach.events import normalize as n
-from outreach.events.models import InboxCursor
+from outreach.events.models import FolderCursor, InboxCursor
 from outreach.events.record import find_message, record
 from outreach.lib import clock
-from outreach.lib.loop import Loop
 from outreach.lib.secrets import SecretError, resolve
 from outreach.pool.models import Mailbox
 
@@ -82,9 +80,9 @@ def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
     """Events found in one raw mail received by ``mailbox_address`` (pure function)."""
     mail = BytesParser(policy=compat32).parsebytes(raw)
     sender = _address(mail.get("From", ""))
-    subject = _header(mail, "Subject")
-    mail_id = _header(mail, "Message-ID").strip()
-    when = _date(mail)
+    subject = header_text(mail, "Subject")
+    mail_id = header_text(mail, "Message-ID").strip()
+    when = mail_date(mail)
     base = n.Incoming(
         source="imap",
         type=n.REPLIED,
@@ -93,10 +91,10 @@ def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
         provider_event_id=f"imap:{mail_id}"[:255] if mail_id else None,
         raw={
             "mailbox": mailbox_address,
-            "from": _header(mail, "From")[:500],
+            "from": header_text(mail, "From")[:500],
             "subject": subject[:500],
             "message_id": mail_id[:500],
-            "date": _header(mail, "Date")[:100],
+            "date": header_text(mail, "Date")[:100],
         },
     )
     parsed = Parsed(sender=sender, subject=subject)
@@ -121,15 +119,15 @@ def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
 
 
 def is_auto_reply(mail: EmailMessage) -> bool:
-    auto_submitted = _header(mail, "Auto-Submitted").strip().lower()
+    auto_submitted = header_text(mail, "Auto-Submitted").strip().lower()
     if auto_submitted and auto_submitted != "no":
         return True
     if mail.get("X-Autoreply") or mail.get("X-Autorespond"):
         return True
-    precedence = _header(mail, "Precedence").strip().lower()
+    precedence = header_text(mail, "Precedence").strip().lower()
     if precedence in ("auto_reply", "auto-reply", "bulk", "junk"):
         return True
-    return bool(_AUTO_SUBJECT.match(_REPLY_PREFIX.sub("", _header(mail, "Subject"))))
+    return bool(_AUTO_SUBJECT.match(_REPLY_PREFIX.sub("", header_text(mail, "Subject"))))
 
 
 def _dsn_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
@@ -137,7 +135,7 @@ def _dsn_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
         (p for p in mail.walk() if p.get_content_type() == "message/delivery-status"), None
     )
     original = _original_headers(mail)
-    original_id = _header(original, "Message-ID").strip() if original is not None else ""
+    original_id = header_text(original, "Message-ID").strip() if original is not None else ""
     tag = n.parse_message_pk(original.get(n.MESSAGE_ID_HEADER)) if original is not None else None
     if status_part is None:
         raise ValueError("delivery-status report without a message/delivery-status part")
@@ -151,11 +149,11 @@ def _dsn_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
     events = []
     for block in blocks[1:] if len(blocks) > 1 else blocks:
         recipient = _dsn_recipient(block)
-        action = _header(block, "Action").strip().lower()
+        action = header_text(block, "Action").strip().lower()
         if not recipient or action not in ("failed", "delayed"):
             continue
-        status = _header(block, "Status").strip()
-        diagnostic = " ".join(_header(block, "Diagnostic-Code").split())
+        status = header_text(block, "Status").strip()
+        diagnostic = " ".join(header_text(block, "Diagnostic-Code").split())
         text = f"{status} {diagnostic}".strip()
         if action == "delayed":
             kind, bounce = n.DEFERRED, ""
@@ -197,7 +195,7 @@ def _complaint_events(mail: EmailMessage, base: n.Incoming) -> list[n.Incoming]:
         recipient = _address(original.get("To", ""))
     if not recipient:
         return []
-    original_id = _header(original, "Message-ID").strip() if original is not None else ""
+    original_id = header_text(original, "Message-ID").strip() if original is not None else ""
     tag = n.parse_message_pk(original.get(n.MESSAGE_ID_HEADER)) if original is not None else None
     return [
         replace(
@@ -228,7 +226,7 @@ def _original_headers(mail: EmailMessage) -> EmailMessage | None:
 def _dsn_recipient(block: Any) -> str:
     if not isinstance(block, EmailMessage):
         return ""
-    value = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
+    value = header_text(block, "Final-Recipient") or header_text(block, "Original-Recipient")
     _, _, address = value.partition(";")
     return _address(address or value)
 
@@ -244,11 +242,11 @@ def _status_class(status: str, diagnostic: str) -> str:
 def _references(mail: EmailMessage) -> list[str]:
     ids = []
     for name in ("In-Reply-To", "References"):
-        ids.extend(re.findall(r"<[^<>\s]+>", _header(mail, name)))
+        ids.extend(re.findall(r"<[^<>\s]+>", header_text(mail, name)))
     return list(dict.fromkeys(ids))[:50]
 
 
-def _header(mail: EmailMessage | None, name: str) -> str:
+def header_text(mail: EmailMessage | None, name: str) -> str:
     if mail is None:
         return ""
     value = mail.get(name)
@@ -266,9 +264,9 @@ def _address(value: Any) -> str:
     return address.strip().lower()[:254] if "@" in address else ""
 
 
-def _date(mail: EmailMessage) -> datetime:
+def mail_date(mail: EmailMessage) -> datetime:
     try:
-        when = email.utils.parsedate_to_datetime(_header(mail, "Date"))
+        when = email.utils.parsedate_to_datetime(header_text(mail, "Date"))
     except (TypeError, ValueError, IndexError):
         return clock.now()
     if when is None or when.tzinfo is None:
@@ -354,7 +352,7 @@ def imap_config(mailbox: Mailbox) -> ImapConfig | None:
     )
 
 
-def _connect(config: ImapConfig) -> Any:
+def connect(config: ImapConfig) -> Any:
     from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 
     kinds = {"ssl": MailBox, "starttls": MailBoxStartTls, "plain": MailBoxUnencrypted}
@@ -363,14 +361,30 @@ def _connect(config: ImapConfig) -> Any:
 
 
 def read_folder(cursor: InboxCursor, config: ImapConfig) -> tuple[int, bool]:
-    """Read what is new in ``cursor``'s folder, at most :data:`BATCH` mails.
+    """Record what is new in ``cursor``'s folder, at most :data:`BATCH` mails.
 
     Returns the number of new events and whether mail is left for another pass.
     """
+
+    def handle(raw: bytes, where: str) -> int:
+        return record_mail(raw, cursor.mailbox, fallback_id=f"{cursor.mailbox_id}:{where}")
+
+    return read_new_mail(cursor, config, handle)
+
+
+def read_new_mail(
+    cursor: FolderCursor, config: ImapConfig, handle: Callable[[bytes, str], int]
+) -> tuple[int, bool]:
+    """Hand each mail new in ``cursor``'s folder to ``handle(raw, "FOLDER:VALIDITY:UID")``,
+    at most :data:`BATCH`, moving the cursor past it in the same transaction.
+
+    Returns the sum of what ``handle`` returned and whether mail is left for another pass.
+    """
     from imap_tools import AND, U
 
+    cursors = type(cursor)._default_manager
     stored = 0
-    with _connect(config) as client:
+    with connect(config) as client:
         status = client.folder.status(cursor.folder, ["UIDVALIDITY", "UIDNEXT"])
         client.folder.set(cursor.folder, readonly=True)
         validity = int(status["UIDVALIDITY"])
@@ -378,7 +392,7 @@ def read_folder(cursor: InboxCursor, config: ImapConfig) -> tuple[int, bool]:
             # The server renumbered the folder: read it again from the start; event ids
             # (Message-IDs) keep anything already recorded from counting twice.
             cursor.uid_validity, cursor.last_uid = validity, 0
-            InboxCursor.objects.filter(pk=cursor.pk).update(uid_validity=validity, last_uid=0)
+            cursors.filter(pk=cursor.pk).update(uid_validity=validity, last_uid=0)
         if int(status.get("UIDNEXT", 0)) and int(status["UIDNEXT"]) <= cursor.last_uid + 1:
             return 0, False
         uids = [
@@ -391,12 +405,8 @@ def read_folder(cursor: InboxCursor, config: ImapConfig) -> tuple[int, bool]:
             messages = list(client.fetch(AND(uid=str(uid)), mark_seen=False, bulk=True))
             with transaction.atomic():
                 for mail in messages:
-                    stored += record_mail(
-                        mail.obj.as_bytes(),
-                        cursor.mailbox,
-                        fallback_id=f"{cursor.mailbox_id}:{cursor.folder}:{validity}:{uid}",
-                    )
-                InboxCursor.objects.filter(pk=cursor.pk).update(last_uid=uid)
+                    stored += handle(mail.obj.as_bytes(), f"{cursor.folder}:{validity}:{uid}")
+                cursors.filter(pk=cursor.pk).update(last_uid=uid)
                 cursor.last_uid = uid
     return stored, more
 
@@ -431,32 +441,50 @@ def read_one_due() -> bool:
     )
     if due is None:
         return False
-    claimed = InboxCursor.objects.filter(pk=due.pk, next_check_at=due.next_check_at).update(
-        next_check_at=now + POLL_INTERVAL
-    )
-    if claimed != 1:
-        return True  # another reader took it; look again
-    try:
-        config = imap_config(due.mailbox)
-        if config is None:
-            InboxCursor.objects.filter(pk=due.pk).delete()
-            return True
-        stored, more = read_folder(due, config)
-    except Exception as exc:  # a server down or a bad password must not stop other mailboxes
-        log.warning("inbox %s %s: %s", due.mailbox.address, due.folder, exc)
-        InboxCursor.objects.filter(pk=due.pk).update(
-            last_error=f"{type(exc).__name__}: {exc}"[:1000],
-            checked_at=clock.now(),
-            next_check_at=clock.now() + ERROR_BACKOFF,
-        )
+    if not (due.mailbox.settings or {}).get("imap_host"):
+        InboxCursor.objects.filter(pk=due.pk).delete()  # the mailbox is no longer read
         return True
-    done = InboxCursor.objects.filter(pk=due.pk)
-    # Mail left (a first read of an old mailbox): due again at once, not in POLL_INTERVAL.
-    done.update(checked_at=clock.now(), last_error="", **({"next_check_at": now} if more else {}))
+
+    def read() -> tuple[int, bool]:
+        config = imap_config(due.mailbox)
+        return read_folder(due, config) if config is not None else (0, False)
+
+    stored = claim_and_read(due, now, POLL_INTERVAL, read, label=due.mailbox.address)
     if stored:
         log.info("inbox %s %s: %d new events", due.mailbox.address, due.folder, stored)
     return True
 
 
-def make_loop(stop: threading.Event) -> Loop:
-    return Loop(name="inbox", handle_one=read_one_due, idle_seconds=10.0, stop=stop)
+def claim_and_read(
+    due: FolderCursor,
+    now: datetime,
+    interval: timedelta,
+    read: Callable[[], tuple[int, bool]],
+    *,
+    label: str,
+) -> int:
+    """Claim ``due`` for ``interval`` and run ``read``; returns what it stored.
+
+    The claim is a conditional UPDATE of ``next_check_at``: of two readers that picked the
+    same folder, the second changes no row and reads nothing. A failing read (a server down,
+    a wrong password) must not stop the other folders: it is noted on the cursor and tried
+    again after :data:`ERROR_BACKOFF`. Mail left after a read (a first read of an old
+    folder) makes the folder due again at once.
+    """
+    cursors = type(due)._default_manager.filter(pk=due.pk)
+    if cursors.filter(next_check_at=due.next_check_at).update(next_check_at=now + interval) != 1:
+        return 0  # another reader took it
+    try:
+        stored, more = read()
+    except Exception as exc:
+        log.warning("%s %s: %s", label, due.folder, exc)
+        cursors.update(
+            last_error=f"{type(exc).__name__}: {exc}"[:1000],
+            checked_at=clock.now(),
+            next_check_at=clock.now() + ERROR_BACKOFF,
+        )
+        return 0
+    cursors.update(
+        checked_at=clock.now(), last_error="", **({"next_check_at": now} if more else {})
+    )
+    return stored

@@ -113,7 +113,23 @@ class SeenToken(models.Model):
         return f"{self.source} token {self.token[:12]}…"
 
 
-class InboxCursor(models.Model):
+class FolderCursor(models.Model):
+    """How far one IMAP folder has been read: UIDVALIDITY and the last UID handled, and when
+    it is due again (claimed with a conditional UPDATE of ``next_check_at``)."""
+
+    uid_validity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    folder: str
+
+    class Meta:
+        abstract = True
+
+
+class InboxCursor(FolderCursor):
     """How far the IMAP reader has read one folder of one mailbox.
 
     A new UIDVALIDITY means the server renumbered the folder: the cursor starts over and the
@@ -122,11 +138,6 @@ class InboxCursor(models.Model):
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbox_cursors")
     folder = models.CharField(max_length=255, default="INBOX")
-    uid_validity = models.BigIntegerField(null=True, blank=True)
-    last_uid = models.BigIntegerField(default=0)
-    checked_at = models.DateTimeField(null=True, blank=True)
-    next_check_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
 
     class Meta:
         constraints = [
@@ -135,3 +146,19 @@ class InboxCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox} {self.folder} @ {self.uid_validity}/{self.last_uid}"
+
+
+class SeedCursor(FolderCursor):
+    """How far the placement check has read one spam folder of one seed inbox (an address of
+    ``PoolSettings.seed_addresses`` configured with IMAP access; see outreach.events.seeds)."""
+
+    address = models.EmailField()
+    folder = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address", "folder"], name="seed_cursor_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"seed {self.address} {self.folder} @ {self.uid_validity}/{self.last_uid}"

@@ -128,7 +128,9 @@ class PoolSpec:
     limits: policy.Limits
     warmup: policy.WarmupSchedule
     thresholds: policy.Thresholds
-    seeds: list[str]
+    # An address, or a table with the IMAP access of a seed's placement checks (its password
+    # a secret reference, "plain:" + value until it is applied).
+    seeds: list[str | dict[str, Any]]
     providers: list[ProviderSpec]
     domains: list[DomainSpec]
 
@@ -267,7 +269,9 @@ def _parse_limits(r: _Reader, data: dict[str, Any]) -> policy.Limits:
     return policy.Limits(**values)
 
 
-def _parse_warmup(r: _Reader, data: dict[str, Any]) -> tuple[policy.WarmupSchedule, list[str]]:
+def _parse_warmup(
+    r: _Reader, data: dict[str, Any]
+) -> tuple[policy.WarmupSchedule, list[str | dict[str, Any]]]:
     r.known(data, WARMUP_KEYS, "warmup")
     values: dict[str, Any] = {}
     for name in WARMUP_KEYS - {"seeds", "daily_growth"}:
@@ -281,8 +285,59 @@ def _parse_warmup(r: _Reader, data: dict[str, Any]) -> tuple[policy.WarmupSchedu
     seeds_raw = data.get("seeds", [])
     if not isinstance(seeds_raw, list):
         raise r.error("warmup.seeds", "expected a list of addresses")
-    seeds = [r.address(s, f"warmup.seeds[{i}]") for i, s in enumerate(seeds_raw)]
+    seeds = [_parse_seed(r, s, f"warmup.seeds[{i}]") for i, s in enumerate(seeds_raw)]
     return policy.WarmupSchedule(**values), seeds
+
+
+SEED_KEYS = {
+    "address",
+    "imap_host",
+    "imap_port",
+    "imap_security",
+    "imap_username",
+    "imap_password",
+    "spam_folders",
+}
+
+
+def _parse_seed(r: _Reader, value: Any, key: str) -> str | dict[str, Any]:
+    """A seed: an address, or a table whose IMAP access lets the placement checks read its
+    spam folders (outreach.events.seeds)."""
+    if not isinstance(value, dict):
+        return r.address(value, key)
+    r.known(value, SEED_KEYS, key)
+    address = r.address(value.get("address"), f"{key}.address")
+    if set(value) == {"address"}:
+        return address
+    host = value.get("imap_host")
+    if not isinstance(host, str) or not host.strip():
+        raise r.error(f"{key}.imap_host", "a seed with IMAP settings needs imap_host", host)
+    seed: dict[str, Any] = {"address": address, "imap_host": host.strip()}
+    security = value.get("imap_security", "ssl")
+    if security not in ("ssl", "starttls", "plain"):
+        raise r.error(
+            f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
+        )
+    seed["imap_security"] = security
+    if "imap_port" in value:
+        port = value["imap_port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
+        seed["imap_port"] = port
+    if "imap_username" in value:
+        username = value["imap_username"]
+        if not isinstance(username, str) or not username:
+            raise r.error(f"{key}.imap_username", "expected a login name", username)
+        seed["imap_username"] = username
+    if "imap_password" not in value:
+        raise r.error(f"{key}.imap_password", "a seed with IMAP settings needs imap_password")
+    seed["imap_password"] = r.secret(value["imap_password"], f"{key}.imap_password")
+    if "spam_folders" in value:
+        folders = value["spam_folders"]
+        if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+            raise r.error(f"{key}.spam_folders", "expected a list of folder names", None)
+        seed["spam_folders"] = folders
+    return seed
 
 
 def _parse_thresholds(r: _Reader, data: dict[str, Any]) -> policy.Thresholds:
@@ -488,7 +543,7 @@ def _apply_settings(spec: PoolSpec, plan: Plan) -> None:
         "limits_json": spec.limits.to_dict(),
         "warmup_json": spec.warmup.to_dict(),
         "thresholds_json": spec.thresholds.to_dict(),
-        "seed_addresses": spec.seeds,
+        "seed_addresses": [_stored_seed(seed, pool.seed_addresses) for seed in spec.seeds],
     }
     lines = _diff(pool, wanted)
     if lines:
@@ -496,6 +551,19 @@ def _apply_settings(spec: PoolSpec, plan: Plan) -> None:
         pool.save()
         for line in lines:
             plan.add(f"update pool settings: {line}")
+
+
+def _stored_seed(seed: str | dict[str, Any], stored: Any) -> str | dict[str, Any]:
+    """A seed as stored: its IMAP password encrypted (kept as it was when unchanged)."""
+    if isinstance(seed, str):
+        return seed
+    old = next(
+        (s for s in stored or [] if isinstance(s, dict) and s.get("address") == seed["address"]),
+        {},
+    )
+    secret = {"imap_password": seed["imap_password"]}
+    stored_secret = {"imap_password": str(old.get("imap_password", ""))}
+    return {**seed, **_resolve_secrets(secret, stored_secret)}
 
 
 def _resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str, str]:

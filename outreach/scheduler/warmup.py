@@ -102,8 +102,8 @@ def warmup_content(message: Message) -> WarmupContent:
 
 
 def seed_addresses(pool: PoolSettings) -> list[str]:
-    """The configured seeds: plain addresses, or objects with an ``address`` (and IMAP access
-    for placement checks, read elsewhere)."""
+    """The configured seeds: plain addresses, or objects with an ``address`` (and the IMAP
+    access of their placement checks, read by outreach.events.seeds)."""
     seeds = []
     for item in pool.seed_addresses or []:
         address = item.get("address", "") if isinstance(item, dict) else str(item)

@@ -24,10 +24,14 @@ from cryptography.x509.oid import NameOID
 
 from outreach.campaigns.models import Enrollment, Message
 from outreach.events import sns
+from outreach.events.tests import dovecot
 from outreach.lib import clock
 from outreach.testing import enroll, make_campaign, make_leads, make_pool
 
 WEBHOOK_AUTH = ("outreach", "hook-secret")
+# The IMAP accounts of the dovecot the inbox and seed tests read: a pool mailbox, a seed.
+IMAP_MAILBOX = "rep1@send1.example.com"
+IMAP_SEED = "seed.gmail@inbox-seeds.example.net"
 MAILGUN_KEY = "key-mailgun-signing-0123456789"
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ses-events"
 
@@ -456,3 +460,15 @@ def sendgrid_events(recipient: str, *, message_pk: int) -> list[dict[str, Any]]:
             "sg_event_id": "Krfn-yDfI-gwW-2PXTp4YA==",
         },
     ]
+
+
+@pytest.fixture(scope="module")
+def imap_server() -> Iterator[dovecot.ImapServer]:
+    """A real IMAP server (dovecot) with the accounts of :data:`IMAP_MAILBOX` and
+    :data:`IMAP_SEED`; skipped, with the reason, where dovecot cannot run."""
+    reason = dovecot.available()
+    if reason:
+        pytest.skip(reason)
+    server = dovecot.start([IMAP_MAILBOX, IMAP_SEED])
+    yield server
+    server.stop()

@@ -15,25 +15,15 @@ from outreach.campaigns.suppression import is_suppressed
 from outreach.events import inbox
 from outreach.events.models import Event, InboxCursor
 from outreach.events.tests import dovecot
-from outreach.events.tests.conftest import Sent, make_sent_message
+from outreach.events.tests.conftest import IMAP_MAILBOX, Sent, make_sent_message
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 from outreach.testing import enroll
 
 pytestmark = pytest.mark.django_db
 
-ADDRESS = "rep1@send1.example.com"
+ADDRESS = IMAP_MAILBOX
 LEAD = "lead0@prospect.example.org"
-
-
-@pytest.fixture(scope="module")
-def imap_server() -> Iterator[dovecot.ImapServer]:
-    reason = dovecot.available()
-    if reason:
-        pytest.skip(reason)
-    server = dovecot.start([ADDRESS])
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -118,6 +118,34 @@ def test_it_encrypts_plain_secrets_and_stays_idempotent(
     assert run_apply(path).strip().endswith("no changes")
 
 
+SEEDS = 'seeds = ["seed@seeds.example.net"]'
+SEED_WITH_IMAP = (
+    'seeds = ["seed@seeds.example.net", { address = "Gmail.Seed@seeds.example.net", '
+    'imap_host = "imap.seeds.example.net", imap_security = "ssl", imap_password = "app-pass", '
+    'spam_folders = ["[Gmail]/Spam"] }]'
+)
+
+
+@pytest.mark.django_db
+def test_it_stores_a_seed_with_imap_access_and_its_password_encrypted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outreach.lib import secrets
+
+    monkeypatch.setenv("OUTREACH_SECRETS_KEY", secrets.generate_key())
+    path = tmp_path / "pool.toml"
+    path.write_text(SMALL.replace(SEEDS, SEED_WITH_IMAP))
+    run_apply(path)
+    plain, seed = PoolSettings.load().seed_addresses
+    assert plain == "seed@seeds.example.net"
+    assert seed["address"] == "gmail.seed@seeds.example.net"
+    assert seed["imap_host"] == "imap.seeds.example.net"
+    assert seed["spam_folders"] == ["[Gmail]/Spam"]
+    assert seed["imap_password"].startswith("enc:")
+    assert secrets.resolve(seed["imap_password"]) == "app-pass"
+    assert run_apply(path).strip().endswith("no changes")
+
+
 @pytest.mark.django_db
 def test_it_refuses_plain_secrets_without_an_encryption_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -279,6 +307,16 @@ BAD_INPUT = [
         "timezone: unknown time zone",
     ),
     ("broken TOML", SMALL + "\n[limits\n", "not valid TOML"),
+    (
+        "seed IMAP security",
+        SMALL.replace(SEEDS, SEED_WITH_IMAP.replace('"ssl"', '"tls"')),
+        "warmup.seeds[1].imap_security: expected ssl, starttls or plain",
+    ),
+    (
+        "seed IMAP without a password",
+        SMALL.replace(SEEDS, SEED_WITH_IMAP.replace(', imap_password = "app-pass"', "")),
+        "warmup.seeds[1].imap_password: a seed with IMAP settings needs imap_password",
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
-"""`outreach inbox`: read replies, auto-replies, bounces and unsubscribes over IMAP."""
+"""`outreach inbox`: read replies, auto-replies, bounces and unsubscribes over IMAP, and the
+seeds' spam folders (placement checks)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from outreach.events.inbox import make_loop, read_one_due
+from outreach.events.loop import make_loop, read_one_due
 from outreach.lib.loop import run_loop, stop_on_signals
 
 # One pass reads at most this many folders, so --once always ends.
@@ -15,7 +16,10 @@ MAX_FOLDERS_PER_PASS = 10_000
 
 
 class Command(BaseCommand):
-    help = "Poll the IMAP folders of every mailbox that has IMAP credentials (a loop)."
+    help = (
+        "Poll the IMAP folders of every mailbox and the spam folders of every seed that has "
+        "IMAP credentials (a loop)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
