@@ -32,6 +32,7 @@ class Kind:
     WARMUP_GRADUATED = "warmup_graduated"
     WEBHOOKS_SILENT = "webhooks_silent"
     WEBHOOKS_REFUSED = "webhooks_refused"
+    IMAP_FAILING = "imap_failing"
     DIGEST = "digest"
 
 

@@ -23,7 +23,7 @@ from django.db.models import Count, Max
 from outreach.alerts.digest import send_if_due
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
-from outreach.events.models import DeadLetter, Event
+from outreach.events.models import DeadLetter, Event, InboxCursor, SeedCursor
 from outreach.lib import clock
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
@@ -371,6 +371,40 @@ def check_refused_webhooks() -> bool:
     )
 
 
+def check_imap_failing() -> int:
+    """Alert for every IMAP folder whose last read failed (a changed password, a server
+    down): a mailbox's replies there go unseen, so its follow-ups could reach people who
+    answered; a seed's spam folder no longer tells about placement. Once per quiet period
+    per folder; returns the alerts raised."""
+    raised = 0
+    for cursor in InboxCursor.objects.exclude(last_error="").select_related("mailbox"):
+        raised += (
+            raise_alert(
+                f"imap-failing:mailbox:{cursor.pk}",
+                Kind.IMAP_FAILING,
+                f"📪 cannot read {cursor.mailbox.address} {cursor.folder} over IMAP: "
+                f"{cursor.last_error[:200]}. Replies and bounces there go unseen: follow-ups "
+                "may reach people who answered",
+                "critical",
+                {"mailbox": cursor.mailbox.address, "folder": cursor.folder},
+            )
+            is not None
+        )
+    for seed in SeedCursor.objects.exclude(last_error=""):
+        raised += (
+            raise_alert(
+                f"imap-failing:seed:{seed.pk}",
+                Kind.IMAP_FAILING,
+                f"📪 cannot read seed {seed.address} {seed.folder} over IMAP: "
+                f"{seed.last_error[:200]}. Its placement is not being checked",
+                "warning",
+                {"seed": seed.address, "folder": seed.folder},
+            )
+            is not None
+        )
+    return raised
+
+
 # -- periodic pass -----------------------------------------------------------------------------
 
 
@@ -393,6 +427,7 @@ def periodic_pass() -> None:
         ("caps", check_caps),
         ("webhooks", check_webhooks_silent),
         ("refused webhooks", check_refused_webhooks),
+        ("imap", check_imap_failing),
         ("dead letter retention", DeadLetter.prune),
         ("ses", check_due_accounts),
         ("digest", send_if_due),

@@ -277,3 +277,21 @@ def test_it_deletes_dead_letters_past_their_retention(pool: Pool, settings: obje
     rules.periodic_pass()
 
     assert list(DeadLetter.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_it_alerts_when_an_imap_folder_cannot_be_read(pool: Pool) -> None:
+    from outreach.events.models import InboxCursor, SeedCursor
+
+    mailbox = pool.mailboxes[0]
+    InboxCursor.objects.create(mailbox=mailbox, folder="INBOX")  # read fine
+    InboxCursor.objects.create(
+        mailbox=mailbox, folder="Archive", last_error="LoginError: authentication failed"
+    )
+    SeedCursor.objects.create(address="seed@seeds.example.net", folder="Junk", last_error="x")
+
+    assert rules.check_imap_failing() == 2
+    inbox, seed = _alerts("imap_failing")
+    assert inbox.severity == "critical" and f"{mailbox.address} Archive" in inbox.text
+    assert "authentication failed" in inbox.text and "INBOX" not in inbox.text
+    assert seed.severity == "warning" and "seed@seeds.example.net Junk" in seed.text
+    assert rules.check_imap_failing() == 0  # quiet period
