@@ -30,7 +30,7 @@ class Loop:
     idle_seconds: float = 2.0
     error_pause_seconds: float = 5.0
     # Called once per pass through the loop, work or not (heartbeats).
-    on_tick: Callable[[], None] | None = None
+    on_tick: Callable[[], object] | None = None
     # Called once when the loop stops, after its last unit of work (work a unit left in
     # flight, connections to close).
     on_stop: Callable[[], None] | None = None

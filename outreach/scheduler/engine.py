@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from outreach.lib import clock
+from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
 from outreach.scheduler import claiming, planning, warmup
 
@@ -161,4 +161,10 @@ def make_loop(stop: threading.Event) -> Loop:
         # meanwhile, then the loop sleeps until pacing frees mailboxes again.
         return report.busy
 
-    return Loop(name="scheduler", handle_one=handle_one, idle_seconds=5.0, stop=stop)
+    return Loop(
+        name="scheduler",
+        handle_one=handle_one,
+        idle_seconds=5.0,
+        on_tick=dbstats.refresh,
+        stop=stop,
+    )

@@ -50,7 +50,7 @@ from outreach.campaigns.models import (
     Suppression,
     Variant,
 )
-from outreach.lib import clock
+from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.providers import base
@@ -144,8 +144,13 @@ def _sequence_live() -> Q:
     # A reply can stop an enrollment, and an operator can pause a campaign, after a message
     # was claimed: such a message is not taken. Its lease runs out and the scheduler's
     # recovery gives its units back.
+    # EXISTS rather than joins: an UPDATE filtered through a join becomes
+    # `id IN (SELECT ... every due message ...)`, one pass over the whole backlog per batch.
     return Q(enrollment__isnull=True) | Q(
-        enrollment__state=Enrollment.State.ACTIVE, campaign__state=Campaign.State.ACTIVE
+        Exists(
+            Enrollment.objects.filter(pk=OuterRef("enrollment_id"), state=Enrollment.State.ACTIVE)
+        )
+        & Exists(Campaign.objects.filter(pk=OuterRef("campaign_id"), state=Campaign.State.ACTIVE))
     )
 
 
@@ -177,21 +182,7 @@ def take_batch(
     started = time.monotonic()
     lease_until = now + timedelta(seconds=policy.sending_lease_seconds)
     with transaction.atomic():
-        candidates = Message.objects.filter(_due(now), mailbox__isnull=False).filter(
-            _mailbox_can_send(), _sequence_live()
-        )
-        if connection.vendor == "postgresql":
-            # Rows another worker is taking right now are skipped, not waited for.
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        rows = list(
-            candidates.order_by("not_before", "pk").values_list(
-                "pk",
-                "message_id_header",
-                "mailbox__domain__name",
-                "mailbox__provider_id",
-                "mailbox__domain__provider_id",
-            )[:limit]
-        )
+        rows = _candidates(now, limit)
         if not rows:
             return []
         accounts = _accounts({r[3] or r[4] for r in rows})
@@ -280,6 +271,36 @@ def reserve_rate(
             rate_slot_at=first + timedelta(seconds=allowed / rate)
         )
     return allowed, first
+
+
+def _candidates(now: datetime, limit: int) -> list[tuple[Any, ...]]:
+    """The first ``limit`` due messages whose mailbox may send, oldest ``not_before`` first:
+    ``(pk, message_id_header, domain name, mailbox's account, domain's account)``.
+
+    Claimed and retrying messages are read apart, each in the order of ``message_due_idx``
+    (state, not_before, id), and merged: one query over both states would sort the whole
+    due backlog for every batch. On PostgreSQL rows another worker is taking right now are
+    skipped, not waited for.
+    """
+    sendable = Message.objects.filter(mailbox__isnull=False).filter(
+        _mailbox_can_send(), _sequence_live()
+    )
+    rows: list[tuple[Any, ...]] = []
+    for due in (
+        sendable.filter(state=State.CLAIMED, lease_expires_at__gt=now),
+        sendable.filter(state=State.RETRY, not_before__lte=now),
+    ):
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        rows += due.order_by("not_before", "pk").values_list(
+            "not_before",
+            "pk",
+            "message_id_header",
+            "mailbox__domain__name",
+            "mailbox__provider_id",
+            "mailbox__domain__provider_id",
+        )[:limit]
+    return [row[1:] for row in sorted(rows)[:limit]]
 
 
 def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
@@ -969,6 +990,7 @@ class Worker:
 
     def on_tick(self) -> None:
         now = clock.now()
+        dbstats.refresh()
         expire_sending(now)
         if self._next_health is None or now >= self._next_health:
             sync_provider_health()

