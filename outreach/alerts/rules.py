@@ -24,6 +24,7 @@ from outreach.alerts.digest import send_if_due
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
 from outreach.events.models import DeadLetter, Event, InboxCursor, SeedCursor
+from outreach.events.seeds import seeds_with_imap
 from outreach.lib import clock
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
@@ -371,13 +372,22 @@ def check_refused_webhooks() -> bool:
     )
 
 
+# An IMAP read failing this long (three tries, ten minutes apart) is no passing blip.
+IMAP_FAILING_AFTER = timedelta(minutes=25)
+
+
 def check_imap_failing() -> int:
-    """Alert for every IMAP folder whose last read failed (a changed password, a server
-    down): a mailbox's replies there go unseen, so its follow-ups could reach people who
-    answered; a seed's spam folder no longer tells about placement. Once per quiet period
-    per folder; returns the alerts raised."""
+    """Alert for every IMAP folder whose reads have failed for :data:`IMAP_FAILING_AFTER`
+    (a changed password, a server down): a mailbox's replies there go unseen, so its
+    follow-ups could reach people who answered; a seed's spam folder no longer tells about
+    placement. Only folders still read count (not a retired mailbox's, not a seed no longer
+    configured). Once per quiet period per folder; returns the alerts raised."""
+    since = clock.now() - IMAP_FAILING_AFTER
     raised = 0
-    for cursor in InboxCursor.objects.exclude(last_error="").select_related("mailbox"):
+    failing = InboxCursor.objects.filter(failing_since__lte=since).exclude(
+        mailbox__state=Mailbox.State.RETIRED
+    )
+    for cursor in failing.select_related("mailbox"):
         raised += (
             raise_alert(
                 f"imap-failing:mailbox:{cursor.pk}",
@@ -390,7 +400,8 @@ def check_imap_failing() -> int:
             )
             is not None
         )
-    for seed in SeedCursor.objects.exclude(last_error=""):
+    seeds = SeedCursor.objects.filter(failing_since__lte=since, address__in=list(seeds_with_imap()))
+    for seed in seeds:
         raised += (
             raise_alert(
                 f"imap-failing:seed:{seed.pk}",

@@ -42,6 +42,9 @@ MAX_PROBLEMS = 200
 
 _html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 _text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Text templates read from an HTML variant (see _text_template).
+_derived_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_derived_text_env.filters["one_spaced"] = lambda value: re.sub(r"\s+", " ", str(value))
 _WHITESPACE = re.compile(r"\s+")
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
@@ -319,9 +322,14 @@ def _text_template(html_source: str) -> Template | None:
     found = re.findall(rf"{marker}\d+q", read)
     if [back.get(w) for w in found] != expressions:
         return None
-    source = re.sub(rf"{marker}\d+q", lambda m: back[m.group(0)], read)
+    if any(opener in read for opener in ("{{", "{%", "{#")):
+        return None  # literal braces written as entities: text, not template syntax
+    # Each value's whitespace runs become one space, as html2text reads them in the HTML.
+    source = re.sub(
+        rf"{marker}\d+q", lambda m: "{{ (" + back[m.group(0)][2:-2] + ") | one_spaced }}", read
+    )
     try:
-        return _text_env.from_string(source)
+        return _derived_text_env.from_string(source)
     except TemplateSyntaxError:  # pragma: no cover - only expressions that parsed as HTML
         return None
 

@@ -35,7 +35,8 @@ from email.policy import compat32
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from outreach.campaigns.models import Message
 from outreach.events import normalize as n
@@ -482,9 +483,13 @@ def claim_and_read(
             last_error=f"{type(exc).__name__}: {exc}"[:1000],
             checked_at=clock.now(),
             next_check_at=clock.now() + ERROR_BACKOFF,
+            failing_since=Coalesce(F("failing_since"), Value(now)),
         )
         return 0
     cursors.update(
-        checked_at=clock.now(), last_error="", **({"next_check_at": now} if more else {})
+        checked_at=clock.now(),
+        last_error="",
+        failing_since=None,
+        **({"next_check_at": now} if more else {}),
     )
     return stored

@@ -9,9 +9,17 @@ import threading
 from outreach.events import inbox, seeds
 from outreach.lib.loop import Loop
 
+# Mailboxes' folders and seeds' folders take turns going first, so a pool whose mailboxes
+# are always due still has its seeds read.
+_seeds_first = False
+
 
 def read_one_due() -> bool:
     """Read one due folder; False when no folder of either kind is due."""
+    global _seeds_first
+    _seeds_first = not _seeds_first
+    if _seeds_first:
+        return seeds.read_one_due() or inbox.read_one_due()
     return inbox.read_one_due() or seeds.read_one_due()
 
 

@@ -122,6 +122,8 @@ class FolderCursor(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The first of the reads that have failed since the last one that worked.
+    failing_since = models.DateTimeField(null=True, blank=True)
 
     folder: str
 

@@ -33,6 +33,10 @@ def refresh(*, every_seconds: float = EVERY_SECONDS) -> bool:
         if _last is not None and now - _last < every_seconds:
             return False
         _last = now
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    except Exception:
+        _last = None  # try again on the next call, not in an hour
+        raise
     return True

@@ -334,7 +334,9 @@ def _parse_seed(r: _Reader, value: Any, key: str) -> str | dict[str, Any]:
     seed["imap_password"] = r.secret(value["imap_password"], f"{key}.imap_password")
     if "spam_folders" in value:
         folders = value["spam_folders"]
-        if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        if not isinstance(folders, list) or not all(
+            isinstance(f, str) and 0 < len(f) <= 255 for f in folders
+        ):
             raise r.error(f"{key}.spam_folders", "expected a list of folder names", None)
         seed["spam_folders"] = folders
     return seed

@@ -514,14 +514,21 @@ def return_stranded_retries(now: datetime, *, limit: int = 1000) -> int:
     )
     if not stranded:
         return 0
-    back = Message.objects.filter(pk__in=stranded, state=Message.State.RETRY).update(
-        state=Message.State.SCHEDULED,
-        mailbox=None,
-        provider_account=None,
-        claimed_by="",
-        lease_expires_at=None,
-        quota_day=None,
-        updated_at=now,
+    back_to_router = {
+        "state": Message.State.SCHEDULED,
+        "mailbox": None,
+        "provider_account": None,
+        "claimed_by": "",
+        "lease_expires_at": None,
+        "quota_day": None,
+        "updated_at": now,
+    }
+    waiting = Message.objects.filter(pk__in=stranded, state=Message.State.RETRY)
+    back = waiting.filter(pinned_mailbox__isnull=False).update(**back_to_router)
+    # A first message may leave from another domain: its Message-ID, named after the old
+    # domain, would tie the two together. Its next take gives it one on the new domain.
+    back += waiting.filter(pinned_mailbox__isnull=True).update(
+        **back_to_router, message_id_header=None
     )
     if back:
         log.warning("%d retry message(s) of mailboxes that cannot send back to scheduled", back)

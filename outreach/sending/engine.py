@@ -179,10 +179,9 @@ def take_batch(
     4. Candidates that were not taken because their address is now suppressed are cancelled.
     """
     policy = policy or default_policy()
-    started = time.monotonic()
     lease_until = now + timedelta(seconds=policy.sending_lease_seconds)
     with transaction.atomic():
-        rows = _candidates(now, limit)
+        rows = _candidates(now, limit, policy)
         if not rows:
             return []
         accounts = _accounts({r[3] or r[4] for r in rows})
@@ -200,14 +199,16 @@ def take_batch(
                 # Assigned once and kept through retries: a receiver can recognize a repeat.
                 message_ids[pk] = mime.new_message_id(domain_name)
         send_at: dict[int, float] = {}
-        for account_id, pks in list(by_account.items()):
+        # Account rows are locked in id order: two takes never wait for each other crosswise.
+        for account_id in sorted(by_account):
             rate = routed[account_id].max_send_rate
             if not rate or rate <= 0:
                 continue
-            allowed, first = reserve_rate(account_id, rate, len(pks), now, policy)
+            pks = by_account[account_id]
+            allowed, wait = reserve_rate(account_id, rate, len(pks), now, policy)
             by_account[account_id] = pks[:allowed]
-            offset = started + (first - now).total_seconds()
-            send_at.update((pk, offset + i / rate) for i, pk in enumerate(pks[:allowed]))
+            first = time.monotonic() + wait
+            send_at.update((pk, first + i / rate) for i, pk in enumerate(pks[:allowed]))
         for account_id, pks in by_account.items():
             if not pks:
                 continue
@@ -238,22 +239,24 @@ def take_batch(
         missed = tried - {pk for pk, _ in mine}
         for pk in missed:
             _cancel_if_suppressed(pk, now)
+    # In the order the candidates were read, which is also the order of their send slots.
+    order = {row[0]: i for i, row in enumerate(rows)}
     return [
         Taken(pk, account_id, router.is_clean(account_id), send_at.get(pk))
-        for pk, account_id in mine
+        for pk, account_id in sorted(mine, key=lambda m: order[m[0]])
     ]
 
 
 def reserve_rate(
     account_id: int, rate: float, wanted: int, now: datetime, policy: SendPolicy
-) -> tuple[int, datetime]:
+) -> tuple[int, float]:
     """Reserve up to ``wanted`` consecutive send slots of an account limited to ``rate``
     messages per second (SES MaxSendRate), for every worker on the database together.
 
-    Returns how many were reserved and when the first slot starts; slot ``i`` starts
-    ``i / rate`` seconds later. The account row is locked for the rest of the take
-    (PostgreSQL; on SQLite the take's write transaction holds the database): two workers
-    reserve one after the other, never the same slots. Slots are reserved at most
+    Returns how many were reserved and in how many seconds the first slot starts; slot
+    ``i`` starts ``i / rate`` seconds after it. The account row is locked for the rest of
+    the take (PostgreSQL; on SQLite the take's write transaction holds the database): two
+    workers reserve one after the other, never the same slots. Slots are reserved at most
     ``policy.rate_horizon_seconds`` ahead, and always one when the account is idle. Slots
     of a message that is not taken after all stay unused: the rate is only ever undershot.
     """
@@ -263,6 +266,8 @@ def reserve_rate(
         .values_list("rate_slot_at", flat=True)
     )
     next_free = reserved.first()
+    # The time once the row is ours: waiting for the lock must not put slots in the past.
+    now = max(now, clock.now())
     first = max(next_free or now, now)
     room = int((now - first).total_seconds() * rate + policy.rate_horizon_seconds * rate)
     allowed = min(wanted, max(room, 1 if first == now else 0))
@@ -270,20 +275,30 @@ def reserve_rate(
         ProviderAccount.objects.filter(pk=account_id).update(
             rate_slot_at=first + timedelta(seconds=allowed / rate)
         )
-    return allowed, first
+    return allowed, (first - now).total_seconds()
 
 
-def _candidates(now: datetime, limit: int) -> list[tuple[Any, ...]]:
+def _candidates(now: datetime, limit: int, policy: SendPolicy) -> list[tuple[Any, ...]]:
     """The first ``limit`` due messages whose mailbox may send, oldest ``not_before`` first:
     ``(pk, message_id_header, domain name, mailbox's account, domain's account)``.
 
     Claimed and retrying messages are read apart, each in the order of ``message_due_idx``
     (state, not_before, id), and merged: one query over both states would sort the whole
-    due backlog for every batch. On PostgreSQL rows another worker is taking right now are
-    skipped, not waited for.
+    due backlog for every batch. Messages of an account whose send slots are reserved to
+    the horizon are passed over, so they do not hold up other accounts' messages behind
+    them. On PostgreSQL rows another worker is taking right now are skipped, not waited for.
     """
-    sendable = Message.objects.filter(mailbox__isnull=False).filter(
-        _mailbox_can_send(), _sequence_live()
+    full = ProviderAccount.objects.filter(
+        max_send_rate__gt=0,
+        rate_slot_at__gte=now + timedelta(seconds=policy.rate_horizon_seconds),
+    ).values("pk")
+    sendable = (
+        Message.objects.filter(mailbox__isnull=False)
+        .filter(_mailbox_can_send(), _sequence_live())
+        .exclude(
+            Q(mailbox__provider__in=full)
+            | Q(mailbox__provider__isnull=True, mailbox__domain__provider__in=full)
+        )
     )
     rows: list[tuple[Any, ...]] = []
     for due in (
@@ -731,7 +746,9 @@ def _apply_failure(
     if error.kind == Outcome.AUTH_FAILED:
         # The mailbox is paused below; the message has not gone out, so it goes back to the
         # router (a pinned follow-up keeps waiting for its own mailbox). Its units stay used:
-        # a provider was called.
+        # a provider was called. A first message may leave from another domain, so it gets
+        # a Message-ID there: the old one would tie the two domains together.
+        pinned = message.pinned_mailbox_id is not None
         mine.update(
             state=State.SCHEDULED,
             mailbox=None,
@@ -740,6 +757,7 @@ def _apply_failure(
             lease_expires_at=None,
             quota_day=None,
             not_before=now,
+            **({} if pinned else {"message_id_header": None}),
             **common,
         )
         return State.SCHEDULED

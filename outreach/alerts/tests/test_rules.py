@@ -279,19 +279,41 @@ def test_it_deletes_dead_letters_past_their_retention(pool: Pool, settings: obje
     assert list(DeadLetter.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
-def test_it_alerts_when_an_imap_folder_cannot_be_read(pool: Pool) -> None:
+def test_it_alerts_when_an_imap_folder_cannot_be_read_for_a_while(pool: Pool) -> None:
     from outreach.events.models import InboxCursor, SeedCursor
 
-    mailbox = pool.mailboxes[0]
+    settings_row = PoolSettings.load()
+    settings_row.seed_addresses = [
+        {"address": "seed@seeds.example.net", "imap_host": "imap.example.net"}
+    ]
+    settings_row.save()
+    mailbox, retired = pool.mailboxes[0], pool.mailboxes[1]
+    Mailbox.objects.filter(pk=retired.pk).update(state=Mailbox.State.RETIRED)
+    now = clock.now()
+    long_ago, just_now = now - timedelta(minutes=40), now - timedelta(minutes=5)
     InboxCursor.objects.create(mailbox=mailbox, folder="INBOX")  # read fine
-    InboxCursor.objects.create(
-        mailbox=mailbox, folder="Archive", last_error="LoginError: authentication failed"
+    InboxCursor.objects.create(  # failing, but only since a moment: a blip so far
+        mailbox=mailbox, folder="Sent", last_error="timeout", failing_since=just_now
     )
-    SeedCursor.objects.create(address="seed@seeds.example.net", folder="Junk", last_error="x")
+    InboxCursor.objects.create(
+        mailbox=mailbox,
+        folder="Archive",
+        last_error="LoginError: authentication failed",
+        failing_since=long_ago,
+    )
+    InboxCursor.objects.create(  # a retired mailbox is no longer anyone's concern
+        mailbox=retired, folder="INBOX", last_error="x", failing_since=long_ago
+    )
+    SeedCursor.objects.create(
+        address="seed@seeds.example.net", folder="Junk", last_error="x", failing_since=long_ago
+    )
+    SeedCursor.objects.create(  # a seed no longer configured
+        address="gone@seeds.example.net", folder="Junk", last_error="x", failing_since=long_ago
+    )
 
     assert rules.check_imap_failing() == 2
     inbox, seed = _alerts("imap_failing")
     assert inbox.severity == "critical" and f"{mailbox.address} Archive" in inbox.text
-    assert "authentication failed" in inbox.text and "INBOX" not in inbox.text
+    assert "authentication failed" in inbox.text
     assert seed.severity == "warning" and "seed@seeds.example.net Junk" in seed.text
     assert rules.check_imap_failing() == 0  # quiet period

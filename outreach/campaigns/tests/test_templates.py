@@ -175,13 +175,16 @@ def test_it_picks_variants_by_weight_and_as_the_scheduler_does() -> None:
 
 # --- the text part of an HTML-only variant ---------------------------------------------------
 
-# Lead values as they come (no line breaks, no runs of spaces), but not starting like a
-# markdown list item ("- ", "+ ", "1. "): reading a rendered message would escape those.
+# Lead values as they come (line breaks and runs of spaces inside included), but not
+# starting like a markdown list item ("- ", "+ ", "1. "): reading a rendered message would
+# escape those.
 _VALUE = (
     st.text(
-        alphabet=string.ascii_letters + string.digits + " ,.'!?&-@_*()", min_size=1, max_size=24
+        alphabet=string.ascii_letters + string.digits + " \n,.'!?&-@_*()",
+        min_size=1,
+        max_size=24,
     )
-    .map(lambda v: " ".join(v.split()))
+    .map(lambda v: v.strip())
     .filter(lambda v: bool(v) and not re.match(r"[-+]|\d+\.", v))
 )
 _EXPRESSIONS = [
@@ -245,6 +248,13 @@ def test_other_templates_are_read_per_message(body_html: str) -> None:
     )
     assert "Ann" in email.text
     assert email.text.split("\n\n--\n")[0] == html_to_text(email.html.split("\n<p style")[0])
+
+
+def test_braces_written_as_entities_stay_text() -> None:
+    body_html = "<p>Hi {{ first_name }}, type &#123;&#123; company &#125;&#125; here</p>"
+    assert _text_template(body_html) is None
+    email = render(V(body_html=body_html), first_name="Ann")
+    assert "type {{ company }} here" in email.text
 
 
 def test_an_html_only_variant_gives_lead_data_to_the_text_part_unescaped() -> None:

@@ -101,7 +101,7 @@ def test_our_message_in_a_seed_spam_folder_is_a_block_and_cools_its_mailbox_down
 
 
 def test_a_seed_it_cannot_log_in_to_is_noted_on_its_cursor(
-    junk: MailBoxUnencrypted, monkeypatch: pytest.MonkeyPatch
+    junk: MailBoxUnencrypted, monkeypatch: pytest.MonkeyPatch, imap_server: dovecot.ImapServer
 ) -> None:
     monkeypatch.setenv("SEED_IMAP_PASSWORD", "wrong")
 
@@ -110,7 +110,26 @@ def test_a_seed_it_cannot_log_in_to_is_noted_on_its_cursor(
     cursor = SeedCursor.objects.get(address=SEED, folder="Junk")
     assert cursor.last_error and cursor.next_check_at is not None
     assert cursor.next_check_at > clock.now()
+    assert cursor.failing_since is not None
     assert not seeds.read_one_due()  # backing off, not hammering the server
+
+    monkeypatch.setenv("SEED_IMAP_PASSWORD", imap_server.password)
+    SeedCursor.objects.update(next_check_at=None)
+    assert seeds.read_one_due()
+    cursor.refresh_from_db()
+    assert cursor.last_error == "" and cursor.failing_since is None
+
+
+def test_a_spam_folder_no_longer_configured_is_forgotten(junk: MailBoxUnencrypted) -> None:
+    assert read_all() == 1
+    pool = PoolSettings.load()
+    seed = pool.seed_addresses[1]
+    pool.seed_addresses = [pool.seed_addresses[0], {**seed, "spam_folders": ["Spam"]}]
+    pool.save()
+    SeedCursor.objects.update(next_check_at=None)
+
+    assert seeds.read_one_due()  # the new folder (missing on the server: noted, not stuck)
+    assert list(SeedCursor.objects.values_list("folder", flat=True)) == ["Spam"]
 
 
 def test_only_seeds_with_imap_access_are_checked(db: None) -> None:

@@ -197,6 +197,8 @@ def test_it_reroutes_a_retry_stranded_on_a_mailbox_that_cannot_send() -> None:
     retry_at = NOON + timedelta(minutes=5)
     # Both first messages met a 451; then one of the two mailboxes was paused.
     Message.objects.update(state=Message.State.RETRY, attempts=1, not_before=retry_at)
+    for i, pk in enumerate(Message.objects.values_list("pk", flat=True)):
+        Message.objects.filter(pk=pk).update(message_id_header=f"<first-{i}@send1.example.com>")
     paused, working = boxes
     Mailbox.objects.filter(pk=paused.pk).update(state=Mailbox.State.PAUSED)
     units_before = used("mailbox", str(paused.pk), DAY)
@@ -207,6 +209,7 @@ def test_it_reroutes_a_retry_stranded_on_a_mailbox_that_cannot_send() -> None:
     stranded = Message.objects.get(state=Message.State.SCHEDULED)
     assert stranded.mailbox_id is None and stranded.quota_day is None
     assert stranded.attempts == 1 and stranded.not_before == retry_at  # backoff kept
+    assert stranded.message_id_header is None  # a new one on the domain it will leave from
     assert Message.objects.get(state=Message.State.RETRY).mailbox_id == working.pk
     assert used("mailbox", str(paused.pk), DAY) == units_before  # a provider was called
     # Routed again, to the mailbox that can send, once its retry time comes.
@@ -225,12 +228,14 @@ def test_a_stranded_follow_up_waits_for_its_thread_mailbox_then_is_cancelled() -
         pinned_mailbox=box,
         expires_at=NOON + timedelta(days=3),
         not_before=NOON + timedelta(minutes=5),
+        message_id_header="<thread-2@send1.example.com>",
     )
     Domain.objects.update(state=Domain.State.COOLDOWN)  # the whole domain stops
 
     assert recover_leases(NOON + timedelta(minutes=1)).stranded == 1
     follow_up = Message.objects.get()
     assert follow_up.state == Message.State.SCHEDULED and follow_up.pinned_mailbox_id == box.pk
+    assert follow_up.message_id_header == "<thread-2@send1.example.com>"  # same mailbox
     assert claim_due(NOON + timedelta(hours=1)).claimed == 0  # never moved to another mailbox
     assert cancel_expired(NOON + timedelta(days=3, seconds=1)) == 1
     assert Message.objects.get().state == Message.State.CANCELLED

@@ -29,9 +29,11 @@ def main(account_id: int, start_at: float) -> int:
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         with transaction.atomic():
-            allowed, first = reserve_rate(account_id, rate, 3, datetime.now(UTC), policy)
+            allowed, _ = reserve_rate(account_id, rate, 3, datetime.now(UTC), policy)
+            ends = ProviderAccount.objects.get(pk=account_id).rate_slot_at
         if allowed:
-            windows.append([first.timestamp(), allowed])
+            assert ends is not None
+            windows.append([ends.timestamp() - allowed / rate, allowed])
         time.sleep(0.005)  # a take does other work between reservations
     print(json.dumps(windows))
     return 0

@@ -15,16 +15,22 @@ from django.db import connection, transaction
 
 from outreach.campaigns.models import Message
 from outreach.lib import clock
-from outreach.pool.models import ProviderAccount
+from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.sending import engine
 from outreach.sending.engine import SendPolicy, Taken, reserve_rate, take_batch
 from outreach.sending.tests.helpers import claimed_campaign_messages
-from outreach.testing import child_env
+from outreach.testing import child_env, make_pool
 
 pytestmark = pytest.mark.django_db
 
 POLICY = SendPolicy(rate_horizon_seconds=2.0)
 RESERVER = "outreach.sending.tests.rate_reserver"
+
+
+@pytest.fixture(autouse=True)
+def still_clock() -> None:
+    # The engine clock stands still (released after each test): reserved instants are exact.
+    clock.set_now(clock.now())
 
 
 def _account(rate: float | None) -> ProviderAccount:
@@ -71,14 +77,14 @@ def test_a_slow_rate_still_sends_one_message_once_the_account_is_idle() -> None:
     _account(0.01)  # one message every 100 s: less than one per horizon
     now = clock.now()
     with transaction.atomic():
-        assert reserve_rate(ProviderAccount.objects.get().pk, 0.01, 5, now, POLICY) == (1, now)
+        assert reserve_rate(ProviderAccount.objects.get().pk, 0.01, 5, now, POLICY) == (1, 0.0)
     with transaction.atomic():
         allowed, _ = reserve_rate(ProviderAccount.objects.get().pk, 0.01, 5, now, POLICY)
     assert allowed == 0
     with transaction.atomic():
         assert reserve_rate(
             ProviderAccount.objects.get().pk, 0.01, 5, now + timedelta(seconds=100), POLICY
-        ) == (1, now + timedelta(seconds=100))
+        ) == (1, 0.0)
 
 
 def test_a_send_waits_for_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,3 +137,28 @@ def test_workers_in_several_processes_never_share_or_overrun_slots() -> None:
     windows.sort()
     for (first, count), (next_first, _) in pairwise(windows):
         assert next_first >= first + count / rate - 1e-5
+
+
+def test_an_account_out_of_slots_does_not_hold_up_the_others() -> None:
+    limited = _account(1.0)
+    free = ProviderAccount.objects.create(name="smtp-free", kind="sandbox", max_send_rate=None)
+    boxes = make_pool(2, 1, provider=limited)
+    Mailbox.objects.filter(pk=boxes[1].pk).update(provider=free)
+    messages = claimed_campaign_messages(12, provider=limited)  # round-robin over the two
+    # The limited account's messages are the oldest: first in line.
+    Message.objects.filter(pk__in=[m.pk for m in messages], mailbox=boxes[0]).update(
+        not_before=clock.now() - timedelta(hours=1)
+    )
+    now = clock.now()
+
+    first = take_batch("w1", now, 4, POLICY)
+    second = take_batch("w2", now, 4, POLICY)
+
+    # Two seconds at one message a second: two slots. Then the limited account is passed
+    # over, and the other account's messages are taken instead of waiting behind it.
+    assert [t.account_id for t in first] == [limited.pk, limited.pk]
+    assert [t.account_id for t in second] == [free.pk] * 4
+    # Taken in the order of their slots, one second apart.
+    slots = [t.send_at for t in first]
+    assert slots[0] is not None and slots[1] is not None
+    assert slots[1] - slots[0] == pytest.approx(1.0)
