@@ -331,23 +331,40 @@ class ImapConfig:
     folders: tuple[str, ...]
 
 
+IMAP_SECURITY = ("ssl", "starttls", "plain")
+
+
 def imap_config(mailbox: Mailbox) -> ImapConfig | None:
     settings = mailbox.settings or {}
-    host = settings.get("imap_host")
-    if not host:
+    if not settings.get("imap_host"):
         return None
-    security = str(settings.get("imap_security", "ssl"))
-    if security not in ("ssl", "starttls", "plain"):
-        raise ValueError(f"{mailbox.address}: imap_security must be ssl, starttls or plain")
-    ref = (mailbox.secrets or {}).get("imap_password")
-    if not ref:
-        raise SecretError(f"{mailbox.address}: imap_password secret is not set")
     folders = settings.get("imap_folders") or ["INBOX"]
+    password = (mailbox.secrets or {}).get("imap_password")
+    return build_imap_config(settings, password, mailbox.address, folders)
+
+
+def build_imap_config(
+    options: dict[str, Any],
+    password_ref: Any,
+    address: str,
+    folders: Iterable[str],
+    *,
+    label: str = "",
+) -> ImapConfig:
+    """The IMAP access of ``address`` (also the default login) from its ``imap_*`` options
+    (a mailbox's settings, a seed's table); raises ValueError or :class:`SecretError`,
+    naming ``label`` (default: the address), when it cannot be read."""
+    label = label or address
+    security = str(options.get("imap_security", "ssl"))
+    if security not in IMAP_SECURITY:
+        raise ValueError(f"{label}: imap_security must be ssl, starttls or plain")
+    if not password_ref:
+        raise SecretError(f"{label}: imap_password secret is not set")
     return ImapConfig(
-        host=str(host),
-        port=int(settings.get("imap_port") or (993 if security == "ssl" else 143)),
-        username=str(settings.get("imap_username") or mailbox.address),
-        password=resolve(str(ref)),
+        host=str(options["imap_host"]),
+        port=int(options.get("imap_port") or (993 if security == "ssl" else 143)),
+        username=str(options.get("imap_username") or address),
+        password=resolve(str(password_ref)),
         security=security,
         folders=tuple(str(f) for f in folders),
     )

@@ -30,6 +30,7 @@ from django.db.models import Q
 from outreach.events import normalize as n
 from outreach.events.inbox import (
     ImapConfig,
+    build_imap_config,
     claim_and_read,
     header_text,
     mail_date,
@@ -38,7 +39,6 @@ from outreach.events.inbox import (
 from outreach.events.models import SeedCursor
 from outreach.events.record import find_message, record
 from outreach.lib import clock
-from outreach.lib.secrets import SecretError, resolve
 from outreach.pool.models import PoolSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 # minutes is soon enough, and seed providers frown on tighter polling.
 POLL_INTERVAL = timedelta(minutes=10)
 DEFAULT_SPAM_FOLDERS = ("Junk",)
-SECURITY_CHOICES = ("ssl", "starttls", "plain")
 
 
 def seeds_with_imap(pool: PoolSettings | None = None) -> dict[str, dict[str, Any]]:
@@ -66,19 +65,9 @@ def spam_folders(seed: dict[str, Any]) -> tuple[str, ...]:
 
 def imap_config(seed: dict[str, Any]) -> ImapConfig:
     """How to read ``seed``; raises :class:`SecretError` or ValueError when it cannot be."""
-    security = str(seed.get("imap_security", "ssl"))
-    if security not in SECURITY_CHOICES:
-        raise ValueError(f"seed {seed['address']}: imap_security must be ssl, starttls or plain")
-    ref = seed.get("imap_password")
-    if not ref:
-        raise SecretError(f"seed {seed['address']}: imap_password is not set")
-    return ImapConfig(
-        host=str(seed["imap_host"]),
-        port=int(seed.get("imap_port") or (993 if security == "ssl" else 143)),
-        username=str(seed.get("imap_username") or seed["address"]),
-        password=resolve(str(ref)),
-        security=security,
-        folders=spam_folders(seed),
+    address = str(seed["address"])
+    return build_imap_config(
+        seed, seed.get("imap_password"), address, spam_folders(seed), label=f"seed {address}"
     )
 
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import transaction
 from email_validator import EmailNotValidError, validate_email
 
+from outreach.events.inbox import IMAP_SECURITY
 from outreach.lib import clock
 from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
@@ -314,7 +315,7 @@ def _parse_seed(r: _Reader, value: Any, key: str) -> str | dict[str, Any]:
         raise r.error(f"{key}.imap_host", "a seed with IMAP settings needs imap_host", host)
     seed: dict[str, Any] = {"address": address, "imap_host": host.strip()}
     security = value.get("imap_security", "ssl")
-    if security not in ("ssl", "starttls", "plain"):
+    if security not in IMAP_SECURITY:
         raise r.error(
             f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
         )
