@@ -212,6 +212,9 @@ LOGGING = {
 OUTREACH_LOOPS: list[str] = []
 # A running loop silent for longer than this is reported by /healthz (and alerted on).
 OUTREACH_HEARTBEAT_STALE_SECONDS = env.get_int("OUTREACH_HEARTBEAT_STALE_SECONDS", 300, minimum=10)
+# After SIGTERM/SIGINT a long-running command finishes its unit of work; one still busy this
+# long after the signal exits anyway (outreach.lib.shutdown). Keep systemd's TimeoutStopSec above.
+OUTREACH_SHUTDOWN_SECONDS = env.get_int("OUTREACH_SHUTDOWN_SECONDS", 30, minimum=1)
 
 # DNS checks of the sending domains (`outreach dns check`, and periodically in `outreach run`):
 # resolvers as "ip[:port],..." (empty: the system's), the seconds one lookup may take, whether

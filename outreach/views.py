@@ -9,13 +9,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from outreach.heartbeats import stale_loops
+from outreach.lib.shutdown import stopping
 
 
 @login_not_required
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers and no engine loop has stopped beating; 503 otherwise."""
+    """200 when the database answers and no engine loop has stopped beating; 503 otherwise,
+    and 503 "stopping" while the process finishes its work after SIGTERM."""
+    if stopping():
+        # A load balancer takes the process out of rotation before it exits.
+        return JsonResponse({"status": "stopping"}, status=503)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

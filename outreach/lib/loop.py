@@ -12,13 +12,15 @@ again ends it and reports its duration (``db_recovered_hook``).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+
+from outreach.lib.shutdown import Shutdown
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +119,11 @@ def _close_db_connections() -> None:
         conn.close_if_unusable_or_obsolete()
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """Set ``stop`` on SIGTERM and SIGINT (main thread only)."""
-
-    def handler(signum: int, frame: object) -> None:
-        log.info("signal %s: finishing in-flight work", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+def stop_on_signals(stop: threading.Event) -> Shutdown:
+    """Set ``stop`` on SIGTERM and SIGINT, and end the process if the in-flight work is not done
+    ``OUTREACH_SHUTDOWN_SECONDS`` later (main thread only; see :mod:`outreach.lib.shutdown`).
+    Use it as ``with stop_on_signals(stop): ...`` around the command's work."""
+    return Shutdown(stop, settings.OUTREACH_SHUTDOWN_SECONDS)
 
 
 # Loops that ``outreach run`` starts beside the web server. Apps register theirs at import

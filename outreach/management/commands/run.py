@@ -6,7 +6,8 @@ same process and the whole system fits a small VPS. On PostgreSQL the loops can 
 separate processes on other machines (``outreach scheduler``, ``outreach worker`` ...), and
 ``--no-loops`` then keeps this process to the web side.
 
-SIGTERM/SIGINT stop the web server and let every loop finish its unit of work.
+SIGTERM/SIGINT let every loop finish its unit of work, within ``OUTREACH_SHUTDOWN_SECONDS``, while
+the web server goes on answering (``/healthz``: 503 "stopping"); then the process exits.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import import_string
 from waitress.server import create_server
 
-from outreach.lib.loop import Loop, run_loop
+from outreach.lib.loop import Loop, run_loop, stop_on_signals
 from outreach.wsgi import application
 
 log = logging.getLogger(__name__)
@@ -57,30 +58,32 @@ class Command(BaseCommand):
             application, host=host, port=port, threads=options["threads"], ident="outreach"
         )
 
-        def on_signal(signum: int, frame: object) -> None:
-            # Raised in the main thread, inside the server's select loop: it stops serving;
-            # the loops see `stop` and finish their unit of work.
-            log.info("signal %s: stopping", signum)
-            stop.set()
-            raise KeyboardInterrupt
+        def serve() -> None:
+            try:
+                server.run()
+            finally:
+                # The server only ends on an error: stop the loops as on SIGTERM.
+                signal.raise_signal(signal.SIGTERM)
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        for thread in threads:
-            thread.start()
-        names = ", ".join(loop.name for loop in loops) or "none"
-        self.stdout.write(
-            f"outreach serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
-            f"(loops: {names}); Ctrl-C or SIGTERM to stop",
-        )
-        self.stdout.flush()
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop.set()
-            server.close()
+        # The web server runs in a thread and keeps serving during the stop (/healthz answers
+        # 503 "stopping"); the main thread only waits, so no signal handler ever interrupts it
+        # in the middle of something (outreach.lib.shutdown).
+        web = threading.Thread(target=serve, name="web", daemon=True)
+        with stop_on_signals(stop):
             for thread in threads:
-                thread.join(timeout=60)
-            self.stdout.write("outreach stopped")
+                thread.start()
+            web.start()
+            names = ", ".join(loop.name for loop in loops) or "none"
+            self.stdout.write(
+                f"outreach serving on http://{host}:{server.effective_port} "  # type: ignore[union-attr]
+                f"(loops: {names}); Ctrl-C or SIGTERM to stop",
+            )
+            self.stdout.flush()
+            stop.wait()
+            # Each loop finishes its unit of work; past OUTREACH_SHUTDOWN_SECONDS the process
+            # exits without waiting.
+            for thread in threads:
+                thread.join()
+        if not web.is_alive():
+            raise CommandError("the web server stopped unexpectedly (see the log above)")
+        self.stdout.write("outreach stopped")

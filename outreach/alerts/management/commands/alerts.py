@@ -31,5 +31,5 @@ class Command(BaseCommand):
             self.stdout.write(f"health pass done; {delivered} alert(s) handled")
             return
         stop = threading.Event()
-        stop_on_signals(stop)
-        run_loop(make_loop(stop))
+        with stop_on_signals(stop):
+            run_loop(make_loop(stop))

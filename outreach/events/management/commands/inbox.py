@@ -34,5 +34,5 @@ class Command(BaseCommand):
             self.stdout.write(f"inbox: {count} folder(s) read")
             return
         stop = threading.Event()
-        stop_on_signals(stop)
-        run_loop(make_loop(stop))
+        with stop_on_signals(stop):
+            run_loop(make_loop(stop))

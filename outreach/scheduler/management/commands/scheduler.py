@@ -16,5 +16,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
-        stop_on_signals(stop)
-        run_loop(make_loop(stop))
+        with stop_on_signals(stop):
+            run_loop(make_loop(stop))

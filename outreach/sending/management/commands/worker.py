@@ -37,15 +37,15 @@ class Command(BaseCommand):
                 self.stdout.write(f"{sent} batch(es) sent")
                 return
             stop = threading.Event()
-            stop_on_signals(stop)
-            run_loop(
-                Loop(
-                    name="worker",
-                    handle_one=worker.handle_one,
-                    idle_seconds=options["idle"],
-                    on_tick=worker.on_tick,
-                    stop=stop,
+            with stop_on_signals(stop):
+                run_loop(
+                    Loop(
+                        name="worker",
+                        handle_one=worker.handle_one,
+                        idle_seconds=options["idle"],
+                        on_tick=worker.on_tick,
+                        stop=stop,
+                    )
                 )
-            )
         finally:
             worker.close()
