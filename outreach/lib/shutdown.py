@@ -11,12 +11,13 @@ serves nor exits. Logging takes locks too, and writing is I/O that can block.
 So the Python-level handler only sets a plain attribute. Delivery goes through
 :func:`signal.set_wakeup_fd`: the interpreter's C-level handler writes the signal number into a
 pipe (an async-signal-safe ``write(2)``), and a watcher thread, outside any signal context,
-reads it and does the rest:
+reads it and does the rest (a process has one wakeup fd: nothing else in a command may claim
+it, as asyncio's ``add_signal_handler`` would):
 
 1. The first SIGTERM or SIGINT logs, makes :func:`stopping` true (``/healthz`` answers 503
    "stopping") and sets the command's ``stop`` event: loops finish their unit of work and end.
-2. Every later signal is logged and ignored: a second signal never turns a clean stop into a
-   crash.
+2. Every later signal is ignored (the first of them logged): a second signal never turns a
+   clean stop into a crash. Once the work is done the process ignores them until it exits.
 3. If the command has not finished ``grace_seconds`` after the first signal, the watcher ends
    the process with :data:`EXIT_STOP_TIMED_OUT`. That is the crash path: a message still
    ``sending`` becomes ``unknown`` when its lease runs out and is never resent.
@@ -50,7 +51,7 @@ def stopping() -> bool:
 class Shutdown:
     """Sets ``stop`` on the first SIGTERM/SIGINT and ends the process ``grace_seconds`` later
     if it is still running. Installs itself when created (main thread only); leaving its
-    ``with`` block means the command finished: the bound is disarmed and the handlers restored.
+    ``with`` block means the command finished: the bound is disarmed (see :meth:`finish`).
     """
 
     def __init__(self, stop: threading.Event, grace_seconds: float) -> None:
@@ -62,7 +63,12 @@ class Shutdown:
         self._finished = threading.Event()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)  # the C handler must never block on it
-        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            os.close(self._read_fd)
+            os.close(self._write_fd)
+            raise
         self._previous = {signum: signal.signal(signum, self._on_signal) for signum in SIGNALS}
         self._watcher = threading.Thread(target=self._watch, name="shutdown", daemon=True)
         self._watcher.start()
@@ -83,9 +89,9 @@ class Shutdown:
         SIGTERM/SIGINT until it exits (the tail of a burst must not kill it with the default
         action); one that finished on its own gets its previous handlers back."""
         self._finished.set()
-        stopping = self.signalled or self.signals_received > 0
+        told_to_stop = self.signalled or self.signals_received > 0
         for signum, previous in self._previous.items():
-            signal.signal(signum, signal.SIG_IGN if stopping else previous)
+            signal.signal(signum, signal.SIG_IGN if told_to_stop else previous)
         signal.set_wakeup_fd(self._previous_fd)
         os.close(self._write_fd)  # the watcher reads end-of-file and ends
         self._watcher.join(timeout=5)

@@ -8,11 +8,13 @@ a hang ends it with the stacks of its threads on stderr.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
-from outreach.lib.shutdown import EXIT_STOP_TIMED_OUT
+from outreach.lib.shutdown import EXIT_STOP_TIMED_OUT, SIGNALS, Shutdown
 
 PRELUDE = """
 import faulthandler, signal, sys, threading, time
@@ -97,3 +99,10 @@ def test_it_ignores_later_signals_and_disarms_the_bound_once_the_work_is_done() 
     done = _child(FINISHED_UNIT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
+
+
+def test_a_command_that_ends_on_its_own_gives_the_previous_handlers_back() -> None:
+    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    with Shutdown(threading.Event(), grace_seconds=1) as shutdown:
+        assert signal.getsignal(signal.SIGTERM) == shutdown._on_signal
+    assert {signum: signal.getsignal(signum) for signum in SIGNALS} == before
