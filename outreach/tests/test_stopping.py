@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -158,9 +158,8 @@ def held_loop(stop: threading.Event) -> Loop:
 
 
 @pytest.fixture
-def held_run(transactional_db: None, settings: object) -> Iterator[Callable[[], str]]:
-    """``outreach run`` with only the held loop; yields the server's base URL once the loop is
-    inside its unit of work."""
+def held_run(transactional_db: None, settings: object) -> Iterator[str]:
+    """``outreach run`` is to run only the held loop; yields the port it is to listen on."""
     global BUSY, RELEASE
     BUSY, RELEASE = os.pipe(), os.pipe()
     settings.OUTREACH_LOOPS = [f"{__name__}.held_loop"]  # type: ignore[attr-defined]
@@ -168,33 +167,31 @@ def held_run(transactional_db: None, settings: object) -> Iterator[Callable[[], 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     try:
-        yield lambda: f"http://127.0.0.1:{port}"
+        yield str(port)
     finally:
         for fd in (*BUSY, *RELEASE):
             os.close(fd)
 
 
-def _healthz_when_stopping(base: str) -> requests.Response:
+def _wait_until_busy() -> None:
+    if not select.select([BUSY[0]], [], [], BOUND)[0] or os.read(BUSY[0], 1) != b"!":
+        raise AssertionError("the held loop never started its unit of work")
+
+
+def _healthz_when_stopping(port: str) -> requests.Response:
     deadline = time.monotonic() + 5
     while True:
-        response = requests.get(f"{base}/healthz", timeout=2)
+        response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         if response.status_code == 503 or time.monotonic() > deadline:
             return response
         time.sleep(0.05)
 
 
-def _port(base: str) -> str:
-    return base.rsplit(":", 1)[1]
-
-
-def test_outreach_run_answers_stopping_until_the_unit_of_work_ends(
-    held_run: Callable[[], str],
-) -> None:
-    base = held_run()
-    with forked("run", "--bind", f"127.0.0.1:{_port(base)}", "--threads", "2") as pid:
-        assert os.read(BUSY[0], 1) == b"!"
+def test_outreach_run_answers_stopping_until_the_unit_of_work_ends(held_run: str) -> None:
+    with forked("run", "--bind", f"127.0.0.1:{held_run}", "--threads", "2") as pid:
+        _wait_until_busy()
         os.kill(pid, signal.SIGTERM)
-        response = _healthz_when_stopping(base)
+        response = _healthz_when_stopping(held_run)
         assert response.status_code == 503
         assert response.json() == {"status": "stopping"}
         assert exit_status(pid, 0.5) is None  # the unit of work is still in flight
@@ -203,12 +200,11 @@ def test_outreach_run_answers_stopping_until_the_unit_of_work_ends(
 
 
 def test_outreach_run_exits_at_its_bound_when_the_unit_of_work_does_not_end(
-    held_run: Callable[[], str], settings: object
+    held_run: str, settings: object
 ) -> None:
     settings.OUTREACH_SHUTDOWN_SECONDS = 1  # type: ignore[attr-defined]
-    base = held_run()
-    with forked("run", "--bind", f"127.0.0.1:{_port(base)}", "--threads", "2") as pid:
-        assert os.read(BUSY[0], 1) == b"!"
+    with forked("run", "--bind", f"127.0.0.1:{held_run}", "--threads", "2") as pid:
+        _wait_until_busy()
         os.kill(pid, signal.SIGTERM)
         assert exit_status(pid, BOUND) == shutdown.EXIT_STOP_TIMED_OUT
 
