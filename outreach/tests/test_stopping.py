@@ -50,8 +50,8 @@ PATTERNS = {
 # MAX_LANDING seconds, so that the signals land at different points: while the command starts
 # its loops, inside a first unit of work, in the idle wait. The handler takes no lock, so
 # there is no rare interleaving to hunt (the deadlock itself is driven deterministically in
-# outreach/lib/tests/test_shutdown.py); three of each, 60 children, cost about 15 s per
-# database on two busy cores.
+# outreach/lib/tests/test_shutdown.py). Three of each, 60 children, take 10 to 19 s per
+# database on two cores (the longer under a load average of 9).
 REPEATS = 3
 MAX_LANDING = 0.15
 # OUTREACH_SHUTDOWN_SECONDS in the children: an idle command stops long before it.
