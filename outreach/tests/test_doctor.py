@@ -41,12 +41,12 @@ def test_a_migrated_sandbox_pool_has_warnings_but_nothing_critical() -> None:
 
 @pytest.mark.django_db
 def test_it_flags_a_provider_whose_secret_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SMTP_PASSWORD_FOR_DOCTOR", raising=False)
+    monkeypatch.delenv("OUTREACH_SECRET_SMTP_FOR_DOCTOR", raising=False)
     ProviderAccount.objects.create(
         name="workspace",
         kind="smtp",
         settings={"host": "127.0.0.1", "port": 2525, "security": "none"},
-        secrets={"password": "env:SMTP_PASSWORD_FOR_DOCTOR"},
+        secrets={"password": "env:OUTREACH_SECRET_SMTP_FOR_DOCTOR"},
     )
     code, report = doctor()
     assert code == 1
