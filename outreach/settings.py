@@ -240,6 +240,9 @@ OUTREACH_DIGEST_HOUR = env.get_int("OUTREACH_DIGEST_HOUR", 8, minimum=-1)
 OUTREACH_WEBHOOK_SILENCE_MINUTES = env.get_int("OUTREACH_WEBHOOK_SILENCE_MINUTES", 60, minimum=1)
 # Refused webhook requests (dead letters) are kept this many days for inspection and replay.
 OUTREACH_DEAD_LETTER_DAYS = env.get_int("OUTREACH_DEAD_LETTER_DAYS", 30, minimum=1)
+# At most this many dead letters per webhook endpoint; older ones go first. A letter holds up
+# to 1 MiB, so the default bounds them at about 1 GiB per endpoint in the worst case.
+OUTREACH_DEAD_LETTER_CAP = env.get_int("OUTREACH_DEAD_LETTER_CAP", 1000, minimum=1)
 OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, minimum=10)
 
 

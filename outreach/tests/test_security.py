@@ -3,14 +3,25 @@ outreach does about it now."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import date
+from io import StringIO
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.test import Client
 
+from outreach.alerts import rules
+from outreach.alerts.models import Alert
+from outreach.campaigns.suppression import is_suppressed
+from outreach.events.models import DeadLetter, Event, RefusedWebhook
+from outreach.events.tests.conftest import postmark_spam_complaint
 from outreach.lib import secrets
+from outreach.metrics import prometheus
 from outreach.pool.models import Mailbox, ProviderAccount, StateChange
 from outreach.scheduler.models import DailyCounter
 from outreach.testing import make_pool, make_provider
@@ -105,3 +116,104 @@ def test_the_audit_log_counters_and_mailbox_states_are_read_only_in_the_admin(
     page = admin_client.get(f"/admin/pool/mailbox/{box.pk}/change/").content.decode()
     assert 'name="state"' not in page
     assert ProviderAccount.objects.count() == 1
+
+
+# 2-4. Webhooks: credentials first, nothing kept of what fails them, no secret no service -----
+
+POSTMARK_URL = "/webhooks/postmark/tracking/"
+HOOKS = ("hooks", "a-long-webhook-secret")
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def webhook_secret(settings: Any) -> None:
+    settings.ANYMAIL = {"WEBHOOK_SECRET": [":".join(HOOKS)]}
+
+
+def post(body: bytes, **headers: str) -> Any:
+    return Client().post(POSTMARK_URL, body, content_type="application/json", headers=headers)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("webhook_secret")
+def test_it_counts_wrongly_authenticated_webhooks_and_stores_none_of_them() -> None:
+    megabyte = b'{"pad": "' + b"x" * (1024 * 1024 - 20) + b'"}'
+    oversized = megabyte + b" " * 1024
+    for _ in range(30):
+        assert post(megabyte, **basic("hooks", "guess")).status_code == 403
+    # Too large and unauthenticated: refused for its credentials, before its size.
+    assert post(oversized, **basic("hooks", "guess")).status_code == 403
+
+    assert DeadLetter.objects.count() == 0 and Event.objects.count() == 0
+    assert sum(RefusedWebhook.objects.values_list("count", flat=True)) == 31
+    assert (
+        'outreach_webhook_refused_total{endpoint="/webhooks/postmark/tracking/",status="403"} 31'
+        in prometheus.render()
+    )
+    assert rules.check_refused_webhooks()
+    alert = Alert.objects.get(kind="webhooks_refused")
+    assert "31 provider webhook request(s) refused" in alert.text
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("webhook_secret")
+def test_it_keeps_at_most_the_cap_of_dead_letters_per_endpoint(settings: Any) -> None:
+    settings.OUTREACH_DEAD_LETTER_CAP = 3
+    for n in range(5):
+        assert post(b'{"n": %d, "broken"' % n, **basic(*HOOKS)).status_code == 400
+
+    bodies = list(DeadLetter.objects.order_by("id").values_list("body", flat=True))
+    assert [json.loads(b.removesuffix(', "broken"') + "}")["n"] for b in bodies] == [2, 3, 4]
+
+
+@pytest.mark.django_db
+def test_a_dead_letter_refused_for_its_credentials_is_never_replayed(settings: Any) -> None:
+    settings.ANYMAIL = {"WEBHOOK_SECRET": [":".join(HOOKS)]}
+    forged = postmark_spam_complaint("ceo@globex.com", "883953f4-6105-42a2-a16a-77a8eac79483")
+    letter = DeadLetter.objects.create(
+        endpoint=POSTMARK_URL,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(forged),
+        error="wrong basic auth credentials",
+        status_code=403,
+    )
+
+    with pytest.raises(CommandError, match="still refused"):
+        call_command("events", "replay", str(letter.pk), stdout=StringIO(), stderr=StringIO())
+
+    assert not is_suppressed("ceo@globex.com")
+    assert Event.objects.count() == 0
+    letter.refresh_from_db()
+    assert letter.replayed_at is None
+
+
+@pytest.mark.django_db
+def test_webhooks_answer_503_in_production_until_a_secret_is_set(settings: Any) -> None:
+    settings.PRODUCTION = True
+    settings.ANYMAIL = {"WEBHOOK_SECRET": None}
+    complaint = postmark_spam_complaint("ceo@globex.com", "883953f4-6105-42a2-a16a-77a8eac79483")
+
+    response = post(json.dumps(complaint).encode())
+
+    assert response.status_code == 503
+    assert "OUTREACH_WEBHOOK_SECRET" in response.json()["error"]
+    assert not is_suppressed("ceo@globex.com")
+    assert DeadLetter.objects.count() == 0 and Event.objects.count() == 0
+    assert RefusedWebhook.objects.get().status_code == 503
+
+
+@pytest.mark.django_db
+def test_doctor_marks_a_missing_webhook_secret_critical_even_on_a_sandbox_pool(
+    settings: Any,
+) -> None:
+    settings.ANYMAIL = {"WEBHOOK_SECRET": None}
+    make_pool(1, 1)
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("doctor", "--json", stdout=out)
+    findings = json.loads(out.getvalue())["findings"]
+    assert {"webhooks"} <= {f["area"] for f in findings if f["severity"] == "critical"}
