@@ -26,13 +26,14 @@ PRODUCTION = OUTREACH_ENV == "production"
 VAR_DIR = Path(env.get_str("OUTREACH_VAR_DIR", "var") or "var").resolve()
 
 
-def _secret_key() -> str:
-    key = env.get_str("SECRET_KEY")
+def _key(key: str | None, name: str, file_name: str) -> str:
+    """The signing key ``name`` read from the environment (``key``); outside production, one
+    generated once in var/ when unset."""
     if key:
         return key
     if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
-    key_file = VAR_DIR / "secret_key"
+        raise ImproperlyConfigured(f"{name} (or {name}_FILE) is required in production")
+    key_file = VAR_DIR / file_name
     if key_file.exists():
         return key_file.read_text().strip()
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -42,8 +43,25 @@ def _secret_key() -> str:
     return key
 
 
-SECRET_KEY = _secret_key()
+if PRODUCTION and (_placeholders := env.placeholders()):
+    raise ImproperlyConfigured(
+        f"{', '.join(_placeholders)}: still the placeholder of deploy/outreach.env.example; "
+        "set real values before starting in production"
+    )
+SECRET_KEY = _key(env.get_str("SECRET_KEY"), "SECRET_KEY", "secret_key")
+# Previous keys, still accepted for sessions and signed values while they expire.
+SECRET_KEY_FALLBACKS = env.get_list("SECRET_KEY_FALLBACKS", [])
+# Unsubscribe links have their own key: the law wants them to work for 30 days after a send
+# (we aim for as long as a link is kept), whatever happens to SECRET_KEY. Rotate by moving the
+# old key to the fallbacks; links signed with SECRET_KEY (or its fallbacks) before this key
+# existed are still accepted.
+OUTREACH_UNSUBSCRIBE_KEY = _key(
+    env.get_str("OUTREACH_UNSUBSCRIBE_KEY"), "OUTREACH_UNSUBSCRIBE_KEY", "unsubscribe_key"
+)
+OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS = env.get_list("OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS", [])
 DEBUG = env.get_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production: error pages show secrets")
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -173,6 +191,14 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+# Production is served over https behind a proxy: plain http is redirected, except the probes
+# a supervisor or a scraper on the machine itself sends to the local port.
+SECURE_SSL_REDIRECT = PRODUCTION
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# HSTS: browsers refuse plain http to this host (and its subdomains) for a year.
+SECURE_HSTS_SECONDS = env.get_int("OUTREACH_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
 
 # Provider webhooks (events collector). Comma-separated "user:password" pairs for basic auth;
 # several pairs allow rotation without downtime.

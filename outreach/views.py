@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
@@ -10,34 +12,45 @@ from django.views.decorators.http import require_GET
 
 from outreach.heartbeats import stale_loops
 
+log = logging.getLogger(__name__)
+
 
 @login_not_required
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers and no engine loop has stopped beating; 503 otherwise."""
+    """200 when the database answers and no engine loop has stopped beating; 503 otherwise.
+
+    Anyone may ask, so anyone gets only ``{"status": "ok"}`` or ``{"status": "error"}``: host
+    names, PIDs and database errors are logged, and shown to a logged-in staff user only.
+    """
+    details: dict[str, object]
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         stale = stale_loops()
     except DatabaseError as exc:
-        return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
-    if stale:
-        return JsonResponse(
-            {
-                "status": "error",
-                "database": "ok",
-                "stale_loops": [
-                    {
-                        "name": s.name,
-                        "host": s.host,
-                        "pid": s.pid,
-                        "silent_seconds": s.silent_seconds,
-                    }
-                    for s in stale
-                ],
-            },
-            status=503,
-        )
-    return JsonResponse({"status": "ok", "database": "ok"})
+        log.error("healthz: database unavailable: %s", exc)
+        details = {"database": str(exc)[:200]}
+    else:
+        if not stale:
+            return _health(request, "ok", {"database": "ok"}, 200)
+        log.error("healthz: loops stopped beating: %s", ", ".join(s.name for s in stale))
+        details = {
+            "database": "ok",
+            "stale_loops": [
+                {"name": s.name, "host": s.host, "pid": s.pid, "silent_seconds": s.silent_seconds}
+                for s in stale
+            ],
+        }
+    return _health(request, "error", details, 503)
+
+
+def _health(
+    request: HttpRequest, status: str, details: dict[str, object], code: int
+) -> JsonResponse:
+    body: dict[str, object] = {"status": status}
+    if request.user.is_authenticated and request.user.is_staff:
+        body |= details
+    return JsonResponse(body, status=code)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +23,11 @@ from outreach.alerts import rules
 from outreach.alerts.models import Alert
 from outreach.campaigns.suppression import is_suppressed
 from outreach.events.models import DeadLetter, Event, RefusedWebhook
-from outreach.events.tests.conftest import postmark_spam_complaint
-from outreach.lib import secrets
+from outreach.events.tests.conftest import make_sent_message, postmark_spam_complaint
+from outreach.events.unsubscribe import make_token
+from outreach.lib import clock, env, secrets
 from outreach.metrics import prometheus
+from outreach.models import Heartbeat
 from outreach.pool.models import Mailbox, ProviderAccount, StateChange
 from outreach.scheduler.models import DailyCounter
 from outreach.testing import make_pool, make_provider
@@ -217,3 +223,114 @@ def test_doctor_marks_a_missing_webhook_secret_critical_even_on_a_sandbox_pool(
         call_command("doctor", "--json", stdout=out)
     findings = json.loads(out.getvalue())["findings"]
     assert {"webhooks"} <= {f["area"] for f in findings if f["severity"] == "critical"}
+
+
+# 7. Unsubscribe links outlive a key rotation ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_60_day_old_unsubscribe_link_works_after_the_keys_rotate(settings: Any) -> None:
+    clock.set_now(clock.now() - timedelta(days=60))
+    sent = make_sent_message()
+    token = make_token(sent.message.pk)  # in the message sent 60 days ago
+    clock.set_now(None)
+    old_key = settings.OUTREACH_UNSUBSCRIBE_KEY
+
+    settings.SECRET_KEY = "a-fresh-site-key-" + "s" * 40
+    settings.OUTREACH_UNSUBSCRIBE_KEY = "a-fresh-unsubscribe-key-" + "u" * 40
+    settings.OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS = [old_key]
+
+    page = Client().get(f"/u/{token}")
+    assert page.status_code == 200 and sent.message.to_email in page.content.decode()
+    done = Client().post(f"/u/{token}", {"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200
+    assert is_suppressed(sent.message.to_email)
+
+    settings.OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS = []
+    assert Client().get(f"/u/{token}").status_code == 404  # a key dropped is a key revoked
+
+
+# 8. Production hardening ---------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "deploy" / "outreach.env.example"
+REAL_VALUES = {
+    "SECRET_KEY": "kq3V8xYb2L-9dPq7Zr4Tw1Nc6Hs0Jf5Ug8Ae3Mi2Xo7Rv9Bt4Kl1Wy6Pn0Sd5Qh",
+    "OUTREACH_UNSUBSCRIBE_KEY": "u8Fh2Kd9Lq4Wz7Xc1Vb6Nm3Ty5Gr0Ep8Js2Ha7Ck4Qd9Lw1Zx6Vb3Nm5Ty0Gr",
+    "OUTREACH_WEBHOOK_SECRET": "hooks:Zr4Tw1Nc6Hs0Jf5Ug8Ae3Mi2",
+    "OUTREACH_BASE_URL": "https://mail-ops.acme-outreach.net",
+    "ALLOWED_HOSTS": "mail-ops.acme-outreach.net",
+    "CSRF_TRUSTED_ORIGINS": "https://mail-ops.acme-outreach.net",
+}
+
+
+def example_env() -> dict[str, str]:
+    """The variables deploy/outreach.env.example sets, as a server copying it would have."""
+    values = {}
+    for line in EXAMPLE.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def outreach(
+    tmp_path: Path, environ: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OUTREACH_", "DATABASE"))}
+    base |= {"OUTREACH_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/db"}
+    return subprocess.run(
+        [sys.executable, "-m", "outreach", *args],
+        env={**base, **environ},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_placeholder_of_the_example_env_file_is_recognized() -> None:
+    example = example_env()
+    flagged = set(env.placeholders(example))
+    assert flagged == set(REAL_VALUES)
+    assert env.placeholders({**example, **REAL_VALUES}) == []
+
+
+def test_it_refuses_to_start_in_production_with_placeholders_or_debug(tmp_path: Path) -> None:
+    as_copied = outreach(tmp_path, example_env(), "check")
+    assert as_copied.returncode != 0
+    assert "SECRET_KEY" in as_copied.stderr and "placeholder" in as_copied.stderr
+
+    debug = outreach(tmp_path, {**example_env(), **REAL_VALUES, "DEBUG": "true"}, "check")
+    assert debug.returncode != 0 and "DEBUG must be off in production" in debug.stderr
+
+
+def test_check_deploy_finds_nothing_to_warn_about_in_production(tmp_path: Path) -> None:
+    result = outreach(tmp_path, {**example_env(), **REAL_VALUES}, "check", "--deploy")
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout, result.stdout
+    assert "WARNING" not in result.stderr + result.stdout
+
+
+@pytest.mark.django_db
+def test_healthz_tells_anonymous_callers_only_ok_or_error(client: Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    Heartbeat.objects.create(
+        name="worker",
+        host="db-box-7",
+        pid=4242,
+        running=True,
+        beat_at=clock.now() - timedelta(hours=1),
+    )
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json() == {"status": "error"}
+    client.force_login(User.objects.create_user("ops", is_staff=True))
+    assert "db-box-7" in client.get("/healthz").content.decode()
+
+
+@pytest.mark.django_db
+def test_metrics_takes_its_token_only_as_a_bearer_header(client: Client, settings: Any) -> None:
+    settings.OUTREACH_METRICS_TOKEN = "metrics-token-0123456789"
+    assert client.get("/metrics", {"token": "metrics-token-0123456789"}).status_code == 403
+    ok = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert ok.status_code == 200
