@@ -334,3 +334,31 @@ def test_metrics_takes_its_token_only_as_a_bearer_header(client: Client, setting
     assert client.get("/metrics", {"token": "metrics-token-0123456789"}).status_code == 403
     ok = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
     assert ok.status_code == 200
+
+
+# 9. Crafted query strings get a 400 page, not a 500 ------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/audit/?before=2020-02-30T00:00:00~5", "before"),
+        ("/events/?before=2020-02-30T00:00:00~5", "before"),
+        ("/events/?before=2020-01-01T00:00:00~99999999999999999999", "before"),
+        ("/events/?mailbox=99999999999999999999", "mailbox"),
+        ("/events/?campaign=-1", "campaign"),
+        ("/audit/?mailbox=99999999999999999999", "mailbox"),
+        ("/audit/?mailbox=abc", "mailbox"),
+        ("/mailboxes/?state=exploded", "state"),
+        ("/alerts/?show=everything", "show"),
+        ("/suppression/?q=" + "x" * 300, "q"),
+    ],
+)
+def test_a_crafted_query_string_gets_a_400_page_naming_the_parameter(
+    admin_client: Client, url: str, parameter: str
+) -> None:
+    admin_client.raise_request_exception = False
+    response = admin_client.get(url)
+    assert response.status_code == 400
+    assert f"<code>{parameter}</code>" in response.content.decode()
