@@ -362,3 +362,43 @@ def test_a_crafted_query_string_gets_a_400_page_naming_the_parameter(
     response = admin_client.get(url)
     assert response.status_code == 400
     assert f"<code>{parameter}</code>" in response.content.decode()
+
+
+# 6. Passwords pass Django's validators everywhere, the CLI included ---------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("a", "too short"),
+        ("password123", "too common"),
+        ("83749501268", "entirely numeric"),
+        ("operations-lead1", "too similar to the username"),
+    ],
+)
+def test_ensure_admin_refuses_a_weak_password(
+    monkeypatch: pytest.MonkeyPatch, password: str, why: str
+) -> None:
+    monkeypatch.setenv("OUTREACH_ADMIN_PASSWORD", password)
+    with pytest.raises(CommandError, match=why):
+        call_command("ensure_admin", "--username", "operations-lead", stdout=StringIO())
+    assert not User.objects.filter(username="operations-lead").exists()
+
+    lead = User.objects.create_superuser("operations-lead", "", "an-old-but-decent-passphrase")
+    with pytest.raises(CommandError, match=why):  # nor as a new password
+        call_command("ensure_admin", "--username", "operations-lead", stdout=StringIO())
+    lead.refresh_from_db()
+    assert lead.check_password("an-old-but-decent-passphrase")
+
+
+@pytest.mark.django_db
+def test_the_admin_password_form_refuses_a_common_password(admin_client: Client) -> None:
+    root = User.objects.get(username="root")
+    response = admin_client.post(
+        f"/admin/auth/user/{root.pk}/password/",
+        {"password1": "password123", "password2": "password123"},
+    )
+    assert response.status_code == 200 and "too common" in response.content.decode()
+    root.refresh_from_db()
+    assert not root.check_password("password123")
