@@ -8,6 +8,7 @@ docs/configuration.md. Secrets accept a ``*_FILE`` variant.
 from __future__ import annotations
 
 import secrets as _secrets
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,6 +87,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",  # login lockout after failed attempts
+    "django_otp",  # TOTP two-factor for staff
+    "django_otp.plugins.otp_totp",
     "outreach",  # project-wide commands: run, ensure_admin
     "outreach.pool",
     "outreach.campaigns",
@@ -104,12 +108,37 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     # Everything needs a login except views marked @login_not_required (healthz, webhooks,
     # unsubscribe links).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # A session that owes its second factor sees only the two-factor page.
+    "outreach.accounts.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Logins (docs/deploy.md): after OUTREACH_LOGIN_FAILURE_LIMIT wrong passwords for one user
+# name from one address, that pair is locked for OUTREACH_LOGIN_COOLOFF_MINUTES (by user and
+# address together, so nobody can lock the real admin out from elsewhere). Every failure is
+# logged and shown on the audit page. `outreach axes_reset` unlocks everyone.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.get_int("OUTREACH_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.get_int("OUTREACH_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "outreach.accounts.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every command
+# TOTP two-factor: offered to staff on /accounts/2fa/; compulsory for staff when true.
+OUTREACH_REQUIRE_2FA = env.get_bool("OUTREACH_REQUIRE_2FA", False)
+OTP_TOTP_ISSUER = "outreach"
 
 ROOT_URLCONF = "outreach.urls"
 WSGI_APPLICATION = "outreach.wsgi.application"

@@ -15,6 +15,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from axes.models import AccessFailureLog
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -34,6 +35,7 @@ from outreach.pool import models as pool_models
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 
 PAGE_SIZE = 100
+FAILED_LOGINS_SHOWN = 50
 View = Callable[..., HttpResponse]
 
 
@@ -378,10 +380,17 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         params["before"] = f"{rows[-1].at.isoformat()}~{rows[-1].pk}"
         next_query = params.urlencode()
+    # Failed logins (django-axes), newest first; a locked-out one is flagged.
+    failed_logins = AccessFailureLog.objects.order_by("-attempt_time")[:FAILED_LOGINS_SHOWN]
     return render(
         request,
         "dashboard/audit.html",
-        {"rows": rows, "actor": actor, "next_query": next_query},
+        {
+            "rows": rows,
+            "actor": actor,
+            "next_query": next_query,
+            "failed_logins": list(failed_logins),
+        },
     )
 
 

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from outreach.alerts import rules
 from outreach.alerts.models import Alert
@@ -33,6 +37,12 @@ from outreach.scheduler.models import DailyCounter
 from outreach.testing import make_pool, make_provider
 
 FERNET_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Dozens of logins here: the real hasher's deliberate slowness would cost minutes."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -402,3 +412,81 @@ def test_the_admin_password_form_refuses_a_common_password(admin_client: Client)
     assert response.status_code == 200 and "too common" in response.content.decode()
     root.refresh_from_db()
     assert not root.check_password("password123")
+
+
+# 5. Brute force: lockout by user and address, failures on the audit page; TOTP for staff ----
+
+LOGIN = "/accounts/login/"
+GOOD = "correct horse battery staple"
+
+
+def log_in(client: Client, password: str) -> Any:
+    return client.post(LOGIN, {"username": "boss", "password": password, "next": "/"})
+
+
+@pytest.mark.django_db
+def test_fifty_wrong_passwords_lock_out_the_right_one_until_the_cool_off(
+    admin_client: Client,
+) -> None:
+    User.objects.create_user("boss", password=GOOD, is_staff=True)
+    attacker = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(50):
+        assert log_in(attacker, "guess").status_code in (200, 429)
+
+    locked = log_in(attacker, GOOD)
+    assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
+    assert "_auth_user_id" not in attacker.session
+    # The real owner, elsewhere, is not locked out by someone else's guesses.
+    assert log_in(Client(REMOTE_ADDR="198.51.100.7"), GOOD).status_code == 302
+
+    audit = admin_client.get("/audit/").content.decode()
+    assert "203.0.113.9" in audit and "boss" in audit
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=16), tick=False):
+        assert log_in(attacker, GOOD).status_code == 302
+
+
+def totp_now(device: TOTPDevice) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+@pytest.mark.django_db
+def test_a_staff_user_with_a_totp_device_gives_a_code_after_the_password(settings: Any) -> None:
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    boss = User.objects.create_user("boss", password=GOOD, is_staff=True)
+    device = TOTPDevice.objects.create(user=boss, name="phone", confirmed=True)
+    client = Client()
+
+    assert log_in(client, GOOD).status_code == 302
+    held = client.get("/campaigns/")
+    assert held.status_code == 302 and held["Location"].startswith("/accounts/2fa/?next=")
+    assert client.get("/admin/").status_code == 302  # the admin too
+
+    wrong = client.post("/accounts/2fa/", {"token": "000000", "next": "/campaigns/"})
+    assert "wrong or expired code" in wrong.content.decode()
+    right = client.post("/accounts/2fa/", {"token": totp_now(device), "next": "/campaigns/"})
+    assert right.status_code == 302 and right["Location"] == "/campaigns/"
+    assert client.get("/campaigns/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_outreach_require_2fa_makes_staff_set_up_a_device(settings: Any) -> None:
+    settings.OUTREACH_REQUIRE_2FA = True
+    User.objects.create_user("boss", password=GOOD, is_staff=True)
+    User.objects.create_user("viewer", password=GOOD, is_staff=False)
+    viewer = Client()
+    viewer.force_login(User.objects.get(username="viewer"))
+    assert viewer.get("/campaigns/").status_code == 200  # compulsory for staff only
+
+    client = Client()
+    assert log_in(client, GOOD).status_code == 302
+    assert client.get("/").status_code == 302
+    setup = client.get("/accounts/2fa/").content.decode()
+    assert "otpauth://totp/" in setup
+    device = TOTPDevice.objects.get(user__username="boss", confirmed=False)
+
+    client.post("/accounts/2fa/", {"token": totp_now(device), "next": "/"})
+
+    device.refresh_from_db()
+    assert device.confirmed
+    assert client.get("/").status_code == 200
