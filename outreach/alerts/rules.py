@@ -365,13 +365,11 @@ def check_refused_webhooks() -> bool:
     ):
         key = (row["endpoint"], row["status_code"])
         counts[key] = counts.get(key, 0) + row["n"]
-    refused = [
-        {"endpoint": endpoint, "status_code": status, "n": n}
-        for (endpoint, status), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    refused = [{"endpoint": e, "status_code": status, "n": n} for (e, status), n in ranked]
     if not refused:
         return False
-    total = sum(row["n"] for row in refused)
+    total = sum(n for _, n in ranked)
     where = ", ".join(f"{r['endpoint']}: {r['n']} × {r['status_code']}" for r in refused[:5])
     return (
         raise_alert(

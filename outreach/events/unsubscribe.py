@@ -22,7 +22,7 @@ def make_token(message_id: int) -> str:
 
 def read_token(token: str) -> int | None:
     """The message id a token stands for, or None when it is forged or malformed."""
-    fallbacks = [
+    fallbacks: list[str | bytes] = [
         *settings.OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS,
         settings.SECRET_KEY,
         *settings.SECRET_KEY_FALLBACKS,

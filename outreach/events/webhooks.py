@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from anymail.exceptions import (
     AnymailConfigurationError,
@@ -281,9 +281,9 @@ class _Unconfigured(Exception):
 
 
 def _check_shared_secret(request: HttpRequest) -> None:
-    allowed = (settings.ANYMAIL or {}).get("WEBHOOK_SECRET") or []
-    if isinstance(allowed, str):
-        allowed = [allowed]
+    # ANYMAIL["WEBHOOK_SECRET"]: "user:password" or a list of them (rotation), as anymail reads it.
+    configured = cast("str | list[str]", (settings.ANYMAIL or {}).get("WEBHOOK_SECRET") or [])
+    allowed = [configured] if isinstance(configured, str) else configured
     if _replaying(request):
         return
     if not allowed:

@@ -28,9 +28,9 @@ def is_copyleft(licence: str) -> bool:
 
 
 def licence_of(dist: metadata.Distribution) -> str:
-    meta = dist.metadata
-    parts = [meta.get("License-Expression") or "", (meta.get("License") or "").split("\n")[0]]
-    parts += [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    meta = dist.metadata.json  # one key per field, lists for the repeated ones
+    parts = [str(meta.get("license_expression", "")), str(meta.get("license", "")).split("\n")[0]]
+    parts += [c for c in meta.get("classifier", []) if c.startswith("License ::")]
     return " | ".join(p for p in parts if p)
 
 
@@ -85,6 +85,6 @@ def test_no_runtime_dependency_is_gpl_or_agpl() -> None:
 
 
 def test_outreach_itself_is_apache_2() -> None:
-    assert metadata.metadata("outreach").get("License-Expression") == "Apache-2.0"
+    assert metadata.metadata("outreach").json.get("license_expression") == "Apache-2.0"
     assert "Apache License" in (REPO / "LICENSE").read_text()
     assert "Version 2.0" in (REPO / "LICENSE").read_text()
