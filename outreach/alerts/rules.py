@@ -26,6 +26,7 @@ from outreach.alerts.ses_watch import check_due_accounts
 from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhook, SeedCursor
 from outreach.events.seeds import seeds_with_imap
 from outreach.lib import clock
+from outreach.lib.logins import prune_failed_logins
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
@@ -453,6 +454,7 @@ def periodic_pass() -> None:
         ("refused webhooks", check_refused_webhooks),
         ("imap", check_imap_failing),
         ("dead letter retention", DeadLetter.prune),
+        ("failed login retention", prune_failed_logins),
         ("ses", check_due_accounts),
         ("digest", send_if_due),
     ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from axes.models import AccessFailureLog
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -490,3 +491,16 @@ def test_outreach_require_2fa_makes_staff_set_up_a_device(settings: Any) -> None
     device.refresh_from_db()
     assert device.confirmed
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_failed_logins_are_kept_thirty_days() -> None:
+    recent = AccessFailureLog.objects.create(username="guess-1", ip_address="203.0.113.9")
+    old = AccessFailureLog.objects.create(username="guess-2", ip_address="203.0.113.9")
+    AccessFailureLog.objects.filter(pk=old.pk).update(
+        attempt_time=timezone.now() - timedelta(days=31)
+    )
+
+    rules.periodic_pass()
+
+    assert list(AccessFailureLog.objects.values_list("pk", flat=True)) == [recent.pk]
