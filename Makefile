@@ -29,6 +29,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy outreach
+	$(BIN)/python scripts/audit_dependencies.py
 
 test-sqlite: install
 	DATABASE_URL=sqlite:///var/outreach-test.sqlite3 OUTREACH_TEST_DATABASE_NAME=var/test-suite.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)

@@ -26,9 +26,10 @@ step "4. environment"
 cat > "$scratch/outreach.env" <<ENV
 OUTREACH_ENV=production
 SECRET_KEY=rehearsal-$(date +%s)-not-a-real-key
-OUTREACH_BASE_URL=https://outreach.example.com
-ALLOWED_HOSTS=127.0.0.1,outreach.example.com
-CSRF_TRUSTED_ORIGINS=https://outreach.example.com
+OUTREACH_UNSUBSCRIBE_KEY=rehearsal-$(date +%s)-unsubscribe-key
+OUTREACH_BASE_URL=https://outreach.rehearsal.test
+ALLOWED_HOSTS=127.0.0.1,outreach.rehearsal.test
+CSRF_TRUSTED_ORIGINS=https://outreach.rehearsal.test
 OUTREACH_WEBHOOK_SECRET=hooks:rehearsal-secret
 OUTREACH_ADMIN_PASSWORD=rehearsal-password
 DATABASE_URL=sqlite:///$scratch/lib/var/outreach.sqlite3

@@ -151,16 +151,16 @@ def check_providers() -> list[Finding]:
 
 
 def check_webhooks() -> list[Finding]:
-    from outreach.pool.models import ProviderAccount
-
     secret = (settings.ANYMAIL or {}).get("WEBHOOK_SECRET")
-    real = ProviderAccount.objects.filter(enabled=True).exclude(kind="sandbox").exists()
     if not secret:
+        # Critical whatever the providers: without it anyone may post a complaint and
+        # suppress any address (in production the webhooks answer 503 until it is set).
         return [
             Finding(
                 "webhooks",
-                CRITICAL if real else WARNING,
-                "no webhook secret: provider events would be refused or unauthenticated",
+                CRITICAL,
+                "no webhook secret: webhooks accept anyone"
+                + (" (refused with 503 in production)" if settings.PRODUCTION else ""),
                 "set OUTREACH_WEBHOOK_SECRET=user:long-random-password",
             )
         ]

@@ -8,6 +8,7 @@ docs/configuration.md. Secrets accept a ``*_FILE`` variant.
 from __future__ import annotations
 
 import secrets as _secrets
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,13 +27,14 @@ PRODUCTION = OUTREACH_ENV == "production"
 VAR_DIR = Path(env.get_str("OUTREACH_VAR_DIR", "var") or "var").resolve()
 
 
-def _secret_key() -> str:
-    key = env.get_str("SECRET_KEY")
+def _key(key: str | None, name: str, file_name: str) -> str:
+    """The signing key ``name`` read from the environment (``key``); outside production, one
+    generated once in var/ when unset."""
     if key:
         return key
     if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
-    key_file = VAR_DIR / "secret_key"
+        raise ImproperlyConfigured(f"{name} (or {name}_FILE) is required in production")
+    key_file = VAR_DIR / file_name
     if key_file.exists():
         return key_file.read_text().strip()
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -42,8 +44,25 @@ def _secret_key() -> str:
     return key
 
 
-SECRET_KEY = _secret_key()
+if PRODUCTION and (_placeholders := env.placeholders()):
+    raise ImproperlyConfigured(
+        f"{', '.join(_placeholders)}: still the placeholder of deploy/outreach.env.example; "
+        "set real values before starting in production"
+    )
+SECRET_KEY = _key(env.get_str("SECRET_KEY"), "SECRET_KEY", "secret_key")
+# Previous keys, still accepted for sessions and signed values while they expire.
+SECRET_KEY_FALLBACKS = env.get_list("SECRET_KEY_FALLBACKS", [])
+# Unsubscribe links have their own key: the law wants them to work for 30 days after a send
+# (we aim for as long as a link is kept), whatever happens to SECRET_KEY. Rotate by moving the
+# old key to the fallbacks; links signed with SECRET_KEY (or its fallbacks) before this key
+# existed are still accepted.
+OUTREACH_UNSUBSCRIBE_KEY = _key(
+    env.get_str("OUTREACH_UNSUBSCRIBE_KEY"), "OUTREACH_UNSUBSCRIBE_KEY", "unsubscribe_key"
+)
+OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS = env.get_list("OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS", [])
 DEBUG = env.get_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production: error pages show secrets")
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -68,6 +87,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",  # login lockout after failed attempts
+    "django_otp",  # TOTP two-factor for staff
+    "django_otp.plugins.otp_totp",
     "outreach",  # project-wide commands: run, ensure_admin
     "outreach.pool",
     "outreach.campaigns",
@@ -86,12 +108,37 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     # Everything needs a login except views marked @login_not_required (healthz, webhooks,
     # unsubscribe links).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # A session that owes its second factor sees only the two-factor page.
+    "outreach.accounts.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Logins (docs/deploy.md): after OUTREACH_LOGIN_FAILURE_LIMIT wrong passwords for one user
+# name from one address, that pair is locked for OUTREACH_LOGIN_COOLOFF_MINUTES (by user and
+# address together, so nobody can lock the real admin out from elsewhere). Every failure is
+# logged and shown on the audit page. `outreach axes_reset` unlocks everyone.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.get_int("OUTREACH_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.get_int("OUTREACH_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "outreach.accounts.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every command
+# TOTP two-factor: offered to staff on /accounts/2fa/; compulsory for staff when true.
+OUTREACH_REQUIRE_2FA = env.get_bool("OUTREACH_REQUIRE_2FA", False)
+OTP_TOTP_ISSUER = "outreach"
 
 ROOT_URLCONF = "outreach.urls"
 WSGI_APPLICATION = "outreach.wsgi.application"
@@ -150,8 +197,13 @@ def _databases() -> dict[str, dict[str, object]]:
 DATABASES = _databases()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Applied wherever a password is chosen: the admin, `changepassword`, `createsuperuser` and
+# `outreach ensure_admin` (OUTREACH_ADMIN_PASSWORD).
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -173,6 +225,14 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+# Production is served over https behind a proxy: plain http is redirected, except the probes
+# a supervisor or a scraper on the machine itself sends to the local port.
+SECURE_SSL_REDIRECT = PRODUCTION
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# HSTS: browsers refuse plain http to this host (and its subdomains) for a year.
+SECURE_HSTS_SECONDS = env.get_int("OUTREACH_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
 
 # Provider webhooks (events collector). Comma-separated "user:password" pairs for basic auth;
 # several pairs allow rotation without downtime.
@@ -243,6 +303,9 @@ OUTREACH_DIGEST_HOUR = env.get_int("OUTREACH_DIGEST_HOUR", 8, minimum=-1)
 OUTREACH_WEBHOOK_SILENCE_MINUTES = env.get_int("OUTREACH_WEBHOOK_SILENCE_MINUTES", 60, minimum=1)
 # Refused webhook requests (dead letters) are kept this many days for inspection and replay.
 OUTREACH_DEAD_LETTER_DAYS = env.get_int("OUTREACH_DEAD_LETTER_DAYS", 30, minimum=1)
+# At most this many dead letters per webhook endpoint; older ones go first. A letter holds up
+# to 1 MiB, so the default bounds them at about 1 GiB per endpoint in the worst case.
+OUTREACH_DEAD_LETTER_CAP = env.get_int("OUTREACH_DEAD_LETTER_CAP", 1000, minimum=1)
 OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, minimum=10)
 
 

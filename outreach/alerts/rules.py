@@ -18,14 +18,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Sum
 
 from outreach.alerts.digest import send_if_due
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
-from outreach.events.models import DeadLetter, Event, InboxCursor, SeedCursor
+from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhook, SeedCursor
 from outreach.events.seeds import seeds_with_imap
 from outreach.lib import clock
+from outreach.lib.logins import prune_failed_logins
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
@@ -348,15 +349,28 @@ def check_refused_webhooks() -> bool:
     (a wrong secret, an unsubscribed SNS topic, a provider changing its payload): the events
     in them are not recorded until someone replays them. Once per quiet period."""
     since = clock.now() - timedelta(minutes=settings.OUTREACH_WEBHOOK_SILENCE_MINUTES)
-    refused = list(
+    counts: dict[tuple[str, int], int] = {}
+    for row in (
         DeadLetter.objects.filter(received_at__gte=since, replayed_at__isnull=True)
         .values("endpoint", "status_code")
         .annotate(n=Count("id"))
-        .order_by("-n", "endpoint")
-    )
+    ):
+        counts[row["endpoint"], row["status_code"]] = row["n"]
+    # Requests refused for their credentials or signature are counted, not kept. A bare 401
+    # is left out: SNS sends its credentials only after that challenge.
+    for row in (
+        RefusedWebhook.objects.filter(window__gte=since)
+        .exclude(status_code=401)
+        .values("endpoint", "status_code")
+        .annotate(n=Sum("count"))
+    ):
+        key = (row["endpoint"], row["status_code"])
+        counts[key] = counts.get(key, 0) + row["n"]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    refused = [{"endpoint": e, "status_code": status, "n": n} for (e, status), n in ranked]
     if not refused:
         return False
-    total = sum(row["n"] for row in refused)
+    total = sum(n for _, n in ranked)
     where = ", ".join(f"{r['endpoint']}: {r['n']} × {r['status_code']}" for r in refused[:5])
     return (
         raise_alert(
@@ -440,6 +454,7 @@ def periodic_pass() -> None:
         ("refused webhooks", check_refused_webhooks),
         ("imap", check_imap_failing),
         ("dead letter retention", DeadLetter.prune),
+        ("failed login retention", prune_failed_logins),
         ("ses", check_due_accounts),
         ("digest", send_if_due),
     ]

@@ -11,8 +11,8 @@ Contracts:
   (``{{ lead.__class__ }}``) are refused, an undefined variable is an error.
 - Spintax is resolved on the source before Jinja2, seeded per lead and step, so re-rendering
   gives the same text and lead data is never spun.
-- The HTML part is autoescaped; the text part is derived from the HTML with html2text when the
-  variant has none. The unsubscribe link and the postal address are appended to both parts.
+- The HTML part is autoescaped; the text part is derived from the HTML (:mod:`.plaintext`)
+  when the variant has none. The unsubscribe link and the postal address are appended to both parts.
 - The subject is one line: CR, LF and other whitespace runs become single spaces, so lead data
   can never start a new header.
 """
@@ -28,12 +28,12 @@ from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import html2text
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from outreach.campaigns import spintax
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
+from outreach.campaigns.plaintext import html_to_text
 from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone")
@@ -231,14 +231,6 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def html_to_text(body_html: str) -> str:
-    converter = html2text.HTML2Text()
-    converter.body_width = 0  # no hard wrapping: mail clients wrap
-    converter.ignore_images = True
-    converter.ignore_emphasis = True
-    return str(converter.handle(body_html)).strip()
-
-
 def text_to_html(body_text: str) -> str:
     paragraphs = [p for p in re.split(r"\n\s*\n", body_text) if p.strip()]
     return "".join(
@@ -267,14 +259,13 @@ def _render_spun(spun: str, context: Mapping[str, Any], *, html: bool) -> str:
 
 # --- the text part of an HTML-only variant --------------------------------------------------
 #
-# The text part is html2text's reading of the rendered HTML, and reading HTML costs more than
-# rendering it. When the template's only Jinja tags are plain output expressions, its *source*
-# is read once instead: each expression stands in as an inert word while html2text reads the
-# markup and comes back as itself, giving a text template rendered per message like the HTML.
+# The text part is html_to_text's reading of the rendered HTML, and reading HTML costs more
+# than rendering it. When the template's only Jinja tags are plain output expressions, its
+# *source* is read once instead: each expression stands in as an inert word while the markup
+# is read and comes back as itself, giving a text template rendered per message like the HTML.
 # Lead values then reach the text part as they are, which is what reading their escaped HTML
-# gives back (html2text only adds a backslash before a line-leading "1." or "-" in a value).
-# Anything else (statements, `safe`, whitespace control, a link address that is an expression,
-# an expression html2text dropped or moved) reads each rendered message, as before.
+# gives back. Anything else (statements, `safe`, whitespace control, a link address that is an
+# expression, an expression the reading dropped or moved) reads each rendered message.
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLAIN_OUTPUT = re.compile(
@@ -308,8 +299,8 @@ def _text_template(html_source: str) -> Template | None:
     if any(opener in _TAG.sub("", html_source) for opener in ("{{", "{%", "{#")):
         return None
     if _HREF_FROM_DATA.search(html_source):
-        # html2text writes a link whose text is its address as <address> only when it sees
-        # an absolute URL there, which a stand-in word is not.
+        # A link whose text is its address reads as the address alone: whether it is can
+        # only be told once the address is rendered.
         return None
     marker = "jinjaexpr"
     while marker in html_source.lower():
@@ -324,7 +315,7 @@ def _text_template(html_source: str) -> Template | None:
         return None
     if any(opener in read for opener in ("{{", "{%", "{#")):
         return None  # literal braces written as entities: text, not template syntax
-    # Each value's whitespace runs become one space, as html2text reads them in the HTML.
+    # Each value's whitespace runs become one space, as they read in the HTML.
     source = re.sub(
         rf"{marker}\d+q", lambda m: "{{ (" + back[m.group(0)][2:-2] + ") | one_spaced }}", read
     )

@@ -1,12 +1,23 @@
-"""Forms of the dashboard's actions: every one asks for the reason that goes into the audit log."""
+"""Forms of the dashboard: its actions, each asking for the reason that goes into the audit
+log, and the filters of its lists, through which every query string passes (bad input is a
+400 page naming the parameter, never a 500)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django import forms
+from django.utils.dateparse import parse_datetime
 
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard.actions import MAILBOX_ACTIONS, UNKNOWN_DECISIONS
 from outreach.events.models import Event
+from outreach.pool.models import Mailbox
+
+# Primary keys are 64-bit on both databases; a larger number cannot name a row (and SQLite
+# refuses to bind it).
+MAX_ID = 2**63 - 1
 
 
 def _reason() -> forms.CharField:
@@ -41,12 +52,55 @@ class CampaignStateForm(forms.Form):
     action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume")])
 
 
+def _id() -> forms.IntegerField:
+    return forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+
+
+class CursorField(forms.CharField):
+    """Keyset pagination cursor "<iso instant>~<id>": pages stay fast at any depth, where
+    OFFSET would scan every skipped row. Cleans to ``(instant, id)`` or None."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, max_length=64, **kwargs)
+
+    def to_python(self, value: Any) -> tuple[datetime, int] | None:  # type: ignore[override]
+        raw = super().to_python(value)
+        if not raw:
+            return None
+        at, _, pk = raw.rpartition("~")
+        try:
+            when = parse_datetime(at) if at else None
+        except ValueError:  # well-formed but impossible, as 2020-02-30
+            when = None
+        if when is None or not pk.isdigit() or not 1 <= int(pk) <= MAX_ID:
+            raise forms.ValidationError("not a page cursor (expected <ISO instant>~<id>)")
+        return when, int(pk)
+
+
 class EventFilterForm(forms.Form):
     type = forms.ChoiceField(choices=[("", "any type"), *Event.Type.choices], required=False)
-    mailbox = forms.IntegerField(required=False, min_value=1)
-    campaign = forms.IntegerField(required=False, min_value=1)
+    mailbox = _id()
+    campaign = _id()
     recipient = forms.CharField(required=False, max_length=254)
-    before = forms.CharField(required=False, max_length=64)
+    before = CursorField()
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=150)
+    mailbox = _id()
+    before = CursorField()
+
+
+class MailboxFilterForm(forms.Form):
+    state = forms.ChoiceField(choices=[("", "any state"), *Mailbox.State.choices], required=False)
+
+
+class SuppressionFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=254)
+
+
+class AlertFilterForm(forms.Form):
+    show = forms.ChoiceField(choices=[("open", "open"), ("all", "all")], required=False)
 
 
 class LeadImportForm(forms.Form):

@@ -11,18 +11,17 @@ from __future__ import annotations
 import importlib
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from axes.models import AccessFailureLog
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -36,6 +35,7 @@ from outreach.pool import models as pool_models
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 
 PAGE_SIZE = 100
+FAILED_LOGINS_SHOWN = 50
 View = Callable[..., HttpResponse]
 
 
@@ -54,6 +54,14 @@ def staff_required(view: View) -> View:
 
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"
+
+
+def _bad_query(request: HttpRequest, form: Any) -> HttpResponse:
+    """The 400 page of a list whose query string does not pass its filter form."""
+    errors = [
+        (field, error) for field, field_errors in form.errors.items() for error in field_errors
+    ]
+    return render(request, "dashboard/bad_request.html", {"errors": errors}, status=400)
 
 
 def _form_errors(request: HttpRequest, form: Any) -> None:
@@ -150,9 +158,12 @@ def _with_links(rows: list[queries.MailboxRow]) -> list[queries.MailboxRow]:
 @require_GET
 def mailbox_list(request: HttpRequest) -> HttpResponse:
     pool = PoolSettings.load()
+    form = forms.MailboxFilterForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
     rows = _with_links(queries.mailbox_rows(pool))
-    state = request.GET.get("state", "")
-    if state in Mailbox.State.values:
+    state = form.cleaned_data["state"]
+    if state:
         rows = [r for r in rows if r.mailbox.state == state]
     return render(
         request,
@@ -306,36 +317,24 @@ def campaign_state(request: HttpRequest, slug: str) -> HttpResponse:
 # Events and audit log ------------------------------------------------------------------------
 
 
-def _cursor(raw: str) -> tuple[datetime, int] | None:
-    """Keyset pagination cursor "<iso instant>~<id>": pages stay fast at any depth, where
-    OFFSET would scan every skipped row."""
-    at, _, pk = raw.rpartition("~")
-    when = parse_datetime(at) if at else None
-    if when is None or not pk.isdigit():
-        return None
-    return when, int(pk)
-
-
 @require_GET
 def event_list(request: HttpRequest) -> HttpResponse:
-    form = forms.EventFilterForm(request.GET or None)
+    form = forms.EventFilterForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
     qs = Event.objects.select_related("mailbox", "campaign").order_by("-occurred_at", "-id")
-    filters: dict[str, Any] = {}
-    if form.is_valid():
-        filters = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
-        if "type" in filters:
-            qs = qs.filter(type=filters["type"])
-        if "mailbox" in filters:
-            qs = qs.filter(mailbox_id=filters["mailbox"])
-        if "campaign" in filters:
-            qs = qs.filter(campaign_id=filters["campaign"])
-        if "recipient" in filters:
-            qs = qs.filter(recipient=filters["recipient"].strip().lower())
-        cursor = _cursor(filters.get("before", ""))
-        if cursor:
-            qs = qs.filter(
-                Q(occurred_at__lt=cursor[0]) | Q(occurred_at=cursor[0], id__lt=cursor[1])
-            )
+    filters = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+    if "type" in filters:
+        qs = qs.filter(type=filters["type"])
+    if "mailbox" in filters:
+        qs = qs.filter(mailbox_id=filters["mailbox"])
+    if "campaign" in filters:
+        qs = qs.filter(campaign_id=filters["campaign"])
+    if "recipient" in filters:
+        qs = qs.filter(recipient=filters["recipient"].strip().lower())
+    cursor = filters.get("before")
+    if cursor:
+        qs = qs.filter(Q(occurred_at__lt=cursor[0]) | Q(occurred_at=cursor[0], id__lt=cursor[1]))
     events = list(qs[: PAGE_SIZE + 1])
     more = len(events) > PAGE_SIZE
     events = events[:PAGE_SIZE]
@@ -362,14 +361,16 @@ def event_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
+    form = forms.AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
     qs = StateChange.objects.select_related("mailbox", "domain", "provider").order_by("-at", "-id")
-    actor = request.GET.get("actor", "").strip()
+    actor = form.cleaned_data["actor"].strip()
     if actor:
         qs = qs.filter(actor__icontains=actor)
-    mailbox = request.GET.get("mailbox", "")
-    if mailbox.isdigit():
-        qs = qs.filter(mailbox_id=int(mailbox))
-    cursor = _cursor(request.GET.get("before", ""))
+    if form.cleaned_data["mailbox"]:
+        qs = qs.filter(mailbox_id=form.cleaned_data["mailbox"])
+    cursor = form.cleaned_data["before"]
     if cursor:
         qs = qs.filter(Q(at__lt=cursor[0]) | Q(at=cursor[0], id__lt=cursor[1]))
     rows = list(qs[: PAGE_SIZE + 1])
@@ -379,10 +380,17 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         params["before"] = f"{rows[-1].at.isoformat()}~{rows[-1].pk}"
         next_query = params.urlencode()
+    # Failed logins (django-axes), newest first; a locked-out one is flagged.
+    failed_logins = AccessFailureLog.objects.order_by("-attempt_time")[:FAILED_LOGINS_SHOWN]
     return render(
         request,
         "dashboard/audit.html",
-        {"rows": rows, "actor": actor, "next_query": next_query},
+        {
+            "rows": rows,
+            "actor": actor,
+            "next_query": next_query,
+            "failed_logins": list(failed_logins),
+        },
     )
 
 
@@ -391,7 +399,10 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def suppression_list(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip().lower()
+    form = forms.SuppressionFilterForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
+    q = form.cleaned_data["q"].strip().lower()
     qs = Suppression.objects.order_by("-created_at", "-id")
     if q:
         qs = qs.filter(value__contains=q)
@@ -477,7 +488,10 @@ def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
 
 @require_GET
 def alert_list(request: HttpRequest) -> HttpResponse:
-    show = request.GET.get("show", "open")
+    form = forms.AlertFilterForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
+    show = form.cleaned_data["show"] or "open"
     qs = Alert.objects.order_by("-created_at", "-id")
     if show == "open":
         qs = qs.filter(acknowledged_at__isnull=True)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from outreach.events.models import DeadLetter, Event, InboxCursor, SeedCursor
+from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhook, SeedCursor
+from outreach.lib.admin import ReadOnlyAdmin
 
 
 @admin.register(Event)
@@ -14,6 +15,14 @@ class EventAdmin(admin.ModelAdmin):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ["received_at", "endpoint", "status_code", "error", "replayed_at"]
+
+
+@admin.register(RefusedWebhook)
+class RefusedWebhookAdmin(ReadOnlyAdmin):
+    """Webhook requests refused for their credentials or signature, counted (never kept)."""
+
+    list_display = ["window", "endpoint", "status_code", "count", "last_error"]
+    list_filter = ["status_code", "endpoint"]
 
 
 @admin.register(InboxCursor)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.lib import clock
@@ -68,8 +69,15 @@ class Event(models.Model):
         return f"{self.type} {self.recipient} ({self.source})"
 
 
+# Statuses of a webhook request refused for its credentials or signature (401, 403) or for a
+# one-time token seen before (409). Such a request proves nothing about its sender: it is
+# counted (RefusedWebhook), never kept with its body, and never replayed.
+AUTH_REFUSALS = frozenset({401, 403, 409})
+
+
 class DeadLetter(models.Model):
-    """A webhook request that could not be processed, kept for ``outreach events replay``."""
+    """A webhook request that authenticated but could not be processed, kept for
+    ``outreach events replay`` (at most ``OUTREACH_DEAD_LETTER_CAP`` per endpoint)."""
 
     endpoint = models.CharField(max_length=200)
     headers = models.JSONField(default=dict, blank=True)
@@ -85,12 +93,79 @@ class DeadLetter(models.Model):
     def __str__(self) -> str:
         return f"dead letter {self.pk} on {self.endpoint}: {self.error[:60]}"
 
+    @property
+    def replayable(self) -> bool:
+        """Letters refused for authentication (kept before such requests stopped being
+        stored) carry nothing the operator can vouch for."""
+        return self.status_code not in AUTH_REFUSALS
+
+    @classmethod
+    def trim(cls, endpoint: str) -> int:
+        """Keep the newest ``OUTREACH_DEAD_LETTER_CAP`` letters of ``endpoint``; returns how
+        many older ones were deleted. Bounds the disk a misbehaving sender can fill."""
+        cap = settings.OUTREACH_DEAD_LETTER_CAP
+        boundary = (
+            cls.objects.filter(endpoint=endpoint)
+            .order_by("-id")
+            .values_list("id", flat=True)[cap : cap + 1]
+        )
+        oldest_kept = list(boundary)
+        if not oldest_kept:
+            return 0
+        deleted, _ = cls.objects.filter(endpoint=endpoint, id__lte=oldest_kept[0]).delete()
+        return deleted
+
     @classmethod
     def prune(cls, now: datetime | None = None) -> int:
-        """Delete those older than ``OUTREACH_DEAD_LETTER_DAYS``; returns how many."""
+        """Delete dead letters and refusal counts older than ``OUTREACH_DEAD_LETTER_DAYS``;
+        returns how many dead letters."""
         limit = (now or clock.now()) - timedelta(days=settings.OUTREACH_DEAD_LETTER_DAYS)
         deleted, _ = cls.objects.filter(received_at__lt=limit).delete()
+        RefusedWebhook.objects.filter(window__lt=limit).delete()
         return deleted
+
+
+class RefusedWebhook(models.Model):
+    """How many webhook requests one endpoint refused with one status (see AUTH_REFUSALS, and
+    503 while no webhook secret is set in production) in one window of a few minutes.
+
+    One row per window, never one per request, and nothing of the request's body: a flood of
+    forged requests costs a counter, not disk. Read by /metrics and the refused-webhooks alert.
+    """
+
+    WINDOW = timedelta(minutes=5)
+
+    endpoint = models.CharField(max_length=200)
+    status_code = models.PositiveIntegerField()
+    window = models.DateTimeField(db_index=True)
+    count = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "status_code", "window"], name="refused_webhook_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} x {self.status_code} on {self.endpoint} from {self.window}"
+
+    @classmethod
+    def count_one(cls, endpoint: str, status: int, error: str, now: datetime) -> None:
+        window = datetime.fromtimestamp(
+            now.timestamp() // cls.WINDOW.total_seconds() * cls.WINDOW.total_seconds(), tz=UTC
+        )
+        key = {"endpoint": endpoint[:200], "status_code": status, "window": window}
+        with transaction.atomic():
+            bumped = cls.objects.filter(**key).update(count=F("count") + 1, last_error=error[:300])
+            if bumped:
+                return
+            try:
+                with transaction.atomic():
+                    cls.objects.create(**key, count=1, last_error=error[:300])
+            except IntegrityError:  # another request created the window's row meanwhile
+                cls.objects.filter(**key).update(count=F("count") + 1, last_error=error[:300])
 
 
 class SeenToken(models.Model):

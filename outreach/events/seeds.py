@@ -3,7 +3,7 @@
 A seed (``[warmup] seeds`` in pool.toml) may come with IMAP access::
 
     { address = "seed1@gmail.example", imap_host = "imap.gmail.com",
-      imap_password = { env = "SEED1_IMAP_PASSWORD" }, spam_folders = ["[Gmail]/Spam"] }
+      imap_password = { env = "OUTREACH_SECRET_SEED1_IMAP" }, spam_folders = ["[Gmail]/Spam"] }
 
 (``imap_port``, ``imap_security`` = ``ssl`` | ``starttls`` | ``plain`` and ``imap_username``
 as for a mailbox; ``spam_folders`` defaults to ``["Junk"]``). Its spam folders are read the

@@ -2,16 +2,21 @@
 
 Every endpoint goes through :func:`handle`:
 
-1. size and content type are checked before anything is parsed;
-2. the shared secret (HTTP basic auth, ``ANYMAIL["WEBHOOK_SECRET"]``, several pairs for
-   rotation) and the provider's own signature are checked: SNS signatures (:mod:`.sns`),
-   Mailgun's HMAC with a freshness window and a one-time token, SendGrid's ECDSA signature;
-3. anymail's parser turns the payload into tracking events, :mod:`.normalize` into ours;
-4. the events, their effects and the Mailgun token are stored in one transaction.
+1. the shared secret (HTTP basic auth, ``ANYMAIL["WEBHOOK_SECRET"]``, several pairs for
+   rotation) is checked first, from the headers alone; in production, no secret set means
+   503 for everyone until one is;
+2. size and content type are checked before anything is parsed;
+3. the provider's own signature is checked: SNS signatures (:mod:`.sns`), Mailgun's HMAC
+   with a freshness window and a one-time token, SendGrid's ECDSA signature;
+4. anymail's parser turns the payload into tracking events, :mod:`.normalize` into ours;
+5. the events, their effects and the Mailgun token are stored in one transaction.
 
-Bad input gets a 4xx and its request (headers without credentials, size-capped body) is kept
-as a :class:`~outreach.events.models.DeadLetter` for ``outreach events replay``. A database
-that cannot be reached gives a 503 so that the provider retries. Nothing answers 500.
+A request refused for its credentials or signature (:data:`AUTH_REFUSALS`) is only counted
+(:class:`~outreach.events.models.RefusedWebhook`), never stored with its body. An
+authenticated request with bad input gets a 4xx and is kept (headers without credentials,
+size-capped body) as a :class:`~outreach.events.models.DeadLetter` for ``outreach events
+replay``. A database that cannot be reached gives a 503 so that the provider retries.
+Nothing answers 500.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from anymail.exceptions import (
     AnymailConfigurationError,
@@ -36,6 +41,7 @@ from anymail.webhooks.base import AnymailCoreWebhookView
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import (
     DatabaseError,
@@ -49,7 +55,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
 from outreach.events import normalize, sns
-from outreach.events.models import DeadLetter, SeenToken
+from outreach.events.models import AUTH_REFUSALS, DeadLetter, RefusedWebhook, SeenToken
 from outreach.events.record import record
 from outreach.lib import clock
 
@@ -184,9 +190,14 @@ def handle(request: HttpRequest, endpoint: Endpoint) -> HttpResponse:
         return JsonResponse({"error": "POST only"}, status=405, headers={"Allow": "POST, HEAD"})
     try:
         stored, duplicates = _process(request, endpoint)
+    except _Unconfigured as exc:
+        log.error("webhook %s refused: %s", request.path, exc)
+        _count_refused(request, str(exc), 503)
+        return JsonResponse({"error": str(exc)}, status=503)
     except _Unauthorized as exc:
         # A challenge, not a dead letter: SNS sends the credentials only after a 401.
         log.info("webhook %s: %s", request.path, exc)
+        _count_refused(request, str(exc), 401)
         return JsonResponse(
             {"error": str(exc)},
             status=401,
@@ -216,6 +227,7 @@ class _Unauthorized(Exception):
 
 
 def _process(request: HttpRequest, endpoint: Endpoint) -> tuple[int, int]:
+    _check_shared_secret(request)
     length = _content_length(request)
     if length > MAX_BODY_BYTES:
         raise WebhookError(f"body of {length} bytes exceeds {MAX_BODY_BYTES}", 413)
@@ -232,7 +244,6 @@ def _process(request: HttpRequest, endpoint: Endpoint) -> tuple[int, int]:
     except AnymailConfigurationError as exc:
         # Our configuration, not the sender's fault: keep the request, let the provider retry.
         raise WebhookError(f"webhook not configured: {exc}", 503) from exc
-    _check_shared_secret(request, view)
     if _replaying(request):
         # The operator vouches for a replayed request; its credentials were never stored.
         view.basic_auth = []  # type: ignore[attr-defined]
@@ -265,9 +276,20 @@ def _sqlite_writer() -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _check_shared_secret(request: HttpRequest, view: AnymailCoreWebhookView) -> None:
-    allowed = getattr(view, "basic_auth", None) or []
-    if not allowed or _replaying(request):
+class _Unconfigured(Exception):
+    pass
+
+
+def _check_shared_secret(request: HttpRequest) -> None:
+    # ANYMAIL["WEBHOOK_SECRET"]: "user:password" or a list of them (rotation), as anymail reads it.
+    configured = cast("str | list[str]", (settings.ANYMAIL or {}).get("WEBHOOK_SECRET") or [])
+    allowed = [configured] if isinstance(configured, str) else configured
+    if _replaying(request):
+        return
+    if not allowed:
+        if settings.PRODUCTION:
+            # Anyone could post a bounce or a complaint and suppress any address.
+            raise _Unconfigured("webhooks are disabled until OUTREACH_WEBHOOK_SECRET is set")
         return
     given = get_request_basic_auth(request)
     if given is None:
@@ -300,8 +322,21 @@ def _content_length(request: HttpRequest) -> int:
 
 def _refuse(request: HttpRequest, error: str, status: int) -> JsonResponse:
     log.warning("webhook %s refused (%s): %s", request.path, status, error[:300])
-    _dead_letter(request, error, status)
+    if status in AUTH_REFUSALS:
+        _count_refused(request, error, status)
+    else:
+        _dead_letter(request, error, status)
     return JsonResponse({"error": error[:500]}, status=status)
+
+
+def _count_refused(request: HttpRequest, error: str, status: int) -> None:
+    if _replaying(request):
+        return
+    try:
+        with _sqlite_writer():
+            RefusedWebhook.count_one(request.path, status, error, clock.now())
+    except DatabaseError as exc:
+        log.error("webhook %s: could not count a refused request: %s", request.path, exc)
 
 
 def _dead_letter(request: HttpRequest, error: str, status: int) -> None:
@@ -318,6 +353,7 @@ def _dead_letter(request: HttpRequest, error: str, status: int) -> None:
             status_code=status,
             received_at=clock.now(),
         )
+        DeadLetter.trim(request.path[:200])
     except DatabaseError as exc:
         log.error("webhook %s: could not keep dead letter: %s", request.path, exc)
 
@@ -363,6 +399,12 @@ def replay(dead_letter: DeadLetter) -> tuple[int, str]:
     endpoint = getattr(match.func, "endpoint", None)
     if not isinstance(endpoint, Endpoint):
         return 404, f"{dead_letter.endpoint} is not a webhook endpoint"
+    if not dead_letter.replayable:
+        # The replay skips the shared secret: only what authenticated may go through it.
+        return 403, (
+            f"refused with {dead_letter.status_code} for its credentials or signature: "
+            "never replayed"
+        )
     headers = {
         k: v
         for k, v in dead_letter.headers.items()

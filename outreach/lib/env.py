@@ -77,3 +77,31 @@ def get_choice(
     if raw not in choices:
         raise ImproperlyConfigured(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
     return raw
+
+
+# What deploy/outreach.env.example writes where a real value must go: a production server
+# still carrying one would sign with a published key or answer for someone else's host.
+PLACEHOLDERS = ("change-me", "outreach.example.com")
+CHECKED_FOR_PLACEHOLDERS = (
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "OUTREACH_UNSUBSCRIBE_KEY",
+    "OUTREACH_UNSUBSCRIBE_KEY_FALLBACKS",
+    "OUTREACH_SECRETS_KEY",
+    "OUTREACH_WEBHOOK_SECRET",
+    "OUTREACH_METRICS_TOKEN",
+    "OUTREACH_ADMIN_PASSWORD",
+    "OUTREACH_BASE_URL",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+)
+
+
+def placeholders(env: Mapping[str, str] | None = None) -> list[str]:
+    """The variables (of CHECKED_FOR_PLACEHOLDERS) still holding an example file placeholder."""
+    found = []
+    for name in CHECKED_FOR_PLACEHOLDERS:
+        value = (get_str(name, "", env) or "").lower()
+        if any(marker in value for marker in PLACEHOLDERS):
+            found.append(name)
+    return found

@@ -1,9 +1,10 @@
 from django.contrib import admin
 
+from outreach.lib.admin import ReadOnlyAdmin
 from outreach.metrics.models import DailyRollup
 
 
 @admin.register(DailyRollup)
-class DailyRollupAdmin(admin.ModelAdmin):
+class DailyRollupAdmin(ReadOnlyAdmin):
     list_display = ["day", "mailbox_id", "campaign_id", "sent", "bounced_hard", "complained"]
     list_filter = ["day"]

@@ -12,6 +12,7 @@ from django.db.models import Count, Sum
 
 from outreach.alerts.models import Alert, ProviderHealth
 from outreach.campaigns.models import Message
+from outreach.events.models import RefusedWebhook
 from outreach.lib import clock
 from outreach.metrics.figures import COUNTERS
 from outreach.metrics.models import DailyRollup
@@ -134,5 +135,17 @@ def render() -> str:
             ({"provider": h.provider_account.name}, 1 if h.healthy else 0)
             for h in ProviderHealth.objects.select_related("provider_account")
         ],
+    )
+    refused = (
+        RefusedWebhook.objects.values("endpoint", "status_code")
+        .annotate(n=Sum("count"))
+        .order_by("endpoint", "status_code")
+    )
+    out += _family(
+        "outreach_webhook_refused_total",
+        "counter",
+        "Webhook requests refused for their credentials or signature (401, 403, 409) or "
+        "because no webhook secret is set (503), within the dead-letter retention.",
+        [({"endpoint": r["endpoint"], "status": str(r["status_code"])}, r["n"]) for r in refused],
     )
     return "\n".join(out) + "\n"

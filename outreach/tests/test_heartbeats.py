@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from outreach.lib.loop import Loop, run_loop
@@ -29,6 +30,7 @@ def test_a_loop_beats_while_running_and_records_its_clean_stop() -> None:
 
 @pytest.mark.django_db
 def test_healthz_reports_a_loop_that_stopped_beating(client: Client) -> None:
+    client.force_login(User.objects.create_user("ops", is_staff=True))
     assert client.get("/healthz").status_code == 200
     Heartbeat.objects.create(
         name="worker",

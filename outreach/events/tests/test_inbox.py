@@ -31,14 +31,14 @@ def mailbox_with_imap(
     imap_server: dovecot.ImapServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Sent, MailBoxUnencrypted]]:
     sent = make_sent_message(LEAD)
-    monkeypatch.setenv("REP1_IMAP_PASSWORD", imap_server.password)
+    monkeypatch.setenv("OUTREACH_SECRET_REP1_IMAP", imap_server.password)
     Mailbox.objects.filter(address=ADDRESS).update(
         settings={
             "imap_host": imap_server.host,
             "imap_port": imap_server.port,
             "imap_security": "plain",
         },
-        secrets={"imap_password": "env:REP1_IMAP_PASSWORD"},
+        secrets={"imap_password": "env:OUTREACH_SECRET_REP1_IMAP"},
     )
     client = MailBoxUnencrypted(imap_server.host, imap_server.port)
     client.login(ADDRESS, imap_server.password)
@@ -363,7 +363,7 @@ def test_it_stops_the_whole_company_when_the_campaign_asks(
 def test_it_records_a_server_error_and_goes_on(
     mailbox_with_imap: tuple[Sent, MailBoxUnencrypted], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REP1_IMAP_PASSWORD", "wrong")
+    monkeypatch.setenv("OUTREACH_SECRET_REP1_IMAP", "wrong")
 
     read_all()
 

@@ -28,7 +28,7 @@ def junk(
     imap_server: dovecot.ImapServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[MailBoxUnencrypted]:
     """The seed's spam folder, empty, and the seed configured with IMAP access to it."""
-    monkeypatch.setenv("SEED_IMAP_PASSWORD", imap_server.password)
+    monkeypatch.setenv("OUTREACH_SECRET_SEED_IMAP", imap_server.password)
     pool = PoolSettings.load()
     pool.seed_addresses = [
         "plain.seed@inbox-seeds.example.net",  # no IMAP access: receives warm-up mail only
@@ -37,7 +37,7 @@ def junk(
             "imap_host": imap_server.host,
             "imap_port": imap_server.port,
             "imap_security": "plain",
-            "imap_password": "env:SEED_IMAP_PASSWORD",
+            "imap_password": "env:OUTREACH_SECRET_SEED_IMAP",
             "spam_folders": ["Junk"],
         },
     ]
@@ -103,7 +103,7 @@ def test_our_message_in_a_seed_spam_folder_is_a_block_and_cools_its_mailbox_down
 def test_a_seed_it_cannot_log_in_to_is_noted_on_its_cursor(
     junk: MailBoxUnencrypted, monkeypatch: pytest.MonkeyPatch, imap_server: dovecot.ImapServer
 ) -> None:
-    monkeypatch.setenv("SEED_IMAP_PASSWORD", "wrong")
+    monkeypatch.setenv("OUTREACH_SECRET_SEED_IMAP", "wrong")
 
     assert seeds.read_one_due()
 
@@ -113,7 +113,7 @@ def test_a_seed_it_cannot_log_in_to_is_noted_on_its_cursor(
     assert cursor.failing_since is not None
     assert not seeds.read_one_due()  # backing off, not hammering the server
 
-    monkeypatch.setenv("SEED_IMAP_PASSWORD", imap_server.password)
+    monkeypatch.setenv("OUTREACH_SECRET_SEED_IMAP", imap_server.password)
     SeedCursor.objects.update(next_check_at=None)
     assert seeds.read_one_due()
     cursor.refresh_from_db()

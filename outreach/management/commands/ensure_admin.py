@@ -1,7 +1,9 @@
 """``outreach ensure_admin``: make sure an admin user exists.
 
 The password comes from ``OUTREACH_ADMIN_PASSWORD`` (or ``_FILE``); when unset, one is generated
-and printed once. An existing admin is left alone unless the variable is set.
+and printed once. An existing admin is left alone unless the variable is set. A given password
+must pass AUTH_PASSWORD_VALIDATORS (length, similarity to the user name, common and numeric
+passwords), as in the admin.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from outreach.lib import env
 
@@ -27,6 +31,13 @@ class Command(BaseCommand):
         username = options["username"]
         password = env.get_str("OUTREACH_ADMIN_PASSWORD")
         user = User.objects.filter(username=username).first()
+        if password:
+            try:
+                validate_password(password, user or User(username=username))
+            except ValidationError as exc:
+                raise CommandError(
+                    f"OUTREACH_ADMIN_PASSWORD refused: {' '.join(exc.messages)}"
+                ) from None
         if user is not None:
             if password:
                 user.set_password(password)

@@ -27,14 +27,14 @@ seeds = ["seed@seeds.example.net"]
 kind = "ses"
 region = "eu-west-1"
 configuration_set = "outreach"
-access_key_id = { env = "AWS_ACCESS_KEY_ID" }
-secret_access_key = { env = "AWS_SECRET_ACCESS_KEY" }
+access_key_id = { env = "OUTREACH_SECRET_AWS_KEY_ID" }
+secret_access_key = { env = "OUTREACH_SECRET_AWS_KEY" }
 standby = "backup"
 price_per_1000 = 0.10
 
 [providers.backup]
 kind = "mailgun"
-api_key = { env = "MAILGUN_API_KEY" }
+api_key = { env = "OUTREACH_SECRET_MAILGUN_KEY" }
 sender_domain = "mg.acme-mail.com"
 
 [[domains]]
@@ -88,8 +88,8 @@ def test_it_creates_providers_with_standby_and_secret_references(tmp_path: Path)
     ses = ProviderAccount.objects.get(name="ses")
     assert ses.standby == ProviderAccount.objects.get(name="backup")
     assert ses.secrets == {
-        "access_key_id": "env:AWS_ACCESS_KEY_ID",
-        "secret_access_key": "env:AWS_SECRET_ACCESS_KEY",
+        "access_key_id": "env:OUTREACH_SECRET_AWS_KEY_ID",
+        "secret_access_key": "env:OUTREACH_SECRET_AWS_KEY",
     }
     assert ses.settings == {"configuration_set": "outreach", "region": "eu-west-1"}
     anna = Mailbox.objects.get(address="anna@acme-mail.com")  # normalized
@@ -110,7 +110,9 @@ def test_it_encrypts_plain_secrets_and_stays_idempotent(
 
     monkeypatch.setenv("OUTREACH_SECRETS_KEY", secrets.generate_key())
     path = tmp_path / "pool.toml"
-    path.write_text(SMALL.replace('api_key = { env = "MAILGUN_API_KEY" }', 'api_key = "key-123"'))
+    path.write_text(
+        SMALL.replace('api_key = { env = "OUTREACH_SECRET_MAILGUN_KEY" }', 'api_key = "key-123"')
+    )
     run_apply(path)
     stored = ProviderAccount.objects.get(name="backup").secrets["api_key"]
     assert stored.startswith("enc:") and "key-123" not in stored
@@ -152,7 +154,9 @@ def test_it_refuses_plain_secrets_without_an_encryption_key(
 ) -> None:
     monkeypatch.delenv("OUTREACH_SECRETS_KEY", raising=False)
     path = tmp_path / "pool.toml"
-    path.write_text(SMALL.replace('api_key = { env = "MAILGUN_API_KEY" }', 'api_key = "key-123"'))
+    path.write_text(
+        SMALL.replace('api_key = { env = "OUTREACH_SECRET_MAILGUN_KEY" }', 'api_key = "key-123"')
+    )
     with pytest.raises(CommandError, match="OUTREACH_SECRETS_KEY"):
         run_apply(path)
     assert ProviderAccount.objects.count() == 0
@@ -198,7 +202,7 @@ host = "smtp.acme-relay.example"
 port = 587
 security = "starttls"
 username = "outreach"
-password = { env = "RELAY_PASSWORD" }
+password = { env = "OUTREACH_SECRET_RELAY" }
 timeout = 20
 ca_file = "certs/relay-ca.pem"
 max_per_connection = 50
@@ -222,7 +226,7 @@ def test_it_takes_every_option_of_the_smtp_sender(tmp_path: Path) -> None:
         "max_per_connection": 50,
         "local_hostname": "mta.acme-mail.com",
     }
-    assert relay.secrets == {"password": "env:RELAY_PASSWORD"}
+    assert relay.secrets == {"password": "env:OUTREACH_SECRET_RELAY"}
 
 
 BAD_INPUT = [

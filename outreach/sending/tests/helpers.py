@@ -13,7 +13,7 @@ from outreach.testing import enroll, make_campaign, make_leads, make_pool
 
 SMTP_USER = "relay"
 SMTP_PASSWORD = "s3cret-relay"
-SMTP_PASSWORD_ENV = "OUTREACH_TEST_SMTP_PASSWORD"
+SMTP_PASSWORD_ENV = "OUTREACH_SECRET_TEST_SMTP_PASSWORD"
 
 
 def smtp_settings(port: int, ca_file: Path | None, **extra: Any) -> dict[str, Any]:

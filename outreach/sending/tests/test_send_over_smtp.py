@@ -157,11 +157,12 @@ def test_it_signs_with_dkim_when_the_mailbox_has_a_key(
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    monkeypatch.setenv("OUTREACH_TEST_DKIM_KEY", pem)
+    monkeypatch.setenv("OUTREACH_SECRET_TEST_DKIM_KEY", pem)
     account = smtp_account("relay", smtp_server.port, ca_file)
     (message,) = claimed_campaign_messages(1, provider=account)
     Mailbox.objects.filter(pk=message.mailbox_id or 0).update(
-        settings={"dkim_selector": "s1"}, secrets={"dkim_private_key": "env:OUTREACH_TEST_DKIM_KEY"}
+        settings={"dkim_selector": "s1"},
+        secrets={"dkim_private_key": "env:OUTREACH_SECRET_TEST_DKIM_KEY"},
     )
 
     send_due()
@@ -286,7 +287,7 @@ def test_it_pauses_the_mailbox_when_authentication_fails(
 ) -> None:
     account = smtp_account("relay", smtp_server.port, ca_file)
     (message,) = claimed_campaign_messages(1, provider=account)
-    monkeypatch.setenv("OUTREACH_TEST_SMTP_PASSWORD", "wrong")
+    monkeypatch.setenv("OUTREACH_SECRET_TEST_SMTP_PASSWORD", "wrong")
 
     send_due()
 
