@@ -71,6 +71,9 @@ class Incoming:
     outreach_message_id: int | None = None
     # Message-IDs this event refers to (replies: In-Reply-To and References).
     referenced_message_ids: list[str] = field(default_factory=list)
+    # The mailbox the event is about when its message no longer names it (a send-time block
+    # whose message went back to the router); otherwise the message's.
+    mailbox_id: int | None = None
     bounce_type: str = ""
     diagnostic: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

@@ -87,7 +87,7 @@ def record(incoming: n.Incoming) -> Event | None:
             diagnostic=incoming.diagnostic,
             recipient=incoming.recipient,
             message=message,
-            mailbox_id=message.mailbox_id if message else None,
+            mailbox_id=(message.mailbox_id or incoming.mailbox_id) if message else None,
             campaign_id=message.campaign_id if message else None,
             provider_message_id=incoming.provider_message_id,
             unmatched=message is None,
