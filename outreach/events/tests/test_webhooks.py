@@ -398,7 +398,7 @@ def test_it_keeps_an_event_about_another_recipient_unmatched(
     event = Event.objects.get()
     assert event.unmatched
     assert (event.message_id, event.mailbox_id, event.campaign_id) == (None, None, None)
-    assert Mailbox.objects.get(pk=sent.message.mailbox_id).state == Mailbox.State.ACTIVE
+    assert Mailbox.objects.get(pk=sent.message.mailbox_id or 0).state == Mailbox.State.ACTIVE
     sent.enrollment.refresh_from_db()
     assert sent.enrollment.state == Enrollment.State.ACTIVE
     assert not is_suppressed(sent.message.to_email)

@@ -58,7 +58,7 @@ def _no_answer(server: SmtpTestServer, message: Message) -> None:
 @dataclass(frozen=True)
 class Case:
     # How the receiver answers the message's first send.
-    receiver: Callable[[SmtpTestServer, Message], None]
+    receiver: Callable[[SmtpTestServer, Message], object]
     # The enrollment at the end: (state, stop reason, a next step planned).
     expected: tuple[str, str, bool]
     # The worker dies during the call; the operator then decides ("sent", "failed", "resend").
@@ -142,7 +142,7 @@ def test_it_routes_a_first_message_blocked_by_the_receiver_to_another_mailbox(
     assert enrollment.thread_mailbox_id == message.mailbox_id
     assert enrollment.next_due_at is not None
     # The block still counts against the mailbox the receiver refused.
-    assert Mailbox.objects.get(pk=blocked_on).state == Mailbox.State.COOLDOWN
+    assert Mailbox.objects.get(pk=blocked_on or 0).state == Mailbox.State.COOLDOWN
     assert [m.rcpt_tos for m in smtp_server.received] == [[message.to_email]]
 
 
