@@ -208,7 +208,14 @@ def stranded_enrollments() -> Any:
     )
 
 
-def settle_stranded(now: datetime, *, limit: int = 1000) -> int:
+# Where the last look for stranded enrollments stopped (per process). Every active enrollment
+# with no step due is in flight, and there may be tens of thousands after a large import: each
+# pass looks at the next SETTLE_BATCH of them, so a pass costs the same whatever the backlog.
+SETTLE_BATCH = 1000
+_settle_cursor = 0
+
+
+def settle_stranded(now: datetime, *, batch: int = SETTLE_BATCH) -> int:
     """Give each stranded enrollment its next step or its end, from its last message:
 
     1. ``sent`` (e.g. an ``unknown`` message the operator said was sent): the next step falls
@@ -218,10 +225,19 @@ def settle_stranded(now: datetime, *, limit: int = 1000) -> int:
     4. no message at all: the current step is planned again.
 
     Each change is conditional on the enrollment still being stranded, so a message planned
-    or a reply recorded at the same moment wins.
+    or a reply recorded at the same moment wins. One call looks at ``batch`` in-flight
+    enrollments, the next ones on the next call (see ``_settle_cursor``).
     """
+    global _settle_cursor
+    in_flight = Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_due_at=None)
+    window = list(
+        in_flight.filter(pk__gt=_settle_cursor).order_by("pk").values_list("pk", flat=True)[:batch]
+    )
+    if not window and _settle_cursor:  # past the end: start again from the beginning
+        window = list(in_flight.order_by("pk").values_list("pk", flat=True)[:batch])
+    _settle_cursor = window[-1] if len(window) == batch else 0
     settled = 0
-    for enrollment in stranded_enrollments().select_related("lead").order_by("pk")[:limit]:
+    for enrollment in stranded_enrollments().filter(pk__in=window).select_related("lead"):
         last = (
             Message.objects.filter(enrollment=enrollment)
             .select_related("step")

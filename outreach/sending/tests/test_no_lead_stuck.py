@@ -79,6 +79,13 @@ CASES = {
         lambda server, m: server.handler.data_faults.extend(["451 4.3.0 Try later"] * 20),
         ("stopped", "send_failed", False),
     ),
+    "blocked on its last attempt": Case(
+        lambda server, m: (
+            server.handler.data_faults.append(BLOCK),
+            Message.objects.filter(pk=m.pk).update(attempts=5),
+        ),
+        ("stopped", "send_failed", False),
+    ),
     "cancelled (suppressed after the claim)": Case(
         lambda server, m: suppress(m.to_email, "unsubscribe"), ("stopped", "suppressed", False)
     ),
