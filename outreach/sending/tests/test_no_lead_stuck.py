@@ -163,13 +163,14 @@ def test_it_never_moves_a_blocked_follow_up_and_ends_its_enrollment_after_the_wa
     thread_mailbox = Message.objects.get(pk=message.pk).mailbox_id
     smtp_server.handler.data_faults.append(BLOCK)
 
-    for _ in range(40):  # the follow-up falls due, is blocked, waits, gives up
+    for _ in range(20):  # the follow-up falls due, is blocked, waits, gives up
         _pass()
-        clock.advance(timedelta(hours=6))
+        clock.advance(timedelta(hours=12))
 
     follow_up = Message.objects.exclude(pk=message.pk).get()
     assert follow_up.pinned_mailbox_id == thread_mailbox
     assert follow_up.state == Message.State.CANCELLED
+    assert not smtp_server.handler.data_faults  # the follow-up was tried, and blocked
     assert len(smtp_server.received) == 1  # the first message only: never sent elsewhere
     enrollment = Enrollment.objects.get(pk=message.enrollment_id or 0)
     assert (enrollment.state, enrollment.stop_reason) == ("stopped", "mailbox_unavailable")
