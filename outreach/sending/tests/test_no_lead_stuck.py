@@ -55,6 +55,11 @@ def _no_answer(server: SmtpTestServer, message: Message) -> None:
     pass
 
 
+def _blocked_on_last_attempt(server: SmtpTestServer, message: Message) -> None:
+    server.handler.data_faults.append(BLOCK)
+    Message.objects.filter(pk=message.pk).update(attempts=5)  # the engine allows 6
+
+
 @dataclass(frozen=True)
 class Case:
     # How the receiver answers the message's first send.
@@ -80,11 +85,7 @@ CASES = {
         ("stopped", "send_failed", False),
     ),
     "blocked on its last attempt": Case(
-        lambda server, m: (
-            server.handler.data_faults.append(BLOCK),
-            Message.objects.filter(pk=m.pk).update(attempts=5),
-        ),
-        ("stopped", "send_failed", False),
+        _blocked_on_last_attempt, ("stopped", "send_failed", False)
     ),
     "cancelled (suppressed after the claim)": Case(
         lambda server, m: suppress(m.to_email, "unsubscribe"), ("stopped", "suppressed", False)
