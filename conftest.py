@@ -22,6 +22,15 @@ def _outbox_in_tmp(settings: object, tmp_path: object) -> None:
     settings.OUTREACH_OUTBOX_DIR = tmp_path / "outbox"  # type: ignore[attr-defined,operator]
 
 
+@pytest.fixture(autouse=True)
+def _dns_checks_by_hand(settings: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests route through SMTP and SES domains that no periodic DNS check ever sees (child
+    processes included): checks are by hand, so an unchecked domain sends. The DNS tests of
+    "checked before the first send" turn the periodic checks back on."""
+    settings.OUTREACH_DNS_CHECK_INTERVAL_MINUTES = 0  # type: ignore[attr-defined]
+    monkeypatch.setenv("OUTREACH_DNS_CHECK_INTERVAL_MINUTES", "0")
+
+
 @pytest.fixture
 def sink() -> Iterator[SmtpTestServer]:
     """A plain SMTP server that accepts everything and keeps what it received."""

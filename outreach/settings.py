@@ -289,6 +289,9 @@ OUTREACH_DNS_DOMAIN_BLOCKLISTS = env.get_list(
 )
 OUTREACH_DNS_IP_BLOCKLISTS = env.get_list("OUTREACH_DNS_IP_BLOCKLISTS", ["zen.spamhaus.org"])
 OUTREACH_DNS_CHECK_INTERVAL_MINUTES = env.get_int("OUTREACH_DNS_CHECK_INTERVAL_MINUTES", 360)
+# Names whose MX must exist: asked first, so that a resolver answering NXDOMAIN for everything
+# gives "could not check", never "missing" (which would block sending).
+OUTREACH_DNS_CANARIES = env.get_list("OUTREACH_DNS_CANARIES", ["gmail.com", "outlook.com"])
 OUTREACH_LOOPS.append("outreach.pool.dns.loop.make_loop")
 
 # Health rules and alerting (docs/alerts.md): the quiet period of one alert key, delivery

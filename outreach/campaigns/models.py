@@ -118,6 +118,10 @@ class Enrollment(models.Model):
         MANUAL = "manual"
         CAMPAIGN_STOPPED = "campaign_stopped"
         MAILBOX_UNAVAILABLE = "mailbox_unavailable"
+        # Its message ended without going out and will not be sent again (a permanent
+        # refusal, retries exhausted, an operator's "give up"; or cancelled).
+        SEND_FAILED = "send_failed"
+        MESSAGE_CANCELLED = "message_cancelled"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
     lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="enrollments")

@@ -31,6 +31,7 @@ from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.scheduler.capacity import domain_capacity, domain_holds, pool_capacity
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 
@@ -136,6 +137,8 @@ class MailboxRow:
     warmup_day: int | None
     rates: Rates
     last_event_at: datetime | None
+    # Why its domain cannot send now (cooldown, DNS); "" when it can.
+    held: str = ""
 
     # Filled by the view (queries know no URLs); precomputed so a 300-row table renders fast.
     href: str = ""
@@ -170,6 +173,7 @@ class DomainRow:
     sent_today: int
     mailboxes: list[MailboxInfo] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
+    held: str = ""  # why it cannot send now (cooldown, DNS); "" when it can
 
     @property
     def use_percent(self) -> int:
@@ -323,6 +327,7 @@ def mailbox_rows(
     )
     limits = pool.limits
     warmup = pool.warmup
+    holds = domain_holds()
     rows = []
     n = len(MailboxInfo.FIELDS)
     for values in mailboxes.order_by("domain__name", "address").values_list(
@@ -339,6 +344,7 @@ def mailbox_rows(
                 warmup_day=warmup_day(mb, today),
                 rates=_rates(window, by_mailbox.get(mb.pk)),
                 last_event_at=values[n] if extra else None,
+                held=holds.get(mb.domain_id, ""),
             )
         )
     return rows
@@ -375,6 +381,7 @@ def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainR
     by_domain: dict[int, list[MailboxRow]] = defaultdict(list)
     for row in mailboxes:
         by_domain[row.mailbox.domain_id].append(row)
+    holds = domain_holds()
     rows = []
     for domain in Domain.objects.select_related("provider").order_by("name"):
         cap = domain.cap(limits)
@@ -382,15 +389,16 @@ def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainR
         states: dict[str, int] = defaultdict(int)
         for row in boxes:
             states[row.mailbox.state] += 1
-        sendable = domain.state == Domain.State.ACTIVE
+        held = holds.get(domain.pk, "")
         rows.append(
             DomainRow(
                 domain=domain,
                 cap=cap,
-                capacity_today=min(cap, sum(r.cap_today for r in boxes)) if sendable else 0,
+                capacity_today=domain_capacity(cap, (r.cap_today for r in boxes), held=held),
                 sent_today=used.get(str(domain.pk), 0),
                 mailboxes=[r.mailbox for r in boxes],
                 states=dict(states),
+                held=held,
             )
         )
     return rows
@@ -467,7 +475,7 @@ def global_today(
         .values_list("used", flat=True)
         .first()
     ) or 0
-    capacity = min(pool.limits.global_daily_cap, sum(d.capacity_today for d in domains))
+    capacity = pool_capacity((d.capacity_today for d in domains), pool.limits.global_daily_cap)
     return {"sent": sent, "capacity": capacity, "percent": _percent(sent, capacity)}
 
 

@@ -71,6 +71,9 @@ class Incoming:
     outreach_message_id: int | None = None
     # Message-IDs this event refers to (replies: In-Reply-To and References).
     referenced_message_ids: list[str] = field(default_factory=list)
+    # The mailbox the event is about when its message no longer names it (a send-time block
+    # whose message went back to the router); otherwise the message's.
+    mailbox_id: int | None = None
     bounce_type: str = ""
     diagnostic: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -150,12 +153,16 @@ def from_anymail(source: str, event: AnymailTrackingEvent) -> Incoming | None:
     )
     if kind == BOUNCED and is_policy_block(diagnostic):
         kind = BLOCKED
+    recipient = _address(event.recipient)
+    event_id = _text(event.event_id)
+    if source == "postmark":
+        event_id = postmark_event_id(kind, bounce_type, raw, recipient) or event_id
     return Incoming(
         source=source,
         type=kind,
-        recipient=_address(event.recipient),
+        recipient=recipient,
         occurred_at=event.timestamp or clock.now(),
-        provider_event_id=_text(event.event_id)[:255] or None,
+        provider_event_id=event_id[:255] or None,
         provider_message_id=_text(event.message_id)[:255],
         outreach_message_id=_message_pk(event, raw),
         bounce_type=bounce_type,
@@ -188,6 +195,25 @@ def _classify(
 
 
 POSTMARK_BLOCKS = ("Blocked", "DMARCPolicy")
+
+
+def postmark_event_id(kind: str, bounce_type: str, raw: dict[str, Any], recipient: str) -> str:
+    """One id for the two webhooks Postmark sends about one hard bounce or complaint.
+
+    Postmark posts a ``Bounce`` (or ``SpamComplaint``) and then a ``SubscriptionChange`` with
+    ``SuppressionReason`` ``HardBounce`` (or ``SpamComplaint``) for the same message and
+    address. Both get the id ``<what>:<MessageID>:<address>``, so the second is a repeat and
+    the bounce is counted once, whichever arrives first. "" for every other event (its own
+    ``ID``, or a hash of the payload).
+    """
+    message_id = _text(raw.get("MessageID"))
+    if not message_id or not recipient:
+        return ""
+    if kind == BOUNCED and bounce_type == HARD:
+        return f"hard-bounce:{message_id}:{recipient}"
+    if kind == COMPLAINED:
+        return f"complaint:{message_id}:{recipient}"
+    return ""
 
 
 def _bounce_type(source: str, raw: dict[str, Any]) -> str:

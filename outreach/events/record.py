@@ -74,6 +74,11 @@ def record(incoming: n.Incoming) -> Event | None:
     # statement counts on the ingest path, and an error aborts the batch anyway.
     with transaction.atomic(savepoint=False):
         message = find_message(incoming)
+        if message is not None and not same_recipient(incoming, message):
+            # An id echoed back for another address (a forwarded copy, a provider mixing up
+            # batches, a forged id): the event is kept, unmatched, and touches neither that
+            # message's mailbox nor its lead.
+            message = None
         event = Event(
             source=incoming.source,
             provider_event_id=incoming.provider_event_id,
@@ -82,7 +87,7 @@ def record(incoming: n.Incoming) -> Event | None:
             diagnostic=incoming.diagnostic,
             recipient=incoming.recipient,
             message=message,
-            mailbox_id=message.mailbox_id if message else None,
+            mailbox_id=(message.mailbox_id or incoming.mailbox_id) if message else None,
             campaign_id=message.campaign_id if message else None,
             provider_message_id=incoming.provider_message_id,
             unmatched=message is None,
@@ -123,6 +128,18 @@ def find_message(incoming: n.Incoming) -> Message | None:
         if found:
             return found
     return None
+
+
+# Types whose sender may rightly differ from the message's recipient: a colleague answers,
+# a forwarded copy auto-replies. They are matched by the thread's Message-IDs.
+_ANY_SENDER_TYPES = frozenset({n.REPLIED, n.AUTO_REPLIED})
+
+
+def same_recipient(incoming: n.Incoming, message: Message) -> bool:
+    """Is ``incoming`` about the address ``message`` was sent to (replies: always)."""
+    if incoming.type in _ANY_SENDER_TYPES or not incoming.recipient:
+        return True
+    return incoming.recipient.strip().lower() == message.to_email.strip().lower()
 
 
 # The columns of a found message (attnames), in the model's order as ``Model.from_db`` wants.

@@ -126,8 +126,13 @@ class MailgunView(MailgunTrackingWebhookView):
             raise WebhookError("Mailgun timestamp is not a number", 403) from None
         if abs(clock.now() - signed_at) > MAILGUN_MAX_AGE:
             raise WebhookError("Mailgun signature is stale (timestamp outside window)", 403)
-        if SeenToken.objects.filter(source="mailgun", token=token).exists():
-            raise WebhookError("Mailgun token replayed", 409)
+        # A token seen before is Mailgun retrying (it retries every non-2xx answer, and a
+        # lost 200 looks the same to it): the request goes on and, the token being the
+        # event's id (anymail), its event is acknowledged as a duplicate. A captured
+        # signature replayed with another body carries the same id and stores nothing.
+        request.outreach_repeat = SeenToken.objects.filter(  # type: ignore[attr-defined]
+            source="mailgun", token=token
+        ).exists()
 
 
 def mailgun_signature_fields(request: HttpRequest) -> tuple[str, str]:
@@ -158,7 +163,7 @@ class Endpoint:
 
 
 def _remember_mailgun_token(request: HttpRequest) -> None:
-    if _replaying(request):
+    if _replaying(request) or getattr(request, "outreach_repeat", False):
         return
     token, _ = mailgun_signature_fields(request)
     SeenToken.objects.create(source="mailgun", token=token[:255])

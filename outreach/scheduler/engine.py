@@ -31,6 +31,7 @@ class PassReport:
     released: int = 0  # expired claims back to scheduled, units released
     unknown: int = 0  # expired sending leases: never resent automatically
     cancelled: int = 0  # follow-ups past their wait limit
+    settled: int = 0  # enrollments with nothing planned given their next step or their end
     stranded: int = 0  # retries of mailboxes that cannot send, back to scheduled
     planned: int = 0
     finished: int = 0
@@ -50,6 +51,7 @@ class PassReport:
             or self.unknown
             or self.stranded
             or self.cancelled
+            or self.settled
             or self.planned
             or self.warmup_planned
             or self.graduated
@@ -76,7 +78,8 @@ def run_pass(
 
     1. Leases: expired claims go back to ``scheduled`` (units released), expired ``sending``
        becomes ``unknown``, retries of mailboxes that cannot send go back to ``scheduled``;
-       follow-ups past their wait limit are cancelled.
+       follow-ups past their wait limit are cancelled; enrollments left with nothing
+       planned get their next step or their end (:func:`planning.settle_stranded`).
     2. Planning: due enrollment steps become scheduled messages; warm-up mail is planned.
     3. Graduation: warming mailboxes that meet the rule become ``active``.
     4. With ``health``, the health rules (when installed) run their periodic evaluation.
@@ -89,6 +92,7 @@ def run_pass(
     report.released, report.unknown = recovery.released, recovery.unknown
     report.stranded = recovery.stranded
     report.cancelled = claiming.cancel_expired(now)
+    report.settled = planning.settle_stranded(now)
     plan = planning.plan_due(now)
     report.planned, report.finished, report.suppressed = (
         plan.planned,

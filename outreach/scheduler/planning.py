@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
 from outreach.campaigns.suppression import is_suppressed
@@ -24,6 +26,17 @@ from outreach.scheduler import policy
 log = logging.getLogger(__name__)
 
 BATCH = 500
+
+
+# Messages still on their way, or waiting for the operator's decision (``unknown``: never
+# resent on its own, see the dashboard's decisions): their enrollment has something planned.
+LIVE_MESSAGE_STATES = (
+    Message.State.SCHEDULED,
+    Message.State.CLAIMED,
+    Message.State.SENDING,
+    Message.State.RETRY,
+    Message.State.UNKNOWN,
+)
 
 
 @dataclass
@@ -180,3 +193,84 @@ def _zone(name: str) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (KeyError, ValueError):
         return None
+
+
+# --- enrollments with nothing planned -------------------------------------------------------
+
+
+def stranded_enrollments() -> Any:
+    """Active enrollments with no step due and no message on its way: nothing would ever
+    happen to them again. Every path that ends a message should leave none; this finds the
+    ones that did (and the tests assert there are none)."""
+    live = Message.objects.filter(enrollment=OuterRef("pk"), state__in=LIVE_MESSAGE_STATES)
+    return Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_due_at=None).exclude(
+        Exists(live)
+    )
+
+
+# Where the last look for stranded enrollments stopped (per process). Every active enrollment
+# with no step due is in flight, and there may be tens of thousands after a large import: each
+# pass looks at the next SETTLE_BATCH of them, so a pass costs the same whatever the backlog.
+SETTLE_BATCH = 1000
+_settle_cursor = 0
+
+
+def settle_stranded(now: datetime, *, batch: int = SETTLE_BATCH) -> int:
+    """Give each stranded enrollment its next step or its end, from its last message:
+
+    1. ``sent`` (e.g. an ``unknown`` message the operator said was sent): the next step falls
+       due after its delay, counted from the send, or the enrollment finishes;
+    2. ``failed`` (refused for good, retries exhausted, given up): stopped, ``send_failed``;
+    3. ``cancelled``: stopped, ``suppressed`` when the address is, else ``message_cancelled``;
+    4. no message at all: the current step is planned again.
+
+    Each change is conditional on the enrollment still being stranded, so a message planned
+    or a reply recorded at the same moment wins. One call looks at ``batch`` in-flight
+    enrollments, the next ones on the next call (see ``_settle_cursor``).
+    """
+    global _settle_cursor
+    in_flight = Enrollment.objects.filter(state=Enrollment.State.ACTIVE, next_due_at=None)
+    window = list(
+        in_flight.filter(pk__gt=_settle_cursor).order_by("pk").values_list("pk", flat=True)[:batch]
+    )
+    if not window and _settle_cursor:  # past the end: start again from the beginning
+        window = list(in_flight.order_by("pk").values_list("pk", flat=True)[:batch])
+    _settle_cursor = window[-1] if len(window) == batch else 0
+    settled = 0
+    for enrollment in stranded_enrollments().filter(pk__in=window).select_related("lead"):
+        last = (
+            Message.objects.filter(enrollment=enrollment)
+            .select_related("step")
+            .order_by("-step__position", "-pk")
+            .first()
+        )
+        changes = _settlement(enrollment, last, now)
+        settled += stranded_enrollments().filter(pk=enrollment.pk).update(**changes)
+    if settled:
+        log.warning("%d enrollment(s) with nothing planned were settled", settled)
+    return settled
+
+
+def _settlement(enrollment: Enrollment, last: Message | None, now: datetime) -> dict[str, Any]:
+    stop = {"state": Enrollment.State.STOPPED, "stopped_at": now}
+    if last is None or last.step is None:
+        return {"last_step": max(enrollment.last_step - 1, 0), "next_due_at": now}
+    if last.state == Message.State.SENT:
+        following = (
+            Step.objects.filter(campaign_id=enrollment.campaign_id, position__gt=last.step.position)
+            .order_by("position")
+            .first()
+        )
+        if following is None:
+            return {"state": Enrollment.State.FINISHED, "last_step": last.step.position}
+        sent_at = last.sent_at or now
+        delay = timedelta(days=following.delay_days, hours=following.delay_hours)
+        return {"last_step": last.step.position, "next_due_at": sent_at + delay}
+    if last.state == Message.State.CANCELLED:
+        reason = (
+            Enrollment.StopReason.SUPPRESSED
+            if is_suppressed(enrollment.lead.email)
+            else Enrollment.StopReason.MESSAGE_CANCELLED
+        )
+        return {**stop, "stop_reason": reason}
+    return {**stop, "stop_reason": Enrollment.StopReason.SEND_FAILED}

@@ -45,6 +45,7 @@ from outreach.pool import config as pool_config
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.providers.simulated import sender as simulated
 from outreach.scheduler import policy
+from outreach.scheduler.capacity import domain_capacity, pool_capacity
 from outreach.scheduler.engine import run_pass
 from outreach.scheduler.models import DailyCounter
 
@@ -543,14 +544,14 @@ class _Run:
         )
         campaign_sent = sum(1 for send in sends if send.campaign is not None)
 
-        # Capacity: what the pool could send today, mailbox caps bounded by their domain's
-        # cap, all bounded by the global cap.
+        # Capacity: what the pool could send today, by the rule `outreach status` and the
+        # dashboard use, from the mailboxes' caps at the start of the day.
         per_domain: Counter[int] = Counter()
         for pk, mailbox in mailboxes.items():
             per_domain[mailbox.domain_id] += caps_at_start.get(pk, 0)
-        capacity = min(
+        capacity = pool_capacity(
+            (domain_capacity(domains[pk].cap(limits), [n]) for pk, n in per_domain.items()),
             limits.global_daily_cap,
-            sum(min(n, domains[pk].cap(limits)) for pk, n in per_domain.items()),
         )
         sent = len(sent_rows)
         changes = list(

@@ -743,9 +743,13 @@ def _apply_failure(
             **common,
         )
         return State.RETRY
-    if error.kind == Outcome.AUTH_FAILED:
-        # The mailbox is paused below; the message has not gone out, so it goes back to the
-        # router (a pinned follow-up keeps waiting for its own mailbox). Its units stay used:
+    if error.kind == Outcome.AUTH_FAILED or (
+        error.kind == Outcome.BLOCKED and attempts < policy.max_attempts
+    ):
+        # The mailbox is paused (authentication) or cooled down (a block: the receiver
+        # refuses the sender, not the address) below; the message has not gone out, so it
+        # goes back to the router, a bounded number of times for blocks. A pinned follow-up
+        # keeps waiting for its own mailbox until its wait limit. Its units stay used:
         # a provider was called. A first message may leave from another domain, so it gets
         # a Message-ID there: the old one would tie the two domains together.
         pinned = message.pinned_mailbox_id is not None
@@ -835,6 +839,9 @@ def _record_event(
             occurred_at=now,
             provider_event_id=f"attempt-{attempt.pk}" if attempt else None,
             outreach_message_id=message.pk,
+            # A blocked message is routed again: its row no longer names the mailbox the
+            # receiver refused, the event does.
+            mailbox_id=message.mailbox_id,
             diagnostic=str(error)[:2000],
             raw={"code": error.code, "response": error.message, "kind": error.kind.value},
         )

@@ -415,6 +415,26 @@ def postmark_spam_complaint(recipient: str, message_id: str) -> dict[str, Any]:
     }
 
 
+def postmark_subscription_change(
+    recipient: str, message_id: str, *, reason: str = "HardBounce"
+) -> dict[str, Any]:
+    """Postmark's Subscription Change webhook: the address added to the stream's suppression
+    list after a hard bounce or a spam complaint (sent after the Bounce/SpamComplaint)."""
+    return {
+        "RecordType": "SubscriptionChange",
+        "MessageID": message_id,
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "ChangedAt": "2026-11-28T03:00:06.416071Z",
+        "Recipient": recipient,
+        "Origin": "Recipient",
+        "SuppressSending": True,
+        "SuppressionReason": reason,
+        "Tag": "outreach",
+        "Metadata": {},
+    }
+
+
 def postmark_delivery(recipient: str, message_id: str) -> dict[str, Any]:
     return {
         "RecordType": "Delivery",

@@ -29,6 +29,7 @@ from outreach.events.tests.conftest import (
     postmark_bounce,
     postmark_delivery,
     postmark_spam_complaint,
+    postmark_subscription_change,
     sendgrid_events,
     ses_bounce,
     ses_complaint,
@@ -273,22 +274,42 @@ def test_it_asks_for_the_shared_secret_and_accepts_a_rotated_one(
     assert Event.objects.count() == 1
 
 
-def test_it_stores_a_signed_mailgun_failure_and_refuses_its_replay(live_server: Any) -> None:
+def test_it_stores_a_signed_mailgun_failure_once_and_acknowledges_its_repeat(
+    live_server: Any,
+) -> None:
     sent = make_sent_message(provider_message_id="<20261128030000.1.ABCD@send1.example.com>")
     payload = mailgun_failed(sent.message.to_email, "20261128030000.1.ABCD@send1.example.com")
 
     first = post_json(live_server, MAILGUN_URL, payload)
-    replayed = post_json(live_server, MAILGUN_URL, payload)
+    # Mailgun retries whatever did not get a 2xx (a lost answer looks the same to it).
+    repeated = post_json(live_server, MAILGUN_URL, payload)
 
     assert first.status_code == 200, first.text
     event = Event.objects.get()
     assert (event.source, event.type, event.bounce_type) == ("mailgun", "bounced", "hard")
     assert event.message_id == sent.message.pk
     assert is_suppressed(sent.message.to_email)
-    assert replayed.status_code == 409
+    assert repeated.status_code == 200, repeated.text
+    assert repeated.json() == {"status": "ok", "stored": 0, "duplicates": 1}
     assert not DeadLetter.objects.exists()
-    assert RefusedWebhook.objects.get().status_code == 409
+    assert not RefusedWebhook.objects.exists()
     assert SeenToken.objects.count() == 1
+
+
+def test_it_stores_nothing_new_for_a_replayed_mailgun_signature_with_another_body(
+    live_server: Any,
+) -> None:
+    sent = make_sent_message()
+    payload = mailgun_failed(sent.message.to_email, "a@send1", severity="temporary")
+    assert post_json(live_server, MAILGUN_URL, payload).status_code == 200
+    forged = mailgun_failed("victim@prospect.example.org", "b@send1")
+    forged["signature"] = payload["signature"]
+
+    response = post_json(live_server, MAILGUN_URL, forged)
+
+    assert response.json()["stored"] == 0
+    assert Event.objects.get().type == "deferred"
+    assert not is_suppressed("victim@prospect.example.org")
 
 
 def test_it_refuses_mailgun_posts_with_a_bad_or_stale_signature(live_server: Any) -> None:
@@ -330,6 +351,60 @@ def test_it_stores_postmark_bounces_complaints_and_deliveries(live_server: Any) 
     assert types == [("bounced", "soft"), ("complained", ""), ("delivered", "")]
     assert set(Event.objects.values_list("message_id", flat=True)) == {sent.message.pk}
     assert Mailbox.objects.get(address="rep1@send1.example.com").state == Mailbox.State.PAUSED
+
+
+@pytest.mark.parametrize(
+    ("first", "reason", "counted"),
+    [
+        ("bounce", "HardBounce", ("bounced", "hard")),
+        ("change", "HardBounce", ("bounced", "hard")),
+        ("bounce", "SpamComplaint", ("complained", "")),
+    ],
+)
+def test_it_counts_a_postmark_bounce_and_its_subscription_change_once(
+    live_server: Any, first: str, reason: str, counted: tuple[str, str]
+) -> None:
+    sent = make_sent_message(provider_message_id="883953f4-6105-42a2-a16a-77a8eac79483")
+    to, pm_id = sent.message.to_email, sent.message.provider_message_id
+    report = (
+        postmark_bounce(to, pm_id) if reason == "HardBounce" else postmark_spam_complaint(to, pm_id)
+    )
+    change = postmark_subscription_change(to, pm_id, reason=reason)
+    payloads = [report, change] if first == "bounce" else [change, report]
+
+    answers = [post_json(live_server, POSTMARK_URL, p).json() for p in payloads]
+
+    assert [a["stored"] for a in answers] == [1, 0]
+    assert [a["duplicates"] for a in answers] == [0, 1]
+    assert list(Event.objects.values_list("type", "bounce_type")) == [counted]
+    assert Event.objects.get().message_id == sent.message.pk
+
+
+@pytest.mark.parametrize("kind", ["bounce", "complaint"])
+def test_it_keeps_an_event_about_another_recipient_unmatched(
+    live_server: Any, sns_server: SnsServer, kind: str
+) -> None:
+    sent = make_sent_message()
+    other = "someone.else@elsewhere.example"
+    pm_id = sent.message.provider_message_id
+    payload = (
+        ses_bounce(other, pm_id, event_publishing=True)
+        if kind == "bounce"
+        else ses_complaint(other, pm_id)
+    )
+
+    response = post_sns(live_server, sns_server.sign(sns_notification(payload)))
+
+    assert response.status_code == 200, response.text
+    event = Event.objects.get()
+    assert event.unmatched
+    assert (event.message_id, event.mailbox_id, event.campaign_id) == (None, None, None)
+    assert Mailbox.objects.get(pk=sent.message.mailbox_id or 0).state == Mailbox.State.ACTIVE
+    sent.enrollment.refresh_from_db()
+    assert sent.enrollment.state == Enrollment.State.ACTIVE
+    assert not is_suppressed(sent.message.to_email)
+    # The address the event is about is still protected.
+    assert is_suppressed(other)
 
 
 @pytest.mark.parametrize("kind", ["Blocked", "DMARCPolicy"])

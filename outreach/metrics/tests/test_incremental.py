@@ -19,10 +19,11 @@ from outreach.sending.signals import send_attempted
 
 
 def _webhook(message_id: str, type: str, event_id: str, **extra: object) -> normalize.Incoming:
+    # No recipient: an event naming another address than its message's is kept unmatched.
     return normalize.Incoming(
         source="ses",
         type=type,
-        recipient="someone@prospect.example.org",
+        recipient="",
         occurred_at=clock.now(),
         provider_event_id=event_id,
         provider_message_id=message_id,

@@ -26,6 +26,13 @@ def blocked_domain_ids() -> set[int]:
     return blocked()
 
 
+def unchecked_domain_ids() -> set[int]:
+    """Domains held until their first DNS check (empty when checks are by hand only)."""
+    from outreach.pool.dns.store import unchecked_domain_ids as unchecked
+
+    return unchecked()
+
+
 def latest_check(domain: Domain | int) -> DnsCheck | None:
     """The latest stored DNS check of ``domain`` (for the dashboard's domain pages)."""
     from outreach.pool.dns.store import latest_check as latest

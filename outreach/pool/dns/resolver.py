@@ -86,6 +86,7 @@ class Resolver:
         self._resolver.timeout = min(lifetime, 2.0)
         self._resolver.cache = None
         self.lookups = 0
+        self._untrusted: str | None = None
 
     def query(self, name: str, rdtype: str) -> Answer:
         """Records of ``rdtype`` at ``name``; an empty Answer when they do not exist."""
@@ -106,6 +107,27 @@ class Resolver:
             [_text(rdata, rdtype) for rdata in answer.rrset],
             str(answer.canonical_name).rstrip("."),
         )
+
+    def untrusted(self) -> str:
+        """Why this resolver's "missing" cannot be believed, or "" when it can.
+
+        A resolver that answers NXDOMAIN for everything (no internet, a filtering or broken
+        resolver) would make every record of every domain look missing. So before anything
+        is called missing, the MX of names that must exist (``OUTREACH_DNS_CANARIES``, e.g.
+        gmail.com) is asked of the same resolver; if one is missing or unanswered, nothing
+        this resolver says is missing is believed. Asked once per resolver.
+        """
+        if self._untrusted is None:
+            self._untrusted = ""
+            for name in settings.OUTREACH_DNS_CANARIES:
+                try:
+                    if self.query(name, "MX").missing:
+                        self._untrusted = f"the resolver finds no MX for {name}, which has one"
+                except CouldNotCheck as exc:
+                    self._untrusted = f"the resolver does not answer for {name} ({exc})"
+                if self._untrusted:
+                    break
+        return self._untrusted
 
     def cname(self, name: str) -> str | None:
         """The CNAME target at ``name`` (without following it), or None."""

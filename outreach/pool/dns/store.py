@@ -17,19 +17,40 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from outreach.lib import clock
 from outreach.pool.dns import blocklists, checks
 from outreach.pool.dns.findings import UNKNOWN, Finding, outcome
 from outreach.pool.dns.resolver import Resolver
 from outreach.pool.dns.spec import build_spec, smtp_hosts
-from outreach.pool.models import DnsCheck, Domain, PoolSettings
+from outreach.pool.models import DnsCheck, Domain, PoolSettings, ProviderAccount
 from outreach.pool.states import transition_domain
 
 log = logging.getLogger(__name__)
 
 BLOCKLIST_CHECKS = ("blocklist", "ip_blocklist")
+# Providers whose mail reaches no receiver (the local sandbox, the simulator's provider):
+# their domains' DNS can neither hurt nor help deliverability, so it is not checked.
+LOCAL_PROVIDER_KINDS = (ProviderAccount.Kind.SANDBOX, "simulated")
+
+
+def checked_domains() -> QuerySet[Domain]:
+    """The domains the DNS checks are for: not retired, sending to real receivers."""
+    return Domain.objects.exclude(state=Domain.State.RETIRED).exclude(
+        provider__kind__in=LOCAL_PROVIDER_KINDS
+    )
+
+
+def checks_before_first_send() -> bool:
+    """A domain never checked waits for its first check before it sends, when the checks run
+    by themselves (the dns loop takes never-checked domains first) and their failures block.
+    With periodic checks off (``OUTREACH_DNS_CHECK_INTERVAL_MINUTES=0``) checks are the
+    operator's, and an unchecked domain sends."""
+    return (
+        settings.OUTREACH_DNS_CRITICAL_BLOCKS_SENDING
+        and settings.OUTREACH_DNS_CHECK_INTERVAL_MINUTES > 0
+    )
 
 
 def run_findings(
@@ -82,22 +103,30 @@ def latest_check(domain: Domain | int) -> DnsCheck | None:
 
 def sending_blocked(domain: Domain | int) -> bool:
     """True when the latest DNS check of ``domain`` found a critical failure and the
-    configuration says such failures block sending. A domain never checked is not blocked."""
-    if not settings.OUTREACH_DNS_CRITICAL_BLOCKS_SENDING:
-        return False
-    latest = latest_check(domain)
-    return bool(latest and latest.blocks_sending)
+    configuration says such failures block sending, or when it was never checked and must be
+    before its first send (:func:`checks_before_first_send`)."""
+    pk = domain.pk if isinstance(domain, Domain) else domain
+    return pk in blocked_domain_ids()
 
 
 def blocked_domain_ids() -> set[int]:
-    """:func:`sending_blocked` for every domain at once (one query), for the router."""
+    """:func:`sending_blocked` for every domain at once (two queries), for the router."""
     if not settings.OUTREACH_DNS_CRITICAL_BLOCKS_SENDING:
         return set()
     latest = DnsCheck.objects.filter(domain=OuterRef("pk")).order_by("-checked_at", "-id")
     rows = Domain.objects.annotate(blocked=Subquery(latest.values("blocks_sending")[:1])).filter(
         blocked=True
     )
-    return set(rows.values_list("pk", flat=True))
+    blocked = set(rows.values_list("pk", flat=True))
+    return blocked | unchecked_domain_ids()
+
+
+def unchecked_domain_ids() -> set[int]:
+    """Domains that wait for their first DNS check before they send (none when the checks do
+    not run by themselves)."""
+    if not checks_before_first_send():
+        return set()
+    return set(checked_domains().filter(dns_checks__isnull=True).values_list("pk", flat=True))
 
 
 def _alert_new_failures(domain: Domain, findings: list[Finding], previous: list[Finding]) -> None:

@@ -66,6 +66,7 @@ def test_it_lists_the_pool_with_caps_and_sends_today() -> None:
             "state": "active",
             "cap_today": 40,
             "sent_today": 1,
+            "held": "",
         },
         {
             "address": "rep2@send1.example.com",
@@ -73,6 +74,7 @@ def test_it_lists_the_pool_with_caps_and_sends_today() -> None:
             "state": "warming",
             "cap_today": 5,
             "sent_today": 0,
+            "held": "",
         },
     ]
     out = StringIO()

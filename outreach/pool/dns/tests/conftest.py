@@ -16,9 +16,16 @@ TOKENS = ["tok1aaaa", "tok2bbbb", "tok3cccc"]
 DKIM_KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1"
 
 
+CANARIES = ["gmail.com", "outlook.com"]
+
+
 @pytest.fixture
 def zone() -> Zone:
-    return Zone()
+    """A zone with the names every working resolver finds (the canaries' MX)."""
+    zone = Zone()
+    for name in CANARIES:
+        zone.add(name, "MX", f"10 mx.{name}")
+    return zone
 
 
 @pytest.fixture
@@ -39,6 +46,7 @@ def _dns_settings(settings: object) -> None:
     settings.OUTREACH_DNS_DOMAIN_BLOCKLISTS = ["dbl.test"]  # type: ignore[attr-defined]
     settings.OUTREACH_DNS_IP_BLOCKLISTS = ["ips.test"]  # type: ignore[attr-defined]
     settings.OUTREACH_DNS_CRITICAL_BLOCKS_SENDING = True  # type: ignore[attr-defined]
+    settings.OUTREACH_DNS_CANARIES = CANARIES  # type: ignore[attr-defined]
 
 
 def publish_good(zone: Zone, name: str = DOMAIN, region: str = "eu-west-1") -> None:

@@ -165,6 +165,7 @@ def test_it_runs_as_an_engine_loop_one_domain_per_pass(
     zone: Zone, dns_server: DnsServer, ses_domain: Domain, settings: object
 ) -> None:
     settings.OUTREACH_DNS_NAMESERVERS = [f"127.0.0.1:{dns_server.port}"]  # type: ignore[attr-defined]
+    settings.OUTREACH_DNS_CHECK_INTERVAL_MINUTES = 60  # type: ignore[attr-defined]
     publish_good(zone)
     stop = threading.Event()
     loop = make_loop(stop)

@@ -21,8 +21,8 @@ from outreach.pool.dns import cloudflare as cf
 from outreach.pool.dns.findings import Finding
 from outreach.pool.dns.resolver import Resolver, parse_nameservers
 from outreach.pool.dns.spec import build_spec
-from outreach.pool.dns.store import check_and_store
-from outreach.pool.models import Domain, ProviderAccount
+from outreach.pool.dns.store import check_and_store, checked_domains
+from outreach.pool.models import Domain
 
 MARKS = {"ok": "ok  ", "fail": "FAIL", "unknown": "??  "}
 
@@ -65,11 +65,7 @@ class Command(BaseCommand):
 
     def _domains(self, names: list[str]) -> list[Domain]:
         if not names:
-            return list(
-                Domain.objects.exclude(state=Domain.State.RETIRED)
-                .exclude(provider__kind=ProviderAccount.Kind.SANDBOX)
-                .select_related("provider")
-            )
+            return list(checked_domains().select_related("provider"))
         found = {
             d.name: d for d in Domain.objects.filter(name__in=names).select_related("provider")
         }

@@ -1,4 +1,5 @@
-"""`outreach status [--json]`: every mailbox with its state, today's cap and use."""
+"""`outreach status [--json]`: every mailbox with its state, today's cap and use, what holds its
+domain back (cooldown, DNS), and the pool's capacity today."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON list")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = pool_status()
+        status = pool_status()
+        rows = status.mailboxes
         if options["json"]:
             self.stdout.write(json.dumps([r.to_dict() for r in rows]))
             return
@@ -28,10 +30,11 @@ class Command(BaseCommand):
             table.add_column(column)
         table.add_column("cap today", justify="right")
         table.add_column("sent today", justify="right")
+        table.add_column("held by")
         for r in rows:
-            table.add_row(r.address, r.domain, r.state, str(r.cap_today), str(r.sent_today))
-        capacity = sum(r.cap_today for r in rows)
-        sent = sum(r.sent_today for r in rows)
-        console = Console(file=self.stdout, width=120)  # type: ignore[arg-type]
+            table.add_row(r.address, r.domain, r.state, str(r.cap_today), str(r.sent_today), r.held)
+        console = Console(file=self.stdout, width=140)  # type: ignore[arg-type]
         console.print(table)
-        console.print(f"{len(rows)} mailboxes, {sent}/{capacity} sent today")
+        console.print(
+            f"{len(rows)} mailboxes, {status.sent_today}/{status.capacity_today} sent today"
+        )
