@@ -97,6 +97,9 @@ class Provider:
     kind: ClassVar[str] = ""
     # True when outreach must sign the message itself (SMTP relays); API providers sign.
     needs_dkim_signature: ClassVar[bool] = True
+    # Options with a known value at this provider (its SMTP and IMAP hosts, ports, TLS),
+    # used where the account's settings leave them out.
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
         self.settings = dict(settings)
@@ -167,6 +170,16 @@ def _load_builtin() -> None:
 
         return SmtpProvider
 
+    def google() -> type[Provider]:
+        from outreach.providers.google.sender import GoogleProvider
+
+        return GoogleProvider
+
+    def microsoft() -> type[Provider]:
+        from outreach.providers.microsoft.sender import MicrosoftProvider
+
+        return MicrosoftProvider
+
     def ses() -> type[Provider]:
         from outreach.providers.ses.sender import SesProvider
 
@@ -185,6 +198,8 @@ def _load_builtin() -> None:
     for kind, loader in [
         ("sandbox", sandbox),
         ("smtp", smtp),
+        ("google", google),
+        ("microsoft", microsoft),
         ("ses", ses),
         ("mailgun", mailgun),
         ("postmark", postmark),

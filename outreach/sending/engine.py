@@ -771,6 +771,8 @@ def _pauses_mailbox(message: Message) -> bool:
     account = message.provider_account
     return account is None or account.kind in (
         ProviderAccount.Kind.SMTP,
+        ProviderAccount.Kind.GOOGLE,
+        ProviderAccount.Kind.MICROSOFT,
         ProviderAccount.Kind.SANDBOX,
     )
 
