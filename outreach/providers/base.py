@@ -86,6 +86,21 @@ class Health:
     max_send_rate: float | None = None
 
 
+@dataclass(frozen=True)
+class SendingLimits:
+    """A provider's own limits on one mailbox, with the reason (None: no such limit).
+
+    The pool's cold caps stay far below them; they bound what ``outreach apply`` accepts, so
+    manual replies and warm-up traffic on the same mailbox never push it over.
+    """
+
+    messages_per_day: int | None = None
+    recipients_per_message: int | None = None
+    # The provider's per-minute limit as the shortest gap between two sends of a mailbox.
+    min_gap_seconds: float = 0.0
+    reason: str = ""
+
+
 class Provider:
     """Base class of the provider plugins.
 
@@ -100,6 +115,8 @@ class Provider:
     # Options with a known value at this provider (its SMTP and IMAP hosts, ports, TLS),
     # used where the account's settings leave them out.
     defaults: ClassVar[dict[str, Any]] = {}
+    # The provider's known per-mailbox limits (outreach sends one recipient per message).
+    limits: ClassVar[SendingLimits] = SendingLimits()
 
     def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
         self.settings = dict(settings)

@@ -340,3 +340,48 @@ def microsoft_refresh(tenant: str, client_id: str, refresh_token: str) -> Token:
         lambda: microsoft_public_app(tenant, client_id),
         lambda app: app.acquire_token_by_refresh_token(refresh_token, scopes=MICROSOFT_USER_SCOPES),
     )
+
+
+# --- what to do about a refusal ---------------------------------------------------------------
+
+# (words in the provider's answer, the fix), first match wins. The words are the providers'
+# own (Google's OAuth errors, Entra ID's AADSTS codes, Exchange Online's SMTP replies).
+_FIXES: list[tuple[tuple[str, ...], str]] = [
+    (
+        ("unauthorized_client",),
+        "in the Google Admin console (Security > API controls > Domain-wide delegation) "
+        "allow the service account's client ID the scope https://mail.google.com/",
+    ),
+    (
+        ("Invalid email or User ID", "MailboxNotEnabledForRESTAPI", "5.1.1"),
+        "the mailbox does not exist at the provider: check the address or create it",
+    ),
+    (("AADSTS90002", "tenant"), "check tenant_id: it is the Directory (tenant) ID of the app"),
+    (
+        ("AADSTS7000215", "AADSTS7000222", "invalid_client"),
+        "the app's client secret is wrong or expired: create a new one and set client_secret",
+    ),
+    (
+        ("5.7.30", "Basic authentication is not supported"),
+        "Microsoft 365 no longer takes passwords: remove smtp_password and run "
+        "`outreach mailbox connect {address}` (or configure app credentials)",
+    ),
+    (
+        ("invalid_grant", "expired or revoked", "AADSTS70008", "AADSTS700082", "not connected"),
+        "run `outreach mailbox connect {address}` to sign in again",
+    ),
+    (
+        ("5.7.3", "5.7.139", "SmtpClientAuthentication is disabled"),
+        "SMTP AUTH is disabled for this mailbox: enable it (Set-CASMailbox -SmtpClientAuth"
+        "enticationDisabled $false) and grant the app SMTP.SendAsApp with a mailbox permission",
+    ),
+]
+
+
+def fix_for(address: str, words: str) -> str:
+    """What the operator should do about the refusal ``words`` of ``address``'s login."""
+    lowered = words.lower()
+    for needles, fix in _FIXES:
+        if any(needle.lower() in lowered for needle in needles):
+            return fix.format(address=address)
+    return f"check the mailbox's app password, or run `outreach mailbox connect {address}`"

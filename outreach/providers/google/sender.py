@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from outreach.providers.base import SendingLimits
 from outreach.providers.smtp.sender import SmtpProvider
 
 
@@ -24,3 +25,10 @@ class GoogleProvider(SmtpProvider):
         "imap_port": 993,
         "imap_security": "ssl",
     }
+    # Google Workspace sending limits: 2,000 messages a day per user, 100 recipients per
+    # message sent through SMTP; past them the mailbox is refused for up to 24 hours.
+    limits = SendingLimits(
+        messages_per_day=2000,
+        recipients_per_message=100,
+        reason="Google Workspace: 2,000 messages a day per user, 100 recipients a message",
+    )

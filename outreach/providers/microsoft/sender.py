@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from outreach.providers.base import SendingLimits
 from outreach.providers.smtp.sender import SmtpProvider
 
 
@@ -25,3 +26,10 @@ class MicrosoftProvider(SmtpProvider):
         "imap_port": 993,
         "imap_security": "ssl",
     }
+    # Exchange Online sending limits: 30 messages a minute and 10,000 recipients a day per
+    # mailbox (one recipient per message here, so 10,000 messages).
+    limits = SendingLimits(
+        messages_per_day=10000,
+        min_gap_seconds=2.0,
+        reason="Microsoft 365: 30 messages a minute, 10,000 recipients a day",
+    )

@@ -112,6 +112,14 @@ class SmtpProvider(Provider):
         text = _text(reply)
         return SendResult(provider_message_id=_queue_id(text), code=str(code), response=text)
 
+    def check_login(self, address: str, credentials: Mapping[str, Any]) -> None:
+        """Connect and log in as ``address`` would, without sending; raises SendError."""
+        smtp = self._open(self._target(credentials, address))
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            _quietly_close(smtp)
+
     def close(self) -> None:
         for target in list(self._connections):
             self._drop(target, graceful=True)
