@@ -58,8 +58,8 @@ class Handler:
     hang_seconds: float = 30.0
     # Checks an XOAUTH2 login (user, bearer token); None: XOAUTH2 always refused.
     bearer: Callable[[str, str], bool] | None = None
-    # Replies to AUTH XOAUTH2, consumed in order, instead of checking the token.
-    auth_faults: collections.deque[str] = field(default_factory=collections.deque)
+    # The reply to every AUTH (any mechanism) instead of checking the login, when set.
+    auth_fault: str = ""
     # Every XOAUTH2 attempt: (user, accepted).
     xoauth2_logins: list[tuple[str, bool]] = field(default_factory=list)
     # One entry per SMTP connection that delivered something (connection reuse shows here).
@@ -67,10 +67,8 @@ class Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        with self.lock:
-            fault = self.auth_faults.popleft() if self.auth_faults else ""
-        if fault:
-            return AuthResult(success=False, handled=False, message=fault)
+        if self.auth_fault:
+            return AuthResult(success=False, handled=False, message=self.auth_fault)
         if len(args) > 1:
             try:
                 blob = base64.b64decode(args[1], validate=True)
@@ -171,6 +169,8 @@ class SmtpTestServer:
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        if self.handler.auth_fault:
+            return AuthResult(success=False, handled=False, message=self.handler.auth_fault)
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             if self.users.get(user) == password:
