@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 import requests as http
 
 MS_HOST = "https://login.microsoftonline.com"
+GOOGLE_SCOPE = "https://mail.google.com/"
 
 
 @dataclass
@@ -45,6 +46,9 @@ class TokenServer:
     # Refresh tokens -> mailbox, per provider; revoking one removes it.
     google_refresh: dict[str, str] = field(default_factory=dict)
     ms_refresh: dict[str, str] = field(default_factory=dict)
+    # Consent codes (Google) and approved device codes (Microsoft) -> the mailbox signed in.
+    google_codes: dict[str, str] = field(default_factory=dict)
+    ms_device_user: str = ""
     # Microsoft: tenant -> {client_id: client_secret}.
     tenants: dict[str, dict[str, str]] = field(default_factory=dict)
     issued: dict[str, Issued] = field(default_factory=dict)
@@ -160,6 +164,16 @@ class TokenServer:
         self.requests.append(f"POST {path} {form.get('grant_type', '')}")
         if path == "/google/token":
             return self._google(form)
+        if path.startswith("/ms/") and path.endswith("/oauth2/v2.0/devicecode"):
+            return 200, {
+                "device_code": "DAQABAAEAAAD",
+                "user_code": "F7GH2KLMN",
+                "verification_uri": "https://microsoft.com/devicelogin",
+                "expires_in": 900,
+                "interval": 1,
+                "message": "To sign in, use a web browser to open the page "
+                "https://microsoft.com/devicelogin and enter the code F7GH2KLMN to authenticate.",
+            }
         if path.startswith("/ms/") and path.endswith("/oauth2/v2.0/token"):
             return self._microsoft(path.split("/")[2], form)
         if path == "/introspect":
@@ -183,6 +197,13 @@ class TokenServer:
                     "error_description": "Invalid email or User ID",
                 }
             return 200, self._issue(str(claims["sub"]))
+        if grant == "authorization_code":
+            user = self.google_codes.pop(form.get("code", ""), None)
+            if user is None:
+                return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+            refresh = "1//" + secrets.token_urlsafe(16)
+            self.google_refresh[refresh] = user
+            return 200, {**self._issue(user), "refresh_token": refresh, "scope": GOOGLE_SCOPE}
         if grant == "refresh_token":
             user = self.google_refresh.get(form.get("refresh_token", ""))
             if user is None:
@@ -206,6 +227,16 @@ class TokenServer:
                     "error_codes": [7000215],
                 }
             return 200, {**self._issue("*"), "ext_expires_in": self.expires_in}
+        if grant == "urn:ietf:params:oauth:grant-type:device_code":
+            if not self.ms_device_user:
+                return 400, {
+                    "error": "expired_token",
+                    "error_description": "AADSTS70020: The provided value for the input "
+                    "parameter 'device_code' is not valid. This device code has expired.",
+                }
+            rotated = "M.R3_" + secrets.token_urlsafe(16)
+            self.ms_refresh[rotated] = self.ms_device_user
+            return 200, {**self._issue(self.ms_device_user), "refresh_token": rotated}
         if grant == "refresh_token":
             user = self.ms_refresh.pop(form.get("refresh_token", ""), None)
             if user is None:
