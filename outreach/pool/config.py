@@ -121,7 +121,12 @@ TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains"
 WARMUP_KEYS = {f.name for f in fields(policy.WarmupSchedule)} | {"seeds"}
 LIMIT_KEYS = {f.name for f in fields(policy.Limits)}
 THRESHOLD_KEYS = {f.name for f in fields(policy.Thresholds)}
-OPTIONAL_LIMITS = {"campaign_daily_cap", "recipient_domain_daily_cap"}
+OPTIONAL_LIMITS = {
+    "campaign_daily_cap",
+    "recipient_domain_daily_cap",
+    "recipient_provider_hourly_cap",
+}
+BOOLEAN_LIMITS = {"prefer_same_provider"}
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -343,7 +348,11 @@ def sending_limits(kind: str) -> SendingLimits | None:
 def _parse_limits(r: _Reader, data: dict[str, Any]) -> policy.Limits:
     r.known(data, LIMIT_KEYS, "limits")
     values: dict[str, Any] = {}
-    for name in LIMIT_KEYS & data.keys():
+    for name in BOOLEAN_LIMITS & data.keys():
+        if not isinstance(data[name], bool):
+            raise r.error(f"limits.{name}", f"expected true or false, got {data[name]!r}")
+        values[name] = data[name]
+    for name in (LIMIT_KEYS - BOOLEAN_LIMITS) & data.keys():
         cap = r.cap(data, name, "limits")
         if cap == 0 and name in OPTIONAL_LIMITS:
             cap = None  # 0 = no such cap, for the optional ones
