@@ -23,7 +23,15 @@ class DomainAdmin(admin.ModelAdmin):
 
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin):
-    list_display = ["address", "domain", "state", "daily_cap", "warmup_started_on", "last_sent_at"]
+    list_display = [
+        "address",
+        "domain",
+        "state",
+        "auth_failed_at",
+        "daily_cap",
+        "warmup_started_on",
+        "last_sent_at",
+    ]
     list_filter = ["state", "domain"]
     search_fields = ["address"]
     list_select_related = ["domain"]

@@ -34,7 +34,7 @@ from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import transition_domain, transition_mailbox
-from outreach.providers.base import SendingLimits
+from outreach.providers.base import SendingLimits, provider_class
 from outreach.providers.oauth2 import parse_service_account
 from outreach.providers.smtp.sender import SECURITY_CHOICES
 
@@ -340,8 +340,6 @@ def _check_provider_limits(
 def sending_limits(kind: str) -> SendingLimits | None:
     if kind not in PROVIDER_OPTIONS or kind in ("sandbox",):
         return None
-    from outreach.providers.base import provider_class
-
     return provider_class(kind).limits
 
 

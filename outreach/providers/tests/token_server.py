@@ -14,6 +14,7 @@ requests session that sends ``https://login.microsoftonline.com/...`` here inste
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import threading
@@ -273,23 +274,29 @@ def _jwt_claims(assertion: str) -> dict[str, Any]:
 def service_account_key(
     token_uri: str, client_email: str = "outreach@acme-mail.iam.gserviceaccount.com"
 ) -> dict[str, Any]:
-    """A service-account key file's fields, with a fresh RSA key and a local token_uri."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    """A service-account key file's fields, with an RSA key and a local token_uri."""
     return {
         "type": "service_account",
         "project_id": "acme-mail",
         "private_key_id": secrets.token_hex(20),
-        "private_key": pem,
+        "private_key": _private_key_pem(),
         "client_email": client_email,
         "client_id": "1234567890",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         "token_uri": token_uri,
     }
+
+
+@functools.cache
+def _private_key_pem() -> str:
+    # One key for the whole run: generating a 2048-bit key costs a noticeable fraction of
+    # a second, and the fake endpoint does not check signatures anyway.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
