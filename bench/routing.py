@@ -1,6 +1,6 @@
 """Routing benchmark: routing decisions per second over a large backlog, by pool size.
 
-    .venv/bin/python bench/routing.py [--json] [--quick] [--postgres URL]
+    .venv/bin/python bench/routing.py [--json] [--quick] [--postgres URL] [--prefer-provider]
 
 For pools of 30, 300 and 3,000 mailboxes, with 100,000 scheduled messages waiting (20,000
 with --quick), it times the control plane's routing pass on SQLite and on PostgreSQL (when
@@ -14,6 +14,11 @@ database is created there and dropped afterwards). Two figures per run:
 The ratio of per-decision cost at 3,000 to 30 mailboxes shows whether cost grows with the pool
 (goal: <= 1.5). Caps and pacing are lifted so that every decision is a claim. The pool sizes
 take turns three times and each keeps its fastest pass.
+
+With --prefer-provider the pool's domains alternate between a Google Workspace and a Microsoft
+365 account, the recipient domains are known as Google, Microsoft or other hosted (stored as
+the MX lookups leave them, so no DNS is timed), and routing prefers a sender of the
+recipient's own provider (``[limits] prefer_same_provider``).
 """
 
 from __future__ import annotations
@@ -48,15 +53,26 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
 
     from outreach.campaigns.models import Message
     from outreach.lib import clock
-    from outreach.pool.models import Domain, Mailbox, PoolSettings
+    from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
     from outreach.pool.policy import Thresholds
     from outreach.scheduler import policy
     from outreach.scheduler.claiming import claim_due
-    from outreach.scheduler.models import DailyCounter
+    from outreach.scheduler.models import DailyCounter, RecipientDomain
     from outreach.testing import make_campaign, make_pool
 
+    prefer = os.environ.get("BENCH_PREFER_PROVIDER") == "1"
+    recipient_classes = ("google", "microsoft", "other")
     call_command("migrate", verbosity=0, interactive=False)
     clock.set_now(NOW)
+    if prefer:
+        RecipientDomain.objects.bulk_create(
+            RecipientDomain(
+                domain=f"company{i}.example.net",
+                provider=recipient_classes[i % 3],
+                checked_at=NOW,
+            )
+            for i in range(5000)
+        )
     campaign = make_campaign("bench")
     rows = [
         Message(
@@ -89,8 +105,14 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
             "global_daily_cap": 10**8,
             "pacing_gap_seconds": 0,
             "pacing_jitter_seconds": 0,
+            "prefer_same_provider": prefer,
         }
-        make_pool(size // 3, 3, limits=limits)
+        boxes = make_pool(size // 3, 3, limits=limits)
+        if prefer:
+            for n, kind in enumerate(("google", "microsoft")):
+                account, _ = ProviderAccount.objects.get_or_create(name=kind, kind=kind)
+                ids = [b.domain_id for b in boxes[n::2]]
+                Domain.objects.filter(pk__in=ids).update(provider=account)
         claim_due(NOW, limit=50, rng=random.Random(1))  # warm caches and counter rows
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -118,15 +140,20 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
         thresholds = PoolSettings.load().thresholds
         views = [
             policy.MailboxView(
-                id=i, domain_id=i // 3, state="active", remaining=10**6, domain_remaining=10**7
+                id=i,
+                domain_id=i // 3,
+                state="active",
+                remaining=10**6,
+                domain_remaining=10**7,
+                provider=("google", "microsoft")[(i // 3) % 2] if prefer else "",
             )
             for i in range(size)
         ]
         router = policy.Router(views, NOW, thresholds or Thresholds())
         n_pure = 50_000
         started = time.perf_counter()
-        for _ in range(n_pure):
-            chosen = router.choose()
+        for n in range(n_pure):
+            chosen = router.choose_for(None, recipient_classes[n % 3], prefer_same_provider=prefer)
             assert chosen is not None
             router.used(chosen.id, None)
         pure = time.perf_counter() - started
@@ -146,10 +173,13 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
     return results
 
 
-def run_child(database_url: str, pools: list[int], messages: int, decisions: int) -> list:
+def run_child(
+    database_url: str, pools: list[int], messages: int, decisions: int, prefer: bool = False
+) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
+            "BENCH_PREFER_PROVIDER": "1" if prefer else "0",
             "DATABASE_URL": database_url,
             "OUTREACH_VAR_DIR": tmp,
             "OUTREACH_LOG_LEVEL": "ERROR",
@@ -204,6 +234,9 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--child", nargs="*", type=int)
+    parser.add_argument(
+        "--prefer-provider", action="store_true", help="route to the recipient's own provider"
+    )
     args = parser.parse_args()
     messages = args.messages or (20_000 if args.quick else 100_000)
     if args.child is not None:
@@ -211,15 +244,23 @@ def main() -> int:
         return 0
 
     runs: dict[str, list] = {
-        "sqlite": run_child("sqlite://", list(POOLS), messages, args.decisions)
+        "sqlite": run_child(
+            "sqlite://", list(POOLS), messages, args.decisions, args.prefer_provider
+        )
     }
     scratch = postgres_scratch(args.postgres)
     if scratch:
         try:
-            runs["postgresql"] = run_child(scratch, list(POOLS), messages, args.decisions)
+            runs["postgresql"] = run_child(
+                scratch, list(POOLS), messages, args.decisions, args.prefer_provider
+            )
         finally:
             drop_scratch(args.postgres)
-    summary: dict[str, object] = {"scheduled": messages, "decisions": args.decisions}
+    summary: dict[str, object] = {
+        "scheduled": messages,
+        "decisions": args.decisions,
+        "prefer_same_provider": args.prefer_provider,
+    }
     for db, rows in runs.items():
         by_size = {r["mailboxes"]: r for r in rows}
         small, large = by_size[POOLS[0]], by_size[POOLS[-1]]

@@ -116,7 +116,7 @@ def check_providers() -> list[Finding]:
                     area,
                     WARNING,
                     "sandbox: mail is written to files, not sent",
-                    "declare an ses, smtp, mailgun or postmark provider",
+                    "declare a google, microsoft, smtp, ses, mailgun or postmark provider",
                 )
             )
             continue
@@ -148,6 +148,25 @@ def check_providers() -> list[Finding]:
                 )
             )
     return found
+
+
+def check_cold_mail() -> list[Finding]:
+    """Campaigns that may send cold mail through SES, Mailgun or Postmark, whose policies
+    forbid it (outreach.campaigns.cold_mail)."""
+    from outreach.campaigns.cold_mail import FIX, cold_mail_warning
+    from outreach.campaigns.models import Campaign
+
+    live = Campaign.objects.filter(
+        state__in=[Campaign.State.DRAFT, Campaign.State.ACTIVE, Campaign.State.PAUSED]
+    ).order_by("slug")
+    found = []
+    for campaign in live:
+        warning = cold_mail_warning(campaign)
+        if warning:
+            found.append(Finding(f"campaign {campaign.slug}", WARNING, warning, FIX))
+    return found or [
+        Finding("cold mail", OK, "no campaign sends cold mail through SES, Mailgun or Postmark")
+    ]
 
 
 def check_webhooks() -> list[Finding]:
@@ -261,6 +280,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("settings", check_settings),
     ("database", check_database),
     ("providers", check_providers),
+    ("cold mail", check_cold_mail),
     ("webhooks", check_webhooks),
     ("alerts", check_alerts),
     ("dns", check_dns),

@@ -13,6 +13,7 @@ moment. The old figures were already acted on; a rule fires again only on new ev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.policy import Thresholds
-from outreach.pool.states import transition_domain, transition_mailbox
+from outreach.pool.states import mark_auth_failed, transition_domain, transition_mailbox
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 
@@ -125,6 +126,11 @@ def evaluate_mailbox(mailbox: Mailbox) -> health.Verdict:
     )
     if since is not None and verdict.action != health.Action.NONE:
         verdict.figures["evidence_since"] = since.isoformat()
+    if verdict.rule == "auth_failed":
+        # The pause's one alert names the provider's words and how to reconnect.
+        words = SendAttempt.objects.filter(mailbox=mailbox).order_by("-at", "-id")[:1]
+        reason = mark_auth_failed(mailbox, words[0].response if words else "")
+        verdict = dataclasses.replace(verdict, reason=reason)
     apply_mailbox_verdict(mailbox, verdict, thresholds)
     return verdict
 

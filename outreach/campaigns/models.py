@@ -54,6 +54,9 @@ class Campaign(models.Model):
     allow_warming_mailboxes = models.BooleanField(default=False)
     # Allow a lead to be in this and another active campaign sharing mailboxes.
     allow_shared_leads = models.BooleanField(default=False)
+    # Every recipient asked for this mail: the warning about cold mail through providers whose
+    # policies forbid it (outreach.campaigns.cold_mail) does not apply.
+    opted_in = models.BooleanField(default=False)
     postal_address = models.TextField(blank=True)
     from_name = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=clock.now)

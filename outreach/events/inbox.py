@@ -3,7 +3,8 @@
 A mailbox is read when its ``settings`` hold ``imap_host`` (and optionally ``imap_port``,
 ``imap_username`` (default: the address), ``imap_security`` = ``ssl`` | ``starttls`` |
 ``plain``, ``imap_folders`` (default ``["INBOX"]``)) and its ``secrets`` an
-``imap_password`` reference.
+``imap_password`` reference. A mailbox of a ``google`` or ``microsoft`` account without an
+``imap_password`` logs in with SASL XOAUTH2, with the same token source as its sending.
 
 1. :func:`parse` (pure, no database) turns one mail into normalized events:
    - ``multipart/report; report-type=delivery-status`` (RFC 3464): one bounce per failed
@@ -329,6 +330,8 @@ class ImapConfig:
     password: str
     security: str
     folders: tuple[str, ...]
+    # An OAuth2 access token: logs in with XOAUTH2 instead of the password.
+    token: str = field(default="", repr=False)
 
 
 IMAP_SECURITY = ("ssl", "starttls", "plain")
@@ -340,7 +343,23 @@ def imap_config(mailbox: Mailbox) -> ImapConfig | None:
         return None
     folders = settings.get("imap_folders") or ["INBOX"]
     password = (mailbox.secrets or {}).get("imap_password")
-    return build_imap_config(settings, password, mailbox.address, folders)
+    token = "" if password else _oauth_token(mailbox)
+    return build_imap_config(settings, password, mailbox.address, folders, token=token)
+
+
+def _oauth_token(mailbox: Mailbox) -> str:
+    """The XOAUTH2 token of a Google or Microsoft mailbox ("" for any other mailbox)."""
+    from outreach.providers import base, oauth2
+
+    account = mailbox.provider_account
+    if account.kind not in oauth2.OAUTH_KINDS:
+        return ""
+    options = {**base.provider_class(account.kind).defaults, **account.settings}
+    credentials = {**mailbox.settings, **base.resolve_secrets(mailbox.secrets)}
+    grant = oauth2.grant_for(
+        account.kind, options, base.resolve_secrets(account.secrets), mailbox.address, credentials
+    )
+    return oauth2.access_token(grant) if grant is not None else ""
 
 
 def build_imap_config(
@@ -350,6 +369,7 @@ def build_imap_config(
     folders: Iterable[str],
     *,
     label: str = "",
+    token: str = "",
 ) -> ImapConfig:
     """The IMAP access of ``address`` (also the default login) from its ``imap_*`` options
     (a mailbox's settings, a seed's table); raises ValueError or :class:`SecretError`,
@@ -358,15 +378,16 @@ def build_imap_config(
     security = str(options.get("imap_security", "ssl"))
     if security not in IMAP_SECURITY:
         raise ValueError(f"{label}: imap_security must be ssl, starttls or plain")
-    if not password_ref:
+    if not password_ref and not token:
         raise SecretError(f"{label}: imap_password secret is not set")
     return ImapConfig(
         host=str(options["imap_host"]),
         port=int(options.get("imap_port") or (993 if security == "ssl" else 143)),
         username=str(options.get("imap_username") or address),
-        password=resolve(str(password_ref)),
+        password=resolve(str(password_ref)) if password_ref else "",
         security=security,
         folders=tuple(str(f) for f in folders),
+        token=token,
     )
 
 
@@ -375,6 +396,8 @@ def connect(config: ImapConfig) -> Any:
 
     kinds = {"ssl": MailBox, "starttls": MailBoxStartTls, "plain": MailBoxUnencrypted}
     client = kinds[config.security](config.host, config.port, timeout=IMAP_TIMEOUT_SECONDS)
+    if config.token:
+        return client.xoauth2(config.username, config.token)
     return client.login(config.username, config.password)
 
 

@@ -29,9 +29,19 @@ class DomainAdmin(admin.ModelAdmin):
 class MailboxAdmin(WriteOnlySecretsAdmin):
     """States, warm-up progress and pacing move only through the audited actions."""
 
-    list_display = ["address", "domain", "state", "daily_cap", "warmup_started_on", "last_sent_at"]
+    list_display = [
+        "address",
+        "domain",
+        "state",
+        "auth_failed_at",
+        "daily_cap",
+        "warmup_started_on",
+        "last_sent_at",
+    ]
     readonly_fields = [
         "state",
+        "auth_failed_at",
+        "auth_error",
         "warmup_started_on",
         "warmup_start_day",
         "cooldown_until",

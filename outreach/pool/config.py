@@ -21,6 +21,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +34,8 @@ from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import transition_domain, transition_mailbox
+from outreach.providers.base import SendingLimits, provider_class
+from outreach.providers.oauth2 import parse_service_account
 from outreach.providers.smtp.sender import SECURITY_CHOICES
 
 ACTOR = "config:apply"
@@ -62,15 +65,48 @@ PROVIDER_OPTIONS: dict[str, tuple[set[str], set[str]]] = {
         {"region", "configuration_set", "endpoint_url"},
         {"access_key_id", "secret_access_key"},
     ),
+    "google": (
+        {
+            "host",
+            "port",
+            "security",
+            "timeout",
+            "ca_file",
+            "max_per_connection",
+            "local_hostname",
+            "client_id",
+            "token_uri",
+        },
+        {"service_account_key", "client_secret"},
+    ),
+    "microsoft": (
+        {
+            "host",
+            "port",
+            "security",
+            "timeout",
+            "ca_file",
+            "max_per_connection",
+            "local_hostname",
+            "tenant_id",
+            "client_id",
+        },
+        {"client_secret"},
+    ),
     "mailgun": ({"sender_domain", "api_url"}, {"api_key", "webhook_signing_key"}),
     "postmark": ({"message_stream"}, {"server_token"}),
 }
 PROVIDER_COMMON = {"kind", "standby", "price_per_1000", "max_send_rate"}
+# A Google service account's key is named by its file; apply stores its content encrypted,
+# so workers on other machines need no copy of the file.
+KEY_FILE_OPTION = "service_account_file"
 # SMTP options that must be positive numbers (whole where the sender counts them).
 SMTP_WHOLE = ("port", "max_per_connection")
 
 MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
+# Secrets `outreach mailbox connect` stores on a mailbox: kept when the file is applied again.
+CONNECTED_SECRETS = {"oauth_refresh_token"}
 MAILBOX_KEYS = {"address", "display_name", "reply_to", "daily_cap", "warmup", "state", "provider"}
 DOMAIN_KEYS = {
     "name",
@@ -85,7 +121,12 @@ TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains"
 WARMUP_KEYS = {f.name for f in fields(policy.WarmupSchedule)} | {"seeds"}
 LIMIT_KEYS = {f.name for f in fields(policy.Limits)}
 THRESHOLD_KEYS = {f.name for f in fields(policy.Thresholds)}
-OPTIONAL_LIMITS = {"campaign_daily_cap", "recipient_domain_daily_cap"}
+OPTIONAL_LIMITS = {
+    "campaign_daily_cap",
+    "recipient_domain_daily_cap",
+    "recipient_provider_hourly_cap",
+}
+BOOLEAN_LIMITS = {"prefer_same_provider"}
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -235,8 +276,11 @@ class _Reader:
         raise self.error(key, 'a secret is { env = "NAME" } or a plain string')
 
 
-def parse(text: str) -> PoolSpec:
-    """The pool described by ``text``; raises ConfigError on the first problem found."""
+def parse(text: str, base_dir: Path | None = None) -> PoolSpec:
+    """The pool described by ``text``; raises ConfigError on the first problem found.
+
+    Files it names (a service-account key) are read relative to ``base_dir`` (the pool
+    file's folder; default: the working directory)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -253,16 +297,60 @@ def parse(text: str) -> PoolSpec:
     limits = _parse_limits(r, r.table(data.get("limits", {}), "limits"))
     warmup, seeds = _parse_warmup(r, r.table(data.get("warmup", {}), "warmup"))
     thresholds = _parse_thresholds(r, r.table(data.get("thresholds", {}), "thresholds"))
-    providers = _parse_providers(r, r.table(data.get("providers", {}), "providers"))
+    providers = _parse_providers(
+        r, r.table(data.get("providers", {}), "providers"), base_dir or Path.cwd()
+    )
     provider_names = {p.name for p in providers}
     domains = _parse_domains(r, data.get("domains", []), provider_names)
+    _check_provider_limits(r, limits, providers, domains)
     return PoolSpec(timezone, limits, warmup, thresholds, seeds, providers, domains)
+
+
+def _check_provider_limits(
+    r: _Reader,
+    limits: policy.Limits,
+    providers: list[ProviderSpec],
+    domains: list[DomainSpec],
+) -> None:
+    """A mailbox's cap and pacing must stay inside its provider's own sending limits
+    (outreach.providers.base.SendingLimits): past them the provider refuses or blocks."""
+    by_name = {p.name: p for p in providers}
+    for i, ds in enumerate(domains):
+        for j, ms in enumerate(ds.mailboxes):
+            account = by_name[ms.provider or ds.provider]
+            known = sending_limits(account.kind)
+            if known is None:
+                continue
+            key = f"domains[{i}].mailboxes[{j}]"
+            cap = ms.daily_cap if ms.daily_cap is not None else limits.mailbox_daily_cap
+            if known.messages_per_day is not None and cap > known.messages_per_day:
+                raise r.error(
+                    f"{key}.daily_cap" if ms.daily_cap is not None else "limits.mailbox_daily_cap",
+                    f"{ms.address} may send {cap} a day, above {account.kind}'s limit of "
+                    f"{known.messages_per_day} ({known.reason})",
+                )
+            if known.min_gap_seconds and limits.pacing_gap_seconds < known.min_gap_seconds:
+                raise r.error(
+                    "limits.pacing_gap_seconds",
+                    f"{limits.pacing_gap_seconds} s between sends of {ms.address} is faster "
+                    f"than {account.kind} allows ({known.reason})",
+                )
+
+
+def sending_limits(kind: str) -> SendingLimits | None:
+    if kind not in PROVIDER_OPTIONS or kind in ("sandbox",):
+        return None
+    return provider_class(kind).limits
 
 
 def _parse_limits(r: _Reader, data: dict[str, Any]) -> policy.Limits:
     r.known(data, LIMIT_KEYS, "limits")
     values: dict[str, Any] = {}
-    for name in LIMIT_KEYS & data.keys():
+    for name in BOOLEAN_LIMITS & data.keys():
+        if not isinstance(data[name], bool):
+            raise r.error(f"limits.{name}", f"expected true or false, got {data[name]!r}")
+        values[name] = data[name]
+    for name in (LIMIT_KEYS - BOOLEAN_LIMITS) & data.keys():
         cap = r.cap(data, name, "limits")
         if cap == 0 and name in OPTIONAL_LIMITS:
             cap = None  # 0 = no such cap, for the optional ones
@@ -356,7 +444,7 @@ def _parse_thresholds(r: _Reader, data: dict[str, Any]) -> policy.Thresholds:
         raise r.error("thresholds.preset", str(exc), data.get("preset")) from None
 
 
-def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
+def _parse_providers(r: _Reader, data: dict[str, Any], base_dir: Path) -> list[ProviderSpec]:
     specs = []
     for name, raw in data.items():
         key = f"providers.{name}"
@@ -369,11 +457,13 @@ def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
                 f"{key}.kind", f"expected one of {', '.join(PROVIDER_OPTIONS)}, got {kind!r}", kind
             )
         plain_keys, secret_keys = PROVIDER_OPTIONS[kind]
-        r.known(body, PROVIDER_COMMON | plain_keys | secret_keys, key)
+        file_option = {KEY_FILE_OPTION} if "service_account_key" in secret_keys else set()
+        r.known(body, PROVIDER_COMMON | plain_keys | secret_keys | file_option, key)
+        key_file = _read_key_file(r, body, key, base_dir) if file_option else {}
         standby = body.get("standby")
         if standby is not None and (standby not in data or standby == name):
             raise r.error(f"{key}.standby", f"provider {standby!r} is not defined", standby)
-        if kind == "smtp":
+        if kind in ("smtp", "google", "microsoft"):
             _check_smtp(r, body, key)
         rate = body.get("max_send_rate")
         if rate is not None and (
@@ -386,7 +476,11 @@ def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
                 kind=kind,
                 settings={k: body[k] for k in sorted(plain_keys & body.keys())},
                 secrets={
-                    k: r.secret(body[k], f"{key}.{k}") for k in sorted(secret_keys & body.keys())
+                    **{
+                        k: r.secret(body[k], f"{key}.{k}")
+                        for k in sorted(secret_keys & body.keys())
+                    },
+                    **key_file,
                 },
                 standby=standby,
                 price_per_1000=r.decimal(body, "price_per_1000", key),
@@ -394,6 +488,29 @@ def _parse_providers(r: _Reader, data: dict[str, Any]) -> list[ProviderSpec]:
             )
         )
     return specs
+
+
+def _read_key_file(r: _Reader, body: dict[str, Any], key: str, base_dir: Path) -> dict[str, str]:
+    """The service-account key named by ``service_account_file``, checked (JSON with the
+    fields Google's token request needs) and ready to be stored encrypted."""
+    name = body.get(KEY_FILE_OPTION)
+    if name is None:
+        return {}
+    option = f"{key}.{KEY_FILE_OPTION}"
+    if "service_account_key" in body:
+        raise r.error(option, "give the key as a file or as service_account_key, not both")
+    if not isinstance(name, str) or not name:
+        raise r.error(option, f"expected a file name, got {name!r}", name)
+    path = Path(name) if Path(name).is_absolute() else base_dir / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise r.error(option, f"cannot read {path}: {exc}", name) from None
+    try:
+        parse_service_account(text)
+    except ValueError as exc:
+        raise r.error(option, f"{path} is not a service-account key: {exc}", name) from None
+    return {"service_account_key": "plain:" + text}
 
 
 def _check_smtp(r: _Reader, body: dict[str, Any], key: str) -> None:
@@ -712,7 +829,14 @@ def _apply_mailbox(
             "daily_cap": ms.daily_cap,
             "provider": providers[ms.provider] if ms.provider else None,
             "settings": ms.settings,
-            "secrets": _resolve_secrets(ms.secrets, mailbox.secrets or {}),
+            "secrets": {
+                **_resolve_secrets(ms.secrets, mailbox.secrets or {}),
+                **{
+                    name: ref
+                    for name, ref in (mailbox.secrets or {}).items()
+                    if name in CONNECTED_SECRETS and name not in ms.secrets
+                },
+            },
         },
     )
     if created:

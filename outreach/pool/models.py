@@ -60,6 +60,8 @@ class ProviderAccount(models.Model):
     class Kind(models.TextChoices):
         SANDBOX = "sandbox"
         SMTP = "smtp"
+        GOOGLE = "google"  # Google Workspace mailboxes over SMTP (XOAUTH2 or app passwords)
+        MICROSOFT = "microsoft"  # Microsoft 365 mailboxes over SMTP (XOAUTH2)
         SES = "ses"
         MAILGUN = "mailgun"
         POSTMARK = "postmark"
@@ -152,6 +154,10 @@ class Mailbox(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     secrets = models.JSONField(default=dict, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Set when the provider refused the mailbox's credentials (the mailbox is paused with
+    # it); `outreach mailbox connect` clears it. The provider's own words are kept.
+    auth_failed_at = models.DateTimeField(null=True, blank=True)
+    auth_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
@@ -182,6 +188,20 @@ class Mailbox(models.Model):
             day_n = (day - self.warmup_started_on).days + self.warmup_start_day
             return policy.warmup_cap(day_n, warmup, target=self.target_cap(limits))
         return 0
+
+
+class AccessToken(models.Model):
+    """A cached OAuth2 access token (outreach.providers.oauth2), encrypted, shared by every
+    worker. ``key`` is a digest of the credentials it was fetched with, never the token."""
+
+    key = models.CharField(max_length=64, unique=True)
+    # A secret reference (``enc:...``): the token itself is never stored in plain text.
+    token = models.TextField()
+    expires_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self) -> str:
+        return f"access token {self.key[:8]}… until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
 class StateChange(models.Model):

@@ -22,6 +22,13 @@ class Limits:
     campaign_daily_cap: int | None = None
     # No more than N a day to one company (recipient domain); None = no such cap.
     recipient_domain_daily_cap: int | None = None
+    # No more than N an hour into one recipient mailbox provider (Gmail, Outlook, Yahoo, a
+    # security gateway) across the pool: a burst into one provider looks like a campaign to
+    # its filters. None = no such cap.
+    recipient_provider_hourly_cap: int | None = None
+    # Route each message to a mailbox of the recipient's own provider when one can take it
+    # (Google Workspace to Gmail, Microsoft 365 to Outlook).
+    prefer_same_provider: bool = False
     # Two sends from one mailbox never closer than this; robotic regularity is a spam signal,
     # hence the random jitter on top.
     pacing_gap_seconds: int = 120

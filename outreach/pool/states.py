@@ -109,6 +109,20 @@ def transition_domain(
         )
 
 
+def mark_auth_failed(mailbox: Mailbox, words: str) -> str:
+    """Flag ``mailbox``: its provider refused its credentials with ``words``. Returns the
+    reason to record with its pause: the provider's words and how to reconnect.
+    `outreach mailbox connect` clears the flag (:func:`clear_auth_failed`)."""
+    from outreach.providers.oauth2 import fix_for
+
+    now = clock.now()
+    Mailbox.objects.filter(pk=mailbox.pk).update(auth_failed_at=now, auth_error=words[:500])
+    mailbox.auth_failed_at, mailbox.auth_error = now, words[:500]
+    return f"authentication failed; {fix_for(mailbox.address, words)}. The provider said: {words}"[
+        :500
+    ]
+
+
 def _pool_timezone() -> str:
     from outreach.pool.models import PoolSettings
 

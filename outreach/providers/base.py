@@ -42,12 +42,16 @@ class SendError(Exception):
         permanent: bool = False,
         kind: Outcome | None = None,
         code: str = "",
+        hold_seconds: int = 0,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind or (Outcome.PERMANENT if permanent else Outcome.TRANSIENT)
         self.permanent = self.kind != Outcome.TRANSIENT
         self.code = code
+        # A transient refusal that says the mailbox is sending too fast or too much: the
+        # mailbox rests this long (its next send waits) and the message is retried after.
+        self.hold_seconds = hold_seconds
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}".strip()
@@ -86,6 +90,21 @@ class Health:
     max_send_rate: float | None = None
 
 
+@dataclass(frozen=True)
+class SendingLimits:
+    """A provider's own limits on one mailbox, with the reason (None: no such limit).
+
+    The pool's cold caps stay far below them; they bound what ``outreach apply`` accepts, so
+    manual replies and warm-up traffic on the same mailbox never push it over.
+    """
+
+    messages_per_day: int | None = None
+    recipients_per_message: int | None = None
+    # The provider's per-minute limit as the shortest gap between two sends of a mailbox.
+    min_gap_seconds: float = 0.0
+    reason: str = ""
+
+
 class Provider:
     """Base class of the provider plugins.
 
@@ -97,6 +116,11 @@ class Provider:
     kind: ClassVar[str] = ""
     # True when outreach must sign the message itself (SMTP relays); API providers sign.
     needs_dkim_signature: ClassVar[bool] = True
+    # Options with a known value at this provider (its SMTP and IMAP hosts, ports, TLS),
+    # used where the account's settings leave them out.
+    defaults: ClassVar[dict[str, Any]] = {}
+    # The provider's known per-mailbox limits (outreach sends one recipient per message).
+    limits: ClassVar[SendingLimits] = SendingLimits()
 
     def __init__(self, settings: Mapping[str, Any], secrets: Mapping[str, str]) -> None:
         self.settings = dict(settings)
@@ -167,6 +191,16 @@ def _load_builtin() -> None:
 
         return SmtpProvider
 
+    def google() -> type[Provider]:
+        from outreach.providers.google.sender import GoogleProvider
+
+        return GoogleProvider
+
+    def microsoft() -> type[Provider]:
+        from outreach.providers.microsoft.sender import MicrosoftProvider
+
+        return MicrosoftProvider
+
     def ses() -> type[Provider]:
         from outreach.providers.ses.sender import SesProvider
 
@@ -185,6 +219,8 @@ def _load_builtin() -> None:
     for kind, loader in [
         ("sandbox", sandbox),
         ("smtp", smtp),
+        ("google", google),
+        ("microsoft", microsoft),
         ("ses", ses),
         ("mailgun", mailgun),
         ("postmark", postmark),
@@ -204,23 +240,71 @@ _UNKNOWN_USER_WORDS = re.compile(
     re.I,
 )
 _AUTH_CODES = {530, 534, 535}
+# Enhanced codes that refuse the login whatever the reply code: 5.7.8 bad credentials,
+# 5.7.30 Microsoft's "Basic authentication is not supported for Client Submission".
+_AUTH_DETAILS = {"5.7.8", "5.7.30"}
+# Microsoft 365 blocks a mailbox that it judges to send spam; the mailbox must stop.
+_MAILBOX_BLOCKED_WORDS = re.compile(r"OutboundSpamException|WASCL UserAction|BannedSender", re.I)
+
+
+@dataclass(frozen=True)
+class RateLimitAnswer:
+    """A mailbox provider's answer that means "too fast or too much, later": the mailbox
+    rests ``hold_seconds`` (a named policy: each with its number and its reason)."""
+
+    code: int
+    detail: str
+    hold_seconds: int
+    reason: str
+    words: str = ""
+
+
+RATE_LIMIT_ANSWERS = (
+    RateLimitAnswer(421, "4.7.0", 15 * 60, "Google: unusual rate or reputation, try again later"),
+    RateLimitAnswer(
+        432, "4.3.2", 60, "Microsoft 365: too many connections or messages of the mailbox at once"
+    ),
+    RateLimitAnswer(
+        550, "5.4.5", 24 * 3600, "Google: the mailbox's daily sending limit; lifts within a day"
+    ),
+    RateLimitAnswer(
+        554,
+        "5.2.0",
+        24 * 3600,
+        "Microsoft 365: the mailbox's daily recipient limit; lifts within a day",
+        words="SubmissionQuotaExceeded",
+    ),
+)
 
 
 def classify_smtp(code: int, text: str) -> SendError:
     """The :class:`SendError` for an SMTP reply ``code`` with ``text``.
 
-    1. 530/534/535 or enhanced 5.7.8 (and 5.7.0 on AUTH): authentication failed.
-    2. Any 4xx: transient (421 service closing, 451 local error, 452 storage...).
-    3. Enhanced 5.1.x, or "user unknown" wording on 550: a hard bounce.
-    4. Enhanced 5.7.x or 554/550 with block wording: a policy block.
-    5. Any other 5xx: permanent.
+    1. A mailbox provider's rate limit (:data:`RATE_LIMIT_ANSWERS`): transient, and the
+       mailbox rests.
+    2. 530/534/535 or enhanced 5.7.8/5.7.30: authentication failed.
+    3. Microsoft's OutboundSpamException: the mailbox is blocked (a policy block).
+    4. Any 4xx: transient (421 service closing, 451 local error, 452 storage...).
+    5. Enhanced 5.1.x, or "user unknown" wording on 550: a hard bounce.
+    6. Enhanced 5.7.x or 554/550 with block wording: a policy block.
+    7. Any other 5xx: permanent.
     """
     enhanced = _ENHANCED.search(text)
     ecls, esub = (enhanced.group(1), enhanced.group(2)) if enhanced else ("", "")
     detail = f"{ecls}.{esub}.{enhanced.group(3)}" if enhanced else ""
     label = str(code)
-    if code in _AUTH_CODES or detail == "5.7.8":
+    for answer in RATE_LIMIT_ANSWERS:
+        if (code, detail) == (answer.code, answer.detail) and answer.words in text:
+            return SendError(
+                f"{text} ({answer.reason})",
+                kind=Outcome.TRANSIENT,
+                code=label,
+                hold_seconds=answer.hold_seconds,
+            )
+    if code in _AUTH_CODES or detail in _AUTH_DETAILS:
         return SendError(text, kind=Outcome.AUTH_FAILED, code=label)
+    if code >= 500 and _MAILBOX_BLOCKED_WORDS.search(text):
+        return SendError(text, kind=Outcome.BLOCKED, code=label)
     if 400 <= code < 500:
         return SendError(text, kind=Outcome.TRANSIENT, code=label)
     if ecls == "5" and esub == "1":

@@ -29,10 +29,11 @@ from django.db.models import Count, F, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
 from outreach.events.models import Event
-from outreach.pool.models import Domain, Mailbox, PoolSettings
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
 from outreach.pool.policy import Limits
 from outreach.scheduler import policy
-from outreach.scheduler.models import DailyCounter
+from outreach.scheduler.models import DailyCounter, RecipientDomain
+from outreach.scheduler.recipients import CLASSES, providers_of
 
 log = logging.getLogger(__name__)
 
@@ -650,6 +651,13 @@ class _Pass:
             self.global_left = min(self.global_left, limit)
         self.full_recipient_domains: set[str] = set()
         self.known_recipient_domains: set[str] = set()
+        # Recipient domain -> its mail provider, read when routing looks at them at all.
+        self.by_provider = self.limits.prefer_same_provider or bool(
+            self.limits.recipient_provider_hourly_cap
+        )
+        self.recipient_providers: dict[str, str] = {}
+        if self.limits.recipient_provider_hourly_cap:
+            self.router.recipient_provider_left = _recipient_provider_left(now, self.limits)
         self.cursors: dict[int, tuple[Any, ...]] = {}
         self.report.load_seconds = time.perf_counter() - started
 
@@ -674,6 +682,9 @@ class _Pass:
         domain_used = self._used(Scope.DOMAIN)
         stats = mailbox_stats(self.now, self.thresholds)
         blocked = _dns_blocked_domain_ids()
+        kinds = dict(
+            ProviderAccount.objects.filter(kind__in=MAILBOX_PROVIDERS).values_list("pk", "kind")
+        )
         views = []
         warmup = self.pool.warmup
         mailboxes = (
@@ -707,6 +718,7 @@ class _Pass:
                     bounce_rate=bounce_rate,
                     complaint_rate=complaint_rate,
                     recent_spike=spike,
+                    provider=kinds.get(self.info[mb.pk].provider_account_id, ""),
                 )
             )
         return views
@@ -764,6 +776,9 @@ class _Pass:
             )[:BATCH]
         )
         self._ensure_recipient_counters(rows)
+        if self.by_provider:
+            new = {r["to_domain"] for r in rows} - self.recipient_providers.keys()
+            self.recipient_providers.update(providers_of(new, now=self.now))
         return rows
 
     def run(self) -> ClaimReport:
@@ -872,13 +887,21 @@ class _Pass:
                 return None
         allow_warming = not is_campaign or (campaign is not None and campaign.allow_warming)
         pinned = row["pinned_mailbox_id"]
+        recipient_provider = self.recipient_providers.get(row["to_domain"], "")
         if pinned is not None:
             if not self.router.can_send(pinned, allow_warming=allow_warming):
+                return None
+            if self.router.recipient_provider_left.get(recipient_provider, 1) <= 0:
                 return None
             mailbox_id = pinned
         else:
             assert campaign is not None
-            choice = self.router.choose(campaign.allowed, allow_warming=allow_warming)
+            choice = self.router.choose_for(
+                campaign.allowed,
+                recipient_provider,
+                allow_warming=allow_warming,
+                prefer_same_provider=self.limits.prefer_same_provider,
+            )
             if choice is None:
                 return None
             mailbox_id = choice.id
@@ -911,6 +934,7 @@ class _Pass:
         )
         # Held in memory until the database answers, so the rest of the group sees it.
         self.router.used(mailbox_id, next_send_at)
+        self.router.recipient_provider_used(recipient_provider)
         self.global_left -= 1
         if item.campaign is not None:
             left = self.campaign_left.get(item.campaign.id)
@@ -921,6 +945,9 @@ class _Pass:
     def _give_back(self, item: _Proposed) -> None:
         """Undo :meth:`_propose`'s in-memory hold of a claim the database refused."""
         self.router.unused(item.proposal.mailbox_id, item.paced_until)
+        self.router.recipient_provider_used(
+            self.recipient_providers.get(item.row["to_domain"], ""), -1
+        )
         self.global_left += 1
         if item.campaign is not None:
             left = self.campaign_left.get(item.campaign.id)
@@ -1059,3 +1086,32 @@ def _after(order: tuple[str, ...], values: tuple[Any, ...]) -> Q:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# Sending providers the router tells apart, to match a recipient's own provider.
+MAILBOX_PROVIDERS = ("google", "microsoft")
+
+
+def _recipient_provider_left(now: datetime, limits: Limits) -> dict[str, int]:
+    """Messages each recipient provider may still take in the hour up to ``now``: the cap
+    less what the pool sent or holds claimed for it in that hour. (A bound for each pass,
+    not a counter reserved in the database like the daily caps.)"""
+    cap = limits.recipient_provider_hourly_cap or 0
+    recent = (
+        Message.objects.filter(
+            Q(sent_at__gt=now - timedelta(hours=1))
+            | Q(state__in=[Message.State.CLAIMED, Message.State.SENDING])
+        )
+        .values("to_domain")
+        .annotate(n=Count("pk"))
+    )
+    counts = {row["to_domain"]: row["n"] for row in recent}
+    providers = dict(
+        RecipientDomain.objects.filter(domain__in=counts).values_list("domain", "provider")
+    )
+    left = dict.fromkeys(CLASSES, cap)
+    for domain, n in counts.items():
+        provider = providers.get(domain)
+        if provider in left:
+            left[provider] -= n
+    return left

@@ -33,3 +33,18 @@ class DailyCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} {self.day} = {self.used}"
+
+
+class RecipientDomain(models.Model):
+    """Who hosts a recipient domain's mail, from its MX records (outreach.scheduler.recipients),
+    looked up once and kept for a while: routing reads it for every message to the domain."""
+
+    domain = models.CharField(max_length=253, unique=True)
+    # "google", "microsoft", "yahoo", "gateway" (Proofpoint, Mimecast...), "other", or ""
+    # when the domain has no MX.
+    provider = models.CharField(max_length=16, blank=True)
+    mx = models.CharField(max_length=253, blank=True)  # the preferred MX host, for the record
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.provider or 'no MX'}"

@@ -50,6 +50,9 @@ class MailboxView:
     bounce_rate: float = 0.0
     complaint_rate: float = 0.0
     recent_spike: bool = False
+    # The mailbox provider it sends through ("google", "microsoft"; "" for anything else),
+    # matched against the recipient's provider when the pool prefers the same provider.
+    provider: str = ""
 
 
 def is_eligible(mailbox: MailboxView, now: datetime, *, allow_warming: bool) -> bool:
@@ -156,6 +159,15 @@ class Router:
                 self.domain_left.get(m.domain_id, m.domain_remaining), m.domain_remaining
             )
         self._heaps: dict[tuple[frozenset[int] | None, bool], _Heap] = {}
+        # The mailboxes of each sending provider, for the same-provider preference.
+        self.by_provider: dict[str, frozenset[int]] = {}
+        for m in self.mailboxes.values():
+            if m.provider:
+                self.by_provider[m.provider] = self.by_provider.get(m.provider, frozenset()) | {
+                    m.id
+                }
+        # Messages each recipient provider may still take this hour (absent: no cap).
+        self.recipient_provider_left: dict[str, int] = {}
 
     def _heap(self, members: frozenset[int] | None, allow_warming: bool) -> _Heap:
         key = (members, allow_warming)
@@ -194,6 +206,39 @@ class Router:
                 continue
             return mailbox
         return None
+
+    def choose_for(
+        self,
+        allowed: frozenset[int] | None,
+        recipient_provider: str,
+        *,
+        allow_warming: bool = False,
+        prefer_same_provider: bool = False,
+    ) -> MailboxView | None:
+        """:meth:`choose` for a recipient whose mail is hosted by ``recipient_provider``
+        ("google", "microsoft", "yahoo", "gateway", "other"; "" unknown).
+
+        1. None while that provider's hourly cap across the pool is used up.
+        2. With ``prefer_same_provider``, the best mailbox sending through the same provider
+           (Gmail trusts mail from Google Workspace more than from elsewhere, Outlook from
+           Microsoft 365) when one is eligible;
+        3. else the best of all, as :meth:`choose`.
+        """
+        if self.recipient_provider_left.get(recipient_provider, 1) <= 0:
+            return None
+        if prefer_same_provider and recipient_provider in self.by_provider:
+            same = self.by_provider[recipient_provider]
+            members = same if allowed is None else same & allowed
+            if members:
+                choice = self.choose(members, allow_warming=allow_warming)
+                if choice is not None:
+                    return choice
+        return self.choose(allowed, allow_warming=allow_warming)
+
+    def recipient_provider_used(self, recipient_provider: str, delta: int = 1) -> None:
+        """A message to ``recipient_provider`` was claimed (``delta`` -1: given back)."""
+        if recipient_provider in self.recipient_provider_left:
+            self.recipient_provider_left[recipient_provider] -= delta
 
     def can_send(self, mailbox_id: int, *, allow_warming: bool) -> bool:
         """For a pinned message: may this very mailbox take it now?"""

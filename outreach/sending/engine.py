@@ -738,7 +738,7 @@ def _apply_failure(
             return State.FAILED
         mine.update(
             state=State.RETRY,
-            not_before=now + backoff(attempts, policy),
+            not_before=now + max(backoff(attempts, policy), _hold(error)),
             lease_expires_at=None,
             **common,
         )
@@ -775,6 +775,8 @@ def _pauses_mailbox(message: Message) -> bool:
     account = message.provider_account
     return account is None or account.kind in (
         ProviderAccount.Kind.SMTP,
+        ProviderAccount.Kind.GOOGLE,
+        ProviderAccount.Kind.MICROSOFT,
         ProviderAccount.Kind.SANDBOX,
     )
 
@@ -787,7 +789,13 @@ def _after_failure(
     now: datetime,
 ) -> None:
     """Effects outside the message row: circuit breaker, suppression, events, mailbox state."""
-    if error.kind == Outcome.TRANSIENT:
+    if error.kind == Outcome.TRANSIENT and error.hold_seconds:
+        # One mailbox over its provider's rate: it rests; the account itself is fine.
+        until = now + _hold(error)
+        Mailbox.objects.filter(pk=message.mailbox_id or 0).filter(
+            Q(next_send_at__isnull=True) | Q(next_send_at__lt=until)
+        ).update(next_send_at=until)
+    elif error.kind == Outcome.TRANSIENT:
         circuit.record_failure(account, str(error))
     elif error.kind == Outcome.AUTH_FAILED:
         if _pauses_mailbox(message):
@@ -803,17 +811,21 @@ def _after_failure(
         _record_event(message, error, attempt, now)
 
 
+def _hold(error: SendError) -> timedelta:
+    return timedelta(seconds=error.hold_seconds)
+
+
 def _pause_mailbox(message: Message, error: SendError) -> None:
-    from outreach.pool.states import IllegalTransition, transition_mailbox
+    from outreach.pool.states import IllegalTransition, mark_auth_failed, transition_mailbox
 
     mailbox = Mailbox.objects.select_related("domain").get(pk=message.mailbox_id or 0)
     if mailbox.state not in SENDING_MAILBOX_STATES:
-        return
+        return  # the health rules paused it already (rule:auth_failed)
     try:
         transition_mailbox(
             mailbox,
             Mailbox.State.PAUSED,
-            reason=f"authentication failed: {error}"[:500],
+            reason=mark_auth_failed(mailbox, str(error)),
             actor="system:sending",
             figures={"code": error.code, "message_id": message.pk},
         )

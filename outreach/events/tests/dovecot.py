@@ -49,7 +49,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(users: list[str], password: str = "imap-pass") -> ImapServer:  # noqa: S107
+def start(
+    users: list[str],
+    password: str = "imap-pass",  # noqa: S107
+    *,
+    introspection_url: str = "",
+) -> ImapServer:
+    """dovecot with ``users`` (PLAIN/LOGIN with ``password``); with ``introspection_url``
+    also SASL XOAUTH2, each bearer token checked by dovecot's ``oauth2`` passdb against that
+    RFC 7662 introspection endpoint."""
     root = Path(tempfile.mkdtemp(prefix="outreach-dovecot-"))
     root.chmod(0o755)  # mail processes run as nobody and must reach their homes
     nobody = pwd.getpwnam("nobody")
@@ -58,6 +66,22 @@ def start(users: list[str], password: str = "imap-pass") -> ImapServer:  # noqa:
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
     (root / "passwd").write_text("".join(f"{user}:{{PLAIN}}{password}\n" for user in users))
     port = _free_port()
+    oauth2_passdb = ""
+    mechanisms = "plain login"
+    if introspection_url:
+        mechanisms += " xoauth2"
+        (root / "oauth2.conf.ext").write_text(
+            f"introspection_mode = post\n"
+            f"introspection_url = {introspection_url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = email\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        oauth2_passdb = (
+            f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n"
+            f"  args = {root}/oauth2.conf.ext\n}}\n"
+        )
     config = root / "dovecot.conf"
     config.write_text(
         f"""
@@ -69,12 +93,13 @@ protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
 default_login_user = dovenull
 default_internal_user = dovecot
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
 userdb {{

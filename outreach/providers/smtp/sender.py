@@ -5,16 +5,22 @@ Account ``settings``: ``host``, ``port`` (587, or 465 for implicit TLS), ``secur
 extra trusted CA bundle), ``max_per_connection`` (100: many servers close after about that
 many), ``local_hostname`` for EHLO. Account secret: ``password``. A mailbox with its own login
 sets ``smtp_username`` and the secret ``smtp_password``, which take precedence.
+
+Google Workspace and Microsoft 365 accounts (kinds ``google`` and ``microsoft``, subclasses
+below their own folders) log in with SASL XOAUTH2 unless the mailbox has an app password: the
+token comes from :mod:`outreach.providers.oauth2`.
 """
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from outreach.providers import oauth2
 from outreach.providers.base import (
     Envelope,
     Outcome,
@@ -37,6 +43,9 @@ class _Target:
     timeout: float
     ca_file: str
     local_hostname: str | None
+    # How an OAuth2 mailbox gets its token (None: a password login). Not part of the
+    # connection's identity: the grant is rebuilt for every message.
+    grant: oauth2.Grant | None = field(default=None, compare=False)
 
 
 class _Connection:
@@ -54,7 +63,7 @@ class SmtpProvider(Provider):
         self._connections: dict[_Target, _Connection] = {}
 
     def send(self, raw_message: bytes, envelope: Envelope) -> SendResult:
-        target = self._target(envelope.credentials)
+        target = self._target(envelope.credentials, envelope.sender)
         # A reused connection may have been closed by the server while idle; that shows up
         # at MAIL FROM, before any of the message went out, so one fresh connection is safe.
         for attempt in (1, 2):
@@ -103,16 +112,25 @@ class SmtpProvider(Provider):
         text = _text(reply)
         return SendResult(provider_message_id=_queue_id(text), code=str(code), response=text)
 
+    def check_login(self, address: str, credentials: Mapping[str, Any]) -> None:
+        """Connect and log in as ``address`` would, without sending; raises SendError."""
+        smtp = self._open(self._target(credentials, address))
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            _quietly_close(smtp)
+
     def close(self) -> None:
         for target in list(self._connections):
             self._drop(target, graceful=True)
 
     # --- connections ---
 
-    def _target(self, credentials: Mapping[str, Any]) -> _Target:
+    def _target(self, credentials: Mapping[str, Any], address: str = "") -> _Target:
         # Host and security belong to the account; the login may be the mailbox's own
         # (a Google Workspace or Microsoft 365 mailbox authenticates as itself).
-        opts = self.settings
+        opts = {**self.defaults, **self.settings}
+        grant = oauth2.grant_for(self.kind, opts, self.secrets, address, credentials)
         security = str(opts.get("security", "starttls"))
         if security not in SECURITY_CHOICES:
             raise SendError(f"smtp: unknown security {security!r}", kind=Outcome.AUTH_FAILED)
@@ -124,11 +142,16 @@ class SmtpProvider(Provider):
             host=host,
             port=int(opts.get("port") or default_port),
             security=security,
-            username=str(credentials.get("smtp_username") or opts.get("username") or ""),
+            username=str(
+                credentials.get("smtp_username")
+                or opts.get("username")
+                or (address if grant else "")
+            ),
             password=str(credentials.get("smtp_password") or self.secrets.get("password") or ""),
             timeout=float(opts.get("timeout", 30)),
             ca_file=str(opts.get("ca_file") or ""),
             local_hostname=opts.get("local_hostname") or None,
+            grant=grant,
         )
 
     def _connection(self, target: _Target) -> _Connection:
@@ -161,9 +184,14 @@ class SmtpProvider(Provider):
             if target.security == "starttls":
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if target.username:
+            if target.grant is not None:
+                _login_xoauth2(smtp, target.username, target.grant)
+            elif target.username:
                 smtp.login(target.username, target.password)
             return smtp
+        except SendError:
+            _quietly_close(smtp)
+            raise
         except smtplib.SMTPNotSupportedError as exc:
             _quietly_close(smtp)
             # STARTTLS or AUTH not offered: the mailbox is misconfigured, a human must look.
@@ -203,6 +231,28 @@ class SmtpProvider(Provider):
             except (smtplib.SMTPException, OSError):
                 pass
         _quietly_close(conn.smtp)
+
+
+def _login_xoauth2(smtp: smtplib.SMTP, user: str, grant: oauth2.Grant) -> None:
+    """AUTH XOAUTH2 with the mailbox's token. A cached token the server refuses (revoked
+    early, or the server's clock runs ahead) is dropped and a fresh one tried, once."""
+    for fresh in (False, True):
+        token = oauth2.access_token(grant, fresh=fresh)
+        initial = base64.b64encode(oauth2.xoauth2(user, token).encode()).decode()
+        code, reply = smtp.docmd("AUTH", f"XOAUTH2 {initial}")
+        if code == 334:
+            # The server's error details (base64 JSON); an empty line ends the exchange.
+            code, reply = smtp.docmd("")
+        if code == 235:
+            return
+        oauth2.forget(grant)
+        if fresh or code not in (535, 454):
+            error = classify_smtp(code, _text(reply))
+            if error.kind in (Outcome.PERMANENT, Outcome.BLOCKED):
+                # Whatever the words, a refused login is the mailbox's credentials.
+                error = SendError(error.message, kind=Outcome.AUTH_FAILED, code=error.code)
+            raise error
+    raise SendError("XOAUTH2 login refused", kind=Outcome.AUTH_FAILED)  # pragma: no cover
 
 
 def _quietly_close(smtp: smtplib.SMTP | None) -> None:

@@ -2,16 +2,21 @@
 
 Not used in production. ``SmtpTestServer`` runs in a thread of the test process; its
 ``faults`` script makes the server answer like a misbehaving receiver: a given reply to DATA or
-RCPT, a dropped connection, or no answer at all.
+RCPT, a dropped connection, or no answer at all. AUTH XOAUTH2 (Google's and Microsoft's SASL
+mechanism) checks the bearer token with a ``bearer(user, token)`` callable and, on refusal,
+answers as Google does: a 334 challenge carrying the error JSON, then 535 5.7.8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import json
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -51,9 +56,45 @@ class Handler:
     # Fixed RCPT replies per recipient address.
     rcpt_faults: dict[str, str] = field(default_factory=dict)
     hang_seconds: float = 30.0
+    # Checks an XOAUTH2 login (user, bearer token); None: XOAUTH2 always refused.
+    bearer: Callable[[str, str], bool] | None = None
+    # The reply to every AUTH (any mechanism) instead of checking the login, when set.
+    auth_fault: str = ""
+    # Every XOAUTH2 attempt: (user, accepted).
+    xoauth2_logins: list[tuple[str, bool]] = field(default_factory=list)
     # One entry per SMTP connection that delivered something (connection reuse shows here).
     sessions: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        if self.auth_fault:
+            return AuthResult(success=False, handled=False, message=self.auth_fault)
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 bad base64")
+        else:
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = answer
+        fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
+        user, auth = fields.get("user", ""), fields.get("auth", "")
+        token = auth.removeprefix("Bearer ")
+        ok = bool(auth.startswith("Bearer ") and self.bearer and self.bearer(user, token))
+        self.xoauth2_logins.append((user, ok))
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        # Google's and Microsoft's answer to a bad token: the error as a challenge, which the
+        # client ends with an empty line, then the refusal.
+        error = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+        await server.challenge_auth(json.dumps(error))
+        return AuthResult(
+            success=False,
+            handled=False,
+            message="535 5.7.8 Username and Password not accepted. BadCredentials",
+        )
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -105,13 +146,17 @@ class SmtpTestServer:
         users: dict[str, str] | None = None,
         port: int = 0,
         handler: Handler | None = None,
+        bearer: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.handler = handler or Handler()
+        if bearer is not None:
+            self.handler.bearer = bearer
         self.users = users or {}
-        params: dict[str, Any] = {"auth_required": bool(self.users)}
+        required = bool(self.users or self.handler.bearer)
+        params: dict[str, Any] = {"auth_required": required}
         if tls_context is not None:
             params.update(tls_context=tls_context, require_starttls=True, auth_require_tls=True)
-        if self.users:
+        if required:
             params["authenticator"] = self._authenticate
         self.controller = Controller(
             self.handler,
@@ -124,6 +169,8 @@ class SmtpTestServer:
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        if self.handler.auth_fault:
+            return AuthResult(success=False, handled=False, message=self.handler.auth_fault)
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             if self.users.get(user) == password:

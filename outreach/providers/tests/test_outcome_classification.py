@@ -26,6 +26,22 @@ from outreach.providers.base import Outcome, SendError, classify_http, classify_
         (535, "5.7.8 Username and Password not accepted", Outcome.AUTH_FAILED),
         (530, "5.7.0 Authentication required", Outcome.AUTH_FAILED),
         (552, "5.3.4 Message size exceeds fixed limit", Outcome.PERMANENT),
+        # Google Workspace and Microsoft 365 submission answers.
+        (550, "5.4.5 Daily user sending limit exceeded.", Outcome.TRANSIENT),
+        (432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", Outcome.TRANSIENT),
+        (
+            554,
+            "5.2.0 STOREDRV.Submission.Exception:OutboundSpamException; WASCL UserAction "
+            "verdict is not None. Actual verdict is Suspend, ShowTierUpgrade.",
+            Outcome.BLOCKED,
+        ),
+        (
+            550,
+            "5.7.30 Basic authentication is not supported for Client Submission.",
+            Outcome.AUTH_FAILED,
+        ),
+        (535, "5.7.3 Authentication unsuccessful", Outcome.AUTH_FAILED),
+        (550, "5.7.26 Unauthenticated email from acme-mail.com is not accepted", Outcome.BLOCKED),
         (554, "Transaction failed", Outcome.PERMANENT),
     ],
 )
@@ -34,6 +50,20 @@ def test_it_classifies_smtp_replies(code: int, text: str, kind: Outcome) -> None
     assert error.kind == kind
     assert error.permanent == (kind != Outcome.TRANSIENT)
     assert error.code == str(code)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "hours"),
+    [
+        (421, "4.7.0 Try again later, closing connection.", 0.25),
+        (550, "5.4.5 Daily user sending limit exceeded.", 24),
+        (554, "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException", 24),
+        (451, "4.3.0 Local error in processing", 0),
+        (554, "5.2.0 STOREDRV.Submission.Exception:OutboundSpamException", 0),
+    ],
+)
+def test_it_rests_the_mailbox_on_a_providers_rate_limit(code: int, text: str, hours: float) -> None:
+    assert classify_smtp(code, text).hold_seconds == hours * 3600
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from outreach.campaigns import config, lifecycle
+from outreach.campaigns.cold_mail import FIX, cold_mail_warning
 from outreach.campaigns.leads import InvalidAddress, normalize_email
 from outreach.campaigns.models import Campaign, Lead
 from outreach.campaigns.preview import PreviewError, format_preview, preview_message
@@ -103,3 +104,7 @@ class Command(BaseCommand):
         except lifecycle.CampaignError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"campaign {campaign.slug}: {campaign.state}")
+        if action in ("start", "resume"):
+            warning = cold_mail_warning(campaign)
+            if warning:
+                self.stdout.write(self.style.WARNING(f"warning: {warning}\n  fix: {FIX}"))
