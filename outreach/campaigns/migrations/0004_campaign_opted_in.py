@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0002_routing_indexes'),
+        ('campaigns', '0003_enrollment_stop_reasons_send_failed'),
     ]
 
     operations = [
