@@ -201,7 +201,8 @@ def test_it_renders_each_page_with_a_fixed_number_of_queries(
     _grow(small)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert staff_client.get(url).status_code == 200
-    assert len(few.captured_queries) <= 20
+    # A budget, not a count: session, user and two-factor device take three of them.
+    assert len(few.captured_queries) <= 25
 
 
 def _url(name: str, activity: Activity) -> str:
