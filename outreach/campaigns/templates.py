@@ -7,8 +7,10 @@ Contracts:
   sender's (``sender_name``, ``sender_first_name``, ``sender_email``) once a mailbox is known.
   A blank field is *undefined*, so ``Hi {{ first_name }}`` fails instead of sending "Hi ,";
   templates that accept a missing value say so with ``{{ first_name | default("there") }}``.
-- Templates run in Jinja2's sandbox with ``StrictUndefined``: Python internals
-  (``{{ lead.__class__ }}``) are refused, an undefined variable is an error.
+- Templates run in Jinja2's immutable sandbox with ``StrictUndefined``, bounded in time,
+  output size and numbers (outreach.campaigns.sandbox): Python internals
+  (``{{ lead.__class__ }}``) and changes to lead data are refused, an undefined variable is an
+  error, and anything that goes wrong in a render is a :class:`RenderError` of one line.
 - Spintax is resolved on the source before Jinja2, seeded per lead and step, so re-rendering
   gives the same text and lead data is never spun.
 - The HTML part is autoescaped; the text part is derived from the HTML with html2text when the
@@ -29,10 +31,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import html2text
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 
-from outreach.campaigns import spintax
+from outreach.campaigns import sandbox, spintax
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
 from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
@@ -40,10 +41,10 @@ LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone
 # Enough to show the operator what is wrong without flooding the terminal on 100k leads.
 MAX_PROBLEMS = 200
 
-_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_html_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=True)
+_text_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=False)
 # Text templates read from an HTML variant (see _text_template).
-_derived_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_derived_text_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=False)
 _derived_text_env.filters["one_spaced"] = lambda value: re.sub(r"\s+", " ", str(value))
 _WHITESPACE = re.compile(r"\s+")
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
@@ -183,17 +184,21 @@ def render_message(message: Message, *, unsubscribe_url: str | None = None) -> R
     mailbox = message.mailbox or message.pinned_mailbox or enrollment.thread_mailbox
     if mailbox is not None:
         context.update(sender_context(campaign.from_name or mailbox.display_name, mailbox.address))
-    thread_subject = None
-    if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
-        thread_subject = first_subject(enrollment, context)
-    return render_step(
-        variant,
-        context,
-        seed=step_seed(enrollment.lead_id, step.position),
-        unsubscribe_url=unsubscribe_url or make_unsubscribe_url(message.pk or 0),
-        postal_address=campaign.postal_address,
-        thread_subject=thread_subject,
-    )
+    try:
+        thread_subject = None
+        if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
+            thread_subject = first_subject(enrollment, context)
+        return render_step(
+            variant,
+            context,
+            seed=step_seed(enrollment.lead_id, step.position),
+            unsubscribe_url=unsubscribe_url or make_unsubscribe_url(message.pk or 0),
+            postal_address=campaign.postal_address,
+            thread_subject=thread_subject,
+        )
+    except RenderError as exc:
+        # Named as `campaign validate` names it, so the operator finds the variant to fix.
+        raise RenderError(f"step {step.position} variant {variant.label}: {exc}") from None
 
 
 def step_seed(lead_id: int | None, position: int) -> str:
@@ -258,11 +263,10 @@ def _spin(source: str, seed: str) -> str:
 
 
 def _render_spun(spun: str, context: Mapping[str, Any], *, html: bool) -> str:
-    template = _compile(spun, html)
     try:
-        return template.render(context)
-    except TemplateError as exc:
-        raise RenderError(exc.message or exc.__class__.__name__) from None
+        return sandbox.render(_compile(spun, html), context)
+    except sandbox.TemplateFailure as exc:
+        raise RenderError(str(exc)) from None
 
 
 # --- the text part of an HTML-only variant --------------------------------------------------
@@ -293,9 +297,9 @@ def _text_of_html(html_source: str, body_html: str, context: Mapping[str, Any]) 
     if template is None:
         return html_to_text(body_html)
     try:
-        return template.render(context).strip()
-    except TemplateError as exc:  # pragma: no cover - the HTML rendered with the same context
-        raise RenderError(exc.message or exc.__class__.__name__) from None
+        return sandbox.render(template, context).strip()
+    except sandbox.TemplateFailure as exc:  # pragma: no cover - the HTML rendered already
+        raise RenderError(str(exc)) from None
 
 
 @lru_cache(maxsize=1024)
