@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import transaction
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
+from outreach.campaigns.validation import Problem
 from outreach.pool.models import Domain, Mailbox
 
 DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
@@ -50,6 +51,17 @@ class ConfigError(Exception):
     pass
 
 
+class InvalidTemplates(ConfigError):
+    """The file's templates do not validate and the campaign is sending: nothing changed."""
+
+    def __init__(self, slug: str, state: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"campaign {slug} is {state} and this file does not validate "
+            f"({len(problems)} problem(s)): nothing changed"
+        )
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     label: str
@@ -75,6 +87,10 @@ class CampaignSpec:
     domains: tuple[str, ...]
     mailboxes: tuple[str, ...]
     steps: tuple[StepSpec, ...] = field(default=())
+    # Where each template is in the file: (step, variant label, part) -> (line of its key,
+    # line its text starts on). Filled when the file is laid out as docs/campaigns.md shows.
+    lines: dict[tuple[int, str, str], tuple[int, int]] = field(default_factory=dict, compare=False)
+    path: str = ""
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -85,7 +101,7 @@ def load(path: str | Path) -> CampaignSpec:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    return parse(text)
+    return replace(parse(text), path=str(path))
 
 
 def parse(text: str) -> CampaignSpec:
@@ -136,13 +152,60 @@ def parse(text: str) -> CampaignSpec:
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ConfigError("steps: at least one [[steps]] is needed")
     steps = tuple(_step(raw, n) for n, raw in enumerate(raw_steps, start=1))
+    found = _template_lines(text)
+    lines = {
+        (step.position, variant.label, part): where
+        for step, raw in zip(steps, raw_steps, strict=True)
+        for index, variant in enumerate(step.variants, start=1 if "variants" in raw else 0)
+        for (position, at, part), where in found.items()
+        if (position, at) == (step.position, index)
+    }
     return CampaignSpec(
         slug=slug,
         fields=fields,
         domains=tuple(_str_list(senders, "domains", "senders.")),
         mailboxes=tuple(_str_list(senders, "mailboxes", "senders.")),
         steps=steps,
+        lines=lines,
     )
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.]+)\s*\]\]?")
+_TEMPLATE_KEY = re.compile(r"""^\s*(subject|html|text)\s*=\s*("{3}|'{3})?""")
+
+
+def _template_lines(text: str) -> dict[tuple[int, int, str], tuple[int, int]]:
+    """Where the templates are: (step, variant (0: on the step itself), part) -> (line of the
+    key, line the text starts on). A line scan, since tomllib keeps no positions: it follows
+    ``[[steps]]`` and ``[[steps.variants]]`` headers and skips multi-line strings."""
+    found: dict[tuple[int, int, str], tuple[int, int]] = {}
+    step = variant = 0
+    table = ""
+    closing = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if closing:
+            if closing in line:
+                closing = ""
+            continue
+        header = _TABLE.match(line)
+        if header:
+            table = header.group(1)
+            if table == "steps":
+                step, variant = step + 1, 0
+            elif table == "steps.variants":
+                variant += 1
+            continue
+        key = _TEMPLATE_KEY.match(line)
+        if key and table in ("steps", "steps.variants"):
+            quotes = key.group(2) or ""
+            rest = line[key.end() :]
+            starts = number
+            if quotes and quotes not in rest:
+                closing = quotes
+                # TOML drops a newline right after the opening quotes.
+                starts = number + 1 if not rest.strip() else number
+            found[(step, variant, key.group(1))] = (number, starts)
+    return found
 
 
 def _step(raw: Any, position: int) -> StepSpec:
@@ -278,7 +341,10 @@ def apply(spec: CampaignSpec) -> list[str]:
     """Make the database match ``spec``; returns one line per change (empty: nothing to do).
 
     Steps and variants are matched by position and label and updated in place; one that is
-    gone from the file is deleted, unless messages were already made from it.
+    gone from the file is deleted, unless messages were already made from it. A campaign that
+    is sending (active or paused) only takes a file that validates: otherwise
+    :class:`InvalidTemplates` is raised and nothing changes. A draft takes any file; see
+    :func:`problems` for what would stop it from starting.
     """
     changes: list[str] = []
     domains = list(Domain.objects.filter(name__in=spec.domains))
@@ -308,7 +374,37 @@ def apply(spec: CampaignSpec) -> list[str]:
             campaign.allowed_mailboxes.set(mailboxes)
             changes.append(f"campaign {spec.slug}: sending mailboxes changed")
         changes.extend(_apply_steps(campaign, spec.steps))
+        if changes and campaign.state in SENDING_STATES:
+            found = problems(spec, campaign)
+            if found:
+                raise InvalidTemplates(spec.slug, campaign.state, found)  # rolls back
     return changes
+
+
+# A campaign in these states has messages to render: a broken file is refused.
+SENDING_STATES = (Campaign.State.ACTIVE, Campaign.State.PAUSED)
+
+
+def problems(spec: CampaignSpec, campaign: Campaign | None = None) -> list[str]:
+    """What would stop the campaign of ``spec`` from sending, as it is in the database: its
+    templates rendered for one lead of each set of filled fields (a sample lead when none is
+    enrolled), each line starting with the file and line of the template at fault."""
+    from outreach.campaigns.validation import campaign_problems
+
+    campaign = campaign or Campaign.objects.filter(slug=spec.slug).first()
+    if campaign is None:
+        return []
+    return [_located(p, spec) for p in campaign_problems(campaign, every_lead=False)]
+
+
+def _located(problem: Problem, spec: CampaignSpec) -> str:
+    where = spec.lines.get((problem.step or 0, problem.variant, problem.part))
+    line = None
+    if where is not None:
+        key_line, starts = where
+        line = starts + problem.line - 1 if problem.line else key_line
+    name = spec.path or "campaign file"
+    return f"{name}:{line}: {problem}" if line else f"{name}: {problem}"
 
 
 def _apply_steps(campaign: Campaign, specs: tuple[StepSpec, ...]) -> list[str]:

@@ -111,7 +111,7 @@ def stop_enrollment(enrollment: Enrollment, reason: str) -> bool:
 
 
 def _require_valid(campaign: Campaign) -> None:
-    from outreach.campaigns.templates import validate_campaign
+    from outreach.campaigns.validation import validate_campaign
 
     problems = validate_campaign(campaign)
     if problems:

@@ -44,7 +44,12 @@ _FORMAT_NUMBER = re.compile(r"%[#0 +-]*(\d+)|%[#0 +-]*\d*\.(\d+)|\{[^{}]*?(\d{7,
 
 
 class TemplateFailure(Exception):
-    """A template could not be rendered; ``str()`` is one line saying why."""
+    """A template could not be rendered; ``str()`` is one line saying why, ``line`` the line
+    of the template where it happened (when known)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class LimitExceeded(TemplateError):
@@ -168,14 +173,28 @@ def render(template: Template, context: Mapping[str, Any]) -> str:
     try:
         return _collect(template.generate(context))
     except TemplateError as exc:
-        raise TemplateFailure(exc.message or exc.__class__.__name__) from None
-    except RecursionError:
-        raise TemplateFailure("a macro calls itself without end (recursion too deep)") from None
+        message = exc.message or exc.__class__.__name__
+        raise TemplateFailure(message, _line_of(exc)) from None
+    except RecursionError as exc:
+        message = "a macro calls itself without end (recursion too deep)"
+        raise TemplateFailure(message, _line_of(exc)) from None
     except Exception as exc:
         # {{ 1/0 }}, a filter given the wrong type...: the template's fault, said in one line.
-        raise TemplateFailure(f"{type(exc).__name__}: {exc}") from None
+        raise TemplateFailure(f"{type(exc).__name__}: {exc}", _line_of(exc)) from None
     finally:
         _deadline.reset(token)
+
+
+def _line_of(exc: BaseException) -> int | None:
+    """The template line of the innermost template frame in ``exc``'s traceback (Jinja2
+    rewrites template frames to carry the template's own line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _collect(chunks: Iterator[str]) -> str:

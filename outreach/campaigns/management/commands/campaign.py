@@ -13,7 +13,8 @@ from outreach.campaigns import config, lifecycle
 from outreach.campaigns.leads import InvalidAddress, normalize_email
 from outreach.campaigns.models import Campaign, Lead
 from outreach.campaigns.preview import PreviewError, format_preview, preview_message
-from outreach.campaigns.templates import RenderError, validate_campaign
+from outreach.campaigns.templates import RenderError
+from outreach.campaigns.validation import validate_campaign
 
 ACTIONS = ("validate", "start", "pause", "resume", "stop")
 
@@ -51,12 +52,23 @@ class Command(BaseCommand):
         try:
             spec = config.load(path)
             changes = config.apply(spec)
+        except config.InvalidTemplates as exc:
+            for problem in exc.problems:
+                self.stderr.write(problem)
+            raise CommandError(f"{path}: {exc}") from None
         except config.ConfigError as exc:
             raise CommandError(f"{path}: {exc}") from None
         for line in changes:
             self.stdout.write(line)
         if not changes:
             self.stdout.write(f"campaign {spec.slug}: no changes")
+        found = config.problems(spec)
+        for problem in found:
+            self.stderr.write(problem)
+        if found:
+            self.stderr.write(
+                f"campaign {spec.slug}: {len(found)} problem(s) to fix before it can start"
+            )
 
     def _validate(self, campaign: Campaign) -> None:
         problems = validate_campaign(campaign)
