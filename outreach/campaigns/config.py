@@ -21,6 +21,7 @@ from django.db import transaction
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.validation import Problem
+from outreach.lib import tomlcheck
 from outreach.pool.models import Domain, Mailbox
 
 DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
@@ -43,12 +44,21 @@ SENDER_KEYS = {"domains", "mailboxes"}
 STOP_KEYS = {"on_reply", "on_company_reply"}
 STEP_KEYS = {"delay_days", "delay_hours", "reply_to_thread", "subject", "html", "text", "variants"}
 VARIANT_KEYS = {"label", "weight", "subject", "html", "text"}
+# Weights and caps are stored in the database's integer columns (32-bit on PostgreSQL).
+MAX_WHOLE = 2**31 - 1
+# A follow-up more than a year after the previous step is a typo, and far-off dates overflow.
+MAX_DELAY_DAYS = 365
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
 class ConfigError(Exception):
-    pass
+    """A problem in the campaign file; names the key (``key``/``value`` find its line)."""
+
+    def __init__(self, message: str, *, key: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
 
 
 class InvalidTemplates(ConfigError):
@@ -105,10 +115,30 @@ def load(path: str | Path) -> CampaignSpec:
 
 
 def parse(text: str) -> CampaignSpec:
+    """The campaign described by ``text``; raises ConfigError naming the key (and its line,
+    when it can be found) of the first problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}") from None
+    try:
+        return _parse(text, data)
+    except ConfigError as exc:
+        line = tomlcheck.line_of(text, exc.key, exc.value) if exc.key else None
+        if line is None:
+            raise
+        raise ConfigError(f"{exc} (line {line})", key=exc.key, value=exc.value) from None
+
+
+def _parse(text: str, data: dict[str, Any]) -> CampaignSpec:
+    oversized = tomlcheck.oversized_integer(data)
+    if oversized:
+        key, value = oversized
+        raise ConfigError(
+            f"{key}: {value} does not fit in 64 bits (TOML integers are 64-bit)",
+            key=key,
+            value=value,
+        )
     _known(data, TOP_KEYS, "")
     slug = _str(data, "slug", "", required=True)
     if not SLUG.match(slug):
@@ -122,8 +152,8 @@ def parse(text: str) -> CampaignSpec:
     if not postal:
         raise ConfigError("postal_address: required (every message's footer carries it)")
     daily_cap = data.get("daily_cap")
-    if daily_cap is not None and (not isinstance(daily_cap, int) or daily_cap < 1):
-        raise ConfigError("daily_cap: a positive integer (leave it out for no campaign cap)")
+    if daily_cap is not None:
+        daily_cap = _whole(data, "daily_cap", "", minimum=1, maximum=MAX_WHOLE)
     window = _table(data, "window")
     _known(window, WINDOW_KEYS, "window.")
     stop = _table(data, "stop")
@@ -230,9 +260,7 @@ def _step(raw: Any, position: int) -> StepSpec:
         label = _str(item, "label", vwhere, default=chr(ord("A") + index - 1))
         if not LABEL.match(label):
             raise ConfigError(f"{vwhere}label: {label!r} is not a short label")
-        weight = item.get("weight", 1)
-        if not isinstance(weight, int) or weight < 0:
-            raise ConfigError(f"{vwhere}weight: a non-negative integer")
+        weight = _whole(item, "weight", vwhere, default=1, maximum=MAX_WHOLE)
         html, text = _str(item, "html", vwhere, default=""), _str(item, "text", vwhere, default="")
         if not html.strip() and not text.strip():
             raise ConfigError(f"{vwhere}: needs html or text")
@@ -245,11 +273,8 @@ def _step(raw: Any, position: int) -> StepSpec:
         raise ConfigError(f"{where}variants: labels must be unique")
     if sum(v.weight for v in variants) == 0:
         raise ConfigError(f"{where}variants: at least one weight must be above 0")
-    delay_days = raw.get("delay_days", 0)
-    delay_hours = raw.get("delay_hours", 0)
-    for name, value in (("delay_days", delay_days), ("delay_hours", delay_hours)):
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{where}{name}: a non-negative integer")
+    delay_days = _whole(raw, "delay_days", where, maximum=MAX_DELAY_DAYS)
+    delay_hours = _whole(raw, "delay_hours", where, maximum=MAX_DELAY_DAYS * 24)
     if position > 1 and delay_days == 0 and delay_hours == 0:
         raise ConfigError(f"{where}delay_days: a follow-up needs a delay after the previous step")
     return StepSpec(
@@ -259,6 +284,31 @@ def _step(raw: Any, position: int) -> StepSpec:
         reply_to_thread=_bool(raw, "reply_to_thread", where, default=True),
         variants=tuple(variants),
     )
+
+
+def _whole(
+    data: dict[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: int = 0,
+    minimum: int = 0,
+    maximum: int,
+) -> int:
+    """A whole number between ``minimum`` and ``maximum``; ``true`` is not one (Python
+    counts a bool as an int, TOML does not)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{where}{key}: expected a whole number, got {value!r}", key=key, value=value
+        )
+    if not minimum <= value <= maximum:
+        raise ConfigError(
+            f"{where}{key}: expected a whole number from {minimum} to {maximum}, got {value}",
+            key=key,
+            value=value,
+        )
+    return value
 
 
 def _known(data: dict[str, Any], allowed: set[str], where: str) -> None:
