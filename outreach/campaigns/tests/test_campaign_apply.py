@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,28 @@ def test_make_run_loads_the_examples_on_a_fresh_database() -> None:
     campaign = Campaign.objects.get(slug="example-intro")
     assert campaign.state == Campaign.State.ACTIVE
     assert campaign.enrollments.filter(state=Enrollment.State.ACTIVE).count() > 200
+
+
+def make_run_commands() -> list[list[str]]:
+    """The `outreach` commands of the Makefile's run target, but migrate and the server."""
+    recipe = (EXAMPLES.parent / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n")[0]
+    commands = [
+        shlex.split(line.strip().removeprefix("$(BIN)/outreach"))
+        for line in recipe.splitlines()
+        if line.strip().startswith("$(BIN)/outreach")
+    ]
+    return [c for c in commands if c[0] not in ("migrate", "run")]
+
+
+@pytest.mark.parametrize("state", [Campaign.State.ACTIVE, Campaign.State.PAUSED])
+def test_make_run_runs_again_whatever_state_the_example_is_in(state: str) -> None:
+    commands = make_run_commands()
+    assert ["campaign", "apply", "examples/campaign.toml"] in commands
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(EXAMPLES.parent)
+        for command in commands:
+            run(*command)
+        Campaign.objects.filter(slug="example-intro").update(state=state)
+        for command in commands:  # `make run` again: nothing fails, nothing is restarted
+            run(*command)
+    assert Campaign.objects.get(slug="example-intro").state == state

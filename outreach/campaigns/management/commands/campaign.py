@@ -27,7 +27,15 @@ class Command(BaseCommand):
         apply = sub.add_parser("apply", help="create or update a campaign from a TOML file")
         apply.add_argument("file", type=Path)
         for action in ACTIONS:
-            sub.add_parser(action, help=f"{action} a campaign").add_argument("slug")
+            parser_of_action = sub.add_parser(action, help=f"{action} a campaign")
+            parser_of_action.add_argument("slug")
+            if action == "start":
+                parser_of_action.add_argument(
+                    "--if-draft",
+                    action="store_true",
+                    help="start only a draft; leave a campaign already started (active, "
+                    "paused by a person or a rule, stopped, finished) as it is",
+                )
         preview = sub.add_parser("preview", help="print the exact message a lead would get")
         preview.add_argument("slug")
         preview.add_argument("--lead", required=True, help="the lead's email address")
@@ -45,6 +53,8 @@ class Command(BaseCommand):
             self._preview(campaign, options["lead"], options["step"])
         elif action == "validate":
             self._validate(campaign)
+        elif action == "start" and options["if_draft"] and campaign.state != Campaign.State.DRAFT:
+            self.stdout.write(f"campaign {campaign.slug}: {campaign.state} (already started)")
         else:
             self._transition(campaign, action)
 
