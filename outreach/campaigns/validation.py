@@ -125,12 +125,12 @@ def _settings_problems(campaign: Campaign) -> list[str]:
 
 def _source_problems(step: Step, variant: Variant) -> list[Problem]:
     where = f"step {step.position} variant {variant.label}"
-    at = {"step": step.position, "variant": variant.label}
+    at = (where, step.position, variant.label)
     problems = []
     if not variant.subject.strip() and (step.position == 1 or not step.reply_to_thread):
-        problems.append(Problem("subject is empty", where, part="subject", **at))
+        problems.append(Problem("subject is empty", *at, part="subject"))
     if not variant.body_html.strip() and not variant.body_text.strip():
-        problems.append(Problem("body is empty", where, **at))
+        problems.append(Problem("body is empty", *at))
     for part, source in (
         ("subject", variant.subject),
         ("html", variant.body_html),
@@ -143,7 +143,9 @@ def _source_problems(step: Step, variant: Variant) -> list[Problem]:
             except RenderError as exc:
                 problem, line = str(exc), exc.line
         if problem:
-            problems.append(Problem(problem, f"{where} {part}", part=part, line=line, **at))
+            problems.append(
+                Problem(problem, f"{where} {part}", step.position, variant.label, part, line)
+            )
     return problems
 
 

@@ -178,7 +178,10 @@ def _thread_references(enrollment: Enrollment, position: int) -> str:
             step__position__lt=position,
             state=Message.State.SENT,
         ).exclude(message_id_header__isnull=True)
-        ids += sent.order_by("step__position").values_list("message_id_header", flat=True)
+        ids += [
+            i or ""
+            for i in sent.order_by("step__position").values_list("message_id_header", flat=True)
+        ]
     return " ".join(dict.fromkeys(i for i in ids if i))
 
 
