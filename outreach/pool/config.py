@@ -329,18 +329,11 @@ def _parse_seed(r: _Reader, value: Any, key: str) -> str | dict[str, Any]:
     host = value.get("imap_host")
     if not isinstance(host, str) or not host.strip():
         raise r.error(f"{key}.imap_host", "a seed with IMAP settings needs imap_host", host)
+    _check_imap(r, value, key)
     seed: dict[str, Any] = {"address": address, "imap_host": host.strip()}
-    security = value.get("imap_security", "ssl")
-    if security not in IMAP_SECURITY:
-        raise r.error(
-            f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
-        )
-    seed["imap_security"] = security
+    seed["imap_security"] = value.get("imap_security", "ssl")
     if "imap_port" in value:
-        port = value["imap_port"]
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
-        seed["imap_port"] = port
+        seed["imap_port"] = value["imap_port"]
     if "imap_username" in value:
         username = value["imap_username"]
         if not isinstance(username, str) or not username:
@@ -494,16 +487,17 @@ def _parse_domains(r: _Reader, raw: Any, providers: set[str]) -> list[DomainSpec
 
 
 def _check_imap(r: _Reader, body: dict[str, Any], key: str) -> None:
-    """A mailbox's IMAP options (docs/events.md), refused here rather than at the first poll."""
+    """The IMAP options of a mailbox or a seed (docs/events.md), refused here rather than at
+    the first poll."""
     security = body.get("imap_security")
     if security is not None and security not in IMAP_SECURITY:
         raise r.error(
             f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
         )
     port = body.get("imap_port")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
-        raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
-    if port is not None and not 0 < port < 65536:
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+    ):
         raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
     folders = body.get("imap_folders")
     if folders is not None and (
