@@ -755,9 +755,9 @@ def _apply_failure(
         # router. Its units stay used: a provider was called.
         _back_to_router(message, mine, now, common)
         return State.SCHEDULED
-    if error.code == BUILD_FAILED:
-        # A template or address the message cannot be built from is the campaign's fault,
-        # not the lead's: the message waits (repeated failures pause the campaign, see
+    if error.code == BUILD_FAILED and message.campaign_id is not None:
+        # A template or address a campaign message cannot be built from is the campaign's
+        # fault, not the lead's: the message waits (repeated failures pause the campaign, see
         # _after_failure) and its units go back, since no provider was called.
         from outreach.scheduler.claiming import release_message
 
