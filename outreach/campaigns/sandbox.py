@@ -73,6 +73,14 @@ def _check_format(text: str) -> None:
             raise LimitExceeded(f"format width {max(numbers)} is too large for a template")
 
 
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    """``text.replace(old, new)`` would not outgrow the limit (checked before it allocates)."""
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        grows = len(new) - len(old)
+        if grows > 0 and old and len(text) + text.count(old) * grows > MAX_OUTPUT_CHARS:
+            raise LimitExceeded(f"a value longer than {MAX_OUTPUT_CHARS:,} characters")
+
+
 def _check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     for value in (*args, *kwargs.values()):
         _check_number(value)
@@ -87,6 +95,8 @@ def _bounded_filter(func: Callable[..., Any]) -> Callable[..., Any]:
         _check_arguments(args, kwargs)
         if func.__name__ == "do_format" and args and isinstance(args[0], str):
             _check_format(args[0])
+        elif func.__name__ == "do_replace" and len(args) >= 4:
+            _check_replace(*args[1:4])  # (eval_ctx, text, old, new)
         result = func(*args, **kwargs)
         _check_size(result)  # 'a' | replace('a', 'aaaa') ten times over
         return result
@@ -160,6 +170,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         bound_to = getattr(__obj, "__self__", None)
         if isinstance(bound_to, str):
             _check_format(bound_to)  # "{:>300000000}".format(...)
+            if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+                _check_replace(bound_to, args[0], args[1])
         result = super().call(__context, __obj, *args, **kwargs)
         _check_size(result)
         return result

@@ -48,6 +48,8 @@ HOSTILE = {
         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
         "longer than",
     ),
+    "a huge replacement": ("{{ ('a' * 100000) | replace('a', 'b' * 100000) }}", "longer than"),
+    "a huge str.replace": ("{{ ('a' * 100000).replace('a', 'b' * 100000) }}", "longer than"),
     "an output flood": ("{% for i in range(10000) %}{{ 'y' * 1000 }}{% endfor %}", "renders more"),
     "a change to lead data": ("{{ lead.pop('email') }}", "unsafe"),
 }
@@ -73,9 +75,10 @@ def test_it_stops_a_render_that_runs_too_long(monkeypatch: pytest.MonkeyPatch) -
 def test_it_still_renders_ordinary_templates_within_the_limits() -> None:
     source = (
         "{% for i in range(3) %}{{ i }}{% endfor %} {{ first_name | upper }} "
-        "{{ '%05d' % 42 }} {{ '{:>6}'.format('ok') }} {{ 'ab' * 3 }} {{ 2 ** 10 }}"
+        "{{ '%05d' % 42 }} {{ '{:>6}'.format('ok') }} {{ 'ab' * 3 }} {{ 2 ** 10 }} "
+        "{{ 'a-b' | replace('-', '--') }} {{ 'x'.replace('x', 'yz') }}"
     )
-    assert render_text(source, first_name="ann") == "012 ANN 00042     ok ababab 1024"
+    assert render_text(source, first_name="ann") == "012 ANN 00042     ok ababab 1024 a--b yz"
 
 
 @pytest.mark.django_db
