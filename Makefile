@@ -21,7 +21,7 @@ run: install
 	$(BIN)/outreach apply examples/pool.toml
 	$(BIN)/outreach campaign apply examples/campaign.toml
 	$(BIN)/outreach leads import examples/leads.csv --campaign example-intro
-	$(BIN)/outreach campaign start example-intro
+	$(BIN)/outreach campaign start example-intro --if-draft
 	$(BIN)/outreach ensure_admin
 	$(BIN)/outreach run --bind $(BIND)
 

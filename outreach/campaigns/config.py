@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import transaction
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
+from outreach.campaigns.validation import Problem
+from outreach.lib import tomlcheck
 from outreach.pool.models import Domain, Mailbox
 
 DAY_NAMES = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
@@ -43,12 +45,32 @@ SENDER_KEYS = {"domains", "mailboxes"}
 STOP_KEYS = {"on_reply", "on_company_reply"}
 STEP_KEYS = {"delay_days", "delay_hours", "reply_to_thread", "subject", "html", "text", "variants"}
 VARIANT_KEYS = {"label", "weight", "subject", "html", "text"}
+# Weights and caps are stored in the database's integer columns (32-bit on PostgreSQL).
+MAX_WHOLE = 2**31 - 1
+# A follow-up more than a year after the previous step is a typo, and far-off dates overflow.
+MAX_DELAY_DAYS = 365
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
 class ConfigError(Exception):
-    pass
+    """A problem in the campaign file; names the key (``key``/``value`` find its line)."""
+
+    def __init__(self, message: str, *, key: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+
+
+class InvalidTemplates(ConfigError):
+    """The file's templates do not validate and the campaign is sending: nothing changed."""
+
+    def __init__(self, slug: str, state: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"campaign {slug} is {state} and this file does not validate "
+            f"({len(problems)} problem(s)): nothing changed"
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,10 @@ class CampaignSpec:
     domains: tuple[str, ...]
     mailboxes: tuple[str, ...]
     steps: tuple[StepSpec, ...] = field(default=())
+    # Where each template is in the file: (step, variant label, part) -> (line of its key,
+    # line its text starts on). Filled when the file is laid out as docs/campaigns.md shows.
+    lines: dict[tuple[int, str, str], tuple[int, int]] = field(default_factory=dict, compare=False)
+    path: str = ""
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -86,14 +112,34 @@ def load(path: str | Path) -> CampaignSpec:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    return parse(text)
+    return replace(parse(text), path=str(path))
 
 
 def parse(text: str) -> CampaignSpec:
+    """The campaign described by ``text``; raises ConfigError naming the key (and its line,
+    when it can be found) of the first problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}") from None
+    try:
+        return _parse(text, data)
+    except ConfigError as exc:
+        line = tomlcheck.line_of(text, exc.key, exc.value) if exc.key else None
+        if line is None:
+            raise
+        raise ConfigError(f"{exc} (line {line})", key=exc.key, value=exc.value) from None
+
+
+def _parse(text: str, data: dict[str, Any]) -> CampaignSpec:
+    oversized = tomlcheck.oversized_integer(data)
+    if oversized:
+        key, value = oversized
+        raise ConfigError(
+            f"{key}: {value} does not fit in 64 bits (TOML integers are 64-bit)",
+            key=key,
+            value=value,
+        )
     _known(data, TOP_KEYS, "")
     slug = _str(data, "slug", "", required=True)
     if not SLUG.match(slug):
@@ -107,8 +153,8 @@ def parse(text: str) -> CampaignSpec:
     if not postal:
         raise ConfigError("postal_address: required (every message's footer carries it)")
     daily_cap = data.get("daily_cap")
-    if daily_cap is not None and (not isinstance(daily_cap, int) or daily_cap < 1):
-        raise ConfigError("daily_cap: a positive integer (leave it out for no campaign cap)")
+    if daily_cap is not None:
+        daily_cap = _whole(data, "daily_cap", "", minimum=1, maximum=MAX_WHOLE)
     window = _table(data, "window")
     _known(window, WINDOW_KEYS, "window.")
     stop = _table(data, "stop")
@@ -138,13 +184,60 @@ def parse(text: str) -> CampaignSpec:
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ConfigError("steps: at least one [[steps]] is needed")
     steps = tuple(_step(raw, n) for n, raw in enumerate(raw_steps, start=1))
+    found = _template_lines(text)
+    lines = {
+        (step.position, variant.label, part): where
+        for step, raw in zip(steps, raw_steps, strict=True)
+        for index, variant in enumerate(step.variants, start=1 if "variants" in raw else 0)
+        for (position, at, part), where in found.items()
+        if (position, at) == (step.position, index)
+    }
     return CampaignSpec(
         slug=slug,
         fields=fields,
         domains=tuple(_str_list(senders, "domains", "senders.")),
         mailboxes=tuple(_str_list(senders, "mailboxes", "senders.")),
         steps=steps,
+        lines=lines,
     )
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.]+)\s*\]\]?")
+_TEMPLATE_KEY = re.compile(r"""^\s*(subject|html|text)\s*=\s*("{3}|'{3})?""")
+
+
+def _template_lines(text: str) -> dict[tuple[int, int, str], tuple[int, int]]:
+    """Where the templates are: (step, variant (0: on the step itself), part) -> (line of the
+    key, line the text starts on). A line scan, since tomllib keeps no positions: it follows
+    ``[[steps]]`` and ``[[steps.variants]]`` headers and skips multi-line strings."""
+    found: dict[tuple[int, int, str], tuple[int, int]] = {}
+    step = variant = 0
+    table = ""
+    closing = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if closing:
+            if closing in line:
+                closing = ""
+            continue
+        header = _TABLE.match(line)
+        if header:
+            table = header.group(1)
+            if table == "steps":
+                step, variant = step + 1, 0
+            elif table == "steps.variants":
+                variant += 1
+            continue
+        key = _TEMPLATE_KEY.match(line)
+        if key and table in ("steps", "steps.variants"):
+            quotes = key.group(2) or ""
+            rest = line[key.end() :]
+            starts = number
+            if quotes and quotes not in rest:
+                closing = quotes
+                # TOML drops a newline right after the opening quotes.
+                starts = number + 1 if not rest.strip() else number
+            found[(step, variant, key.group(1))] = (number, starts)
+    return found
 
 
 def _step(raw: Any, position: int) -> StepSpec:
@@ -169,9 +262,7 @@ def _step(raw: Any, position: int) -> StepSpec:
         label = _str(item, "label", vwhere, default=chr(ord("A") + index - 1))
         if not LABEL.match(label):
             raise ConfigError(f"{vwhere}label: {label!r} is not a short label")
-        weight = item.get("weight", 1)
-        if not isinstance(weight, int) or weight < 0:
-            raise ConfigError(f"{vwhere}weight: a non-negative integer")
+        weight = _whole(item, "weight", vwhere, default=1, maximum=MAX_WHOLE)
         html, text = _str(item, "html", vwhere, default=""), _str(item, "text", vwhere, default="")
         if not html.strip() and not text.strip():
             raise ConfigError(f"{vwhere}: needs html or text")
@@ -184,11 +275,8 @@ def _step(raw: Any, position: int) -> StepSpec:
         raise ConfigError(f"{where}variants: labels must be unique")
     if sum(v.weight for v in variants) == 0:
         raise ConfigError(f"{where}variants: at least one weight must be above 0")
-    delay_days = raw.get("delay_days", 0)
-    delay_hours = raw.get("delay_hours", 0)
-    for name, value in (("delay_days", delay_days), ("delay_hours", delay_hours)):
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{where}{name}: a non-negative integer")
+    delay_days = _whole(raw, "delay_days", where, maximum=MAX_DELAY_DAYS)
+    delay_hours = _whole(raw, "delay_hours", where, maximum=MAX_DELAY_DAYS * 24)
     if position > 1 and delay_days == 0 and delay_hours == 0:
         raise ConfigError(f"{where}delay_days: a follow-up needs a delay after the previous step")
     return StepSpec(
@@ -198,6 +286,31 @@ def _step(raw: Any, position: int) -> StepSpec:
         reply_to_thread=_bool(raw, "reply_to_thread", where, default=True),
         variants=tuple(variants),
     )
+
+
+def _whole(
+    data: dict[str, Any],
+    key: str,
+    where: str,
+    *,
+    default: int = 0,
+    minimum: int = 0,
+    maximum: int,
+) -> int:
+    """A whole number between ``minimum`` and ``maximum``; ``true`` is not one (Python
+    counts a bool as an int, TOML does not)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{where}{key}: expected a whole number, got {value!r}", key=key, value=value
+        )
+    if not minimum <= value <= maximum:
+        raise ConfigError(
+            f"{where}{key}: expected a whole number from {minimum} to {maximum}, got {value}",
+            key=key,
+            value=value,
+        )
+    return value
 
 
 def _known(data: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -280,7 +393,10 @@ def apply(spec: CampaignSpec) -> list[str]:
     """Make the database match ``spec``; returns one line per change (empty: nothing to do).
 
     Steps and variants are matched by position and label and updated in place; one that is
-    gone from the file is deleted, unless messages were already made from it.
+    gone from the file is deleted, unless messages were already made from it. A campaign that
+    is sending (active or paused) only takes a file that validates: otherwise
+    :class:`InvalidTemplates` is raised and nothing changes. A draft takes any file; see
+    :func:`problems` for what would stop it from starting.
     """
     changes: list[str] = []
     domains = list(Domain.objects.filter(name__in=spec.domains))
@@ -310,7 +426,37 @@ def apply(spec: CampaignSpec) -> list[str]:
             campaign.allowed_mailboxes.set(mailboxes)
             changes.append(f"campaign {spec.slug}: sending mailboxes changed")
         changes.extend(_apply_steps(campaign, spec.steps))
+        if changes and campaign.state in SENDING_STATES:
+            found = problems(spec, campaign)
+            if found:
+                raise InvalidTemplates(spec.slug, campaign.state, found)  # rolls back
     return changes
+
+
+# A campaign in these states has messages to render: a broken file is refused.
+SENDING_STATES = (Campaign.State.ACTIVE, Campaign.State.PAUSED)
+
+
+def problems(spec: CampaignSpec, campaign: Campaign | None = None) -> list[str]:
+    """What would stop the campaign of ``spec`` from sending, as it is in the database: its
+    templates rendered for one lead of each set of filled fields (a sample lead when none is
+    enrolled), each line starting with the file and line of the template at fault."""
+    from outreach.campaigns.validation import campaign_problems
+
+    campaign = campaign or Campaign.objects.filter(slug=spec.slug).first()
+    if campaign is None:
+        return []
+    return [_located(p, spec) for p in campaign_problems(campaign, every_lead=False)]
+
+
+def _located(problem: Problem, spec: CampaignSpec) -> str:
+    where = spec.lines.get((problem.step or 0, problem.variant, problem.part))
+    line = None
+    if where is not None:
+        key_line, starts = where
+        line = starts + problem.line - 1 if problem.line else key_line
+    name = spec.path or "campaign file"
+    return f"{name}:{line}: {problem}" if line else f"{name}: {problem}"
 
 
 def _apply_steps(campaign: Campaign, specs: tuple[StepSpec, ...]) -> list[str]:

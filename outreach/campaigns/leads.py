@@ -65,6 +65,12 @@ ROLE_LOCAL_PARTS = frozenset(
     service staff support team webmaster""".split()
 )
 
+# Reserved for documentation (RFC 2606): nobody receives mail there, so a lead on one is a
+# placeholder left in the file, never a person.
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+# RFC 5321 4.5.3.1.1: servers need not accept a longer local part.
+MAX_LOCAL_PART = 64
+
 _OVERLONG = "\x00\x00overlong-line\x00\x00"
 _SPACES = re.compile(r"\s+")
 
@@ -158,7 +164,12 @@ def normalize_email(raw: str) -> str:
     if not text:
         raise InvalidAddress("email is empty")
     local, at, domain = text.lower().rpartition("@")
-    if at and len(local) <= 64 and len(text) <= 254 and _DOT_ATOM.match(local):
+    if len(local) > MAX_LOCAL_PART:
+        raise InvalidAddress(
+            f"the part before the @ is {len(local)} characters long; "
+            f"at most {MAX_LOCAL_PART} are allowed (RFC 5321)"
+        )
+    if at and len(text) <= 254 and _DOT_ATOM.match(local):
         try:
             address = f"{local}@{_normalize_domain(domain)}"
         except InvalidAddress:
@@ -182,6 +193,11 @@ def _validate(text: str) -> str:
     except email_validator.EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
     return (info.ascii_email or info.normalized).lower()
+
+
+def reserved_domain(domain: str) -> str | None:
+    """The reserved documentation domain ``domain`` is or is under, or None."""
+    return next((r for r in RESERVED_DOMAINS if domain == r or domain.endswith("." + r)), None)
 
 
 def is_role_account(email: str) -> bool:
@@ -412,6 +428,11 @@ def _check_row(
         report.skip("invalid_email", line, shown, str(exc))
         return None
     domain = email.rpartition("@")[2]
+    reserved = reserved_domain(domain)
+    if reserved:
+        detail = f"{reserved} is reserved for examples (RFC 2606): it receives no mail"
+        report.skip("invalid_email", line, email, detail)
+        return None
     values: dict[str, str] = {}
     custom: dict[str, str] = {}
     for key, cell in zip(header.keys, cells, strict=True):

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
+from outreach.alerts import raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
@@ -59,6 +60,7 @@ def start(campaign: Campaign, actor: str = "system") -> None:
     """Draft → active. Refused when the campaign does not validate (see validate_campaign)."""
     _require_valid(campaign)
     _move(campaign, (Campaign.State.DRAFT,), Campaign.State.ACTIVE, actor, started_at=clock.now())
+    _forget_build_failures(campaign)
 
 
 def pause(campaign: Campaign, actor: str = "system") -> None:
@@ -70,6 +72,7 @@ def resume(campaign: Campaign, actor: str = "system") -> None:
     """Paused → active; validated again, since steps may have changed while paused."""
     _require_valid(campaign)
     _move(campaign, (Campaign.State.PAUSED,), Campaign.State.ACTIVE, actor)
+    _forget_build_failures(campaign)
 
 
 def stop(campaign: Campaign, actor: str = "system") -> int:
@@ -110,8 +113,49 @@ def stop_enrollment(enrollment: Enrollment, reason: str) -> bool:
     return bool(updated)
 
 
+# A template that cannot render fails every message it meets: five failures are a broken
+# campaign, not bad luck, and stopping there keeps the alert to one.
+BUILD_FAILURES_TO_PAUSE = 5
+
+
+def record_build_failure(campaign_id: int, error: str) -> bool:
+    """A message of the campaign could not be built and went back to waiting (the sending
+    engine calls this). The failure that reaches :data:`BUILD_FAILURES_TO_PAUSE` pauses the
+    campaign and raises one alert naming the step and the error; returns whether this one
+    did."""
+    Campaign.objects.filter(pk=campaign_id).update(build_failures=F("build_failures") + 1)
+    # Conditional on `active`: of several workers failing at once, exactly one pauses it,
+    # so exactly one alert goes out.
+    paused = Campaign.objects.filter(
+        pk=campaign_id, state=Campaign.State.ACTIVE, build_failures__gte=BUILD_FAILURES_TO_PAUSE
+    ).update(state=Campaign.State.PAUSED)
+    if not paused:
+        return False
+    campaign = Campaign.objects.get(pk=campaign_id)
+    log.warning(
+        "campaign %s: paused after %d build failures", campaign.slug, campaign.build_failures
+    )
+    raise_alert(
+        key=f"campaign-build-failed:{campaign.pk}:{clock.now().isoformat()}",
+        kind="campaign_paused",
+        severity="critical",
+        text=(
+            f"⏸ campaign {campaign.slug} paused: {campaign.build_failures} messages could not "
+            f"be built. {error}\nFix the template, `outreach campaign apply` the file, then "
+            f"`outreach campaign resume {campaign.slug}`: the messages are waiting."
+        ),
+        figures={"campaign": campaign.slug, "build_failures": campaign.build_failures},
+    )
+    return True
+
+
+def _forget_build_failures(campaign: Campaign) -> None:
+    Campaign.objects.filter(pk=campaign.pk).update(build_failures=0)
+    campaign.build_failures = 0
+
+
 def _require_valid(campaign: Campaign) -> None:
-    from outreach.campaigns.templates import validate_campaign
+    from outreach.campaigns.validation import validate_campaign
 
     problems = validate_campaign(campaign)
     if problems:

@@ -61,6 +61,9 @@ class Campaign(models.Model):
     from_name = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=clock.now)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Messages that could not be built since the campaign last started or resumed; enough of
+    # them pause it (outreach.campaigns.lifecycle.record_build_failure).
+    build_failures = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["slug"]

@@ -7,8 +7,10 @@ Contracts:
   sender's (``sender_name``, ``sender_first_name``, ``sender_email``) once a mailbox is known.
   A blank field is *undefined*, so ``Hi {{ first_name }}`` fails instead of sending "Hi ,";
   templates that accept a missing value say so with ``{{ first_name | default("there") }}``.
-- Templates run in Jinja2's sandbox with ``StrictUndefined``: Python internals
-  (``{{ lead.__class__ }}``) are refused, an undefined variable is an error.
+- Templates run in Jinja2's immutable sandbox with ``StrictUndefined``, bounded in time,
+  output size and numbers (outreach.campaigns.sandbox): Python internals
+  (``{{ lead.__class__ }}``) and changes to lead data are refused, an undefined variable is an
+  error, and anything that goes wrong in a render is a :class:`RenderError` of one line.
 - Spintax is resolved on the source before Jinja2, seeded per lead and step, so re-rendering
   gives the same text and lead data is never spun.
 - The HTML part is autoescaped; the text part is derived from the HTML (:mod:`.plaintext`)
@@ -22,36 +24,42 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 
-from outreach.campaigns import spintax
-from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
+from outreach.campaigns import sandbox, spintax
+from outreach.campaigns.models import Enrollment, Lead, Message, Step, Variant
 from outreach.campaigns.plaintext import html_to_text
 from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone")
-# Enough to show the operator what is wrong without flooding the terminal on 100k leads.
-MAX_PROBLEMS = 200
 
-_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_html_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=True)
+_text_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=False)
 # Text templates read from an HTML variant (see _text_template).
-_derived_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_derived_text_env = sandbox.Sandbox(undefined=StrictUndefined, autoescape=False)
 _derived_text_env.filters["one_spaced"] = lambda value: re.sub(r"\s+", " ", str(value))
 _WHITESPACE = re.compile(r"\s+")
-_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+# A link in rendered HTML (validation checks each one is well formed).
+HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
 class RenderError(ValueError):
-    """A template could not be rendered (undefined variable, sandbox refusal, syntax)."""
+    """A template could not be rendered (undefined variable, sandbox refusal, syntax).
+
+    ``part`` (subject, html or text) and ``line`` (in that part's template) say where, when
+    known: `campaign apply` turns them into a line of the campaign's file.
+    """
+
+    def __init__(self, message: str, *, part: str = "", line: int | None = None) -> None:
+        super().__init__(message)
+        self.part = part
+        self.line = line
 
 
 class VariantLike(Protocol):
@@ -142,7 +150,9 @@ def render_step(
     """
     subject_source = variant.subject.strip()
     if subject_source:
-        subject = one_line(_render(subject_source, context, f"{seed}:subject", html=False))
+        subject = one_line(
+            render_source(subject_source, context, f"{seed}:subject", part="subject")
+        )
     elif thread_subject:
         subject = one_line(thread_subject)
         if not subject.lower().startswith("re:"):
@@ -153,14 +163,14 @@ def render_step(
         raise RenderError("subject renders empty")
     html_source = ""
     if variant.body_html.strip():
-        html_source = _spin(variant.body_html, f"{seed}:html")
-        body_html = _render_spun(html_source, context, html=True)
+        html_source = _spin(variant.body_html, f"{seed}:html", part="html")
+        body_html = _render_spun(html_source, context, html=True, part="html")
     elif variant.body_text.strip():
         body_html = ""
     else:
         raise RenderError("body is empty")
     if variant.body_text.strip():
-        body_text = _render(variant.body_text, context, f"{seed}:text", html=False).strip()
+        body_text = render_source(variant.body_text, context, f"{seed}:text", part="text").strip()
     else:
         body_text = _text_of_html(html_source, body_html, context)
     if not body_html:
@@ -183,17 +193,21 @@ def render_message(message: Message, *, unsubscribe_url: str | None = None) -> R
     mailbox = message.mailbox or message.pinned_mailbox or enrollment.thread_mailbox
     if mailbox is not None:
         context.update(sender_context(campaign.from_name or mailbox.display_name, mailbox.address))
-    thread_subject = None
-    if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
-        thread_subject = first_subject(enrollment, context)
-    return render_step(
-        variant,
-        context,
-        seed=step_seed(enrollment.lead_id, step.position),
-        unsubscribe_url=unsubscribe_url or make_unsubscribe_url(message.pk or 0),
-        postal_address=campaign.postal_address,
-        thread_subject=thread_subject,
-    )
+    try:
+        thread_subject = None
+        if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
+            thread_subject = first_subject(enrollment, context)
+        return render_step(
+            variant,
+            context,
+            seed=step_seed(enrollment.lead_id, step.position),
+            unsubscribe_url=unsubscribe_url or make_unsubscribe_url(message.pk or 0),
+            postal_address=campaign.postal_address,
+            thread_subject=thread_subject,
+        )
+    except RenderError as exc:
+        # Named as `campaign validate` names it, so the operator finds the variant to fix.
+        raise RenderError(f"step {step.position} variant {variant.label}: {exc}") from None
 
 
 def step_seed(lead_id: int | None, position: int) -> str:
@@ -223,7 +237,7 @@ def first_subject(enrollment: Enrollment, context: Mapping[str, Any]) -> str:
         step = Step.objects.get(campaign_id=enrollment.campaign_id, position=1)
         variant = choose_variant(list(step.variants.all()), variant_seed(enrollment.pk, step.pk))
     return one_line(
-        _render(variant.subject, context, f"{step_seed(enrollment.lead_id, 1)}:subject")
+        render_source(variant.subject, context, f"{step_seed(enrollment.lead_id, 1)}:subject")
     )
 
 
@@ -238,23 +252,28 @@ def text_to_html(body_text: str) -> str:
     )
 
 
-def _render(source: str, context: Mapping[str, Any], seed: str, *, html: bool = False) -> str:
-    return _render_spun(_spin(source, seed), context, html=html)
+def render_source(
+    source: str, context: Mapping[str, Any], seed: str, *, html: bool = False, part: str = ""
+) -> str:
+    return _render_spun(_spin(source, seed, part=part), context, html=html, part=part)
 
 
-def _spin(source: str, seed: str) -> str:
+def _spin(source: str, seed: str, *, part: str = "") -> str:
     try:
         return spintax.spin(source, seed)
     except spintax.SpintaxError as exc:
-        raise RenderError(str(exc)) from None
+        raise RenderError(str(exc), part=part) from None
 
 
-def _render_spun(spun: str, context: Mapping[str, Any], *, html: bool) -> str:
-    template = _compile(spun, html)
+def _render_spun(spun: str, context: Mapping[str, Any], *, html: bool, part: str = "") -> str:
     try:
-        return template.render(context)
-    except TemplateError as exc:
-        raise RenderError(exc.message or exc.__class__.__name__) from None
+        template = compile_source(spun, html)
+    except RenderError as exc:
+        raise RenderError(str(exc), part=part, line=exc.line) from None
+    try:
+        return sandbox.render(template, context)
+    except sandbox.TemplateFailure as exc:
+        raise RenderError(str(exc), part=part, line=exc.line) from None
 
 
 # --- the text part of an HTML-only variant --------------------------------------------------
@@ -284,9 +303,9 @@ def _text_of_html(html_source: str, body_html: str, context: Mapping[str, Any]) 
     if template is None:
         return html_to_text(body_html)
     try:
-        return template.render(context).strip()
-    except TemplateError as exc:  # pragma: no cover - the HTML rendered with the same context
-        raise RenderError(exc.message or exc.__class__.__name__) from None
+        return sandbox.render(template, context).strip()
+    except sandbox.TemplateFailure as exc:  # pragma: no cover - the HTML rendered already
+        raise RenderError(str(exc)) from None
 
 
 @lru_cache(maxsize=1024)
@@ -326,12 +345,14 @@ def _text_template(html_source: str) -> Template | None:
 
 
 @lru_cache(maxsize=1024)
-def _compile(source: str, html: bool) -> Template:
+def compile_source(source: str, html: bool) -> Template:
     env = _html_env if html else _text_env
     try:
         return env.from_string(source)
     except TemplateSyntaxError as exc:
-        raise RenderError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+        raise RenderError(
+            f"template syntax error on line {exc.lineno}: {exc.message}", line=exc.lineno
+        ) from None
 
 
 def _html_footer(body_html: str, link: str, postal_address: str) -> str:
@@ -351,152 +372,3 @@ def _html_footer(body_html: str, link: str, postal_address: str) -> str:
 def _text_footer(body_text: str, link: str, postal_address: str) -> str:
     address = "\n".join(line.strip() for line in postal_address.splitlines())
     return f"{body_text.rstrip()}\n\n--\n{address}\nUnsubscribe: {link}\n"
-
-
-# --- validation ----------------------------------------------------------------------------
-
-
-def validate_campaign(campaign: Campaign) -> list[str]:
-    """Everything that would stop this campaign from sending correctly; empty means OK.
-
-    Checks the settings, then renders every step and variant for every enrolled lead (a
-    sample lead when none is enrolled yet): undefined variables, sandbox refusals, empty
-    subjects, malformed links and a missing footer are reported as
-    ``lead 17 (ann@acme.com): step 2 variant B: 'first_name' is undefined``.
-    """
-    problems = _settings_problems(campaign)
-    steps = list(campaign.steps.prefetch_related("variants"))
-    if not steps:
-        return [*problems, "campaign has no steps"]
-    for index, step in enumerate(steps, start=1):
-        if step.position != index:
-            problems.append(f"steps must be numbered 1, 2, 3...: found step {step.position}")
-            break
-    variants = {step.position: list(step.variants.all()) for step in steps}
-    for step in steps:
-        if not variants[step.position]:
-            problems.append(f"step {step.position}: has no variant")
-        elif sum(v.weight for v in variants[step.position]) == 0:
-            problems.append(f"step {step.position}: every variant has weight 0")
-        for variant in variants[step.position]:
-            problems.extend(_source_problems(step, variant))
-    if problems:
-        return problems
-    link = make_unsubscribe_url(0)
-    for who, enrollment_id, lead_id, context in _contexts(campaign):
-        for step in steps:
-            for variant in variants[step.position]:
-                where = f"{who}: step {step.position} variant {variant.label}"
-                problem = _render_problem(
-                    campaign, variants[1], step, variant, (enrollment_id, lead_id), context, link
-                )
-                if problem:
-                    problems.append(f"{where}: {problem}")
-                    if len(problems) >= MAX_PROBLEMS:
-                        problems.append(f"(stopped after {MAX_PROBLEMS} problems)")
-                        return problems
-    return problems
-
-
-def _settings_problems(campaign: Campaign) -> list[str]:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    problems = []
-    if not campaign.postal_address.strip():
-        problems.append("campaign has no postal address (required in every footer)")
-    try:
-        ZoneInfo(campaign.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"unknown time zone {campaign.timezone!r}")
-    days = campaign.window_days or []
-    if not days or any(not isinstance(d, int) or not 1 <= d <= 7 for d in days):
-        problems.append("sending window: days must be a non-empty list of 1 (Monday) to 7")
-    if str(campaign.window_start) >= str(campaign.window_end):
-        problems.append("sending window: start must be before end")
-    return problems
-
-
-def _source_problems(step: Step, variant: Variant) -> list[str]:
-    where = f"step {step.position} variant {variant.label}"
-    problems = []
-    if not variant.subject.strip() and (step.position == 1 or not step.reply_to_thread):
-        problems.append(f"{where}: subject is empty")
-    if not variant.body_html.strip() and not variant.body_text.strip():
-        problems.append(f"{where}: body is empty")
-    for part, source in (
-        ("subject", variant.subject),
-        ("html", variant.body_html),
-        ("text", variant.body_text),
-    ):
-        problem = spintax.check(source)
-        if problem is None:
-            try:
-                _compile(source, part == "html")
-            except RenderError as exc:
-                problem = str(exc)
-        if problem:
-            problems.append(f"{where} {part}: {problem}")
-    return problems
-
-
-def _contexts(
-    campaign: Campaign,
-) -> Iterable[tuple[str, int | None, int | None, dict[str, Any]]]:
-    sender = sender_context(campaign.from_name or "Alex Sender", "sender@example.net")
-    enrollments = campaign.enrollments.select_related("lead").order_by("pk")
-    found = False
-    for enrollment in enrollments.iterator(chunk_size=500):
-        found = True
-        lead = enrollment.lead
-        context = lead_context(lead)
-        context.update(sender)
-        yield f"lead {lead.pk} ({lead.email})", enrollment.pk, lead.pk, context
-    if not found:
-        yield "sample lead", None, None, sample_context()
-
-
-def _render_problem(
-    campaign: Campaign,
-    first_variants: list[Variant],
-    step: Step,
-    variant: Variant,
-    ids: tuple[int | None, int | None],
-    context: Mapping[str, Any],
-    link: str,
-) -> str | None:
-    enrollment_id, lead_id = ids
-    try:
-        thread_subject = None
-        if step.position > 1 and step.reply_to_thread and not variant.subject.strip():
-            first_step_id = first_variants[0].step_id
-            first = choose_variant(first_variants, variant_seed(enrollment_id, first_step_id))
-            thread_subject = one_line(
-                _render(first.subject, context, f"{step_seed(lead_id, 1)}:subject")
-            )
-        rendered = render_step(
-            variant,
-            context,
-            seed=step_seed(lead_id, step.position),
-            unsubscribe_url=link,
-            postal_address=campaign.postal_address,
-            thread_subject=thread_subject,
-        )
-    except RenderError as exc:
-        return str(exc)
-    for match in _HREF.finditer(rendered.html):
-        href = html.unescape(match.group(1) or match.group(2) or "")
-        if not _well_formed_link(href):
-            return f"malformed link {href!r}"
-    if link not in rendered.text or html.escape(link) not in rendered.html:
-        return "unsubscribe link missing from the footer"
-    return None
-
-
-def _well_formed_link(href: str) -> bool:
-    if href.startswith(("mailto:", "tel:")):
-        return len(href) > href.index(":") + 1 and " " not in href
-    try:
-        parts = urlsplit(href)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in href

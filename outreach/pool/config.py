@@ -29,7 +29,7 @@ from django.db import transaction
 from email_validator import EmailNotValidError, validate_email
 
 from outreach.events.inbox import IMAP_SECURITY
-from outreach.lib import clock
+from outreach.lib import clock, tomlcheck
 from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
@@ -103,7 +103,15 @@ KEY_FILE_OPTION = "service_account_file"
 # SMTP options that must be positive numbers (whole where the sender counts them).
 SMTP_WHOLE = ("port", "max_per_connection")
 
-MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
+MAILBOX_SETTINGS = {
+    "smtp_username",
+    "imap_host",
+    "imap_port",
+    "imap_security",
+    "imap_username",
+    "imap_folders",
+    "dkim_selector",
+}
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
 # Secrets `outreach mailbox connect` stores on a mailbox: kept when the file is applied again.
 CONNECTED_SECRETS = {"oauth_refresh_token"}
@@ -127,6 +135,8 @@ OPTIONAL_LIMITS = {
     "recipient_provider_hourly_cap",
 }
 BOOLEAN_LIMITS = {"prefer_same_provider"}
+# Caps and counts are stored in the database's integer columns (32-bit on PostgreSQL).
+MAX_WHOLE = 2**31 - 1
 DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -234,6 +244,8 @@ class _Reader:
             raise self.error(path, f"expected a whole number, got {value!r}", value)
         if value < 0:
             raise self.error(path, f"must not be negative, got {value}", value)
+        if value > MAX_WHOLE:
+            raise self.error(path, f"must be at most {MAX_WHOLE}, got {value}", value)
         return value
 
     def string(self, data: dict[str, Any], name: str, key: str, default: str = "") -> str:
@@ -286,6 +298,10 @@ def parse(text: str, base_dir: Path | None = None) -> PoolSpec:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}") from None
     r = _Reader(text)
+    oversized = tomlcheck.oversized_integer(data)
+    if oversized:
+        key, value = oversized
+        raise r.error(key, f"{value} does not fit in 64 bits (TOML integers are 64-bit)", value)
     r.known(data, TOP_KEYS, "")
 
     timezone = r.string(data, "timezone", "", "UTC")
@@ -401,18 +417,11 @@ def _parse_seed(r: _Reader, value: Any, key: str) -> str | dict[str, Any]:
     host = value.get("imap_host")
     if not isinstance(host, str) or not host.strip():
         raise r.error(f"{key}.imap_host", "a seed with IMAP settings needs imap_host", host)
+    _check_imap(r, value, key)
     seed: dict[str, Any] = {"address": address, "imap_host": host.strip()}
-    security = value.get("imap_security", "ssl")
-    if security not in IMAP_SECURITY:
-        raise r.error(
-            f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
-        )
-    seed["imap_security"] = security
+    seed["imap_security"] = value.get("imap_security", "ssl")
     if "imap_port" in value:
-        port = value["imap_port"]
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
-        seed["imap_port"] = port
+        seed["imap_port"] = value["imap_port"]
     if "imap_username" in value:
         username = value["imap_username"]
         if not isinstance(username, str) or not username:
@@ -594,6 +603,28 @@ def _parse_domains(r: _Reader, raw: Any, providers: set[str]) -> list[DomainSpec
     return domains
 
 
+def _check_imap(r: _Reader, body: dict[str, Any], key: str) -> None:
+    """The IMAP options of a mailbox or a seed (docs/events.md), refused here rather than at
+    the first poll."""
+    security = body.get("imap_security")
+    if security is not None and security not in IMAP_SECURITY:
+        raise r.error(
+            f"{key}.imap_security", f"expected ssl, starttls or plain, got {security!r}", security
+        )
+    port = body.get("imap_port")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+    ):
+        raise r.error(f"{key}.imap_port", f"expected a port number, got {port!r}", port)
+    folders = body.get("imap_folders")
+    if folders is not None and (
+        not isinstance(folders, list)
+        or not folders
+        or not all(isinstance(f, str) and 0 < len(f) <= 255 for f in folders)
+    ):
+        raise r.error(f"{key}.imap_folders", "expected a list of folder names")
+
+
 def _parse_mailbox(r: _Reader, raw: Any, key: str, providers: set[str]) -> MailboxSpec:
     body = r.table(raw, key)
     r.known(body, MAILBOX_KEYS | MAILBOX_SETTINGS | MAILBOX_SECRETS, key)
@@ -609,6 +640,7 @@ def _parse_mailbox(r: _Reader, raw: Any, key: str, providers: set[str]) -> Mailb
     provider = body.get("provider")
     if provider is not None and provider not in providers:
         raise r.error(f"{key}.provider", f"provider {provider!r} is not defined", provider)
+    _check_imap(r, body, key)
     reply_to = body.get("reply_to", "")
     return MailboxSpec(
         address=address,

@@ -161,7 +161,7 @@ def _plan_one(
     if follow_up:
         message.pinned_mailbox_id = enrollment.thread_mailbox_id
         message.in_reply_to = enrollment.thread_message_id
-        message.references = enrollment.thread_message_id
+        message.references = _thread_references(enrollment, position)
         # Waiting for the thread's mailbox has a limit; moving the follow-up to another
         # mailbox would break the thread, so past it the follow-up is cancelled instead.
         message.expires_at = not_before + wait
@@ -178,6 +178,24 @@ def _plan_one(
         )
         return
     report.planned += 1
+
+
+def _thread_references(enrollment: Enrollment, position: int) -> str:
+    """The References of a follow-up: the Message-IDs of the thread so far, oldest first
+    (RFC 5322 3.6.4), so that step 3 names steps 1 and 2. Step 2 needs no query."""
+    ids = [enrollment.thread_message_id]
+    if position > 2:
+        sent = Message.objects.filter(
+            enrollment_id=enrollment.pk,
+            step__position__gt=1,
+            step__position__lt=position,
+            state=Message.State.SENT,
+        ).exclude(message_id_header__isnull=True)
+        ids += [
+            i or ""
+            for i in sent.order_by("step__position").values_list("message_id_header", flat=True)
+        ]
+    return " ".join(dict.fromkeys(i for i in ids if i))
 
 
 def _finish(enrollment: Enrollment, state: str, reason: str, now: datetime) -> None:

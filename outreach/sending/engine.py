@@ -42,6 +42,7 @@ from django.db.models import Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
+from outreach.campaigns.lifecycle import record_build_failure
 from outreach.campaigns.models import (
     Campaign,
     Enrollment,
@@ -63,6 +64,10 @@ log = logging.getLogger(__name__)
 
 State = Message.State
 SENDING_MAILBOX_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
+# The SendError code of a message that cannot be built (no provider was called).
+BUILD_FAILED = "build"
+# How long such a message waits before it is built again (its campaign pauses before long).
+BUILD_RETRY_DELAY = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -453,9 +458,11 @@ def prepare_call(message: Message, taken: Taken) -> Prepared | Called:
         return Called(message, account, error=err, called=False)
     except Exception as exc:
         # Rendering or building failed (a template error, a broken address): the provider
-        # was never called, so this is a clean permanent failure of this message.
+        # was never called; the message waits for the campaign to be fixed (_apply_failure).
         log.warning("message %s cannot be built: %s", message.pk, exc)
-        build_error = SendError(f"cannot build the message: {exc}", permanent=True, code="build")
+        build_error = SendError(
+            f"cannot build the message: {exc}", permanent=True, code=BUILD_FAILED
+        )
         return Called(message, account, error=build_error, called=False)
     return Prepared(message, account, raw, envelope, taken.circuit_clean, taken.send_at)
 
@@ -750,9 +757,28 @@ def _apply_failure(
         # refuses the sender, not the address) below; the message has not gone out, so it
         # goes back to the router, a bounded number of times for blocks. A pinned follow-up
         # keeps waiting for its own mailbox until its wait limit. Its units stay used:
-        # a provider was called. A first message may leave from another domain, so it gets
-        # a Message-ID there: the old one would tie the two domains together.
-        pinned = message.pinned_mailbox_id is not None
+        # a provider was called.
+        _back_to_router(message, mine, now, common)
+        return State.SCHEDULED
+    if error.code == BUILD_FAILED and message.campaign_id is not None:
+        # A template or address a campaign message cannot be built from is the campaign's
+        # fault, not the lead's: the message waits (repeated failures pause the campaign, see
+        # _after_failure) and its units go back, since no provider was called.
+        from outreach.scheduler.claiming import release_message
+
+        if _back_to_router(message, mine, now + BUILD_RETRY_DELAY, common):
+            release_message(message)
+        return State.SCHEDULED
+    mine.update(state=State.FAILED, lease_expires_at=None, **common)
+    return State.FAILED
+
+
+def _back_to_router(message: Message, mine: Any, not_before: datetime, common: Any) -> int:
+    """The message waits for the router again (a pinned follow-up for its own mailbox). A
+    first message may leave from another domain, so it gets a Message-ID there: the old one
+    would tie the two domains together."""
+    pinned = message.pinned_mailbox_id is not None
+    return int(
         mine.update(
             state=State.SCHEDULED,
             mailbox=None,
@@ -760,13 +786,11 @@ def _apply_failure(
             claimed_by="",
             lease_expires_at=None,
             quota_day=None,
-            not_before=now,
+            not_before=not_before,
             **({} if pinned else {"message_id_header": None}),
             **common,
         )
-        return State.SCHEDULED
-    mine.update(state=State.FAILED, lease_expires_at=None, **common)
-    return State.FAILED
+    )
 
 
 def _pauses_mailbox(message: Message) -> bool:
@@ -809,6 +833,8 @@ def _after_failure(
     elif error.kind in (Outcome.HARD_BOUNCE, Outcome.BLOCKED):
         circuit.record_success(account)  # the provider answered: it is up
         _record_event(message, error, attempt, now)
+    elif error.code == BUILD_FAILED and message.campaign_id is not None:
+        record_build_failure(message.campaign_id, error.message)
 
 
 def _hold(error: SendError) -> timedelta:

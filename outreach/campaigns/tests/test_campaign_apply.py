@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,44 @@ def test_it_refuses_a_bad_file_with_the_key_named(text: str, message: str) -> No
         config.parse(text)
 
 
+BAD_NUMBERS = {
+    "an integer beyond 64 bits": (
+        "daily_cap = 100000000000000000000\n" + MINIMAL,
+        "daily_cap: 100000000000000000000 does not fit in 64 bits (TOML integers are 64-bit) "
+        "(line 1)",
+    ),
+    "a cap beyond the database's integers": (
+        "daily_cap = 9223372036854775807\n" + MINIMAL,
+        "daily_cap: expected a whole number from 1 to 2147483647, got 9223372036854775807 (line 1)",
+    ),
+    "a boolean cap": (
+        "daily_cap = true\n" + MINIMAL,
+        "daily_cap: expected a whole number, got True (line 1)",
+    ),
+    "a boolean weight": (
+        MINIMAL.replace("[[steps]]\n", "[[steps]]\n[[steps.variants]]\nweight = true\n")
+        .replace("subject =", "  subject =")
+        .replace("html =", "  html ="),
+        "steps[1].variants[1].weight: expected a whole number, got True (line 7)",
+    ),
+    "a boolean delay": (
+        MINIMAL + "\n[[steps]]\ndelay_days = false\ntext = 'x'\n",
+        "steps[2].delay_days: expected a whole number, got False (line 10)",
+    ),
+    "a delay past a year": (
+        MINIMAL + "\n[[steps]]\ndelay_days = 100000\ntext = 'x'\n",
+        "steps[2].delay_days: expected a whole number from 0 to 365, got 100000 (line 10)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_NUMBERS.values(), ids=BAD_NUMBERS.keys())
+def test_it_refuses_a_bad_number_with_its_key_and_line(text: str, message: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(text)
+    assert str(caught.value) == message
+
+
 def test_the_command_validates_previews_and_drives_the_lifecycle(pool: list[Mailbox]) -> None:
     run("campaign", "apply", str(EXAMPLES / "campaign.toml"))
     run("leads", "import", str(EXAMPLES / "leads.csv"), "--campaign", "example-intro")
@@ -157,3 +196,28 @@ def test_make_run_loads_the_examples_on_a_fresh_database() -> None:
     campaign = Campaign.objects.get(slug="example-intro")
     assert campaign.state == Campaign.State.ACTIVE
     assert campaign.enrollments.filter(state=Enrollment.State.ACTIVE).count() > 200
+
+
+def make_run_commands() -> list[list[str]]:
+    """The `outreach` commands of the Makefile's run target, but migrate and the server."""
+    recipe = (EXAMPLES.parent / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n")[0]
+    commands = [
+        shlex.split(line.strip().removeprefix("$(BIN)/outreach"))
+        for line in recipe.splitlines()
+        if line.strip().startswith("$(BIN)/outreach")
+    ]
+    return [c for c in commands if c[0] not in ("migrate", "run")]
+
+
+@pytest.mark.parametrize("state", [Campaign.State.ACTIVE, Campaign.State.PAUSED])
+def test_make_run_runs_again_whatever_state_the_example_is_in(state: str) -> None:
+    commands = make_run_commands()
+    assert ["campaign", "apply", "examples/campaign.toml"] in commands
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(EXAMPLES.parent)
+        for command in commands:
+            run(*command)
+        Campaign.objects.filter(slug="example-intro").update(state=state)
+        for command in commands:  # `make run` again: nothing fails, nothing is restarted
+            run(*command)
+    assert Campaign.objects.get(slug="example-intro").state == state

@@ -6,7 +6,7 @@ import pytest
 
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Lead, Variant
-from outreach.campaigns.templates import validate_campaign
+from outreach.campaigns.validation import validate_campaign
 from outreach.testing import make_leads
 
 pytestmark = pytest.mark.django_db

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from outreach.events.inbox import imap_config
 from outreach.pool.config import ConfigError, apply, parse
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 
@@ -317,6 +318,40 @@ BAD_INPUT = [
         "warmup.seeds[1].imap_security: expected ssl, starttls or plain",
     ),
     (
+        "integer beyond 64 bits",
+        SMALL.replace("mailbox_daily_cap = 35", "mailbox_daily_cap = 100000000000000000000"),
+        "limits.mailbox_daily_cap: 100000000000000000000 does not fit in 64 bits (TOML integers "
+        "are 64-bit) (line 5)",
+    ),
+    (
+        "cap beyond the database's integers",
+        SMALL.replace("domain_daily_cap = 200", "domain_daily_cap = 4294967296"),
+        "limits.domain_daily_cap: must be at most 2147483647, got 4294967296 (line 6)",
+    ),
+    (
+        "boolean cap",
+        SMALL.replace("domain_daily_cap = 200", "domain_daily_cap = true"),
+        "limits.domain_daily_cap: expected a whole number, got True",
+    ),
+    (
+        "boolean price",
+        SMALL.replace("price_per_1000 = 0.10", "price_per_1000 = true"),
+        "providers.ses.price_per_1000: expected a number, got True",
+    ),
+    (
+        "mailbox IMAP security",
+        SMALL.replace(
+            "warmup = false",
+            'warmup = false\nimap_host = "imap.acme-mail.com"\nimap_security = "tls"',
+        ),
+        "domains[0].mailboxes[1].imap_security: expected ssl, starttls or plain, got 'tls'",
+    ),
+    (
+        "mailbox IMAP port as a boolean",
+        SMALL.replace("warmup = false", "warmup = false\nimap_port = true"),
+        "domains[0].mailboxes[1].imap_port: expected a port number, got True",
+    ),
+    (
         "seed IMAP without a password",
         SMALL.replace(SEEDS, SEED_WITH_IMAP.replace(', imap_password = "app-pass"', "")),
         "warmup.seeds[1].imap_password: a seed with IMAP settings needs imap_password",
@@ -358,3 +393,30 @@ def test_a_failure_halfway_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(RuntimeError):
         apply(spec)
     assert ProviderAccount.objects.count() == 0 and Domain.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_mailbox_takes_the_imap_options_the_docs_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outreach.lib import secrets
+
+    monkeypatch.setenv("OUTREACH_SECRETS_KEY", secrets.generate_key())
+    imap = (
+        'warmup = false\nimap_host = "imap.acme-mail.com"\nimap_port = 143\n'
+        'imap_security = "starttls"\nimap_username = "ben"\nimap_folders = ["INBOX", "Bounces"]\n'
+        'imap_password = "app-pass"'
+    )
+    path = tmp_path / "pool.toml"
+    path.write_text(SMALL.replace("warmup = false", imap))
+    run_apply(path)
+    ben = Mailbox.objects.get(address="ben@acme-mail.com")
+    config = imap_config(ben)
+    assert config is not None
+    assert (config.host, config.port, config.security, config.username, config.folders) == (
+        "imap.acme-mail.com",
+        143,
+        "starttls",
+        "ben",
+        ("INBOX", "Bounces"),
+    )

@@ -111,6 +111,36 @@ def test_it_pins_a_follow_up_to_the_threads_mailbox_with_its_message_id() -> Non
     assert follow_up.expires_at == follow_up.not_before + timedelta(hours=72)
 
 
+def test_a_later_follow_up_references_the_whole_thread() -> None:
+    boxes = make_pool(1, 1)
+    campaign = make_campaign(steps=3)
+    enrollment = enroll(campaign, make_leads(1))[0]
+    for position, message_id in (
+        (1, "<first.1@send1.example.com>"),
+        (2, "<second.2@send1.example.com>"),
+    ):
+        Message.objects.create(
+            enrollment=enrollment,
+            campaign=campaign,
+            step=campaign.steps.get(position=position),
+            to_email=enrollment.lead.email,
+            to_domain=enrollment.lead.email_domain,
+            state=Message.State.SENT,
+            mailbox=boxes[0],
+            message_id_header=message_id,
+        )
+    Enrollment.objects.filter(pk=enrollment.pk).update(
+        last_step=2,
+        next_due_at=NOON,
+        thread_mailbox=boxes[0],
+        thread_message_id="<first.1@send1.example.com>",
+    )
+    plan_due(NOON)
+    third = Message.objects.get(step__position=3)
+    assert third.in_reply_to == "<first.1@send1.example.com>"
+    assert third.references == "<first.1@send1.example.com> <second.2@send1.example.com>"
+
+
 def test_it_makes_a_follow_up_wait_for_an_unknown_thread_then_gives_up() -> None:
     make_pool(1, 1)
     campaign = make_campaign(steps=2)

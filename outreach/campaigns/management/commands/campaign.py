@@ -14,7 +14,8 @@ from outreach.campaigns.cold_mail import FIX, cold_mail_warning
 from outreach.campaigns.leads import InvalidAddress, normalize_email
 from outreach.campaigns.models import Campaign, Lead
 from outreach.campaigns.preview import PreviewError, format_preview, preview_message
-from outreach.campaigns.templates import RenderError, validate_campaign
+from outreach.campaigns.templates import RenderError
+from outreach.campaigns.validation import validate_campaign
 
 ACTIONS = ("validate", "start", "pause", "resume", "stop")
 
@@ -27,7 +28,15 @@ class Command(BaseCommand):
         apply = sub.add_parser("apply", help="create or update a campaign from a TOML file")
         apply.add_argument("file", type=Path)
         for action in ACTIONS:
-            sub.add_parser(action, help=f"{action} a campaign").add_argument("slug")
+            parser_of_action = sub.add_parser(action, help=f"{action} a campaign")
+            parser_of_action.add_argument("slug")
+            if action == "start":
+                parser_of_action.add_argument(
+                    "--if-draft",
+                    action="store_true",
+                    help="start only a draft; leave a campaign already started (active, "
+                    "paused by a person or a rule, stopped, finished) as it is",
+                )
         preview = sub.add_parser("preview", help="print the exact message a lead would get")
         preview.add_argument("slug")
         preview.add_argument("--lead", required=True, help="the lead's email address")
@@ -45,6 +54,8 @@ class Command(BaseCommand):
             self._preview(campaign, options["lead"], options["step"])
         elif action == "validate":
             self._validate(campaign)
+        elif action == "start" and options["if_draft"] and campaign.state != Campaign.State.DRAFT:
+            self.stdout.write(f"campaign {campaign.slug}: {campaign.state} (already started)")
         else:
             self._transition(campaign, action)
 
@@ -52,12 +63,23 @@ class Command(BaseCommand):
         try:
             spec = config.load(path)
             changes = config.apply(spec)
+        except config.InvalidTemplates as exc:
+            for problem in exc.problems:
+                self.stderr.write(problem)
+            raise CommandError(f"{path}: {exc}") from None
         except config.ConfigError as exc:
             raise CommandError(f"{path}: {exc}") from None
         for line in changes:
             self.stdout.write(line)
         if not changes:
             self.stdout.write(f"campaign {spec.slug}: no changes")
+        found = config.problems(spec)
+        for problem in found:
+            self.stderr.write(problem)
+        if found:
+            self.stderr.write(
+                f"campaign {spec.slug}: {len(found)} problem(s) to fix before it can start"
+            )
 
     def _validate(self, campaign: Campaign) -> None:
         problems = validate_campaign(campaign)

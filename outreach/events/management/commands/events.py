@@ -38,7 +38,8 @@ class Command(BaseCommand):
             for letter in letters[: options["limit"]]:
                 self.stdout.write(
                     f"{letter.pk:>6}  {letter.received_at:%Y-%m-%d %H:%M:%S}  "
-                    f"{letter.status_code}  {letter.endpoint}  {letter.error[:80]}"
+                    f"{letter.status_code}  {_one_line(letter.endpoint)}  "
+                    f"{_one_line(letter.error)[:80]}"
                 )
             return
         failed = 0
@@ -54,3 +55,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"dead letter {pk}: still refused ({status}): {body[:300]}")
         if failed:
             raise CommandError(f"{failed} dead letter(s) still refused")
+
+
+def _one_line(text: str) -> str:
+    # An error may quote a provider's multi-line answer: one row per dead letter, always.
+    return " ".join(text.split())
