@@ -39,7 +39,7 @@ TOP_KEYS = {
 }
 WINDOW_KEYS = {"days", "start", "end"}
 SENDER_KEYS = {"domains", "mailboxes"}
-STOP_KEYS = {"on_reply", "on_company_reply"}
+STOP_KEYS = {"on_reply", "on_company_reply", "suppress_company_on_refusal"}
 STEP_KEYS = {"delay_days", "delay_hours", "reply_to_thread", "subject", "html", "text", "variants"}
 VARIANT_KEYS = {"label", "weight", "subject", "html", "text"}
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -128,6 +128,7 @@ def parse(text: str) -> CampaignSpec:
         "allow_warming_mailboxes": _bool(data, "allow_warming_mailboxes", ""),
         "allow_shared_leads": _bool(data, "allow_shared_leads", ""),
         "stop_on_company_reply": _bool(stop, "on_company_reply", "stop."),
+        "suppress_company_on_refusal": _bool(stop, "suppress_company_on_refusal", "stop."),
         "window_days": _days(window.get("days", ["mon", "tue", "wed", "thu", "fri"])),
         "window_start": window_start,
         "window_end": window_end,
