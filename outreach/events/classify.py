@@ -90,6 +90,10 @@ _UNSUBSCRIBE = _words(
     r"\boff (your|the) (mailing )?list\b",
     r"\bremove\b.{0,40}\b(list|database|distribution|mailing)",
     r"\bgdpr\b",
+    r"\bremove (my|our) (address|e-?mail|details|name)\b",
+    r"\b(take|get) (my|our) (name|address|e-?mail) off\b",
+    r"\b(did not|didn't|never) (opt(ed)? in|sign(ed)? up|subscribe|consent)",
+    r"(\A|[.!?]\s+)(please )?(stop|remove)[.!]*\s*\Z",
     # German
     r"\babmelden\b",
     r"\babbestellen\b",
@@ -101,6 +105,9 @@ _UNSUBSCRIBE = _words(
     r"\blöschen sie (meine|unsere)\b",
     r"\bstreichen sie (mich|uns)\b",
     r"\bvon (ihrer|der) (liste|verteilerliste|mailingliste)\b",
+    r"\b(aus|von) (ihrem|dem|eurem) (verteiler|e-?mail-?verteiler|newsletter)\b",
+    r"\btragen sie (mich|uns) aus\b",
+    r"\bkeine (werbung|werbemails|werbe-?e-?mails)\b",
     r"\bwerbung\b.{0,30}\bwiderspreche\b",
     r"\bwiderspreche\b",
     # French
@@ -113,9 +120,12 @@ _UNSUBSCRIBE = _words(
     r"\bne (me|nous) (contactez|écrivez|sollicitez) plus\b",
     r"\barr[êe]tez de (m'|me |nous )?(écrire|contacter|envoyer|solliciter)",
     r"\bplus de (mails|e-?mails|messages)\b",
+    r"\bne (souhaite|veux|désire|souhaitons|voulons) plus (recevoir|être contacté)",
+    r"\bsupprimer (mon adresse|mes données|mon e-?mail|mes coordonnées)",
     r"\bde votre (liste|fichier|base)\b",
     # Spanish
     r"\bdar(me|nos)? de baja\b",
+    r"\bquít(en|e|a)(me|nos) de\b|\bsáquen(me|nos) de\b",
     r"\bdarme de baja\b",
     r"\bden de baja\b",
     r"\bd[ée](nme|nnos) de baja\b",
@@ -125,6 +135,13 @@ _UNSUBSCRIBE = _words(
     r"\b(elimin|borr|quit)(en|e|ar)(me|nos)? (de (su|la|vuestra) lista|mis datos|mi correo)",
     r"\b(eliminen|borren|quiten) (mi|mis|nuestro|nuestros) (correo|datos|dirección)",
     r"\bno (deseo|quiero|queremos) recibir (más )?(correos|mensajes|emails)",
+)
+
+# A reply that is nothing but the word.
+_UNSUBSCRIBE_ALONE = re.compile(
+    r"\A\W*(please )?(remove|stop|unsubscribe|remove me|stop it|stop please|abmelden|stopp|"
+    r"baja|désinscription|desuscribir)\W*\Z",
+    re.I,
 )
 
 _OOO = _words(
@@ -177,6 +194,14 @@ _WRONG_PERSON = _words(
     r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
     r"\bhandles? (this|that|these)\b",
     r"\bin charge of (this|that)\b",
+    r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b",
+    r"\bnot (really )?my (area|department|responsibility|call|job|field)\b",
+    r"\b(i'd|i would) (talk|speak|reach out|write) to\b",
+    r"\bbei mir (falsch|an der falschen)\b|\bschreiben sie (bitte )?an\b",
+    r"\blo lleva\b|\bescribirle a\b|\bmi compañer[oa]\b",
+    r"\byou (want|need) (to talk to |to speak (to|with) )?(my|our) (\w+ )?"
+    r"(husband|wife|partner|colleague|boss|manager|ceo|cfo|coo|cto|head|director|team)\b",
+    r"\b(i|i've|i have) left\b",
     # German
     r"\bnicht (der|die) (richtige|zuständige) (ansprechpartner|ansprechpartnerin|person|kontakt)",
     r"\bfalsche[nr]? (ansprechpartner|person|kontakt)",
@@ -197,6 +222,15 @@ _WRONG_PERSON = _words(
     r"\bpersona (equivocada|incorrecta|adecuada)\b",
     r"\b(contacte|contacta|escriba|escribe|hable|habla) (con|a)\b",
     r"\bse encarga de (esto|eso|este tema)\b|\bes quien (lleva|gestiona|se encarga)\b",
+    r"\bya no (trabaja|está) en\b",
+)
+
+# Someone who has left: an auto-reply naming a successor is a referral, not an absence.
+_DEPARTED = _words(
+    r"\bno longer (with|at|works|working|employed)\b",
+    r"\b(has )?left (the company|\w+ in)\b",
+    r"\bnicht mehr (im unternehmen|bei|für)\b",
+    r"\bne fait plus partie\b|\ba quitté\b",
     r"\bya no (trabaja|está) en\b",
 )
 
@@ -222,13 +256,28 @@ _NOT_INTERESTED = _words(
     r"\bnot (really |currently |at all |right now )?interested\b",
     r"\bno interest\b",
     r"\bnot (be )?interested\b",
+    r"\b(wouldn't|would not|won't|will not|aren't|isn't|am not) (be )?(really |very )?interested\b",
+    r"\bnot (the least bit|remotely|particularly|very) interested\b",
+    r"\b(isn't|is not|not) (a |the )?(good |great |right )?fit\b",
+    r"\bdecided (not to|against)\b",
+    r"\A\W*(nope|no|pass)\W*\Z",
+    r"\bsay no\b",
+    r"\bstick with (what|our|the)\b",
+    r"\b(can't|cannot|can not|won't) consider\b|\bnot something (we|i) can\b",
+    r"\b(locked|tied) in(to)?\b.{0,20}\bcontract\b|\bunder contract\b",
+    r"\bverzichten\b|\bkein interesse\b",
+    r"\b(ça |cela )?ne (nous|m') ?intéresse pas\b|\bn'intéresse pas\b",
+    r"\bno (estamos|estoy) buscando\b|\bno buscamos\b",
+    r"\b(don't|do not) think (this|it) is for (us|me)\b",
+    r"\bnot something (we|i)('re| are|'m| am) (looking|interested)",
+    r"\b(don't|do not) have the (bandwidth|budget|time)\b",
     r"\bno,? thanks?\b|\bno thank you\b|\bthanks,? but no\b|\bthanks but no\b",
     r"\b(we're|we are|i'm|i am) (all set|good|covered|happy with)\b",
     r"\bnot (a )?(good )?fit\b",
     r"\bnot (at this time|right now|for us|a priority|something we need|looking)\b",
     r"\b(already|currently) (have|use|using|work with|working with|signed)\b",
     r"\bno (need|budget|plans)\b",
-    r"\b(we'll|we will|i'll|i will) pass\b",
+    r"\b(we'll|we will|i'll|i will) pass\b(?! (it|this|that|your \w+) (along|on))",
     r"\bpass on this\b",
     r"\bnot in the market\b",
     r"\bdon'?t need\b|\bdo not need\b|\bno use for\b",
@@ -255,7 +304,7 @@ _NOT_INTERESTED = _words(
     r"\bdéjà (un prestataire|une solution|équipés?|un outil|un partenaire)\b",
     r"\bpas pour (le moment|l'instant|nous)\b",
     r"\bne (nous|me) concerne pas\b",
-    r"\bpas (le |la )?(priorité|d'actualité)\b",
+    r"\bpas (le |la |une )?(priorité|d'actualité)\b",
     # Spanish
     r"\bno (nos|me) interesa\b",
     r"\bno (estamos|estoy) interesad[oa]s?\b",
@@ -284,13 +333,25 @@ _INTERESTED = _words(
     r"\bworks for me\b|\bcall me\b|\bgive me a call\b",
     r"\bcurious\b",
     r"\bwould love to\b",
+    r"\A\W*((hi|hello|hey|hallo|guten tag|bonjour|hola|buenos días)( herr| frau)?( \w+)?\W*)?"
+    r"(yes|yep|yeah|sure|absolutely|definitely|ok|okay|ja|grundsätzlich ja|oui|sí|si)\b",
+    r"\bdemo\b|\bpilot\b|\bproposal\b|\bcase stud(y|ies)\b",
+    r"\bopen to (learning|hearing|a call|a chat|talking|it)\b",
+    r"\b(could|might) work for (us|me)\b|\bwhat we need\b|\bif that works\b",
+    r"\A\W*interesting\b",
+    r"\bnext steps?\b",
+    r"\b(what|how much) (would|does|will) (it|this|that|a [\w -]+) cost\b|\btrial\b",
+    r"\bhow does (this|it) work\b|\breferences\b|\bbrochure\b|\bone-pager\b",
+    r"\bbooked\b|\bsee you (then|on|next)\b|\bintrigued\b",
     # German
     r"\binteressiert\b|\binteresse\b",
     r"\bklingt (gut|spannend|interessant)\b",
     r"\bgerne?\b",
     r"\btermin\b|\btelefonat\b|\b(kurz )?telefonieren\b|\banruf\b|\brufen sie (mich )?an\b",
     r"\bmehr (infos|informationen|details)\b|\bunterlagen\b",
-    r"\bwas kostet\b|\bpreise?\b|\bangebot\b",
+    r"\bwas kostet\b|\bpreise?\b|\bterminvorschl\w*\b",
+    r"\bangebot (senden|schicken|machen|erstellen|zukommen)\b",
+    r"\b(senden|schicken) sie .{0,20}angebot\b",
     r"\b(passt|geht) (mir|bei mir|uns)\b",
     # French
     r"\bintéress[ée]+s?\b",
@@ -298,15 +359,16 @@ _INTERESTED = _words(
     r"\brendez-vous\b|\bappel\b|\béchanger\b|\bune démo\b|\bvisio\b",
     r"\bplus d'(informations|infos|détails)\b",
     r"\bquel (est le )?(prix|tarif)\b|\btarifs?\b|\bcombien\b",
-    r"\bça m'intéresse\b|\bpourquoi pas\b",
+    r"\bça m'intéresse\b|\bpourquoi pas\b|\ben savoir plus\b|\bplaquette\b|\bd'accord\b",
     r"\bdisponible\b",
     # Spanish
     r"\bme interesa\b|\bnos interesa\b|\binteresad[oa]s?\b",
     r"\b(una )?llamada\b|\breunión\b|\bhablamos\b|\bhablemos\b|\bagendar\b|\bcita\b",
-    r"\bmás (información|info|detalles)\b",
+    r"\bmás (información|info|detalles)\b|\bpropuesta\b",
     r"\bcuánto cuesta\b|\bprecios?\b|\bpresupuesto\b|\bcotización\b",
     r"\bsuena (bien|interesante)\b|\bme parece (bien|interesante)\b",
-    r"\bdisponible\b|\bcon gusto\b|\bencantad[oa]\b",
+    r"\bdisponible\b|\bcon gusto\b|\bencantad[oa]\b|\bencantaría\b|\bsaber más\b",
+    r"\A\W*(sí|si|ja|oui)\b",
 )
 
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -331,7 +393,7 @@ def classify(
         return Verdict(BOUNCE, "a delivery status report")
     if _BOUNCE_SENDER.match(from_address) and (found := _BOUNCE.search(both)):
         return Verdict(BOUNCE, f"from the mail system: “{found.group(0)}”")
-    if found := _UNSUBSCRIBE.search(both):
+    if found := _UNSUBSCRIBE.search(both) or _UNSUBSCRIBE_ALONE.search(body):
         return Verdict(UNSUBSCRIBE_REQUEST, f"asks to be removed: “{found.group(0)}”")
     ooo = _OOO.search(both)
     if ooo:
@@ -339,9 +401,10 @@ def classify(
         why = f"absence: “{ooo.group(0)}”"
         if returns:
             why += f", back {returns.isoformat()}"
-        referral = _referral(body, from_address, own_addresses)
-        if referral and not returns and _WRONG_PERSON.search(body):
-            return Verdict(WRONG_PERSON, f"names another contact: {referral}", None, referral)
+        if departed := _DEPARTED.search(body):
+            referral = _referral(body, from_address, own_addresses)
+            why = f"has left: “{departed.group(0)}”" + (f" ({referral})" if referral else "")
+            return Verdict(WRONG_PERSON, why, None, referral)
         return Verdict(OUT_OF_OFFICE, why, returns)
     if found := _WRONG_PERSON.search(body):
         referral = _referral(body, from_address, own_addresses)
@@ -417,18 +480,19 @@ _DATE_PATTERNS = [
         rf"\b{_DAY}\s*(?:de\s+)?(?P<mn>{_MONTH_NAMES})\.?(?:\s+(?:de\s+)?(?P<y>20\d\d))?\b", re.I
     ),
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+{_DAY}(?:,?\s+(?P<y>20\d\d))?\b", re.I),
+    # "Dec 2-3": the end of the range
+    re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+[0-3]?\d\s*[-–]\s*{_DAY}", re.I),
 ]
 _RETURN_CUE = _words(
-    r"until|till|through|back|return|returning|from|after",
+    r"until|till|through|back|return|returning",
     r"bis|wieder|zurück|ab",
     r"jusqu|retour|à partir|a partir|reprendrai|dès",
     r"hasta|vuelta|regres|volver|a partir",
 )
+_WEEKDAY_NAMES = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
 _WEEKDAY_CUE = re.compile(
-    r"\b(?:until|till|back (?:on )?|returning (?:on )?|bis|ab|jusqu'?au|de retour|hasta)\s*"
-    r"(?:next |nächsten |prochain )?(?P<w>monday|tuesday|wednesday|thursday|friday|montag|"
-    r"dienstag|mittwoch|donnerstag|freitag|lundi|mardi|mercredi|jeudi|vendredi|lunes|martes|"
-    r"miércoles|miercoles|jueves|viernes)\b",
+    r"\b(?:until|till|back|return\w*|bis|ab|wieder|zurück|jusqu'?a?u?|retour|hasta|"
+    r"regres\w*|volver\w*|vuelta)\b[^.\n]{0,30}?\b(?P<w>" + _WEEKDAY_NAMES + r")\b",
     re.I,
 )
 
@@ -464,22 +528,34 @@ def return_date(text: str, received: date) -> date | None:
 
 def _to_date(match: re.Match[str], received: date) -> date | None:
     groups = match.groupdict()
-    try:
-        if groups.get("mn"):
-            month = _MONTHS[groups["mn"].lower()]
-            day = int(groups["d"])
-        elif groups.get("a"):
-            a, b = int(groups["a"]), int(groups["b"])
-            day, month = (a, b) if a <= 31 and b <= 12 else (b, a)
-        else:
-            day, month = int(groups["d"]), int(groups["m"])
-        year_text = groups.get("y")
-        if year_text:
-            year = int(year_text) if len(year_text) == 4 else 2000 + int(year_text)
-            return date(year, month, day)
-        when = date(received.year, month, day)
-        if when < received:
-            when = date(received.year + 1, month, day)
-        return when
-    except (ValueError, KeyError):
-        return None
+    year_text = groups.get("y")
+    year = None
+    if year_text:
+        year = int(year_text) if len(year_text) == 4 else 2000 + int(year_text)
+    if groups.get("mn"):
+        options = [(_MONTHS[groups["mn"].lower()], int(groups["d"]))]
+    elif groups.get("a"):
+        # 07/12 is 7 December in DE/FR/ES and July 12 in the US: of the readings that make
+        # a date, the nearest one after the notice.
+        a, b = int(groups["a"]), int(groups["b"])
+        options = [(b, a), (a, b)]
+    else:
+        options = [(int(groups["m"]), int(groups["d"]))]
+    dates = []
+    for month, day in options:
+        try:
+            if year is not None:
+                dates.append(date(year, month, day))
+                continue
+            when = date(received.year, month, day)
+            # A year-less date in the recent past is past (the start of the absence), not
+            # next year's.
+            if when < received - timedelta(days=60):
+                when = date(received.year + 1, month, day)
+            dates.append(when)
+        except ValueError:
+            continue
+    ahead = [d for d in dates if d >= received - timedelta(days=1)]
+    if ahead:
+        return min(ahead)
+    return dates[0] if dates else None

@@ -37,6 +37,8 @@ MAX_HTML = 200_000
 MAX_HEADERS = 100
 MAX_HEADER_VALUE = 2_000
 REPLY_LANGUAGES = ["en", "de", "fr", "es"]
+# The longest first line of a signature ("Mit freundlichen Grüßen", "Thanks for your time,").
+SIGN_OFF_WORDS = 4
 
 # Allowed HTML: nh3's safe defaults without images (a remote image is a tracking pixel and a
 # request the sender controls; an inline one is an attachment, listed as such).
@@ -186,12 +188,17 @@ def _split_reply(content: Content) -> None:
         content.visible = content.text
         return
     first = replies[0]
+    body, signature = first.body, (first.signatures or "").strip()
+    if signature and len(signature.splitlines()[0].split()) > SIGN_OFF_WORDS:
+        # The parser opens a signature at any line starting "Thanks"/"Gracias"…; a sign-off
+        # is a few words, "Thanks, but we are not interested." is the reply itself.
+        body, signature = first.full_body, ""
     # Quoted lines (">") left in the newest part are history whose header line the parser
     # did not know.
-    lines = first.body.splitlines()
+    lines = body.splitlines()
     content.visible = "\n".join(line for line in lines if not line.lstrip().startswith(">"))
     content.visible = content.visible.strip()
-    content.signature = (first.signatures or "").strip()
+    content.signature = signature
     content.quoted = "\n\n".join(r.full_body for r in replies[1:]).strip()
     quoted_inline = [line for line in lines if line.lstrip().startswith(">")]
     if quoted_inline and not content.quoted:
