@@ -174,11 +174,19 @@ def postpone(enrollment_id: int | None, until: datetime) -> None:
     Enrollment.objects.filter(
         pk=enrollment_id, state=Enrollment.State.ACTIVE, next_due_at__lt=until
     ).update(next_due_at=until)
-    Message.objects.filter(
+    waiting = Message.objects.filter(
         enrollment_id=enrollment_id,
         state__in=(Message.State.SCHEDULED, Message.State.RETRY),
         not_before__lt=until,
-    ).update(not_before=until, updated_at=clock.now())
+    )
+    for message in waiting:
+        changes = {"not_before": until, "updated_at": clock.now()}
+        if message.expires_at is not None:
+            # A follow-up's wait for its thread's mailbox starts again from the new time;
+            # left as it was, the postponed follow-up would expire before it may be sent.
+            changes["expires_at"] = until + (message.expires_at - message.not_before)
+        # Conditional on the state we read: a worker claiming it meanwhile wins.
+        Message.objects.filter(pk=message.pk, state=message.state).update(**changes)
 
 
 def _mark_interested(mail: InboundMail) -> None:
