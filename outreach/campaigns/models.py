@@ -173,6 +173,7 @@ class Message(models.Model):
     class Kind(models.TextChoices):
         CAMPAIGN = "campaign"
         WARMUP = "warmup"
+        REPLY = "reply"  # the operator's answer from the inbox, sent at once
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAMPAIGN)
     # Every index is rewritten when a message changes state (claimed, sending, sent), so

@@ -519,8 +519,8 @@ def return_date(text: str, received: date) -> date | None:
     if found:
         best_cue = max(c for c, _ in found)
         return max(d for c, d in found if c == best_cue)
-    if match := _WEEKDAY_CUE.search(text):
-        wanted = _WEEKDAYS[match.group("w").lower()]
+    if weekday := _WEEKDAY_CUE.search(text):
+        wanted = _WEEKDAYS[weekday.group("w").lower()]
         ahead = (wanted - received.weekday()) % 7 or 7
         return received + timedelta(days=ahead)
     return None

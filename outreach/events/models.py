@@ -285,3 +285,20 @@ class InboxSkip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_id} {self.day}: {self.count} skipped"
+
+
+class Answer(models.Model):
+    """The operator's answer to an inbound mail, sent from the inbox (its message is the
+    ``reply`` Message that went out)."""
+
+    mail = models.ForeignKey(InboundMail, on_delete=models.CASCADE, related_name="answers")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="answer")
+    text = models.TextField()
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"answer to {self.mail_id} by {self.actor}"

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 
 from outreach.alerts.outbox import raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
@@ -194,7 +195,8 @@ def _mark_interested(mail: InboundMail) -> None:
     if mail.lead_id is not None:
         Lead.objects.filter(pk=mail.lead_id, interested_at__isnull=True).update(interested_at=now)
     excerpt = " ".join((mail.visible_text or mail.text_body).split())[:EXCERPT_CHARS]
-    link = f"{settings.OUTREACH_BASE_URL.rstrip('/')}/dashboard/inbox/{mail.pk}/"
+    path = reverse("dashboard:inbox_thread", args=[mail.pk])
+    link = f"{settings.OUTREACH_BASE_URL.rstrip('/')}{path}"
     raise_alert(
         f"interested:{mail.pk}",
         "lead_interested",

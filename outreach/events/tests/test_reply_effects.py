@@ -113,7 +113,7 @@ def test_interest_marks_the_lead_and_alerts_with_an_excerpt_and_a_link(sent: Sen
     assert Lead.objects.get(email=LEAD).interested_at == NOW
     alert = Alert.objects.get(kind="lead_interested")
     assert "can we set up a call on Thursday?" in alert.text
-    assert f"/dashboard/inbox/{kept.pk}/" in alert.text and "our pitch" not in alert.text
+    assert f"http://127.0.0.1:8000/inbox/{kept.pk}/" in alert.text and "our pitch" not in alert.text
     assert enrollment(sent).stop_reason == Enrollment.StopReason.REPLY
 
 
