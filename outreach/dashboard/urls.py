@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach.dashboard import inbox, views
+from outreach.dashboard import inbox, views, webhooks
 
 app_name = "dashboard"
 urlpatterns = [
@@ -29,4 +29,5 @@ urlpatterns = [
     path("inbox/<int:pk>/done", inbox.done_view, name="inbox_done"),
     path("inbox/<int:pk>/snooze", inbox.snooze_view, name="inbox_snooze"),
     path("inbox/<int:pk>/answer", inbox.answer_view, name="inbox_answer"),
+    path("webhooks/", webhooks.webhook_status, name="webhooks"),
 ]

@@ -302,3 +302,57 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"answer to {self.mail_id} by {self.actor}"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of outgoing webhooks (the user's CRM), from the pool file's ``[[webhooks]]``.
+
+    ``secret`` is a secret reference (env: or enc:) to a Standard Webhooks key
+    (``whsec_`` + base64). An endpoint left out of the file is disabled, never deleted, so
+    its delivery history stays.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=1000)
+    events = models.JSONField(default=list, blank=True)  # empty: every event
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the outbox row, retried with backoff for 24 hours, then
+    dead-lettered. ``msg_id`` is the ``webhook-id``: the same on every retry, so a receiver
+    that got it twice can tell."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        DEAD = "dead"  # 24 hours of failures: kept to replay by hand
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_type = models.CharField(max_length=64)
+    msg_id = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=clock.now, db_index=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "msg_id"], name="webhook_delivery_once")
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.msg_id} → {self.endpoint_id} ({self.state})"

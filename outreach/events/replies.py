@@ -32,6 +32,7 @@ from outreach.alerts.outbox import raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
 from outreach.campaigns.suppression import is_suppressed, suppress
 from outreach.events import normalize as n
+from outreach.events import outgoing
 from outreach.events.classify import (
     INTERESTED,
     NOT_INTERESTED,
@@ -120,6 +121,11 @@ def keep_mail(
     except IntegrityError:  # another reader stored it a moment ago
         return None
     apply_label(mail, verdict.label)
+    outgoing.emit(
+        "reply.received",
+        {**outgoing.mail_summary(mail), "label": mail.label, "reason": mail.label_reason},
+        key=f"reply.received:{mail.pk}",
+    )
     return mail
 
 
@@ -203,6 +209,11 @@ def _mark_interested(mail: InboundMail) -> None:
         f"Interested reply from {mail.from_address}: “{excerpt}”\n{link}",
         severity="info",
         figures={"inbound_mail": mail.pk, "lead": mail.lead_id, "link": link},
+    )
+    outgoing.emit(
+        "lead.interested",
+        {**outgoing.mail_summary(mail), "excerpt": excerpt, "link": link},
+        key=f"lead.interested:{mail.pk}",
     )
 
 
