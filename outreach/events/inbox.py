@@ -87,9 +87,10 @@ class Parsed:
     subject: str = ""
 
 
-def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
-    """Events found in one raw mail received by ``mailbox_address`` (pure function)."""
-    mail = BytesParser(policy=compat32).parsebytes(raw)
+def parse(raw: bytes, *, mailbox_address: str = "", mail: EmailMessage | None = None) -> Parsed:
+    """Events found in one raw mail received by ``mailbox_address`` (pure function;
+    ``mail``: the same bytes already parsed with compat32)."""
+    mail = mail or BytesParser(policy=compat32).parsebytes(raw)
     sender = _address(mail.get("From", ""))
     subject = header_text(mail, "Subject")
     mail_id = header_text(mail, "Message-ID").strip()
@@ -277,9 +278,15 @@ def record_mail(raw: bytes, mailbox: Mailbox, *, fallback_id: str, folder: str =
     auto-reply (it never stops the sequence), an unsubscribe request is an unsubscribe, any
     other answer a reply.
     """
-    content = read_content(raw)
     try:
-        parsed: Parsed | None = parse(raw, mailbox_address=mailbox.address)
+        mail: EmailMessage | None = BytesParser(policy=compat32).parsebytes(raw)
+    except Exception:  # read_content notes it; parse() is not tried
+        mail = None
+    content = read_content(raw, mail)
+    try:
+        if mail is None:
+            raise ValueError("unparseable mail")
+        parsed: Parsed | None = parse(raw, mailbox_address=mailbox.address, mail=mail)
     except Exception as exc:  # one unreadable mail must not block the folder behind it
         log.warning("inbox %s: unreadable mail %s: %s", mailbox.address, fallback_id, exc)
         parsed = None
@@ -307,8 +314,8 @@ def record_mail(raw: bytes, mailbox: Mailbox, *, fallback_id: str, folder: str =
         ours = ours or found
         if record(event) is not None:
             stored += 1
-    mail = keep_mail(content, verdict, mailbox, ours, folder=folder)
-    return stored + (1 if mail is not None else 0)
+    kept = keep_mail(content, verdict, mailbox, ours, folder=folder)
+    return stored + (1 if kept is not None else 0)
 
 
 def event_type_for(label: str, parsed_type: str) -> str:

@@ -73,10 +73,11 @@ class Content:
         return next((v for k, v in self.headers if k.lower() == wanted), "")
 
 
-def read_content(raw: bytes) -> Content:
+def read_content(raw: bytes, mail: EmailMessage | None = None) -> Content:
+    """What ``raw`` says (``mail``: the same bytes already parsed with compat32)."""
     content = Content(key="sha256:" + hashlib.sha256(raw).hexdigest(), size=len(raw))
     try:
-        mail = BytesParser(policy=compat32).parsebytes(raw)
+        mail = mail or BytesParser(policy=compat32).parsebytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is the last guard
         content.problems.append(f"unparseable mail: {type(exc).__name__}")
         content.text = raw[:MAX_TEXT].decode("utf-8", errors="replace")
@@ -148,9 +149,21 @@ def _filename(part: EmailMessage) -> str:
 
 
 def _attachment(part: EmailMessage, kind: str, filename: str) -> dict[str, Any]:
-    payload = part.get_payload(decode=True)
-    size = len(payload) if isinstance(payload, bytes) else len(str(part.get_payload()))
-    return {"name": filename or "(no name)", "size": size, "content_type": kind}
+    return {"name": filename or "(no name)", "size": _size(part), "content_type": kind}
+
+
+def _size(part: EmailMessage) -> int:
+    """The decoded size of a part. Base64 is counted, not decoded: a 30 MB attachment is
+    never copied into memory again just to be measured."""
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return 0
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding == "base64":
+        data = payload.encode("ascii", errors="ignore").translate(None, b" \t\r\n")
+        return max(0, len(data) * 3 // 4 - data[-2:].count(b"="))
+    decoded = part.get_payload(decode=True)
+    return len(decoded) if isinstance(decoded, bytes) else len(payload)
 
 
 def _decode(part: EmailMessage, content: Content) -> str:

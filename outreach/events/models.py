@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from outreach.campaigns.models import Campaign, Message
+from outreach.events import classify
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 
@@ -182,14 +183,15 @@ class InboundMail(models.Model):
         DSN = "dsn"  # delivery status notification or feedback report
 
     class Label(models.TextChoices):
-        INTERESTED = "interested"
-        NOT_INTERESTED = "not_interested"
-        OUT_OF_OFFICE = "out_of_office"
-        AUTO_REPLY = "auto_reply"
-        UNSUBSCRIBE_REQUEST = "unsubscribe_request"
-        WRONG_PERSON = "wrong_person"
-        BOUNCE = "bounce"
-        OTHER = "other"
+        # The labels of outreach.events.classify, which owns them.
+        INTERESTED = classify.INTERESTED
+        NOT_INTERESTED = classify.NOT_INTERESTED
+        OUT_OF_OFFICE = classify.OUT_OF_OFFICE
+        AUTO_REPLY = classify.AUTO_REPLY
+        UNSUBSCRIBE_REQUEST = classify.UNSUBSCRIBE_REQUEST
+        WRONG_PERSON = classify.WRONG_PERSON
+        BOUNCE = classify.BOUNCE
+        OTHER = classify.OTHER
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbound_mails")
     key = models.CharField(max_length=255)

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from outreach.dashboard.tests.test_browser import ARTIFACTS, CHROMIUM, log_in, page
-from outreach.dashboard.tests.test_inbox_pages import Conversation, conversation, receive, tls
+from outreach.dashboard.tests.test_inbox_pages import (
+    Conversation,
+    conversation,
+    receive,
+    smtp,
+    tls,
+)
 from outreach.events.models import InboundMail, LabelChange
 
 pytestmark = [
@@ -18,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM}"),
 ]
 
-__all__ = ["conversation", "page", "tls"]
+__all__ = ["conversation", "page", "smtp", "tls"]
 
 
 def test_it_opens_the_inbox_relabels_and_answers_in_the_thread(

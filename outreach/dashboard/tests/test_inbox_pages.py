@@ -28,6 +28,7 @@ from outreach.testing import enroll
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+MAILBOX = "rep1@send1.example.com"  # the first mailbox of make_pool, which sends the thread
 MAILBOX_PASSWORD = "mailbox-pass"
 MAILBOX_PASSWORD_ENV = "OUTREACH_TEST_INBOX_SMTP_PASSWORD"
 
@@ -44,16 +45,25 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]
     return tls_files(tmp_path_factory.mktemp("tls"))
 
 
+@pytest.fixture(scope="module")
+def smtp(tls: tuple[ssl.SSLContext, Path]) -> Iterator[SmtpTestServer]:
+    """The mailbox provider's SMTP server (STARTTLS, AUTH as the mailbox itself)."""
+    server = SmtpTestServer(tls_context=tls[0], users={MAILBOX: MAILBOX_PASSWORD}).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def conversation(
-    tls: tuple[ssl.SSLContext, Path], monkeypatch: pytest.MonkeyPatch
+    tls: tuple[ssl.SSLContext, Path], smtp: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Conversation]:
     """A sent campaign message whose mailbox logs in to a real SMTP server as itself."""
     clock.set_now(NOW)
     sent = make_sent_message("lead0@prospect.example.org")
     mailbox = sent.message.mailbox
-    assert mailbox is not None
-    server = SmtpTestServer(tls_context=tls[0], users={mailbox.address: MAILBOX_PASSWORD}).start()
+    assert mailbox is not None and mailbox.address == MAILBOX
+    server = smtp
+    server.handler.received.clear()
     monkeypatch.setenv(MAILBOX_PASSWORD_ENV, MAILBOX_PASSWORD)
     account = ProviderAccount.objects.create(
         name="workspace",
@@ -73,7 +83,6 @@ def conversation(
     )
     mailbox.refresh_from_db()
     yield Conversation(sent, mailbox, server)
-    server.stop()
     clock.set_now(None)
 
 
