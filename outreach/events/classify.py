@@ -92,6 +92,8 @@ _UNSUBSCRIBE = _words(
     r"\bgdpr\b",
     r"\bremove (my|our) (address|e-?mail|details|name)\b",
     r"\b(take|get) (my|our) (name|address|e-?mail) off\b",
+    r"\b(cease|stop|end) (all )?(further )?(communication|contact|correspondence|outreach)\b",
+    r"\A\W*take (me|us) off\W*\Z",
     r"\b(did not|didn't|never) (opt(ed)? in|sign(ed)? up|subscribe|consent)",
     r"(\A|[.!?]\s+)(please )?(stop|remove)[.!]*\s*\Z",
     # German
@@ -175,7 +177,8 @@ _OOO = _words(
     r"\bfuera de (la )?oficina\b",
     r"\bde vacaciones\b",
     r"\bausente\b",
-    r"\bestaré de vuelta\b|\bregresaré\b|\bvolveré\b",
+    r"\bestaré de vuelta\b|\bregresaré\b|\bvolveré\b|\b(estaré|estoy) fuera\b|\bausencia\b",
+    r"\b(on|taking) pto\b|\bdienstreise\b|\bmessage d'absence\b",
     r"\bde baja (médica|por maternidad|por paternidad)\b",
     r"\brespuesta automática\b",
 )
@@ -194,7 +197,9 @@ _WRONG_PERSON = _words(
     r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
     r"\bhandles? (this|that|these)\b",
     r"\bin charge of (this|that)\b",
-    r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b",
+    r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b|\bthis isn't me\b",
+    r"\bour [\w ]{0,30}(manager|director|head|lead|officer|team|department) is\b",
+    r"\bgéré par\b|\bs'en occupe\b|\b(ma|mon) collègue\b",
     r"\bnot (really )?my (area|department|responsibility|call|job|field)\b",
     r"\b(i'd|i would) (talk|speak|reach out|write) to\b",
     r"\bbei mir (falsch|an der falschen)\b|\bschreiben sie (bitte )?an\b",
@@ -262,6 +267,11 @@ _NOT_INTERESTED = _words(
     r"\bdecided (not to|against)\b",
     r"\A\W*(nope|no|pass)\W*\Z",
     r"\bsay no\b",
+    r"\b(isn't|is not|not) something (we|i)('d| would)? (use|need|want)\b",
+    r"\b(another|a different) direction\b|\bnot now\b",
+    r"\bkeine verwendung\b|\bkein bedarf\b",
+    r"\bpas (donner )?suite\b|\bne (donnerons|donnerai) pas suite\b",
+    r"\bno (nos|me) (encaja|cuadra|sirve)\b",
     r"\bstick with (what|our|the)\b",
     r"\b(can't|cannot|can not|won't) consider\b|\bnot something (we|i) can\b",
     r"\b(locked|tied) in(to)?\b.{0,20}\bcontract\b|\bunder contract\b",
@@ -343,6 +353,15 @@ _INTERESTED = _words(
     r"\b(what|how much) (would|does|will) (it|this|that|a [\w -]+) cost\b|\btrial\b",
     r"\bhow does (this|it) work\b|\breferences\b|\bbrochure\b|\bone-pager\b",
     r"\bbooked\b|\bsee you (then|on|next)\b|\bintrigued\b",
+    r"\bsend (me|us|over|it)\b|\b(schicken|senden) sie (mir|uns)\b|\benvoyez[- ](moi|nous)\b",
+    r"\b(mánda|envía|envíe|mande)(me|nos)\b",
+    r"\btime ?slots?\b|\bget started\b|\bi'm in\b|\bgive me a (ring|call|buzz)\b",
+    r"\b(could|might|would) be (useful|helpful|interesting|worth)",
+    r"\baustauschen\b|\bvideollamada\b|\bnos vemos\b|\bzoom\b|\bteams call\b",
+    # A proposed time: a weekday or an hour.
+    r"\b(monday|tuesday|wednesday|thursday|friday|montag|dienstag|mittwoch|donnerstag|"
+    r"freitag|lundi|mardi|mercredi|jeudi|vendredi|lunes|martes|miércoles|jueves|viernes)\b",
+    r"\b\d{1,2}(:\d\d)? ?(am|pm|uhr)\b|\b\d{1,2}h\d{0,2}\b|\ba las \d{1,2}\b",
     # German
     r"\binteressiert\b|\binteresse\b",
     r"\bklingt (gut|spannend|interessant)\b",
@@ -396,6 +415,8 @@ def classify(
     if found := _UNSUBSCRIBE.search(both) or _UNSUBSCRIBE_ALONE.search(body):
         return Verdict(UNSUBSCRIBE_REQUEST, f"asks to be removed: “{found.group(0)}”")
     ooo = _OOO.search(both)
+    if not ooo and auto_submitted and return_date(both, received):
+        ooo = _RETURN_CUE.search(both)  # a machine's notice naming the day someone is back
     if ooo:
         returns = return_date(both, received)
         why = f"absence: “{ooo.group(0)}”"
@@ -418,6 +439,10 @@ def classify(
         return Verdict(NOT_INTERESTED, f"refuses: “{found.group(0)}”")
     if found := _INTERESTED.search(body):
         return Verdict(INTERESTED, f"shows interest: “{found.group(0)}”")
+    colleague = _referral(body, from_address, own_addresses)
+    if colleague and colleague.rpartition("@")[2] == from_address.rpartition("@")[2]:
+        # Nothing else said, and a colleague's address given: a referral.
+        return Verdict(WRONG_PERSON, f"names a colleague: {colleague}", None, colleague)
     return Verdict(OTHER, "no rule matched")
 
 

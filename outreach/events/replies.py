@@ -28,7 +28,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 
-from outreach.alerts.outbox import raise_alert
+from outreach.alerts.models import Alert
+from outreach.alerts.outbox import Kind, raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
 from outreach.campaigns.suppression import is_suppressed, suppress
 from outreach.events import normalize as n
@@ -205,9 +206,9 @@ def _mark_interested(mail: InboundMail) -> None:
     link = f"{settings.OUTREACH_BASE_URL.rstrip('/')}{path}"
     raise_alert(
         f"interested:{mail.pk}",
-        "lead_interested",
+        Kind.LEAD_INTERESTED,
         f"Interested reply from {mail.from_address}: “{excerpt}”\n{link}",
-        severity="info",
+        severity=Alert.Severity.INFO,
         figures={"inbound_mail": mail.pk, "lead": mail.lead_id, "link": link},
     )
     outgoing.emit(
