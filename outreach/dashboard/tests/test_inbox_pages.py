@@ -23,6 +23,7 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import transition_mailbox
 from outreach.providers.smtp.testserver import SmtpTestServer, tls_files
 from outreach.scheduler.models import DailyCounter
+from outreach.sending.answer import MailboxStanding, refusal
 from outreach.testing import enroll
 
 pytestmark = pytest.mark.django_db
@@ -260,3 +261,23 @@ def test_the_html_body_is_shown_sandboxed_and_never_loads_anything(
 
     assert '<iframe sandbox=""' in page
     assert "tracker.example" not in page and "steal()" not in page
+
+
+@pytest.mark.parametrize(
+    ("standing", "refused"),
+    [
+        (MailboxStanding("active", "active", "", True), None),
+        (MailboxStanding("warming", "active", "", True), None),
+        (MailboxStanding("paused", "active", "bounce rate 6%", True), None),
+        (MailboxStanding("retired", "active", "", True), "retired"),
+        (MailboxStanding("cooldown", "active", "", True), "cooldown"),
+        (MailboxStanding("active", "cooldown", "", True), "cooldown"),
+        (MailboxStanding("paused", "active", "authentication failed: 535", True), "credentials"),
+        (MailboxStanding("active", "active", "", False), "disabled"),
+    ],
+)
+def test_only_a_mailbox_that_cannot_send_at_all_refuses_an_answer(
+    standing: MailboxStanding, refused: str | None
+) -> None:
+    why = refusal(standing)
+    assert (why is None) if refused is None else (why is not None and refused in why)
