@@ -94,6 +94,10 @@ _UNSUBSCRIBE = _words(
     r"\b(take|get) (my|our) (name|address|e-?mail) off\b",
     r"\b(cease|stop|end) (all )?(further )?(communication|contact|correspondence|outreach)\b",
     r"\A\W*take (me|us) off\W*\Z",
+    r"\b(don't|do not) want (these|your|any|more|further) (e-?mails?|messages?|mails?)\b",
+    r"\b(don'?t|do not|never) (write|e-?mail|contact|message) (me |us )?again\b",
+    r"\bleave (me|us) alone\b",
+    r"\A\W*stop\b\W",
     r"\b(did not|didn't|never) (opt(ed)? in|sign(ed)? up|subscribe|consent)",
     r"(\A|[.!?]\s+)(please )?(stop|remove)[.!]*\s*\Z",
     # German
@@ -122,12 +126,15 @@ _UNSUBSCRIBE = _words(
     r"\bne (me|nous) (contactez|écrivez|sollicitez) plus\b",
     r"\barr[êe]tez de (m'|me |nous )?(écrire|contacter|envoyer|solliciter)",
     r"\bplus de (mails|e-?mails|messages)\b",
+    r"\bne (plus|jamais) (m'|me |nous )?(envoyer|écrire|contacter|solliciter)",
     r"\bne (souhaite|veux|désire|souhaitons|voulons) plus (recevoir|être contacté)",
     r"\bsupprimer (mon adresse|mes données|mon e-?mail|mes coordonnées)",
     r"\bde votre (liste|fichier|base)\b",
     # Spanish
     r"\bdar(me|nos)? de baja\b",
     r"\bquít(en|e|a)(me|nos) de\b|\bsáquen(me|nos) de\b",
+    r"\bno (vuelvan?|vuelva) a (contactar|escribir|enviar)",
+    r"\b(solicito|pido|quiero) (la|mi|darme de) baja\b",
     r"\bdarme de baja\b",
     r"\bden de baja\b",
     r"\bd[ée](nme|nnos) de baja\b",
@@ -137,6 +144,24 @@ _UNSUBSCRIBE = _words(
     r"\b(elimin|borr|quit)(en|e|ar)(me|nos)? (de (su|la|vuestra) lista|mis datos|mi correo)",
     r"\b(eliminen|borren|quiten) (mi|mis|nuestro|nuestros) (correo|datos|dirección)",
     r"\bno (deseo|quiero|queremos) recibir (más )?(correos|mensajes|emails)",
+)
+
+# A removal verb and what is removed, in either order, close together (the shapes of "please
+# remove my address from your list" that no fixed phrase list covers).
+_REMOVE_VERBS = (
+    r"remove|delete|erase|unsubscribe|stop|cease|quit|entfernen|löschen|streichen|unterlassen|"
+    r"einstellen|austragen|retirer|retirez|supprimer|supprimez|enlever|enlevez|eliminar|"
+    r"eliminen|borrar|borren|quitar|quiten|sacar|saquen"
+)
+_REMOVE_OBJECTS = (
+    r"e-?mails?|mails?|messages?|mailings?|mailing list|list|records|database|contacting|"
+    r"writing to me|sending me|adresse|daten|datenbank|liste|verteiler|zusendungen|nachrichten|"
+    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes"
+)
+_REMOVAL = re.compile(
+    rf"\b({_REMOVE_VERBS})\b[^.?!\n]{{0,50}}\b({_REMOVE_OBJECTS})\b"
+    rf"|\b({_REMOVE_OBJECTS})\b[^.?!\n]{{0,30}}\b({_REMOVE_VERBS})\b",
+    re.IGNORECASE,
 )
 
 # A reply that is nothing but the word.
@@ -267,6 +292,9 @@ _NOT_INTERESTED = _words(
     r"\bdecided (not to|against)\b",
     r"\A\W*(nope|no|pass)\W*\Z",
     r"\bsay no\b",
+    r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
+    r"\b(doesn't|does not|don't|do not) (apply|fit|make sense) (to|for) us\b",
+    r"\bpas (l'|d')utilité\b|\bno (es algo que )?necesit",
     r"\b(isn't|is not|not) something (we|i)('d| would)? (use|need|want)\b",
     r"\b(another|a different) direction\b|\bnot now\b",
     r"\bkeine verwendung\b|\bkein bedarf\b",
@@ -356,6 +384,8 @@ _INTERESTED = _words(
     r"\bsend (me|us|over|it)\b|\b(schicken|senden) sie (mir|uns)\b|\benvoyez[- ](moi|nous)\b",
     r"\b(mánda|envía|envíe|mande)(me|nos)\b",
     r"\btime ?slots?\b|\bget started\b|\bi'm in\b|\bgive me a (ring|call|buzz)\b",
+    r"\bwalk (me|us) through\b|\bcuént(a|e)me\b|\bcómo funciona\b|\bwie läuft\b",
+    r"\bdiscuter\b|\bappelez[- ]moi\b|\bllám(a|e)me\b|\bi'm listening\b",
     r"\b(could|might|would) be (useful|helpful|interesting|worth)",
     r"\baustauschen\b|\bvideollamada\b|\bnos vemos\b|\bzoom\b|\bteams call\b",
     # A proposed time: a weekday or an hour.
@@ -412,7 +442,8 @@ def classify(
         return Verdict(BOUNCE, "a delivery status report")
     if _BOUNCE_SENDER.match(from_address) and (found := _BOUNCE.search(both)):
         return Verdict(BOUNCE, f"from the mail system: “{found.group(0)}”")
-    if found := _UNSUBSCRIBE.search(both) or _UNSUBSCRIBE_ALONE.search(body):
+    found = _UNSUBSCRIBE.search(both) or _UNSUBSCRIBE_ALONE.search(body) or _REMOVAL.search(body)
+    if found:
         return Verdict(UNSUBSCRIBE_REQUEST, f"asks to be removed: “{found.group(0)}”")
     ooo = _OOO.search(both)
     if not ooo and auto_submitted and return_date(both, received):
