@@ -30,4 +30,5 @@ urlpatterns = [
     path("inbox/<int:pk>/snooze", inbox.snooze_view, name="inbox_snooze"),
     path("inbox/<int:pk>/answer", inbox.answer_view, name="inbox_answer"),
     path("webhooks/", webhooks.webhook_status, name="webhooks"),
+    path("webhooks/<int:pk>/retry", webhooks.webhook_retry, name="webhook_retry"),
 ]

@@ -243,5 +243,17 @@ def deliver_one() -> bool:
     return True
 
 
+def retry_dead(delivery_id: int) -> bool:
+    """Queue a dead delivery again (the operator's replay): a new 24-hour window, the same
+    ``webhook-id``. False when it is not dead."""
+    now = clock.now()
+    return (
+        WebhookDelivery.objects.filter(pk=delivery_id, state=WebhookDelivery.State.DEAD).update(
+            state=WebhookDelivery.State.PENDING, created_at=now, next_attempt_at=now
+        )
+        == 1
+    )
+
+
 def make_loop(stop: threading.Event) -> Loop:
     return Loop(name="webhooks", handle_one=deliver_one, idle_seconds=2.0, stop=stop)

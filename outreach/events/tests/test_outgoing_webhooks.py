@@ -189,6 +189,19 @@ def test_it_gives_up_after_24_hours_into_a_dead_letter(receiver: Receiver, sent:
     dead = WebhookDelivery.objects.filter(state="dead")
     assert dead.count() == 2 and "HTTP 500" in dead.first().last_error  # type: ignore[union-attr]
 
+    # The operator replays one once the receiver is fixed: the same id arrives.
+    receiver.status = 200
+    staff = Client()
+    staff.force_login(User.objects.create_user("ann", is_staff=True))
+    replayed = dead.order_by("pk").first()
+    assert replayed is not None
+    staff.post(f"/webhooks/{replayed.pk}/retry")
+    deliver_all()
+    assert receiver.requests[-1][0]["webhook-id"] == replayed.msg_id
+    assert WebhookDelivery.objects.get(pk=replayed.pk).state == "delivered"
+    assert staff.post(f"/webhooks/{replayed.pk}/retry").status_code == 302
+    assert WebhookDelivery.objects.get(pk=replayed.pk).state == "delivered"
+
 
 def test_mailbox_and_bounce_events_are_sent(receiver: Receiver, sent: Sent) -> None:
     mailbox = sent.message.mailbox
