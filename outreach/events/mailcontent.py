@@ -18,14 +18,15 @@ from __future__ import annotations
 import codecs
 import email.utils
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message as EmailMessage
 from email.parser import BytesParser
 from email.policy import compat32
+from html.parser import HTMLParser
 from typing import Any
 
-import html2text
 import nh3
 from mailparser_reply import EmailReplyParser
 
@@ -179,12 +180,54 @@ def _decode(part: EmailMessage, content: Content) -> str:
     return payload[: MAX_TEXT * 4].decode(charset, errors="replace")
 
 
+class _TextReader(HTMLParser):
+    """The text of an HTML-only mail, for labeling and display: block elements end a line,
+    blockquotes (quoted history) are quoted with "> ", scripts and styles say nothing."""
+
+    _BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "table", "ul"})
+    _SILENT = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.silent = 0
+        self.quoted = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SILENT:
+            self.silent += 1
+        elif tag == "blockquote":
+            self.quoted += 1
+            self.out.append("\n")
+        elif tag in self._BLOCKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SILENT:
+            self.silent = max(0, self.silent - 1)
+        elif tag == "blockquote":
+            self.quoted = max(0, self.quoted - 1)
+            self.out.append("\n")
+        elif tag in self._BLOCKS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.silent:
+            return
+        text = re.sub(r"\s+", " ", data)  # inline elements keep the spaces around them
+        if text.strip():
+            self.out.append(("> " * self.quoted) + text if self.quoted else text)
+
+    def text(self) -> str:
+        lines = [line.strip() for line in "".join(self.out).split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
 def _html_to_text(html: str) -> str:
-    converter = html2text.HTML2Text()
-    converter.ignore_images = True
-    converter.ignore_links = True
-    converter.body_width = 0
-    return converter.handle(nh3.clean(html, tags=SAFE_TAGS)).strip()
+    reader = _TextReader()
+    reader.feed(html)
+    reader.close()
+    return reader.text()
 
 
 def _split_reply(content: Content) -> None:
