@@ -331,6 +331,7 @@ OUTREACH_LOOPS.append("outreach.sending.engine.make_loop")
 # The IMAP reader of the events collector (replies, bounces, unsubscribes, seed placement):
 # `outreach inbox`.
 OUTREACH_LOOPS.append("outreach.events.loop.make_loop")
+OUTREACH_LOOPS.append("outreach.events.outgoing.make_loop")  # outgoing webhooks
 
 # Lead import (docs/campaigns.md): reject addresses whose domain has no MX/A record (DNS
 # lookups through OUTREACH_DNS_NAMESERVERS, cached per domain); `--check-mx` per import.

@@ -33,6 +33,7 @@ class Kind:
     WEBHOOKS_SILENT = "webhooks_silent"
     WEBHOOKS_REFUSED = "webhooks_refused"
     IMAP_FAILING = "imap_failing"
+    LEAD_INTERESTED = "lead_interested"  # a reply labeled interested (outreach.events.replies)
     DIGEST = "digest"
 
 

@@ -42,7 +42,7 @@ TOP_KEYS = {
 }
 WINDOW_KEYS = {"days", "start", "end"}
 SENDER_KEYS = {"domains", "mailboxes"}
-STOP_KEYS = {"on_reply", "on_company_reply"}
+STOP_KEYS = {"on_reply", "on_company_reply", "suppress_company_on_refusal"}
 STEP_KEYS = {"delay_days", "delay_hours", "reply_to_thread", "subject", "html", "text", "variants"}
 VARIANT_KEYS = {"label", "weight", "subject", "html", "text"}
 # Weights and caps are stored in the database's integer columns (32-bit on PostgreSQL).
@@ -176,6 +176,7 @@ def _parse(text: str, data: dict[str, Any]) -> CampaignSpec:
         "allow_shared_leads": _bool(data, "allow_shared_leads", ""),
         "opted_in": _bool(data, "opted_in", ""),
         "stop_on_company_reply": _bool(stop, "on_company_reply", "stop."),
+        "suppress_company_on_refusal": _bool(stop, "suppress_company_on_refusal", "stop."),
         "window_days": _days(window.get("days", ["mon", "tue", "wed", "thu", "fri"])),
         "window_start": window_start,
         "window_end": window_end,

@@ -18,6 +18,8 @@ class Lead(models.Model):
     title = models.CharField(max_length=200, blank=True)
     timezone = models.CharField(max_length=64, blank=True)  # IANA name; blank = unknown
     custom = models.JSONField(default=dict, blank=True)
+    # When a reply of the lead was labeled interested (the inbox marks it).
+    interested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=clock.now)
     updated_at = models.DateTimeField(default=clock.now)
 
@@ -50,6 +52,8 @@ class Campaign(models.Model):
     allowed_domains = models.ManyToManyField(Domain, blank=True, related_name="campaigns")
     allowed_mailboxes = models.ManyToManyField(Mailbox, blank=True, related_name="campaigns")
     stop_on_company_reply = models.BooleanField(default=False)
+    # A reply labeled not_interested suppresses the replier's whole company domain.
+    suppress_company_on_refusal = models.BooleanField(default=False)
     # A highly targeted campaign may use warming mailboxes within their warm-up cap.
     allow_warming_mailboxes = models.BooleanField(default=False)
     # Allow a lead to be in this and another active campaign sharing mailboxes.
@@ -179,6 +183,7 @@ class Message(models.Model):
     class Kind(models.TextChoices):
         CAMPAIGN = "campaign"
         WARMUP = "warmup"
+        REPLY = "reply"  # the operator's answer from the inbox, sent at once
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAMPAIGN)
     # Every index is rewritten when a message changes state (claimed, sending, sent), so

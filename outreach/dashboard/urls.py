@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach.dashboard import views
+from outreach.dashboard import inbox, views, webhooks
 
 app_name = "dashboard"
 urlpatterns = [
@@ -23,4 +23,12 @@ urlpatterns = [
     path("alerts/<int:pk>/ack", views.alert_ack, name="alert_ack"),
     path("leads/import", views.lead_import_form, name="lead_import_form"),
     path("leads/import/upload", views.lead_import, name="lead_import"),
+    path("inbox/", inbox.inbox, name="inbox"),
+    path("inbox/<int:pk>/", inbox.thread, name="inbox_thread"),
+    path("inbox/<int:pk>/label", inbox.relabel_view, name="inbox_relabel"),
+    path("inbox/<int:pk>/done", inbox.done_view, name="inbox_done"),
+    path("inbox/<int:pk>/snooze", inbox.snooze_view, name="inbox_snooze"),
+    path("inbox/<int:pk>/answer", inbox.answer_view, name="inbox_answer"),
+    path("webhooks/", webhooks.webhook_status, name="webhooks"),
+    path("webhooks/<int:pk>/retry", webhooks.webhook_retry, name="webhook_retry"),
 ]

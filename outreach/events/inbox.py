@@ -23,8 +23,6 @@ A mailbox is read when its ``settings`` hold ``imap_host`` (and optionally ``ima
 
 from __future__ import annotations
 
-import email.header
-import email.utils
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -41,8 +39,20 @@ from django.db.models.functions import Coalesce
 
 from outreach.campaigns.models import Message
 from outreach.events import normalize as n
+from outreach.events.classify import (
+    AUTO_REPLY,
+    BOUNCE,
+    OUT_OF_OFFICE,
+    UNSUBSCRIBE_REQUEST,
+    classify_content,
+)
+from outreach.events.headers import address_of as _address
+from outreach.events.headers import header_text, mail_date
+from outreach.events.headers import message_ids as _references
+from outreach.events.mailcontent import read_content
 from outreach.events.models import FolderCursor, InboxCursor
 from outreach.events.record import find_message, record
+from outreach.events.replies import keep_mail
 from outreach.lib import clock
 from outreach.lib.secrets import SecretError, resolve
 from outreach.pool.models import Mailbox
@@ -78,9 +88,10 @@ class Parsed:
     subject: str = ""
 
 
-def parse(raw: bytes, *, mailbox_address: str = "") -> Parsed:
-    """Events found in one raw mail received by ``mailbox_address`` (pure function)."""
-    mail = BytesParser(policy=compat32).parsebytes(raw)
+def parse(raw: bytes, *, mailbox_address: str = "", mail: EmailMessage | None = None) -> Parsed:
+    """Events found in one raw mail received by ``mailbox_address`` (pure function;
+    ``mail``: the same bytes already parsed with compat32)."""
+    mail = mail or BytesParser(policy=compat32).parsebytes(raw)
     sender = _address(mail.get("From", ""))
     subject = header_text(mail, "Subject")
     mail_id = header_text(mail, "Message-ID").strip()
@@ -241,41 +252,6 @@ def _status_class(status: str, diagnostic: str) -> str:
     return code.group(1) if code else "5"
 
 
-def _references(mail: EmailMessage) -> list[str]:
-    ids = []
-    for name in ("In-Reply-To", "References"):
-        ids.extend(re.findall(r"<[^<>\s]+>", header_text(mail, name)))
-    return list(dict.fromkeys(ids))[:50]
-
-
-def header_text(mail: EmailMessage | None, name: str) -> str:
-    if mail is None:
-        return ""
-    value = mail.get(name)
-    if value is None:
-        return ""
-    try:
-        decoded = email.header.make_header(email.header.decode_header(str(value)))
-        return str(decoded)
-    except (ValueError, LookupError, UnicodeError):
-        return str(value)
-
-
-def _address(value: Any) -> str:
-    _, address = email.utils.parseaddr(str(value or ""))
-    return address.strip().lower()[:254] if "@" in address else ""
-
-
-def mail_date(mail: EmailMessage) -> datetime:
-    try:
-        when = email.utils.parsedate_to_datetime(header_text(mail, "Date"))
-    except (TypeError, ValueError, IndexError):
-        return clock.now()
-    if when is None or when.tzinfo is None:
-        return clock.now()
-    return when
-
-
 # --- matching and recording ---------------------------------------------------------------
 
 
@@ -295,28 +271,63 @@ def fallback_message(parsed: Parsed, mailbox: Mailbox) -> Message | None:
     return None
 
 
-def record_mail(raw: bytes, mailbox: Mailbox, *, fallback_id: str) -> int:
-    """Record the events of one mail; returns how many were new."""
+def record_mail(raw: bytes, mailbox: Mailbox, *, fallback_id: str, folder: str = "") -> int:
+    """Record the events of one mail and keep the mail itself when it belongs to us (see
+    :mod:`outreach.events.replies`); returns how many events and mails were new.
+
+    The mail's label decides its event: an out-of-office or other machine answer is an
+    auto-reply (it never stops the sequence), an unsubscribe request is an unsubscribe, any
+    other answer a reply.
+    """
     try:
-        parsed = parse(raw, mailbox_address=mailbox.address)
+        mail: EmailMessage | None = BytesParser(policy=compat32).parsebytes(raw)
+    except Exception:  # read_content notes it; parse() is not tried
+        mail = None
+    content = read_content(raw, mail)
+    try:
+        if mail is None:
+            raise ValueError("unparseable mail")
+        parsed: Parsed | None = parse(raw, mailbox_address=mailbox.address, mail=mail)
     except Exception as exc:  # one unreadable mail must not block the folder behind it
-        log.warning("inbox %s: unreadable mail %s skipped: %s", mailbox.address, fallback_id, exc)
-        return 0
+        log.warning("inbox %s: unreadable mail %s: %s", mailbox.address, fallback_id, exc)
+        parsed = None
+    if content.from_address and content.from_address == mailbox.address.lower():
+        return 0  # our own copy
+    verdict = classify_content(
+        content, received=(content.date or clock.now()).date(), own_addresses=(mailbox.address,)
+    )
     stored = 0
-    for event in parsed.events:
+    ours: Message | None = None
+    for event in parsed.events if parsed else []:
         if event.provider_event_id is None:
             event.provider_event_id = f"imap:{fallback_id}:{event.recipient}"[:255]
         if event.type in (n.REPLIED, n.AUTO_REPLIED, n.UNSUBSCRIBED):
+            event = replace(event, type=event_type_for(verdict.label, event.type))
             found = find_message(event)
             if found is None:
-                found = fallback_message(parsed, mailbox)
+                found = fallback_message(parsed, mailbox)  # type: ignore[arg-type]
             if found is None and event.type != n.UNSUBSCRIBED:
-                continue  # ordinary mail, not an answer to us
+                continue  # not an answer to us: kept below only if a lead wrote it
             if found is not None:
                 event.outreach_message_id = found.pk
+        else:
+            found = find_message(event)
+        ours = ours or found
         if record(event) is not None:
             stored += 1
-    return stored
+    kept = keep_mail(content, verdict, mailbox, ours, folder=folder)
+    return stored + (1 if kept is not None else 0)
+
+
+def event_type_for(label: str, parsed_type: str) -> str:
+    """The event a reply of ``label`` records (its effects are record.apply_effects')."""
+    if label == UNSUBSCRIBE_REQUEST:
+        return n.UNSUBSCRIBED
+    if label in (OUT_OF_OFFICE, AUTO_REPLY, BOUNCE):
+        return n.AUTO_REPLIED
+    if parsed_type == n.UNSUBSCRIBED:
+        return n.UNSUBSCRIBED  # the mailto: unsubscribe ("unsubscribe" subject) stays one
+    return n.REPLIED
 
 
 # --- reading a folder ---------------------------------------------------------------------
@@ -408,7 +419,9 @@ def read_folder(cursor: InboxCursor, config: ImapConfig) -> tuple[int, bool]:
     """
 
     def handle(raw: bytes, where: str) -> int:
-        return record_mail(raw, cursor.mailbox, fallback_id=f"{cursor.mailbox_id}:{where}")
+        return record_mail(
+            raw, cursor.mailbox, fallback_id=f"{cursor.mailbox_id}:{where}", folder=cursor.folder
+        )
 
     return read_new_mail(cursor, config, handle)
 
@@ -443,10 +456,15 @@ def read_new_mail(
         ]
         more = len(uids) > BATCH
         for uid in sorted(uids)[:BATCH]:
-            messages = list(client.fetch(AND(uid=str(uid)), mark_seen=False, bulk=True))
+            # The bytes as the server holds them (a parsed and re-written copy would mend
+            # broken MIME and lose what was wrong); PEEK leaves the \\Seen flag alone.
+            typ, data = client.client.uid("FETCH", str(uid), "(BODY.PEEK[])")
+            raws = (
+                [item[1] for item in data or [] if isinstance(item, tuple)] if typ == "OK" else []
+            )
             with transaction.atomic():
-                for mail in messages:
-                    stored += handle(mail.obj.as_bytes(), f"{cursor.folder}:{validity}:{uid}")
+                for raw in raws:
+                    stored += handle(bytes(raw), f"{cursor.folder}:{validity}:{uid}")
                 cursors.filter(pk=cursor.pk).update(last_uid=uid)
                 cursor.last_uid = uid
     return stored, more

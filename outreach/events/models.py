@@ -9,6 +9,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
 from outreach.campaigns.models import Campaign, Message
+from outreach.events import classify
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 
@@ -239,3 +240,196 @@ class SeedCursor(FolderCursor):
 
     def __str__(self) -> str:
         return f"seed {self.address} {self.folder} @ {self.uid_validity}/{self.last_uid}"
+
+
+class InboundMail(models.Model):
+    """One mail read over IMAP that belongs to us, kept whole for the inbox: a reply threaded
+    to our message, mail from a known lead, or a delivery status notification.
+
+    Stored once per mailbox and key (its Message-ID, else a digest of its bytes), so a
+    restart or a renumbered folder never stores it twice. Attachments are kept as names and
+    sizes only; the HTML body is stored already made safe (scripts, handlers and remote
+    images removed), so the dashboard never loads anything the sender chose.
+    """
+
+    class Kind(models.TextChoices):
+        REPLY = "reply"  # threaded to one of our messages
+        LEAD_MAIL = "lead_mail"  # from a known lead, no thread of ours found
+        DSN = "dsn"  # delivery status notification or feedback report
+
+    class Label(models.TextChoices):
+        # The labels of outreach.events.classify, which owns them.
+        INTERESTED = classify.INTERESTED
+        NOT_INTERESTED = classify.NOT_INTERESTED
+        OUT_OF_OFFICE = classify.OUT_OF_OFFICE
+        AUTO_REPLY = classify.AUTO_REPLY
+        UNSUBSCRIBE_REQUEST = classify.UNSUBSCRIBE_REQUEST
+        WRONG_PERSON = classify.WRONG_PERSON
+        BOUNCE = classify.BOUNCE
+        OTHER = classify.OTHER
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbound_mails")
+    key = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    folder = models.CharField(max_length=255, blank=True)
+    message_id_header = models.CharField(max_length=500, blank=True)
+    in_reply_to = models.CharField(max_length=500, blank=True)
+    references = models.TextField(blank=True)
+    from_address = models.CharField(max_length=254, blank=True, db_index=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    to = models.TextField(blank=True)
+    subject = models.TextField(blank=True)
+    headers = models.JSONField(default=list, blank=True)  # [[name, value], ...], size-capped
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)  # sanitized with nh3
+    visible_text = models.TextField(blank=True)  # the reply without quoted history/signature
+    signature = models.TextField(blank=True)
+    quoted_text = models.TextField(blank=True)
+    attachments = models.JSONField(default=list, blank=True)  # [{name, size, content_type}]
+    size = models.PositiveIntegerField(default=0)
+    problems = models.JSONField(default=list, blank=True)  # what was wrong with the input
+    # What it belongs to (any may be missing).
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_mails"
+    )
+    lead = models.ForeignKey(
+        "campaigns.Lead",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inbound_mails",
+    )
+    enrollment = models.ForeignKey(
+        "campaigns.Enrollment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inbound_mails",
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_mails"
+    )
+    # The classification, with the reason it was chosen; ``labeled_by`` is "rules" or the
+    # operator who changed it (every change is in LabelChange).
+    label = models.CharField(max_length=24, choices=Label.choices, default=Label.OTHER)
+    label_reason = models.CharField(max_length=500, blank=True)
+    labeled_by = models.CharField(max_length=150, default="rules")
+    return_date = models.DateField(null=True, blank=True)
+    referred_address = models.CharField(max_length=254, blank=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(default=clock.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "key"], name="inbound_mail_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} from {self.from_address}: {self.subject[:60]}"
+
+
+class LabelChange(models.Model):
+    """The audit of an operator's relabeling of an inbound mail."""
+
+    mail = models.ForeignKey(InboundMail, on_delete=models.CASCADE, related_name="label_changes")
+    from_label = models.CharField(max_length=24)
+    to_label = models.CharField(max_length=24)
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.mail_id}: {self.from_label} → {self.to_label} by {self.actor}"
+
+
+class InboxSkip(models.Model):
+    """Mail read over IMAP that did not belong to us (a stranger's, a newsletter): counted per
+    mailbox and day, never stored."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbox_skips")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "day"], name="inbox_skip_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id} {self.day}: {self.count} skipped"
+
+
+class Answer(models.Model):
+    """The operator's answer to an inbound mail, sent from the inbox (its message is the
+    ``reply`` Message that went out)."""
+
+    mail = models.ForeignKey(InboundMail, on_delete=models.CASCADE, related_name="answers")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="answer")
+    text = models.TextField()
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"answer to {self.mail_id} by {self.actor}"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of outgoing webhooks (the user's CRM), from the pool file's ``[[webhooks]]``.
+
+    ``secret`` is a secret reference (env: or enc:) to a Standard Webhooks key
+    (``whsec_`` + base64). An endpoint left out of the file is disabled, never deleted, so
+    its delivery history stays.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=1000)
+    events = models.JSONField(default=list, blank=True)  # empty: every event
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the outbox row, retried with backoff for 24 hours, then
+    dead-lettered. ``msg_id`` is the ``webhook-id``: the same on every retry, so a receiver
+    that got it twice can tell."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        DEAD = "dead"  # 24 hours of failures: kept to replay by hand
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_type = models.CharField(max_length=64)
+    msg_id = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=clock.now, db_index=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "msg_id"], name="webhook_delivery_once")
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.msg_id} → {self.endpoint_id} ({self.state})"

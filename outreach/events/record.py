@@ -264,6 +264,8 @@ def apply_effects(event: Event, message: Message | None) -> None:
             _pause_mailbox(message.mailbox_id, event)
     elif event.type == Event.Type.UNSUBSCRIBED and address:
         _suppress_and_stop(address, Suppression.Source.UNSUBSCRIBE, event, "unsubscribed")
+        if event.source == "imap" and message is not None:
+            _stop_on_reply(event, message)  # a reply asking to be removed is a reply too
     elif event.type == Event.Type.REPLIED and message is not None:
         _stop_on_reply(event, message)
 

@@ -29,6 +29,8 @@ from django.db import transaction
 from email_validator import EmailNotValidError, validate_email
 
 from outreach.events.inbox import IMAP_SECURITY
+from outreach.events.models import WebhookEndpoint
+from outreach.events.outgoing import EVENT_TYPES
 from outreach.lib import clock, tomlcheck
 from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
@@ -125,7 +127,8 @@ DOMAIN_KEYS = {
     "mail_from",
     "mailboxes",
 }
-TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains"}
+TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains", "webhooks"}
+WEBHOOK_KEYS = {"name", "url", "secret", "events"}
 WARMUP_KEYS = {f.name for f in fields(policy.WarmupSchedule)} | {"seeds"}
 LIMIT_KEYS = {f.name for f in fields(policy.Limits)}
 THRESHOLD_KEYS = {f.name for f in fields(policy.Thresholds)}
@@ -175,6 +178,16 @@ class DomainSpec:
 
 
 @dataclass(frozen=True)
+class WebhookSpec:
+    """An outgoing webhook endpoint (outreach.events.outgoing)."""
+
+    name: str
+    url: str
+    secret: str  # a secret reference, "plain:" + value until it is applied
+    events: list[str]
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     timezone: str
     limits: policy.Limits
@@ -185,6 +198,7 @@ class PoolSpec:
     seeds: list[str | dict[str, Any]]
     providers: list[ProviderSpec]
     domains: list[DomainSpec]
+    webhooks: list[WebhookSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -319,7 +333,34 @@ def parse(text: str, base_dir: Path | None = None) -> PoolSpec:
     provider_names = {p.name for p in providers}
     domains = _parse_domains(r, data.get("domains", []), provider_names)
     _check_provider_limits(r, limits, providers, domains)
-    return PoolSpec(timezone, limits, warmup, thresholds, seeds, providers, domains)
+    webhooks = _parse_webhooks(r, data.get("webhooks", []))
+    return PoolSpec(timezone, limits, warmup, thresholds, seeds, providers, domains, webhooks)
+
+
+def _parse_webhooks(r: _Reader, raw: Any) -> list[WebhookSpec]:
+    if not isinstance(raw, list):
+        raise r.error("webhooks", "expected [[webhooks]] tables")
+    specs: list[WebhookSpec] = []
+    for i, item in enumerate(raw):
+        key = f"webhooks[{i}]"
+        body = r.table(item, key)
+        r.known(body, WEBHOOK_KEYS, key)
+        name = r.string(body, "name", key)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+            raise r.error(f"{key}.name", "a short name of a-z, 0-9, - and _", name)
+        if name in {s.name for s in specs}:
+            raise r.error(f"{key}.name", f"duplicate webhook {name!r}", name)
+        url = r.string(body, "url", key)
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise r.error(f"{key}.url", f"expected an http(s) URL, got {url!r}", url)
+        if "secret" not in body:
+            raise r.error(f"{key}.secret", "a webhook needs a signing secret (whsec_...)")
+        secret = r.secret(body["secret"], f"{key}.secret")
+        events = body.get("events", [])
+        if not isinstance(events, list) or any(e not in EVENT_TYPES for e in events):
+            raise r.error(f"{key}.events", f"a list of: {', '.join(EVENT_TYPES)}", None)
+        specs.append(WebhookSpec(name, url, secret, list(events)))
+    return specs
 
 
 def _check_provider_limits(
@@ -666,6 +707,7 @@ def apply(spec: PoolSpec, *, dry_run: bool = False) -> Plan:
         providers = _apply_providers(spec, plan)
         today = clock.today(spec.timezone)
         _apply_domains(spec, providers, today, plan)
+        _apply_webhooks(spec, plan)
         if dry_run:
             transaction.set_rollback(True)
     return plan
@@ -736,6 +778,31 @@ def _resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str
         else:
             result[name] = ref
     return result
+
+
+def _apply_webhooks(spec: PoolSpec, plan: Plan) -> None:
+    existing = {w.name: w for w in WebhookEndpoint.objects.all()}
+    for ws in spec.webhooks:
+        endpoint = existing.pop(ws.name, None)
+        created = endpoint is None
+        if endpoint is None:
+            endpoint = WebhookEndpoint(name=ws.name)
+        secret = _resolve_secrets({"secret": ws.secret}, {"secret": endpoint.secret})["secret"]
+        lines = _diff(endpoint, {"url": ws.url, "events": ws.events, "enabled": True})
+        secret_changed = endpoint.secret != secret
+        endpoint.secret = secret
+        if created:
+            endpoint.save()
+            plan.add(f"create webhook {ws.name} → {ws.url}")
+        elif lines or secret_changed:
+            endpoint.save()
+            for line in lines + (["secret changed"] if secret_changed else []):
+                plan.add(f"update webhook {ws.name}: {line}")
+    for endpoint in existing.values():
+        if endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.save(update_fields=["enabled"])
+            plan.add(f"disable webhook {endpoint.name} (not in the file)")
 
 
 def _apply_providers(spec: PoolSpec, plan: Plan) -> dict[str, ProviderAccount]:

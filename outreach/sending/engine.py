@@ -521,18 +521,7 @@ def _prepare(
 
     unsubscribe = unsubscribe_url(message.pk)
     rendered = _render(message, unsubscribe)
-    credentials: dict[str, Any] = {
-        **mailbox.settings,
-        **base.resolve_secrets(mailbox.secrets),
-    }
-    dkim_key = None
-    needs_dkim = base.provider_class(account.kind).needs_dkim_signature
-    if needs_dkim and credentials.get("dkim_private_key"):
-        dkim_key = mime.DkimKey(
-            selector=str(credentials.get("dkim_selector") or mailbox.domain.dkim_selector),
-            domain=mailbox.domain.name,
-            private_key_pem=str(credentials["dkim_private_key"]),
-        )
+    credentials, dkim_key = signing_of(mailbox, account)
     campaign = message.campaign
     outgoing = mime.Outgoing(
         from_address=mailbox.address,
@@ -558,6 +547,26 @@ def _prepare(
         credentials=credentials,
     )
     return raw, envelope
+
+
+def signing_of(
+    mailbox: Mailbox, account: ProviderAccount
+) -> tuple[dict[str, Any], mime.DkimKey | None]:
+    """The mailbox's options with its secrets resolved, and its DKIM key when outreach signs
+    for this provider (SMTP relays; API providers sign themselves)."""
+    credentials: dict[str, Any] = {
+        **mailbox.settings,
+        **base.resolve_secrets(mailbox.secrets),
+    }
+    dkim_key = None
+    needs_dkim = base.provider_class(account.kind).needs_dkim_signature
+    if needs_dkim and credentials.get("dkim_private_key"):
+        dkim_key = mime.DkimKey(
+            selector=str(credentials.get("dkim_selector") or mailbox.domain.dkim_selector),
+            domain=mailbox.domain.name,
+            private_key_pem=str(credentials["dkim_private_key"]),
+        )
+    return credentials, dkim_key
 
 
 @dataclass(frozen=True)

@@ -482,7 +482,8 @@ def sendgrid_events(recipient: str, *, message_pk: int) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module")
+# One dovecot for the whole run: each test empties the folders it reads.
+@pytest.fixture(scope="session")
 def imap_server() -> Iterator[dovecot.ImapServer]:
     """A real IMAP server (dovecot) with the accounts of :data:`IMAP_MAILBOX` and
     :data:`IMAP_SEED`; skipped, with the reason, where dovecot cannot run."""

@@ -1,0 +1,617 @@
+"""Reply labels (BRIEF §3 Sequences): a pure decision over what a reply says.
+
+Rules run in a fixed order, the first that matches wins, and each names the words that made
+it match (the reason shown beside the label):
+
+1. ``bounce``: a delivery report, or mail from the mail system about a failed delivery;
+2. ``unsubscribe_request``: "remove me", "stop emailing", "abmelden", "désinscrire", "dar de
+   baja" …: first, because honouring it is the law, even inside a refusal or an auto-reply;
+3. ``out_of_office``: absence wording, with the return date when the text gives one;
+4. ``wrong_person``: "not the right person", "you should contact …", with the colleague's
+   address when one is given;
+5. ``auto_reply``: a machine's answer (Auto-Submitted headers, ticket confirmations);
+6. ``not_interested``: refusals, checked before interest so that "not interested" and "we
+   are not interested at this time" are refusals;
+7. ``interested``: asks for a call, a time, a price, more information;
+8. ``other``.
+
+Word lists cover English, German, French and Spanish. Matching is on the visible reply (the
+quoted history would otherwise make every reply say what our own mail said), lower-cased and
+with accents kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from outreach.events.mailcontent import Content
+
+INTERESTED = "interested"
+NOT_INTERESTED = "not_interested"
+OUT_OF_OFFICE = "out_of_office"
+AUTO_REPLY = "auto_reply"
+UNSUBSCRIBE_REQUEST = "unsubscribe_request"
+WRONG_PERSON = "wrong_person"
+BOUNCE = "bounce"
+OTHER = "other"
+LABELS = (
+    INTERESTED,
+    NOT_INTERESTED,
+    OUT_OF_OFFICE,
+    AUTO_REPLY,
+    UNSUBSCRIBE_REQUEST,
+    WRONG_PERSON,
+    BOUNCE,
+    OTHER,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    reason: str
+    return_date: date | None = None
+    referred_address: str = ""
+
+
+def _words(*patterns: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+_BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mdaemon)@", re.I)
+_BOUNCE = _words(
+    r"undeliver(ed|able)",
+    r"delivery (status notification \(failure\)|has failed|failed|failure)",
+    r"mail delivery (failed|subsystem)",
+    r"returned mail",
+    r"address (rejected|not found)",
+    r"user unknown",
+    r"unzustellbar",
+    r"nicht zugestellt",
+    r"non remis",
+    r"échec de (la )?(remise|livraison)",
+    r"no se (ha )?pudo entregar",
+    r"no entregado",
+)
+
+_UNSUBSCRIBE = _words(
+    # English
+    r"\bunsubscribe\b",
+    r"\bremove (me|us|my (e-?mail|address|name))\b",
+    r"\btake (me|us|my (e-?mail|address|name)) off\b",
+    r"\b(stop|quit|cease) (e-?mailing|emailing|contacting|messaging|sending|spamming|writing)",
+    r"\bdo ?n[o']t (e-?mail|contact|write to|message) (me|us)\b",
+    r"\bnever (e-?mail|contact|write to) (me|us)\b",
+    r"\bno (more|further) (e-?mails|emails|messages|contact)\b",
+    r"\bopt(ing)? (me )?out\b",
+    r"\bdelete (my|our) (data|details|address|e-?mail)",
+    r"\boff (your|the) (mailing )?list\b",
+    r"\bremove\b.{0,40}\b(list|database|distribution|mailing)",
+    r"\bgdpr\b",
+    r"\bremove (my|our) (address|e-?mail|details|name)\b",
+    r"\b(take|get) (my|our) (name|address|e-?mail) off\b",
+    r"\b(cease|stop|end) (all )?(further )?(communication|contact|correspondence|outreach)\b",
+    r"\A\W*take (me|us) off\W*\Z",
+    r"\b(don't|do not) want (these|your|any|more|further) (e-?mails?|messages?|mails?)\b",
+    r"\b(don'?t|do not|never) (write|e-?mail|contact|message) (me |us )?again\b",
+    r"\bleave (me|us) alone\b",
+    r"\A\W*stop\b\W",
+    r"\b(did not|didn't|never) (opt(ed)? in|sign(ed)? up|subscribe|consent)",
+    r"(\A|[.!?]\s+)(please )?(stop|remove)[.!]*\s*\Z",
+    # German
+    r"\babmelden\b",
+    r"\babbestellen\b",
+    r"\baustragen\b",
+    r"\bausgetragen\b",
+    r"\bkeine (weiteren |weitere )?(e-?mails|mails|nachrichten|kontaktaufnahme)",
+    r"\bnicht mehr (an)?(schreiben|kontaktieren|anschreiben|zu kontaktieren|zu schreiben)",
+    r"\b(daten|adresse|e-?mail-?adresse) (bitte )?löschen\b",
+    r"\blöschen sie (meine|unsere)\b",
+    r"\bstreichen sie (mich|uns)\b",
+    r"\bvon (ihrer|der) (liste|verteilerliste|mailingliste)\b",
+    r"\b(aus|von) (ihrem|dem|eurem) (verteiler|e-?mail-?verteiler|newsletter)\b",
+    r"\btragen sie (mich|uns) aus\b",
+    r"\bkeine (werbung|werbemails|werbe-?e-?mails)\b",
+    r"\bwerbung\b.{0,30}\bwiderspreche\b",
+    r"\bwiderspreche\b",
+    # French
+    r"\bd[ée]sinscri",
+    r"\bd[ée]sabonn",
+    r"\bretirez[- ](moi|nous)\b",
+    r"\benlevez[- ](moi|nous)\b",
+    r"\bsupprimez[- ](moi|nous|mon adresse|mes données)",
+    r"\bne (plus|jamais) (me|nous) (contacter|écrire|envoyer|solliciter)",
+    r"\bne (me|nous) (contactez|écrivez|sollicitez) plus\b",
+    r"\barr[êe]tez de (m'|me |nous )?(écrire|contacter|envoyer|solliciter)",
+    r"\bplus de (mails|e-?mails|messages)\b",
+    r"\bne (plus|jamais) (m'|me |nous )?(envoyer|écrire|contacter|solliciter)",
+    r"\bne (souhaite|veux|désire|souhaitons|voulons) plus (recevoir|être contacté)",
+    r"\bsupprimer (mon adresse|mes données|mon e-?mail|mes coordonnées)",
+    r"\bde votre (liste|fichier|base)\b",
+    # Spanish
+    r"\bdar(me|nos)? de baja\b",
+    r"\bquít(en|e|a)(me|nos) de\b|\bsáquen(me|nos) de\b",
+    r"\bno (vuelvan?|vuelva) a (contactar|escribir|enviar)",
+    r"\b(solicito|pido|quiero) (la|mi|darme de) baja\b",
+    r"\bdarme de baja\b",
+    r"\bden de baja\b",
+    r"\bd[ée](nme|nnos) de baja\b",
+    r"\bbaja de (su|la|vuestra) lista\b",
+    r"\bno (me|nos) (escriba[ns]?|contacte[ns]?|envíe[ns]?|vuelva[ns]? a (escribir|contactar))",
+    r"\bdejen? de (escribirme|escribirnos|contactarme|contactarnos|enviarme|enviarnos|enviar)",
+    r"\b(elimin|borr|quit)(en|e|ar)(me|nos)? (de (su|la|vuestra) lista|mis datos|mi correo)",
+    r"\b(eliminen|borren|quiten) (mi|mis|nuestro|nuestros) (correo|datos|dirección)",
+    r"\bno (deseo|quiero|queremos) recibir (más )?(correos|mensajes|emails)",
+)
+
+# A removal verb and what is removed, in either order, close together (the shapes of "please
+# remove my address from your list" that no fixed phrase list covers).
+_REMOVE_VERBS = (
+    r"remove|delete|erase|unsubscribe|stop|cease|quit|entfernen|löschen|streichen|unterlassen|"
+    r"einstellen|austragen|retirer|retirez|supprimer|supprimez|enlever|enlevez|eliminar|"
+    r"eliminen|borrar|borren|quitar|quiten|sacar|saquen"
+)
+_REMOVE_OBJECTS = (
+    r"e-?mails?|mails?|messages?|mailings?|mailing list|list|records|database|contacting|"
+    r"writing to me|sending me|adresse|daten|datenbank|liste|verteiler|zusendungen|nachrichten|"
+    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes"
+)
+_REMOVAL = re.compile(
+    rf"\b({_REMOVE_VERBS})\b[^.?!\n]{{0,50}}\b({_REMOVE_OBJECTS})\b"
+    rf"|\b({_REMOVE_OBJECTS})\b[^.?!\n]{{0,30}}\b({_REMOVE_VERBS})\b",
+    re.IGNORECASE,
+)
+
+# A reply that is nothing but the word.
+_UNSUBSCRIBE_ALONE = re.compile(
+    r"\A\W*(please )?(remove|stop|unsubscribe|remove me|stop it|stop please|abmelden|stopp|"
+    r"baja|désinscription|desuscribir)\W*\Z",
+    re.I,
+)
+
+_OOO = _words(
+    # English
+    r"\bout of (the )?office\b",
+    r"\bout-of-office\b",
+    r"\b(i am|i'm|i will be|currently) (away|on vacation|on holiday|travel+ing|out)\b",
+    r"\b(i am|i'm|i will be|currently) on (annual |parental |maternity |paternity |sick )?leave",
+    r"\bon (annual |parental |maternity |paternity |sick )?leave (until|till|through|from)\b",
+    r"\b(away|off) (from the office|until|till)\b",
+    r"\blimited access to (my )?e-?mail\b",
+    r"\bwill (be back|return|respond|reply) (on|upon|when|after|to your)\b",
+    r"\bback in the office\b",
+    # German
+    r"\babwesen(d|heit)",
+    r"\bnicht im (büro|haus)\b",
+    r"\bausser haus\b|\baußer haus\b",
+    r"\bim urlaub\b",
+    r"\burlaubsbedingt\b",
+    r"\bin elternzeit\b",
+    r"\bab dem .{0,30} wieder\b",
+    r"\bbin (ich )?(ab|am) .{0,30} wieder\b",
+    r"\bwieder erreichbar\b",
+    # French
+    r"\babsente?\b",
+    r"\ben (congés?|vacances|déplacement|arrêt maladie|congé maternité)\b",
+    r"\bhors du bureau\b",
+    r"\bde retour (le|au bureau|à partir)\b",
+    r"\bréponse automatique\b",
+    # Spanish
+    r"\bfuera de (la )?oficina\b",
+    r"\bde vacaciones\b",
+    r"\bausente\b",
+    r"\bestaré de vuelta\b|\bregresaré\b|\bvolveré\b|\b(estaré|estoy) fuera\b|\bausencia\b",
+    r"\b(on|taking) pto\b|\bdienstreise\b|\bmessage d'absence\b",
+    r"\bde baja (médica|por maternidad|por paternidad)\b",
+    r"\brespuesta automática\b",
+)
+
+_WRONG_PERSON = _words(
+    # English
+    r"\bnot the (right|correct|best|appropriate|relevant) (person|contact|guy|one)\b",
+    r"\bwrong (person|contact|guy|department)\b",
+    r"\b(you should|you'll want to|you might want to|please|better to|best to) "
+    r"(reach out to|contact|talk to|speak (to|with)|email|get in touch with)\b",
+    r"\b(i'm|i am) not (responsible|in charge|the decision)",
+    r"\bnot (my|our) (area|department|responsibility|call)\b",
+    r"\b(no longer|not) (with|at|working (at|for)) (the company|\w+)\b.{0,80}@",
+    r"\b(has )?left the company\b",
+    r"\bno longer (works|working) (here|at|for)\b",
+    r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
+    r"\bhandles? (this|that|these)\b",
+    r"\bin charge of (this|that)\b",
+    r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b|\bthis isn't me\b",
+    r"\bour [\w ]{0,30}(manager|director|head|lead|officer|team|department) is\b",
+    r"\bgéré par\b|\bs'en occupe\b|\b(ma|mon) collègue\b",
+    r"\bnot (really )?my (area|department|responsibility|call|job|field)\b",
+    r"\b(i'd|i would) (talk|speak|reach out|write) to\b",
+    r"\bbei mir (falsch|an der falschen)\b|\bschreiben sie (bitte )?an\b",
+    r"\blo lleva\b|\bescribirle a\b|\bmi compañer[oa]\b",
+    r"\byou (want|need) (to talk to |to speak (to|with) )?(my|our) (\w+ )?"
+    r"(husband|wife|partner|colleague|boss|manager|ceo|cfo|coo|cto|head|director|team)\b",
+    r"\b(i|i've|i have) left\b",
+    # German
+    r"\bnicht (der|die) (richtige|zuständige) (ansprechpartner|ansprechpartnerin|person|kontakt)",
+    r"\bfalsche[nr]? (ansprechpartner|person|kontakt)",
+    r"\bnicht zuständig\b",
+    r"\bzuständig (ist|sind|wäre)\b",
+    r"\bwenden sie sich (bitte )?an\b",
+    r"\bnicht mehr (im unternehmen|bei|für)\b",
+    r"\bweitergeleitet an\b|\bleite (ihre|die) (mail|nachricht|e-?mail) weiter\b",
+    # French
+    r"\bpas (la bonne|le bon) (personne|interlocuteur|contact)",
+    r"\bmauvais(e)? (personne|interlocuteur|interlocutrice|contact)",
+    r"\bne (suis|m'occupe) pas (le |la )?(responsable|en charge|de (ce|cela|ça))",
+    r"\bs'occupe de (ce|cela|ça|ces sujets|ce sujet)\b",
+    r"\b(contactez|adressez-vous à|écrivez à)\b",
+    r"\bne fait plus partie\b|\ba quitté (la société|l'entreprise)\b",
+    # Spanish
+    r"\bno soy (la persona|el responsable|la responsable|quien)",
+    r"\bpersona (equivocada|incorrecta|adecuada)\b",
+    r"\b(contacte|contacta|escriba|escribe|hable|habla) (con|a)\b",
+    r"\bse encarga de (esto|eso|este tema)\b|\bes quien (lleva|gestiona|se encarga)\b",
+    r"\bya no (trabaja|está) en\b",
+)
+
+# Someone who has left: an auto-reply naming a successor is a referral, not an absence.
+_DEPARTED = _words(
+    r"\bno longer (with|at|works|working|employed)\b",
+    r"\b(has )?left (the company|\w+ in)\b",
+    r"\bnicht mehr (im unternehmen|bei|für)\b",
+    r"\bne fait plus partie\b|\ba quitté\b",
+    r"\bya no (trabaja|está) en\b",
+)
+
+_AUTO = _words(
+    r"\bthis is an automat(ed|ic) (reply|response|message)\b",
+    r"\bautomatic reply\b|\bauto-?reply\b|\bautoresponder\b",
+    r"\b(we|i) (have )?received your (e-?mail|message|request|inquiry)\b",
+    r"\bthank you for (your|contacting).{0,60}"
+    r"(we will|we'll|someone will) (get back|respond|reply)",
+    r"\bticket (number|#|id)\b|\bcase (number|#)\b",
+    r"\bthis (mailbox|inbox|address) is (no longer|not) monitored\b",
+    r"\bdo not reply to this\b",
+    r"\bautomatische antwort\b|\bihre (nachricht|anfrage|e-?mail) (ist )?(bei uns )?eingegangen\b",
+    r"\bwir haben ihre (nachricht|anfrage|e-?mail) erhalten\b",
+    r"\bnous avons (bien )?reçu votre (message|demande|e-?mail)\b",
+    r"\bmessage automatique\b",
+    r"\bhemos recibido su (mensaje|correo|solicitud)\b",
+    r"\bmensaje automático\b",
+)
+
+_NOT_INTERESTED = _words(
+    # English
+    r"\bnot (really |currently |at all |right now )?interested\b",
+    r"\bno interest\b",
+    r"\bnot (be )?interested\b",
+    r"\b(wouldn't|would not|won't|will not|aren't|isn't|am not) (be )?(really |very )?interested\b",
+    r"\bnot (the least bit|remotely|particularly|very) interested\b",
+    r"\b(isn't|is not|not) (a |the )?(good |great |right )?fit\b",
+    r"\bdecided (not to|against)\b",
+    r"\A\W*(nope|no|pass)\W*\Z",
+    r"\bsay no\b",
+    r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
+    r"\b(doesn't|does not|don't|do not) (apply|fit|make sense) (to|for) us\b",
+    r"\bpas (l'|d')utilité\b|\bno (es algo que )?necesit",
+    r"\b(isn't|is not|not) something (we|i)('d| would)? (use|need|want)\b",
+    r"\b(another|a different) direction\b|\bnot now\b",
+    r"\bkeine verwendung\b|\bkein bedarf\b",
+    r"\bpas (donner )?suite\b|\bne (donnerons|donnerai) pas suite\b",
+    r"\bno (nos|me) (encaja|cuadra|sirve)\b",
+    r"\bstick with (what|our|the)\b",
+    r"\b(can't|cannot|can not|won't) consider\b|\bnot something (we|i) can\b",
+    r"\b(locked|tied) in(to)?\b.{0,20}\bcontract\b|\bunder contract\b",
+    r"\bverzichten\b|\bkein interesse\b",
+    r"\b(ça |cela )?ne (nous|m') ?intéresse pas\b|\bn'intéresse pas\b",
+    r"\bno (estamos|estoy) buscando\b|\bno buscamos\b",
+    r"\b(don't|do not) think (this|it) is for (us|me)\b",
+    r"\bnot something (we|i)('re| are|'m| am) (looking|interested)",
+    r"\b(don't|do not) have the (bandwidth|budget|time)\b",
+    r"\bno,? thanks?\b|\bno thank you\b|\bthanks,? but no\b|\bthanks but no\b",
+    r"\b(we're|we are|i'm|i am) (all set|good|covered|happy with)\b",
+    r"\bnot (a )?(good )?fit\b",
+    r"\bnot (at this time|right now|for us|a priority|something we need|looking)\b",
+    r"\b(already|currently) (have|use|using|work with|working with|signed)\b",
+    r"\bno (need|budget|plans)\b",
+    r"\b(we'll|we will|i'll|i will) pass\b(?! (it|this|that|your \w+) (along|on))",
+    r"\bpass on this\b",
+    r"\bnot in the market\b",
+    r"\bdon'?t need\b|\bdo not need\b|\bno use for\b",
+    r"\bnot going to (work|happen)\b",
+    r"\bplease (close|don't follow up)\b",
+    r"\bdecline\b|\bdeclining\b",
+    r"\bnot for (me|us)\b",
+    # German
+    r"\bkein(e|en)? (interesse|bedarf)\b",
+    r"\bnicht interessiert\b",
+    r"\binteressiert (uns|mich) nicht\b",
+    r"\bnein,? danke\b|\bdanke,? nein\b",
+    r"\bbrauchen (wir|das) nicht\b|\bbenötigen (wir )?(keine|nicht)\b",
+    r"\b(sind|bin) (gut )?versorgt\b",
+    r"\b(haben|nutzen) (bereits|schon)\b",
+    r"\bderzeit nicht\b|\baktuell nicht\b|\bmomentan nicht\b",
+    r"\bkein thema\b",
+    r"\bpasst (leider )?nicht\b",
+    # French
+    r"\bpas intéress[ée]+s?\b",
+    r"\bpas d'intérêt\b|\baucun intérêt\b",
+    r"\bnon merci\b|\bmerci,? mais non\b",
+    r"\bpas (de )?besoin\b|\bn'avons pas besoin\b|\bn'ai pas besoin\b",
+    r"\bdéjà (un prestataire|une solution|équipés?|un outil|un partenaire)\b",
+    r"\bpas pour (le moment|l'instant|nous)\b",
+    r"\bne (nous|me) concerne pas\b",
+    r"\bpas (le |la |une )?(priorité|d'actualité)\b",
+    # Spanish
+    r"\bno (nos|me) interesa\b",
+    r"\bno (estamos|estoy) interesad[oa]s?\b",
+    r"\bno,? gracias\b",
+    r"\bno (lo )?necesit(amos|o)\b",
+    r"\bya (tenemos|contamos con|trabajamos con|usamos)\b",
+    r"\bpor ahora no\b|\bde momento no\b|\bno es (el momento|prioridad|para nosotros)\b",
+    r"\bsin interés\b",
+)
+
+_INTERESTED = _words(
+    # English
+    r"\binterested\b",
+    r"\binterest(ed|ing)? in (learning|hearing|seeing|knowing)\b",
+    r"\bsounds (good|great|interesting|promising)\b",
+    r"\blet'?s (talk|chat|connect|set|schedule|do|book|find|jump)\b",
+    r"\b(set up|schedule|book|arrange|hop on|jump on) (a |an )?(quick |short |brief )?"
+    r"(call|meeting|demo|chat|time|zoom|meet)\b",
+    r"\b(happy|glad|open|keen) to (chat|talk|connect|learn|hear|see|take a look|meet|jump)\b",
+    r"\b(send|share) (me|us|over) (more|some|the|a)\b",
+    r"\btell me more\b|\blearn more\b|\bmore (info|information|details)\b",
+    r"\b(how much|what does it cost|pricing|price list|quote)\b",
+    r"\bare you (free|available)\b|\bwhen are you (free|available)\b",
+    r"\b(i'm|i am|we're|we are) (free|available) (on|at|next|this|tomorrow)\b",
+    r"\b(calendar|calendly) (link|invite)\b|\bsend (me )?(an? )?invite\b",
+    r"\bworks for me\b|\bcall me\b|\bgive me a call\b",
+    r"\bcurious\b",
+    r"\bwould love to\b",
+    r"\A\W*((hi|hello|hey|hallo|guten tag|bonjour|hola|buenos días)( herr| frau)?( \w+)?\W*)?"
+    r"(yes|yep|yeah|sure|absolutely|definitely|ok|okay|ja|grundsätzlich ja|oui|sí|si)\b",
+    r"\bdemo\b|\bpilot\b|\bproposal\b|\bcase stud(y|ies)\b",
+    r"\bopen to (learning|hearing|a call|a chat|talking|it)\b",
+    r"\b(could|might) work for (us|me)\b|\bwhat we need\b|\bif that works\b",
+    r"\A\W*interesting\b",
+    r"\bnext steps?\b",
+    r"\b(what|how much) (would|does|will) (it|this|that|a [\w -]+) cost\b|\btrial\b",
+    r"\bhow does (this|it) work\b|\breferences\b|\bbrochure\b|\bone-pager\b",
+    r"\bbooked\b|\bsee you (then|on|next)\b|\bintrigued\b",
+    r"\bsend (me|us|over|it)\b|\b(schicken|senden) sie (mir|uns)\b|\benvoyez[- ](moi|nous)\b",
+    r"\b(mánda|envía|envíe|mande)(me|nos)\b",
+    r"\btime ?slots?\b|\bget started\b|\bi'm in\b|\bgive me a (ring|call|buzz)\b",
+    r"\bwalk (me|us) through\b|\bcuént(a|e)me\b|\bcómo funciona\b|\bwie läuft\b",
+    r"\bdiscuter\b|\bappelez[- ]moi\b|\bllám(a|e)me\b|\bi'm listening\b",
+    r"\b(could|might|would) be (useful|helpful|interesting|worth)",
+    r"\baustauschen\b|\bvideollamada\b|\bnos vemos\b|\bzoom\b|\bteams call\b",
+    # A proposed time: a weekday or an hour.
+    r"\b(monday|tuesday|wednesday|thursday|friday|montag|dienstag|mittwoch|donnerstag|"
+    r"freitag|lundi|mardi|mercredi|jeudi|vendredi|lunes|martes|miércoles|jueves|viernes)\b",
+    r"\b\d{1,2}(:\d\d)? ?(am|pm|uhr)\b|\b\d{1,2}h\d{0,2}\b|\ba las \d{1,2}\b",
+    # German
+    r"\binteressiert\b|\binteresse\b",
+    r"\bklingt (gut|spannend|interessant)\b",
+    r"\bgerne?\b",
+    r"\btermin\b|\btelefonat\b|\b(kurz )?telefonieren\b|\banruf\b|\brufen sie (mich )?an\b",
+    r"\bmehr (infos|informationen|details)\b|\bunterlagen\b",
+    r"\bwas kostet\b|\bpreise?\b|\bterminvorschl\w*\b",
+    r"\bangebot (senden|schicken|machen|erstellen|zukommen)\b",
+    r"\b(senden|schicken) sie .{0,20}angebot\b",
+    r"\b(passt|geht) (mir|bei mir|uns)\b",
+    # French
+    r"\bintéress[ée]+s?\b",
+    r"\bvolontiers\b",
+    r"\brendez-vous\b|\bappel\b|\béchanger\b|\bune démo\b|\bvisio\b",
+    r"\bplus d'(informations|infos|détails)\b",
+    r"\bquel (est le )?(prix|tarif)\b|\btarifs?\b|\bcombien\b",
+    r"\bça m'intéresse\b|\bpourquoi pas\b|\ben savoir plus\b|\bplaquette\b|\bd'accord\b",
+    r"\bdisponible\b",
+    # Spanish
+    r"\bme interesa\b|\bnos interesa\b|\binteresad[oa]s?\b",
+    r"\b(una )?llamada\b|\breunión\b|\bhablamos\b|\bhablemos\b|\bagendar\b|\bcita\b",
+    r"\bmás (información|info|detalles)\b|\bpropuesta\b",
+    r"\bcuánto cuesta\b|\bprecios?\b|\bpresupuesto\b|\bcotización\b",
+    r"\bsuena (bien|interesante)\b|\bme parece (bien|interesante)\b",
+    r"\bdisponible\b|\bcon gusto\b|\bencantad[oa]\b|\bencantaría\b|\bsaber más\b",
+    r"\A\W*(sí|si|ja|oui)\b",
+)
+
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def classify(
+    *,
+    subject: str,
+    visible: str,
+    text: str = "",
+    from_address: str = "",
+    auto_submitted: bool = False,
+    is_report: bool = False,
+    received: date,
+    own_addresses: tuple[str, ...] = (),
+) -> Verdict:
+    """The label of one reply and why (pure)."""
+    body = visible.strip() or text.strip()
+    subject_core = re.sub(r"^\s*((re|aw|sv|antw|fwd?|wg|tr)\s*:\s*)+", "", subject, flags=re.I)
+    both = f"{subject_core}\n{body}"
+    if is_report:
+        return Verdict(BOUNCE, "a delivery status report")
+    if _BOUNCE_SENDER.match(from_address) and (found := _BOUNCE.search(both)):
+        return Verdict(BOUNCE, f"from the mail system: “{found.group(0)}”")
+    found = _UNSUBSCRIBE.search(both) or _UNSUBSCRIBE_ALONE.search(body) or _REMOVAL.search(body)
+    if found:
+        return Verdict(UNSUBSCRIBE_REQUEST, f"asks to be removed: “{found.group(0)}”")
+    ooo = _OOO.search(both)
+    if not ooo and auto_submitted and return_date(both, received):
+        ooo = _RETURN_CUE.search(both)  # a machine's notice naming the day someone is back
+    if ooo:
+        returns = return_date(both, received)
+        why = f"absence: “{ooo.group(0)}”"
+        if returns:
+            why += f", back {returns.isoformat()}"
+        if departed := _DEPARTED.search(body):
+            referral = _referral(body, from_address, own_addresses)
+            why = f"has left: “{departed.group(0)}”" + (f" ({referral})" if referral else "")
+            return Verdict(WRONG_PERSON, why, None, referral)
+        return Verdict(OUT_OF_OFFICE, why, returns)
+    if found := _WRONG_PERSON.search(body):
+        referral = _referral(body, from_address, own_addresses)
+        why = f"points elsewhere: “{found.group(0)}”"
+        return Verdict(WRONG_PERSON, why + (f" ({referral})" if referral else ""), None, referral)
+    if auto_submitted:
+        return Verdict(AUTO_REPLY, "Auto-Submitted/Precedence header of a machine's answer")
+    if found := _AUTO.search(both):
+        return Verdict(AUTO_REPLY, f"a machine's answer: “{found.group(0)}”")
+    if found := _NOT_INTERESTED.search(body):
+        return Verdict(NOT_INTERESTED, f"refuses: “{found.group(0)}”")
+    if found := _INTERESTED.search(body):
+        return Verdict(INTERESTED, f"shows interest: “{found.group(0)}”")
+    colleague = _referral(body, from_address, own_addresses)
+    if colleague and colleague.rpartition("@")[2] == from_address.rpartition("@")[2]:
+        # Nothing else said, and a colleague's address given: a referral.
+        return Verdict(WRONG_PERSON, f"names a colleague: {colleague}", None, colleague)
+    return Verdict(OTHER, "no rule matched")
+
+
+def classify_content(
+    content: Content, *, received: date, own_addresses: tuple[str, ...] = ()
+) -> Verdict:
+    return classify(
+        subject=content.subject,
+        visible=content.visible,
+        text=content.text,
+        from_address=content.from_address,
+        auto_submitted=content.auto_submitted,
+        is_report=content.is_report,
+        received=received,
+        own_addresses=own_addresses,
+    )
+
+
+def _referral(body: str, sender: str, own: tuple[str, ...]) -> str:
+    skip = {sender.lower(), *(a.lower() for a in own)}
+    for found in _ADDRESS.finditer(body):
+        address = found.group(0).strip(".").lower()
+        if address not in skip:
+            return address
+    return ""
+
+
+# --- return dates -----------------------------------------------------------------------
+
+_MONTHS = {
+    # English, German, French, Spanish (and their usual abbreviations)
+    **dict.fromkeys(["january", "jan", "januar", "jänner", "janvier", "janv", "enero", "ene"], 1),
+    **dict.fromkeys(["february", "feb", "februar", "février", "fevrier", "févr", "febrero"], 2),
+    **dict.fromkeys(["march", "mar", "märz", "maerz", "mars", "marzo"], 3),
+    **dict.fromkeys(["april", "apr", "avril", "avr", "abril", "abr"], 4),
+    **dict.fromkeys(["may", "mai", "mayo"], 5),
+    **dict.fromkeys(["june", "jun", "juni", "juin", "junio"], 6),
+    **dict.fromkeys(["july", "jul", "juli", "juillet", "juil", "julio"], 7),
+    **dict.fromkeys(["august", "aug", "août", "aout", "agosto", "ago"], 8),
+    **dict.fromkeys(["september", "sep", "sept", "septembre", "septiembre", "setiembre"], 9),
+    **dict.fromkeys(["october", "oct", "oktober", "okt", "octobre", "octubre"], 10),
+    **dict.fromkeys(["november", "nov", "novembre", "noviembre"], 11),
+    **dict.fromkeys(
+        ["december", "dec", "dezember", "dez", "décembre", "decembre", "diciembre", "dic"], 12
+    ),
+}
+_WEEKDAYS = {
+    **dict.fromkeys(["monday", "montag", "lundi", "lunes"], 0),
+    **dict.fromkeys(["tuesday", "dienstag", "mardi", "martes"], 1),
+    **dict.fromkeys(["wednesday", "mittwoch", "mercredi", "miércoles", "miercoles"], 2),
+    **dict.fromkeys(["thursday", "donnerstag", "jeudi", "jueves"], 3),
+    **dict.fromkeys(["friday", "freitag", "vendredi", "viernes"], 4),
+}
+_MONTH_NAMES = "|".join(sorted((re.escape(m) for m in _MONTHS), key=len, reverse=True))
+_DAY = r"(?P<d>[0-3]?\d)(?:st|nd|rd|th|er|\.)?"
+_DATE_PATTERNS = [
+    re.compile(r"\b(?P<y>20\d\d)-(?P<m>[01]?\d)-(?P<d>[0-3]?\d)\b"),
+    re.compile(r"\b(?P<a>[0-3]?\d)[./](?P<b>[01]?\d)(?:[./](?P<y>(20)?\d\d))?\b"),
+    re.compile(
+        rf"\b{_DAY}\s*(?:de\s+)?(?P<mn>{_MONTH_NAMES})\.?(?:\s+(?:de\s+)?(?P<y>20\d\d))?\b", re.I
+    ),
+    re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+{_DAY}(?:,?\s+(?P<y>20\d\d))?\b", re.I),
+    # "Dec 2-3": the end of the range
+    re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+[0-3]?\d\s*[-–]\s*{_DAY}", re.I),
+]
+_RETURN_CUE = _words(
+    r"until|till|through|back|return|returning",
+    r"bis|wieder|zurück|ab",
+    r"jusqu|retour|à partir|a partir|reprendrai|dès",
+    r"hasta|vuelta|regres|volver|a partir",
+)
+_WEEKDAY_NAMES = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
+_WEEKDAY_CUE = re.compile(
+    r"\b(?:until|till|back|return\w*|bis|ab|wieder|zurück|jusqu'?a?u?|retour|hasta|"
+    r"regres\w*|volver\w*|vuelta)\b[^.\n]{0,30}?\b(?P<w>" + _WEEKDAY_NAMES + r")\b",
+    re.I,
+)
+
+
+def return_date(text: str, received: date) -> date | None:
+    """The day the writer is back, read from an absence notice; None when it gives none.
+
+    Of the dates found, the one after a cue word ("until", "back", "bis", "jusqu'au",
+    "hasta" …) wins, else the latest; a date without a year is the next one on or after
+    ``received``. Numeric dates are day first (as written in DE, FR, ES), except where the
+    first number cannot be a day.
+    """
+    found: list[tuple[int, date]] = []
+    for pattern in _DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            when = _to_date(match, received)
+            if when is None or when < received - timedelta(days=1):
+                continue
+            if when > received + timedelta(days=400):
+                continue
+            before = text[max(0, match.start() - 40) : match.start()]
+            cued = 1 if _RETURN_CUE.search(before) else 0
+            found.append((cued, when))
+    if found:
+        best_cue = max(c for c, _ in found)
+        return max(d for c, d in found if c == best_cue)
+    if weekday := _WEEKDAY_CUE.search(text):
+        wanted = _WEEKDAYS[weekday.group("w").lower()]
+        ahead = (wanted - received.weekday()) % 7 or 7
+        return received + timedelta(days=ahead)
+    return None
+
+
+def _to_date(match: re.Match[str], received: date) -> date | None:
+    groups = match.groupdict()
+    year_text = groups.get("y")
+    year = None
+    if year_text:
+        year = int(year_text) if len(year_text) == 4 else 2000 + int(year_text)
+    if groups.get("mn"):
+        options = [(_MONTHS[groups["mn"].lower()], int(groups["d"]))]
+    elif groups.get("a"):
+        # 07/12 is 7 December in DE/FR/ES and July 12 in the US: of the readings that make
+        # a date, the nearest one after the notice.
+        a, b = int(groups["a"]), int(groups["b"])
+        options = [(b, a), (a, b)]
+    else:
+        options = [(int(groups["m"]), int(groups["d"]))]
+    dates = []
+    for month, day in options:
+        try:
+            if year is not None:
+                dates.append(date(year, month, day))
+                continue
+            when = date(received.year, month, day)
+            # A year-less date in the recent past is past (the start of the absence), not
+            # next year's.
+            if when < received - timedelta(days=60):
+                when = date(received.year + 1, month, day)
+            dates.append(when)
+        except ValueError:
+            continue
+    ahead = [d for d in dates if d >= received - timedelta(days=1)]
+    if ahead:
+        return min(ahead)
+    return dates[0] if dates else None

@@ -1,0 +1,175 @@
+"""Reply labels: the rules in four languages, return dates, the goals on the labeled corpus,
+and `outreach inbox classify`, which never touches the database."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from outreach.events.classify import classify, return_date
+from outreach.events.mailcontent import read_content
+from outreach.events.tests import replies
+
+WEDNESDAY = date(2026, 12, 2)
+
+
+def label_of(text: str, subject: str = "Re: Quick question", **kwargs: object) -> str:
+    return classify(subject=subject, visible=text, received=WEDNESDAY, **kwargs).label  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Sounds good, can we talk Thursday?", "interested"),
+        ("Klingt gut, rufen Sie mich morgen an.", "interested"),
+        ("Oui, ça m'intéresse. Un appel jeudi ?", "interested"),
+        ("Sí, me interesa. ¿Hablamos el jueves?", "interested"),
+        ("Thanks, but we are not interested at this time.", "not_interested"),
+        ("I wouldn't be interested in this, sorry.", "not_interested"),
+        ("Danke, kein Interesse.", "not_interested"),
+        ("Merci, mais ça ne nous intéresse pas.", "not_interested"),
+        ("Gracias, pero no nos interesa.", "not_interested"),
+        ("Not interested. Please remove me from your list.", "unsubscribe_request"),
+        ("Bitte tragen Sie mich aus Ihrem Verteiler aus.", "unsubscribe_request"),
+        ("Merci de me désinscrire.", "unsubscribe_request"),
+        ("Por favor, denme de baja.", "unsubscribe_request"),
+        ("STOP", "unsubscribe_request"),
+        ("Not the right person - talk to anna@corp.example.", "wrong_person"),
+        ("Who gave you my address?", "other"),
+    ],
+)
+def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
+    assert label_of(text) == label
+
+
+def test_it_gives_each_label_with_its_reason_and_the_referred_address() -> None:
+    verdict = classify(
+        subject="Re: hi",
+        visible="I'm not the right person. Please contact lisa.park@corp.example instead.",
+        from_address="brian@corp.example",
+        received=WEDNESDAY,
+    )
+    assert verdict.label == "wrong_person"
+    assert "not the right person" in verdict.reason
+    assert verdict.referred_address == "lisa.park@corp.example"
+
+
+def test_it_reads_the_return_date_of_an_absence() -> None:
+    verdict = classify(
+        subject="Automatic reply: Quick question",
+        visible="I am out of the office until Monday, December 7, with limited access to email.",
+        auto_submitted=True,
+        received=WEDNESDAY,
+    )
+    assert (verdict.label, verdict.return_date) == ("out_of_office", date(2026, 12, 7))
+
+
+@pytest.mark.parametrize(
+    ("text", "returns"),
+    [
+        ("I am out of the office until 12/14/2026.", date(2026, 12, 14)),
+        ("Ich bin bis zum 11.12.2026 nicht im Büro.", date(2026, 12, 11)),
+        ("Je suis absente jusqu'au 10 décembre inclus.", date(2026, 12, 10)),
+        ("Estoy fuera de la oficina hasta el 9 de diciembre.", date(2026, 12, 9)),
+        ("Out from December 1 through December 9, 2026.", date(2026, 12, 9)),
+        ("On leave until January 4th, 2027.", date(2027, 1, 4)),
+        ("Back in the office on Monday.", date(2026, 12, 7)),
+        ("I'm away this week.", None),
+    ],
+)
+def test_it_reads_return_dates_in_several_formats(text: str, returns: date | None) -> None:
+    assert return_date(text, WEDNESDAY) == returns
+
+
+def test_it_labels_by_the_visible_reply_not_the_quoted_history() -> None:
+    raw = (
+        b"From: olivia@bennett.example\r\nSubject: Re: Quick question\r\n\r\n"
+        b"Hi Tom,\r\n\r\nThanks, but I don't think this is for us.\r\n\r\nOlivia\r\n\r\n"
+        b"On Tue, Dec 1, 2026 at 10:00 AM Tom Rep <tom@send1.example.com> wrote:\r\n"
+        b"> Would you be interested in a quick call?\r\n"
+    )
+    content = read_content(raw)
+    assert "interested" not in content.visible
+    assert classify(subject=content.subject, visible=content.visible, received=WEDNESDAY).label == (
+        "not_interested"
+    )
+
+
+def test_it_meets_the_goals_on_the_labeled_corpus() -> None:
+    samples = [
+        s for path in sorted(replies.CORPUS.parent.glob("*.txt")) for s in replies.load(path)
+    ]
+    assert len(samples) >= 200
+    assert {s.language for s in samples} >= {"en", "de", "fr", "es"}
+    guesses = []
+    for sample in samples:
+        content = read_content(sample.raw)
+        verdict = classify(
+            subject=content.subject,
+            visible=content.visible,
+            text=content.text,
+            from_address=content.from_address,
+            auto_submitted=content.auto_submitted,
+            is_report=content.is_report,
+            received=replies.RECEIVED_DAY,
+        )
+        guesses.append((sample.label, verdict.label))
+
+    def precision(label: str) -> float:
+        predicted = [t for t, g in guesses if g == label]
+        return sum(1 for t in predicted if t == label) / len(predicted)
+
+    def recall(label: str) -> float:
+        actual = [g for t, g in guesses if t == label]
+        return sum(1 for g in actual if g == label) / len(actual)
+
+    assert recall("unsubscribe_request") >= 0.98
+    assert precision("out_of_office") >= 0.95 and precision("interested") >= 0.95
+    assert sum(1 for t, g in guesses if t == g) / len(guesses) >= 0.90
+
+
+def test_the_command_prints_one_json_object_per_file_without_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ooo = tmp_path / "ooo.eml"
+    ooo.write_bytes(
+        b"From: a@corp.example\r\nSubject: Automatic reply\r\nAuto-Submitted: auto-replied\r\n"
+        b"Date: Wed, 02 Dec 2026 09:00:00 +0000\r\n\r\n"
+        b"Ich bin bis zum 11.12.2026 nicht im B\xc3\xbcro.\r\n"
+    )
+    html = tmp_path / "html.eml"
+    html.write_bytes(
+        b"From: b@corp.example\r\nSubject: Re: hi\r\nContent-Type: text/html\r\n\r\n"
+        b"<p>Please <b>unsubscribe</b> me.</p><script>x()</script>\r\n"
+    )
+
+    call_command("inbox", "classify", str(ooo), str(html), "--json")
+
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == {
+        "file": str(ooo),
+        "label": "out_of_office",
+        "reason": rows[0]["reason"],
+        "return_date": "2026-12-11",
+    }
+    assert rows[0]["reason"].startswith("absence")
+    assert (rows[1]["label"], rows[1]["return_date"]) == ("unsubscribe_request", None)
+
+
+def test_the_command_reports_a_missing_file_and_labels_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(b"From: a@corp.example\r\nSubject: Re: hi\r\n\r\nNot interested.\r\n")
+
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("inbox", "classify", str(tmp_path / "missing.eml"), str(good))
+
+    out = capsys.readouterr()
+    assert "missing.eml: cannot read" in out.err
+    assert f"{good}: not_interested" in out.out
