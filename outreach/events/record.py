@@ -139,6 +139,8 @@ def same_recipient(incoming: n.Incoming, message: Message) -> bool:
     """Is ``incoming`` about the address ``message`` was sent to (replies: always)."""
     if incoming.type in _ANY_SENDER_TYPES or not incoming.recipient:
         return True
+    if incoming.source == "imap" and incoming.type == n.UNSUBSCRIBED:
+        return True  # a reply in the thread asking to be removed is a reply too
     return incoming.recipient.strip().lower() == message.to_email.strip().lower()
 
 

@@ -31,7 +31,7 @@ from outreach.pool.states import transition_mailbox
 pytestmark = pytest.mark.django_db
 
 SECRET = "whsec_" + base64.b64encode(b"a-32-byte-secret-for-the-tests!!").decode()
-SECRET_ENV = "OUTREACH_TEST_WEBHOOK_SECRET"
+SECRET_ENV = "OUTREACH_SECRET_TEST_WEBHOOK"
 
 
 @dataclass
