@@ -238,6 +238,10 @@ class Message(models.Model):
     # thus leaves at most one message per connection truly in doubt.
     call_started_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
+    # While ``unknown``: when the reconciliation last looked for it, and why it is still in
+    # doubt (shown on the dashboard).
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    doubt = models.CharField(max_length=500, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=clock.now)

@@ -70,6 +70,8 @@ PROVIDER_COMMON = {"kind", "standby", "price_per_1000", "max_send_rate"}
 SMTP_WHOLE = ("port", "max_per_connection")
 
 MAILBOX_SETTINGS = {"smtp_username", "imap_host", "imap_port", "imap_username", "dkim_selector"}
+# The Sent folder where the mailbox's provider files submitted mail (reconciliation).
+MAILBOX_SETTINGS |= {"imap_sent_folder"}
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}
 MAILBOX_KEYS = {"address", "display_name", "reply_to", "daily_cap", "warmup", "state", "provider"}
 DOMAIN_KEYS = {

@@ -544,11 +544,18 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
 def _begin_call_sql(vendor: str) -> str:
     """:func:`begin_call`'s statement: written once, as SQL, for the cost of a send."""
     q = connection.ops.quote_name
-    started, accepted, provider_id = (
-        q(Message._meta.get_field(f).column)  # type: ignore[union-attr]
-        for f in ("call_started_at", "accepted_at", "provider_message_id")
+    # The model's field names are its column names (no db_column anywhere on Message).
+    started, accepted, provider_id, pk, state, claimed_by = (
+        q(c)
+        for c in (
+            "call_started_at",
+            "accepted_at",
+            "provider_message_id",
+            "id",
+            "state",
+            "claimed_by",
+        )
     )
-    pk, state, claimed_by = (q(c) for c in ("id", "state", "claimed_by"))
     # Identifiers come from the model; every value is a parameter.
     return (
         f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
