@@ -5,12 +5,16 @@ mailboxes, two worker processes of four connections sharing the work, one of the
 SIGKILL at a random moment and replaced, ten times, then a last one that finishes. No message
 may arrive twice, no mailbox receives more than its cap, and only a message whose provider
 call began can be in doubt: at most one per connection per kill ends ``unknown``; the others
-end ``sent``, or back in routing if their call never began (and then never arrived).
+end ``sent``, or back in routing if their call never began (and then never arrived). Then
+the mailboxes' Sent folders (a real dovecot, where the SMTP server files what it took) are
+searched: reconciliation leaves nothing in doubt, marks sent only what arrived and sends back
+to routing only what did not.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import random
 import signal
 import subprocess
@@ -23,7 +27,7 @@ import pytest
 
 from outreach.campaigns.models import Message
 from outreach.lib import clock
-from outreach.pool.models import ProviderAccount
+from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.providers.smtp.testserver import SmtpTestServer
 from outreach.scheduler.claiming import recover_leases
 from outreach.sending.engine import SendPolicy
@@ -129,6 +133,56 @@ def test_it_never_sends_a_message_twice_when_workers_are_killed(
     assert set(tags) <= set(final)  # and nothing else did
     per_mailbox = collections.Counter(r.mail_from for r in sink.received)
     assert max(per_mailbox.values()) <= MAILBOX_CAP
+
+    _reconcile_through_sent_folders(sink, final, arrived=set(tags))
+
+
+def _reconcile_through_sent_folders(
+    sink: SmtpTestServer, final: dict[int, str], arrived: set[int]
+) -> None:
+    """The SMTP server files what it took under each mailbox's Sent folder, as Google
+    Workspace and Microsoft 365 do (only the mail of messages in doubt: no other is looked
+    up); the reconciliation searches there."""
+    from imap_tools import MailBoxUnencrypted
+
+    from outreach.events.tests import dovecot
+    from outreach.sending.reconcile import reconcile_due
+
+    doubtful = {pk for pk, state in final.items() if state == "unknown"}
+    if dovecot.available() or not doubtful:
+        return
+    addresses = sorted(Mailbox.objects.values_list("address", flat=True))
+    server = dovecot.start(addresses)
+    try:
+        os.environ["CRASH_IMAP_PASSWORD"] = server.password
+        for mailbox in Mailbox.objects.all():
+            mailbox.settings = {
+                **mailbox.settings,
+                "imap_host": server.host,
+                "imap_port": server.port,
+                "imap_security": "plain",
+                "imap_sent_folder": "Sent",
+            }
+            mailbox.secrets = {"imap_password": "env:CRASH_IMAP_PASSWORD"}
+            mailbox.save(update_fields=["settings", "secrets"])
+        for received in sink.received:
+            if int(received.message["X-Outreach-Message"]) in doubtful:
+                with MailBoxUnencrypted(server.host, server.port).login(
+                    received.mail_from, server.password
+                ) as client:
+                    if not client.folder.exists("Sent"):
+                        client.folder.create("Sent")
+                    client.append(received.data, "Sent")
+        # After the grace: what is not in a Sent folder goes back to routing.
+        reconcile_due(clock.now() + timedelta(hours=1), limit=len(doubtful))
+    finally:
+        server.stop()
+        os.environ.pop("CRASH_IMAP_PASSWORD", None)
+    settled = dict(Message.objects.filter(pk__in=doubtful).values_list("pk", "state"))
+    print(f"reconciled {len(doubtful)} in doubt: {dict(collections.Counter(settled.values()))}")
+    assert set(settled.values()) <= {"sent", "scheduled"}, settled  # nothing left in doubt
+    assert {pk for pk, state in settled.items() if state == "sent"} <= arrived
+    assert not {pk for pk, state in settled.items() if state == "scheduled"} & arrived
 
 
 @pytest.mark.django_db(transaction=True)
