@@ -1188,10 +1188,15 @@ class Worker:
 
 
 def _close_thread_connection() -> None:
+    """A sending thread keeps its database connection between calls (:func:`begin_call`
+    writes through it before every call; reopening it each time, as ``CONN_MAX_AGE=0`` does
+    on SQLite, cost more than the write). One an error left unusable is closed, to be
+    opened again by the next call."""
     from django.db import connections
 
     for conn in connections.all(initialized_only=True):
-        conn.close_if_unusable_or_obsolete()
+        if conn.errors_occurred and not conn.is_usable():
+            conn.close()
 
 
 def make_loop(stop: threading.Event) -> Loop:
