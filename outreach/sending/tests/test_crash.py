@@ -165,14 +165,18 @@ def _reconcile_through_sent_folders(
             }
             mailbox.secrets = {"imap_password": "env:CRASH_IMAP_PASSWORD"}
             mailbox.save(update_fields=["settings", "secrets"])
+        filed = collections.defaultdict(list)
         for received in sink.received:
             if int(received.message["X-Outreach-Message"]) in doubtful:
-                with MailBoxUnencrypted(server.host, server.port).login(
-                    received.mail_from, server.password
-                ) as client:
-                    if not client.folder.exists("Sent"):
-                        client.folder.create("Sent")
-                    client.append(received.data, "Sent")
+                filed[received.mail_from].append(received.data)
+        senders = Message.objects.filter(pk__in=doubtful).values_list("mailbox__address", flat=True)
+        for address in set(senders):
+            with MailBoxUnencrypted(server.host, server.port).login(
+                address, server.password
+            ) as client:
+                client.folder.create("Sent")  # every Workspace/M365 mailbox has one
+                for raw in filed[address]:
+                    client.append(raw, "Sent")
         # After the grace: what is not in a Sent folder goes back to routing.
         reconcile_due(clock.now() + timedelta(hours=1), limit=len(doubtful))
     finally:
@@ -180,7 +184,8 @@ def _reconcile_through_sent_folders(
         os.environ.pop("CRASH_IMAP_PASSWORD", None)
     settled = dict(Message.objects.filter(pk__in=doubtful).values_list("pk", "state"))
     print(f"reconciled {len(doubtful)} in doubt: {dict(collections.Counter(settled.values()))}")
-    assert set(settled.values()) <= {"sent", "scheduled"}, settled  # nothing left in doubt
+    doubts = dict(Message.objects.filter(pk__in=doubtful).values_list("pk", "doubt"))
+    assert set(settled.values()) <= {"sent", "scheduled"}, doubts  # nothing left in doubt
     assert {pk for pk, state in settled.items() if state == "sent"} <= arrived
     assert not {pk for pk, state in settled.items() if state == "scheduled"} & arrived
 
