@@ -11,6 +11,11 @@ number of connections to the same sink, once before the engine and once after (t
 the baseline: this machine's speed drifts). The ratio engine/baseline says how much the engine's
 own work costs next to the protocol (goal: >= 0.7).
 
+Each run also measures CPU: the process time the engine's process (or worker processes) spent
+per message sent, against the process time of the smtplib baseline per message
+(``cpu_ratio`` = engine / smtplib, goal <= 2.0; lower is better). The database server's own
+CPU is not counted in either.
+
 By default it runs twice. First the sink answers at once: the protocol costs next to nothing
 and the ratio is the engine's CPU per message (render, build, record) against smtplib's, its
 worst case. Then the sink takes 20 ms per message, as a real server does (SES, Google and
@@ -121,6 +126,15 @@ def prepare(messages: int, mailboxes: int, port: int) -> None:
     per_domain = 3
     make_pool(-(-mailboxes // per_domain), per_domain, provider=account)
     claimed_campaign_messages(messages, provider=account, steps=2, lease_seconds=3600)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_engine(connections: int) -> tuple[int, float]:
@@ -286,7 +300,9 @@ def main() -> None:
             send_attempted.receivers.clear()
             send_attempted.sender_receivers_cache.clear()
         built = prebuilt(args.messages)
+        cpu_at = cpu_seconds()
         baseline_before_s = run_baseline(port, built, args.connections)
+        baseline_cpu_s = cpu_seconds() - cpu_at
         t0 = time.perf_counter()
         prepare(args.messages, args.mailboxes, port)
         # Statistics as a running deployment has them: on PostgreSQL what autovacuum does
@@ -296,11 +312,15 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         prepare_s = time.perf_counter() - t0
+        cpu_at = cpu_seconds()
         if args.workers > 1:
             sent, engine_s = run_engine_processes(url, args.workers, args.connections)
         else:
             sent, engine_s = run_engine(args.connections)
+        engine_cpu_s = cpu_seconds() - cpu_at
+        cpu_at = cpu_seconds()
         baseline_after_s = run_baseline(port, built, args.connections)
+        baseline_cpu_s += cpu_seconds() - cpu_at
         connection.close()
     finally:
         sink.terminate()
@@ -333,7 +353,12 @@ def main() -> None:
         "baseline_after_messages_per_second": round(after_rate, 1),
         "baseline_messages_per_second": round(baseline_rate, 1),
         "engine_baseline_ratio": round(engine_rate / baseline_rate, 3),
+        "engine_cpu_ms_per_message": round(1000 * engine_cpu_s / max(sent, 1), 3),
+        "baseline_cpu_ms_per_message": round(1000 * baseline_cpu_s / (2 * args.messages), 3),
     }
+    result["cpu_ratio"] = round(
+        result["engine_cpu_ms_per_message"] / max(result["baseline_cpu_ms_per_message"], 1e-9), 2
+    )
     if args.json:
         print(json.dumps(result))
         return
@@ -362,6 +387,9 @@ def both(args: argparse.Namespace) -> None:
         "runs": runs,
         "engine_baseline_ratio": runs[0]["engine_baseline_ratio"],
         "engine_baseline_ratio_at_20ms": runs[1]["engine_baseline_ratio"],
+        "engine_cpu_ms_per_message": runs[0]["engine_cpu_ms_per_message"],
+        "baseline_cpu_ms_per_message": runs[0]["baseline_cpu_ms_per_message"],
+        "cpu_ratio": runs[0]["cpu_ratio"],
     }
     if args.json:
         print(json.dumps(summary))
@@ -370,11 +398,16 @@ def both(args: argparse.Namespace) -> None:
         f"{summary['database']}: {args.messages:,} messages over {args.mailboxes} mailboxes, "
         f"{args.connections} connections, {args.workers} worker process(es)"
     )
-    print(f"{'sink latency':>14}{'engine msg/s':>14}{'baseline msg/s':>16}{'ratio':>8}")
+    print(
+        f"{'sink latency':>14}{'engine msg/s':>14}{'baseline msg/s':>16}{'ratio':>8}"
+        f"{'engine CPU ms':>15}{'smtplib CPU ms':>16}{'cpu_ratio':>11}"
+    )
     for run in runs:
         print(
             f"{run['sink_latency_ms']:>12.0f}ms{run['engine_messages_per_second']:>14,.1f}"
             f"{run['baseline_messages_per_second']:>16,.1f}{run['engine_baseline_ratio']:>8.3f}"
+            f"{run['engine_cpu_ms_per_message']:>15.3f}{run['baseline_cpu_ms_per_message']:>16.3f}"
+            f"{run['cpu_ratio']:>11.2f}"
         )
 
 

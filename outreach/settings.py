@@ -327,6 +327,15 @@ OUTREACH_LOOPS.append("outreach.alerts.loop.make_loop")
 # Sending engine (docs/providers.md): parallel provider calls per worker process.
 OUTREACH_WORKER_CONCURRENCY = env.get_int("OUTREACH_WORKER_CONCURRENCY", 4, minimum=1)
 OUTREACH_LOOPS.append("outreach.sending.engine.make_loop")
+# Reconciliation of messages in doubt (`unknown`, docs/providers.md): how often one is looked
+# up again, and after how many minutes since its call began one not found goes back to
+# routing. The risk of that resend: a message the provider did take but filed nowhere a
+# lookup can see (or that its lookup missed) reaches its recipient twice. 0: never resend;
+# the operator decides.
+OUTREACH_RECONCILE_EVERY_MINUTES = env.get_int("OUTREACH_RECONCILE_EVERY_MINUTES", 5, minimum=1)
+OUTREACH_UNKNOWN_RESEND_AFTER_MINUTES = env.get_int(
+    "OUTREACH_UNKNOWN_RESEND_AFTER_MINUTES", 30, minimum=0
+)
 
 # The IMAP reader of the events collector (replies, bounces, unsubscribes, seed placement):
 # `outreach inbox`.

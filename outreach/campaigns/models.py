@@ -247,6 +247,16 @@ class Message(models.Model):
     in_reply_to = models.CharField(max_length=255, blank=True)
     references = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
+    # While ``sending``: when this attempt's provider call began (committed before the call,
+    # so a message without it never reached a provider), and when the provider accepted it
+    # (written before the worker's next call on that connection). A worker killed mid-batch
+    # thus leaves at most one message per connection truly in doubt.
+    call_started_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    # While ``unknown``: when the reconciliation last looked for it, and why it is still in
+    # doubt (shown on the dashboard).
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    doubt = models.CharField(max_length=500, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=clock.now)

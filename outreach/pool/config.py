@@ -112,6 +112,8 @@ MAILBOX_SETTINGS = {
     "imap_security",
     "imap_username",
     "imap_folders",
+    # The Sent folder where the mailbox's provider files submitted mail (reconciliation).
+    "imap_sent_folder",
     "dkim_selector",
 }
 MAILBOX_SECRETS = {"smtp_password", "imap_password", "dkim_private_key"}

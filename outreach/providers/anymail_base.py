@@ -38,6 +38,10 @@ PASSED_HEADERS = (
 )
 
 
+# The metadata key carrying outreach's message id (webhooks echo it; searches filter by it).
+METADATA_KEY = "outreach_message"
+
+
 class AnymailProvider(Provider):
     backend_path: ClassVar[str] = ""
     needs_dkim_signature = False  # the ESP signs with the domain's DKIM key
@@ -99,7 +103,7 @@ class AnymailProvider(Provider):
         )
         if html_part is not None:
             email.attach_alternative(html_part.get_content(), "text/html")  # type: ignore[attr-defined]
-        email.metadata = {"outreach_message": str(envelope.message_id)}  # type: ignore[attr-defined]
+        email.metadata = {METADATA_KEY: str(envelope.message_id)}  # type: ignore[attr-defined]
         extra = self.esp_extra()
         if extra:
             email.esp_extra = extra  # type: ignore[attr-defined]

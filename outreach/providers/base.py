@@ -138,6 +138,16 @@ class Provider:
         """The account's health as the provider reports it; None when it reports nothing."""
         return None
 
+    def find_sent(self, message_id_header: str, envelope: Envelope) -> bool | None:
+        """Whether the provider took the message whose ``Message-ID`` header is
+        ``message_id_header`` (the reconciliation of a message in doubt).
+
+        True: it did. False: it looked and has no trace of it. None: this provider keeps
+        nothing to look in (SES, a plain SMTP relay). Raises :class:`SendError` when the
+        lookup itself failed (a 5xx, a timeout): nothing may be concluded then.
+        """
+        return None
+
     def close(self) -> None:
         """Release connections; the instance may be used again afterwards."""
 

@@ -34,6 +34,7 @@ from outreach.pool.policy import Limits
 from outreach.scheduler import policy
 from outreach.scheduler.models import DailyCounter, RecipientDomain
 from outreach.scheduler.recipients import CLASSES, providers_of
+from outreach.sending.engine import expire_sending
 
 log = logging.getLogger(__name__)
 
@@ -432,14 +433,19 @@ def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
     released, in one transaction, conditional on it still being ``claimed`` with that lease, so
     a worker taking it at the same moment and this recovery cannot both win.
 
-    A ``sending`` message whose lease expired may have reached the provider: it becomes
-    ``unknown`` and is never resent automatically (a duplicate cold email is worse than a
-    missing one). Quota stays used.
+    A ``sending`` message whose lease expired is settled by the sending engine
+    (:func:`outreach.sending.engine.expire_sending`): ``sent`` if the provider accepted it,
+    an expired claim (handled here) if its provider call never began, else ``unknown``, never
+    resent without reconciliation (a duplicate cold email is worse than a missing one).
+    Quota stays used once a provider was called.
 
     A ``retry`` message whose mailbox can no longer send is stranded: see
     :func:`return_stranded_retries`.
     """
     report = RecoveryReport()
+    # First, so that a killed worker's messages whose call never began are expired claims
+    # below: back to routing in this same pass.
+    report.unknown = expire_sending(now, limit=limit)
     pool = PoolSettings.load()
     limits = pool.limits
     expired = list(
@@ -477,13 +483,6 @@ def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
             if back == 1 and reservation is not None and message.quota_day is not None:
                 release(message.quota_day, reservation.keys())
         report.released += back
-    report.unknown = Message.objects.filter(
-        state=Message.State.SENDING, lease_expires_at__lt=now
-    ).update(
-        state=Message.State.UNKNOWN,
-        last_error="lease expired during the provider call; not resent automatically",
-        updated_at=now,
-    )
     if report.released or report.unknown:
         log.warning(
             "leases: %d claimed message(s) back to scheduled, %d sending message(s) unknown",

@@ -19,6 +19,7 @@ from typing import Any
 from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
 from outreach.scheduler import claiming, planning, warmup
+from outreach.sending import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class PassReport:
 
     now: datetime
     released: int = 0  # expired claims back to scheduled, units released
-    unknown: int = 0  # expired sending leases: never resent automatically
+    unknown: int = 0  # expired sending leases whose call began: in doubt
+    found_sent: int = 0  # in doubt, then found at the provider or in a Sent folder
+    resent: int = 0  # in doubt, not found after the grace: back to routing
     cancelled: int = 0  # follow-ups past their wait limit
     settled: int = 0  # enrollments with nothing planned given their next step or their end
     stranded: int = 0  # retries of mailboxes that cannot send, back to scheduled
@@ -49,6 +52,8 @@ class PassReport:
         return bool(
             self.released
             or self.unknown
+            or self.found_sent
+            or self.resent
             or self.stranded
             or self.cancelled
             or self.settled
@@ -77,9 +82,11 @@ def run_pass(
     """One complete pass of the control plane as if it were ``now``.
 
     1. Leases: expired claims go back to ``scheduled`` (units released), expired ``sending``
-       becomes ``unknown``, retries of mailboxes that cannot send go back to ``scheduled``;
-       follow-ups past their wait limit are cancelled; enrollments left with nothing
-       planned get their next step or their end (:func:`planning.settle_stranded`).
+       is settled (``sent``, back to routing, or ``unknown`` when its call began), messages in
+       doubt are reconciled (:mod:`outreach.sending.reconcile`), retries of mailboxes that
+       cannot send go back to ``scheduled``; follow-ups past their wait limit are cancelled;
+       enrollments left with nothing planned get their next step or their end
+       (:func:`planning.settle_stranded`).
     2. Planning: due enrollment steps become scheduled messages; warm-up mail is planned.
     3. Graduation: warming mailboxes that meet the rule become ``active``.
     4. With ``health``, the health rules (when installed) run their periodic evaluation.
@@ -91,6 +98,12 @@ def run_pass(
     recovery = claiming.recover_leases(now)
     report.released, report.unknown = recovery.released, recovery.unknown
     report.stranded = recovery.stranded
+    try:
+        settled = reconcile.reconcile_due(now)
+        report.found_sent, report.resent = settled.sent, settled.resent
+    except Exception:
+        # Lookups reach IMAP servers and provider APIs: their failure must not stop routing.
+        log.exception("reconciliation of messages in doubt failed during the pass")
     report.cancelled = claiming.cancel_expired(now)
     report.settled = planning.settle_stranded(now)
     plan = planning.plan_due(now)

@@ -7,7 +7,11 @@ The flow of one message (BRIEF §3 Messages):
    choosing the provider account (primary, or its standby while the primary's circuit is open).
    The transaction **commits before any provider call**: a process killed during the call
    leaves a ``sending`` row whose lease expires into ``unknown``, never resent automatically.
-2. **Send** (:func:`call_provider`): render, build the MIME message, hand it to the provider.
+2. **Send** (:func:`call_provider`): render, build the MIME message, commit that the call
+   begins (:func:`begin_call`, which also records the connection's previous acceptance),
+   hand it to the provider. A killed worker's messages whose call never began go back to
+   routing, accepted ones are finished as ``sent``: at most one per connection is in doubt
+   (:func:`expire_sending`).
 3. **Finish** (:func:`finish_batch`, once per batch of calls): ``sent`` (enrollment advanced),
    ``retry`` (transient; backoff with jitter, bounded attempts then ``failed``), ``failed``
    (permanent; a hard bounce suppresses the address, a policy block records a ``blocked``
@@ -21,6 +25,7 @@ Quota was reserved when the message was claimed and is never released after a pr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -37,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
@@ -223,6 +228,9 @@ def take_batch(
                 "lease_expires_at": lease_until,
                 "provider_account_id": account_id,
                 "updated_at": now,
+                # This attempt's markers (a retry's are from its previous attempt).
+                "call_started_at": None,
+                "accepted_at": None,
             }
             new_ids = {pk: message_ids[pk] for pk in pks if pk in message_ids}
             if new_ids:
@@ -359,6 +367,9 @@ class ProviderCache:
 
     def __init__(self) -> None:
         self._items: dict[int, tuple[str, base.Provider]] = {}
+        # The last call of this thread the provider accepted and that is not written yet:
+        # (message pk, worker, when, provider's id); :func:`begin_call` writes it.
+        self.accepted: tuple[int, str, datetime, str] | None = None
         # The fingerprint of the account object last seen: a batch's messages share one.
         self._seen: tuple[ProviderAccount, str] | None = None
 
@@ -403,6 +414,10 @@ class Called:
     unexpected: str | None = None
     called: bool = True
     clean: bool = False
+    # The call never began (none of the above is set): the recovery took the message back
+    # after its lease ran out, or its start could not be written (the database went away).
+    # It was not sent; its row is left to the recovery.
+    taken_back: bool = False
 
 
 def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
@@ -483,6 +498,15 @@ def deliver(prepared: Prepared | Called, *, providers: ProviderCache) -> Called:
     if prepared.send_at is not None:
         time.sleep(max(0.0, prepared.send_at - time.monotonic()))
     try:
+        began = begin_call(message, providers)
+    except DatabaseError:
+        # Written or not, nothing goes out: the recovery finds it never began, or began
+        # with no answer (in doubt until reconciled, never resent before).
+        log.exception("cannot write that the call of message %s begins", message.pk)
+        began = False
+    if not began:
+        return Called(message, account, called=False, taken_back=True)
+    try:
         result = provider.send(prepared.raw, prepared.envelope)
     except SendError as err:
         return Called(message, account, error=err)
@@ -491,7 +515,64 @@ def deliver(prepared: Prepared | Called, *, providers: ProviderCache) -> Called:
         # cold email is worse than a missing one, so the operator decides.
         log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
         return Called(message, account, unexpected=repr(exc))
+    providers.accepted = (message.pk, message.claimed_by, clock.now(), result.provider_message_id)
     return Called(message, account, result=result, clean=prepared.clean)
+
+
+def begin_call(message: Message, providers: ProviderCache) -> bool:
+    """Commit that ``message``'s provider call begins now; False when it must not begin.
+
+    The same statement (one commit per message) records the acceptance of this thread's
+    previous call (``providers.accepted``), so a worker killed at any moment leaves, per
+    connection, at most one message whose call began with no answer written: the truly
+    unknown one. Race prevented: the lease of a stalled worker runs out and the recovery
+    (:func:`expire_sending`) sends a message whose call never began back to routing while
+    the worker is about to call; both are conditional on ``sending`` with no call started,
+    so exactly one wins and a message the recovery took back is never sent.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(clock.now())
+    prev_pk, prev_worker, prev_at, prev_id = providers.accepted or (0, "", clock.now(), "")
+    params = [
+        *(message.pk, now),
+        *(prev_pk, adapt(prev_at)),
+        *(prev_pk, prev_id[:255]),
+        *(message.pk, State.SENDING, message.claimed_by),
+        *(prev_pk, State.SENDING, prev_worker),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_begin_call_sql(connection.vendor), params)
+        changed = {row[0] for row in cursor.fetchall()}
+    providers.accepted = None
+    return message.pk in changed
+
+
+@functools.cache
+def _begin_call_sql(vendor: str) -> str:
+    """:func:`begin_call`'s statement: written once, as SQL, for the cost of a send."""
+    q = connection.ops.quote_name
+    # The model's field names are its column names (no db_column anywhere on Message).
+    started, accepted, provider_id, pk, state, claimed_by = (
+        q(c)
+        for c in (
+            "call_started_at",
+            "accepted_at",
+            "provider_message_id",
+            "id",
+            "state",
+            "claimed_by",
+        )
+    )
+    # Identifiers come from the model; every value is a parameter.
+    return (
+        f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
+        f"{started} = CASE WHEN {pk} = %s THEN %s ELSE {started} END, "
+        f"{accepted} = CASE WHEN {pk} = %s THEN %s ELSE {accepted} END, "
+        f"{provider_id} = CASE WHEN {pk} = %s THEN %s ELSE {provider_id} END "
+        f"WHERE ({pk} = %s AND {state} = %s AND {claimed_by} = %s AND {started} IS NULL) "
+        f"OR ({pk} = %s AND {state} = %s AND {claimed_by} = %s) "
+        f"RETURNING {pk}"
+    )
 
 
 def call_provider(message: Message, taken: Taken, *, providers: ProviderCache) -> Called:
@@ -616,7 +697,9 @@ def finish_batch(batch: list[Called], policy: SendPolicy | None = None) -> list[
         sent = [c for c in batch if c.result is not None]
         _mark_sent(sent, now)
         for item in batch:
-            if item.result is not None:
+            if item.taken_back:
+                states.append("")
+            elif item.result is not None:
                 states.append(State.SENT)
             elif item.error is not None:
                 attempt_no = item.message.attempts + (1 if item.called else 0)
@@ -970,14 +1053,68 @@ def _advance_enrollments(sent: list[Message], sent_at: datetime) -> None:
 # --- recovery, health, the loop ----------------------------------------------------------
 
 
-def expire_sending(now: datetime) -> int:
-    """``sending`` rows whose lease ran out become ``unknown`` (the scheduler's recovery does
-    the same; doing it here too keeps a worker-only deployment honest)."""
-    return Message.objects.filter(state=State.SENDING, lease_expires_at__lt=now).update(
+def expire_sending(now: datetime, *, limit: int = 1000) -> int:
+    """``sending`` rows whose lease ran out (their worker died or stalled), settled by what
+    :func:`begin_call` wrote; returns how many became ``unknown``. The scheduler's recovery
+    calls this too; a worker calling it keeps a worker-only deployment honest.
+
+    1. The provider accepted the call: finished as ``sent``, as its worker would have.
+    2. The call never began: nothing went out. A first attempt goes back to ``claimed`` with
+       its lease run out, so the scheduler's recovery releases its units and routes it again;
+       a retry goes back to ``retry``, due now (its units were used by an earlier call).
+    3. The call began and no answer was written: ``unknown``, for reconciliation
+       (:mod:`outreach.sending.reconcile`); never resent without it.
+
+    Each step is conditional on the row still being ``sending`` with its lease run out, so
+    two recoveries (the scheduler's, a worker's) and a late worker never both win.
+    """
+    expired = Message.objects.filter(state=State.SENDING, lease_expires_at__lt=now)
+    _finish_accepted(expired, now, limit)
+    never_began = expired.filter(call_started_at__isnull=True)
+    # Their lease stays run out: an expired claim, which only the scheduler's recovery takes.
+    back = {"updated_at": now}
+    # A first message may be routed to another domain: a Message-ID named after the old one
+    # would tie the two together (the next take gives it a new one).
+    never_began.filter(attempts=0, pinned_mailbox__isnull=True).update(
+        state=State.CLAIMED, message_id_header=None, **back
+    )
+    never_began.filter(attempts=0).update(state=State.CLAIMED, **back)
+    never_began.update(state=State.RETRY, not_before=now, lease_expires_at=None, updated_at=now)
+    return expired.update(
         state=State.UNKNOWN,
-        last_error="lease expired during the provider call; not resent automatically",
+        last_error="the provider call began and its worker stopped before recording the "
+        "answer; not resent without reconciliation",
         updated_at=now,
     )
+
+
+def _finish_accepted(expired: Any, now: datetime, limit: int) -> int:
+    """Finish the accepted messages of ``expired`` as ``sent``; returns how many.
+
+    They are first made this recovery's own (a conditional UPDATE of ``claimed_by``), so a
+    second recovery running at the same moment finishes none of them twice.
+    """
+    pks = list(expired.filter(accepted_at__isnull=False).values_list("pk", flat=True)[:limit])
+    if not pks:
+        return 0
+    me = f"recovery:{worker_name()}"[:128]
+    expired.filter(pk__in=pks, accepted_at__isnull=False).update(claimed_by=me)
+    mine = Message.objects.filter(pk__in=pks, state=State.SENDING, claimed_by=me)
+    taken = [Taken(pk, account) for pk, account in mine.values_list("pk", "provider_account_id")]
+    batch = [
+        Called(
+            message,
+            message.provider_account,
+            result=SendResult(
+                message.provider_message_id,
+                response="accepted; recorded after its worker stopped",
+            ),
+        )
+        for message, _ in load_taken(taken)
+        if message.provider_account is not None
+    ]
+    finish_batch(batch)
+    return len(batch)
 
 
 def sync_provider_health() -> int:
@@ -1105,10 +1242,15 @@ class Worker:
 
 
 def _close_thread_connection() -> None:
+    """A sending thread keeps its database connection between calls (:func:`begin_call`
+    writes through it before every call; reopening it each time, as ``CONN_MAX_AGE=0`` does
+    on SQLite, cost more than the write). One an error left unusable is closed, to be
+    opened again by the next call."""
     from django.db import connections
 
     for conn in connections.all(initialized_only=True):
-        conn.close_if_unusable_or_obsolete()
+        if conn.errors_occurred and not conn.is_usable():
+            conn.close()
 
 
 def make_loop(stop: threading.Event) -> Loop:

@@ -142,6 +142,7 @@ def seed_activity(
         provider_account=provider,
         campaign=campaign,
         state=Message.State.UNKNOWN,
+        doubt="IMAP lookup failed: ConnectionRefusedError",
     )
     Alert.objects.create(
         key="bounce:1", kind="bounce_warning", text="rep1@send1.example.com bounce rate 3.5%"

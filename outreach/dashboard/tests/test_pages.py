@@ -56,6 +56,7 @@ def test_it_shows_todays_use_rates_alerts_unknown_and_cost_on_the_overview(
     assert "60 / 208" in body
     assert "rep1@send1.example.com bounce rate 3.5%" in body  # the open alert
     assert "lost@prospect.example.org" in body  # the unknown message
+    assert "IMAP lookup failed: ConnectionRefusedError" in body  # and why it is in doubt
     assert 'id="rates"' in body and "bounce" in body
     # No sends priced yet; 2 domains x $12/year = $2.00 a month, about 18/31 of it to date.
     cost = staff_client.get(reverse("dashboard:overview")).context["cost"]

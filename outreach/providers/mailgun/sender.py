@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
+
 from outreach.providers.anymail_base import AnymailProvider
+from outreach.providers.base import Envelope, SendError, classify_http
+
+DEFAULT_API_URL = "https://api.mailgun.net/v3"
+LOOKUP_TIMEOUT_SECONDS = 30
 
 
 class MailgunProvider(AnymailProvider):
@@ -23,3 +29,22 @@ class MailgunProvider(AnymailProvider):
         if self.settings.get("api_url"):
             options["api_url"] = self.settings["api_url"]
         return options
+
+    def find_sent(self, message_id_header: str, envelope: Envelope) -> bool | None:
+        """Mailgun's events API, filtered by Message-ID (``GET /v3/<domain>/events
+        ?message-id=<id>``): any event but ``rejected`` means Mailgun took the message."""
+        domain = self.settings.get("sender_domain") or envelope.sender.rpartition("@")[2]
+        url = f"{(self.settings.get('api_url') or DEFAULT_API_URL).rstrip('/')}/{domain}/events"
+        try:
+            response = requests.get(
+                url,
+                params={"message-id": message_id_header.strip("<>"), "limit": "25"},
+                auth=("api", self.secrets.get("api_key", "")),
+                timeout=LOOKUP_TIMEOUT_SECONDS,
+            )
+        except requests.RequestException as exc:
+            raise SendError(f"Mailgun events API unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise classify_http(response.status_code, response.text[:500])
+        items = response.json().get("items") or []
+        return any(item.get("event") != "rejected" for item in items)

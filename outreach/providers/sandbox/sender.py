@@ -28,3 +28,15 @@ class SandboxProvider(Provider):
         except OSError as exc:
             raise SendError(f"sandbox outbox not writable: {exc}") from exc
         return SendResult(provider_message_id=provider_id, code="250", response=str(path.name))
+
+    def find_sent(self, message_id_header: str, envelope: Envelope) -> bool | None:
+        """The outbox holds every accepted message: one of this message's files with that
+        Message-ID (a retry of the message writes a file of its own)."""
+        outbox = Path(self.settings.get("outbox_dir") or settings.OUTREACH_OUTBOX_DIR)
+        header = f"Message-ID: {message_id_header}".encode()
+        try:
+            return any(
+                header in path.read_bytes() for path in outbox.glob(f"{envelope.message_id}-*.eml")
+            )
+        except OSError as exc:
+            raise SendError(f"sandbox outbox not readable: {exc}") from exc

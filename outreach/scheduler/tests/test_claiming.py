@@ -182,7 +182,8 @@ def test_it_marks_an_expired_sending_lease_unknown_and_never_resends_it() -> Non
     boxes = make_pool(1, 1)
     schedule(make_campaign(), 1)
     claim_due(NOON)
-    Message.objects.update(state=Message.State.SENDING)  # the worker's provider call hangs
+    # The worker's provider call began, and hangs.
+    Message.objects.update(state=Message.State.SENDING, call_started_at=NOON)
     later = NOON + timedelta(hours=1)
     assert recover_leases(later).unknown == 1
     assert claim_due(later).claimed == 0

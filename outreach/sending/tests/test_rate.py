@@ -89,11 +89,12 @@ def test_a_slow_rate_still_sends_one_message_once_the_account_is_idle() -> None:
 
 def test_a_send_waits_for_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     account = _account(4.0)
-    (message,) = claimed_campaign_messages(1, provider=account)
+    claimed_campaign_messages(1, provider=account)
+    (taken,) = engine.take_batch("w", clock.now(), 1)
     slept: list[float] = []
     monkeypatch.setattr(engine.time, "monotonic", lambda: 100.0)
     monkeypatch.setattr(engine.time, "sleep", slept.append)
-    (loaded,) = engine.load_taken([Taken(message.pk, account.pk, True, send_at=100.75)])
+    (loaded,) = engine.load_taken([Taken(taken.message_id, account.pk, True, send_at=100.75)])
     message_row, taken = loaded
 
     called = engine.call_provider(message_row, taken, providers=engine.ProviderCache())

@@ -1,0 +1,142 @@
+"""Only a message whose provider call began can be in doubt.
+
+A worker commits that a call begins (with the acceptance of its connection's previous call)
+before each provider call. When its lease runs out (the worker was killed), its messages are
+settled by what it wrote: accepted → ``sent``; never began → back to routing, units given
+back; began with no answer → ``unknown``, the only one in doubt.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from outreach.campaigns.models import Message
+from outreach.lib import clock
+from outreach.pool.models import Mailbox
+from outreach.scheduler.claiming import claim_due, recover_leases
+from outreach.scheduler.tests.conftest import NOON, schedule, used
+from outreach.sending.engine import (
+    Prepared,
+    ProviderCache,
+    begin_call,
+    deliver,
+    finish_batch,
+    load_taken,
+    prepare_call,
+    take_batch,
+)
+from outreach.sending.models import SendAttempt
+from outreach.testing import make_campaign, make_pool
+
+pytestmark = pytest.mark.django_db
+DAY = NOON.date()
+NO_PACING = {"pacing_gap_seconds": 0, "pacing_jitter_seconds": 0}
+# After the sending lease (five minutes) of a worker that died.
+LATER = NOON + timedelta(minutes=10)
+
+
+@pytest.fixture(autouse=True)
+def _outbox(settings: object, tmp_path: Path) -> Path:
+    clock.set_now(NOON)
+    settings.OUTREACH_OUTBOX_DIR = str(tmp_path / "outbox")  # type: ignore[attr-defined]
+    settings.OUTREACH_BASE_URL = "https://outreach.example.com"  # type: ignore[attr-defined]
+    return tmp_path / "outbox"
+
+
+def _taken(count: int) -> list[Prepared]:
+    """``count`` messages claimed by the scheduler and taken by a worker, built for sending."""
+    make_pool(1, 1, limits=NO_PACING)
+    schedule(make_campaign(), count)
+    assert claim_due(NOON).claimed == count
+    taken = take_batch("doomed-worker", NOON, count)
+    prepared = [prepare_call(message, t) for message, t in load_taken(taken)]
+    assert all(isinstance(p, Prepared) for p in prepared)
+    return prepared  # type: ignore[return-value]
+
+
+def _sent_files(outbox: Path) -> int:
+    return len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+
+
+def test_it_sends_a_message_whose_call_never_began_back_to_routing(_outbox: Path) -> None:
+    _taken(3)  # then the worker is killed before its first call
+
+    report = recover_leases(LATER)
+
+    assert report.unknown == 0
+    assert report.released == 3
+    assert set(Message.objects.values_list("state", flat=True)) == {Message.State.SCHEDULED}
+    assert not Message.objects.filter(message_id_header__isnull=False).exists()
+    assert used("global", "*", DAY) == 0  # nothing reached a provider: the units go back
+    assert _sent_files(_outbox) == 0
+
+
+def test_it_finishes_as_sent_what_the_provider_accepted_before_the_worker_died(
+    _outbox: Path,
+) -> None:
+    first, second, third = _taken(3)
+    providers = ProviderCache()
+    assert deliver(first, providers=providers).result is not None
+    # The second call begins (writing the first one's acceptance), then the worker is killed.
+    assert begin_call(second.message, providers)
+
+    clock.set_now(LATER)
+    report = recover_leases(LATER)
+
+    states = dict(Message.objects.values_list("pk", "state"))
+    assert states[first.message.pk] == Message.State.SENT
+    assert states[second.message.pk] == Message.State.UNKNOWN
+    assert states[third.message.pk] == Message.State.SCHEDULED
+    assert report.unknown == 1
+    # Finished as its worker would have: an attempt recorded, the mailbox's last send set.
+    attempt = SendAttempt.objects.get()
+    assert attempt.message_id == first.message.pk and attempt.outcome == "sent"
+    assert Mailbox.objects.get().last_sent_at == LATER
+    # Units: the accepted and the unknown keep theirs, the one never called gives it back.
+    assert used("global", "*", DAY) == 2
+    assert _sent_files(_outbox) == 1
+
+
+def test_it_never_makes_a_call_the_recovery_took_back(_outbox: Path) -> None:
+    (stalled,) = _taken(1)
+    # The worker stalls past its lease; the recovery sends the message back to routing.
+    recover_leases(LATER)
+
+    called = deliver(stalled, providers=ProviderCache())
+
+    assert called.taken_back and called.result is None and called.error is None
+    assert _sent_files(_outbox) == 0
+    assert finish_batch([called]) == [""]
+    assert Message.objects.get().state == Message.State.SCHEDULED
+    assert not SendAttempt.objects.exists()
+
+
+def test_it_sends_a_retry_whose_call_never_began_back_to_retry(_outbox: Path) -> None:
+    make_pool(1, 1, limits=NO_PACING)
+    schedule(make_campaign(), 1)
+    claim_due(NOON)
+    # A first attempt met a 451 and is due again; a worker takes it and is killed.
+    Message.objects.update(state=Message.State.RETRY, attempts=1, not_before=NOON)
+    assert len(take_batch("doomed-worker", NOON, 1)) == 1
+
+    assert recover_leases(LATER).unknown == 0
+
+    message = Message.objects.get()
+    assert message.state == Message.State.RETRY and message.not_before == LATER
+    assert message.mailbox_id is not None
+    assert used("global", "*", DAY) == 1  # a provider was called for it before
+
+
+def test_it_keeps_a_message_whose_call_began_in_doubt(_outbox: Path) -> None:
+    (hung,) = _taken(1)
+    assert begin_call(hung.message, ProviderCache())  # the call hangs, the worker is killed
+
+    assert recover_leases(LATER).unknown == 1
+
+    assert Message.objects.get().state == Message.State.UNKNOWN
+    # A second recovery changes nothing, and a call that began never begins twice.
+    assert recover_leases(LATER + timedelta(minutes=1)).unknown == 0
+    assert not begin_call(hung.message, ProviderCache())
