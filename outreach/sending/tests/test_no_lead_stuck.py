@@ -47,7 +47,9 @@ def _pass() -> None:
 def _crash_mid_call(message: Message) -> None:
     # The worker died while the provider call was in flight: its lease runs out.
     Message.objects.filter(pk=message.pk).update(
-        state=Message.State.SENDING, lease_expires_at=clock.now() - timedelta(seconds=1)
+        state=Message.State.SENDING,
+        call_started_at=clock.now() - timedelta(minutes=1),
+        lease_expires_at=clock.now() - timedelta(seconds=1),
     )
 
 
