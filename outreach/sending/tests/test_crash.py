@@ -154,7 +154,7 @@ def _reconcile_through_sent_folders(
     addresses = sorted(Mailbox.objects.values_list("address", flat=True))
     server = dovecot.start(addresses)
     try:
-        os.environ["CRASH_IMAP_PASSWORD"] = server.password
+        os.environ["OUTREACH_SECRET_CRASH_IMAP_PASSWORD"] = server.password
         for mailbox in Mailbox.objects.all():
             mailbox.settings = {
                 **mailbox.settings,
@@ -163,7 +163,7 @@ def _reconcile_through_sent_folders(
                 "imap_security": "plain",
                 "imap_sent_folder": "Sent",
             }
-            mailbox.secrets = {"imap_password": "env:CRASH_IMAP_PASSWORD"}
+            mailbox.secrets = {"imap_password": "env:OUTREACH_SECRET_CRASH_IMAP_PASSWORD"}
             mailbox.save(update_fields=["settings", "secrets"])
         filed = collections.defaultdict(list)
         for received in sink.received:
@@ -181,7 +181,7 @@ def _reconcile_through_sent_folders(
         reconcile_due(clock.now() + timedelta(hours=1), limit=len(doubtful))
     finally:
         server.stop()
-        os.environ.pop("CRASH_IMAP_PASSWORD", None)
+        os.environ.pop("OUTREACH_SECRET_CRASH_IMAP_PASSWORD", None)
     settled = dict(Message.objects.filter(pk__in=doubtful).values_list("pk", "state"))
     print(f"reconciled {len(doubtful)} in doubt: {dict(collections.Counter(settled.values()))}")
     doubts = dict(Message.objects.filter(pk__in=doubtful).values_list("pk", "doubt"))

@@ -85,7 +85,7 @@ def in_doubt(count: int, provider: ProviderAccount | None = None) -> list[Messag
 
 
 def with_imap(server: dovecot.ImapServer, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
-    monkeypatch.setenv("REP1_IMAP_PASSWORD", server.password)
+    monkeypatch.setenv("OUTREACH_SECRET_REP1_IMAP_PASSWORD", server.password)
     Mailbox.objects.filter(address=ADDRESS).update(
         settings={
             "imap_host": server.host,
@@ -94,7 +94,7 @@ def with_imap(server: dovecot.ImapServer, monkeypatch: pytest.MonkeyPatch, **ext
             "imap_sent_folder": "Sent",
             **extra,
         },
-        secrets={"imap_password": "env:REP1_IMAP_PASSWORD"},
+        secrets={"imap_password": "env:OUTREACH_SECRET_REP1_IMAP_PASSWORD"},
     )
 
 
@@ -211,12 +211,12 @@ def test_it_searches_a_large_sent_folder_by_header_without_downloading_it(
 
 
 def mailgun_account(monkeypatch: pytest.MonkeyPatch) -> ProviderAccount:
-    monkeypatch.setenv("MAILGUN_API_KEY", "key-example")
+    monkeypatch.setenv("OUTREACH_SECRET_MAILGUN_API_KEY", "key-example")
     return ProviderAccount.objects.create(
         name="mailgun-main",
         kind=ProviderAccount.Kind.MAILGUN,
         settings={"sender_domain": "mg.send1.example.com"},
-        secrets={"api_key": "env:MAILGUN_API_KEY"},
+        secrets={"api_key": "env:OUTREACH_SECRET_MAILGUN_API_KEY"},
     )
 
 
@@ -304,12 +304,12 @@ def postmark_search(message: Message) -> dict[str, Any]:
 
 
 def test_it_searches_postmark_by_the_message_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POSTMARK_TOKEN", "server-token")
+    monkeypatch.setenv("OUTREACH_SECRET_POSTMARK_TOKEN", "server-token")
     account = ProviderAccount.objects.create(
         name="postmark-main",
         kind=ProviderAccount.Kind.POSTMARK,
         settings={"message_stream": "cold"},
-        secrets={"server_token": "env:POSTMARK_TOKEN"},
+        secrets={"server_token": "env:OUTREACH_SECRET_POSTMARK_TOKEN"},
     )
     went_out, lost = in_doubt(2, account)
     with fake_http() as http:
