@@ -22,7 +22,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.utils.timezone import localtime
 
 from outreach.alerts.models import Alert
@@ -30,7 +41,8 @@ from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Varia
 from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool import policy
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.states import way_back
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 
@@ -127,6 +139,16 @@ class MailboxInfo:
         return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
 
 
+@dataclass(frozen=True)
+class OutOfService:
+    """The audit log's last word on a paused or cooled-down mailbox."""
+
+    reason: str
+    since: datetime
+    actor: str
+    way_back: str
+
+
 @dataclass
 class MailboxRow:
     mailbox: MailboxInfo
@@ -136,6 +158,9 @@ class MailboxRow:
     warmup_day: int | None
     rates: Rates
     last_event_at: datetime | None
+
+    # Why and since when a paused or cooled-down mailbox is out of service, and what resumes it.
+    out_of_service: OutOfService | None = None
 
     # Filled by the view (queries know no URLs); precomputed so a 300-row table renders fast.
     href: str = ""
@@ -323,6 +348,7 @@ def mailbox_rows(
     )
     limits = pool.limits
     warmup = pool.warmup
+    stopped = out_of_service(mailbox.pk if mailbox is not None else None)
     rows = []
     n = len(MailboxInfo.FIELDS)
     for values in mailboxes.order_by("domain__name", "address").values_list(
@@ -339,9 +365,29 @@ def mailbox_rows(
                 warmup_day=warmup_day(mb, today),
                 rates=_rates(window, by_mailbox.get(mb.pk)),
                 last_event_at=values[n] if extra else None,
+                out_of_service=stopped.get(mb.pk),
             )
         )
     return rows
+
+
+def out_of_service(mailbox_id: int | None = None) -> dict[int, OutOfService]:
+    """Per paused or cooled-down mailbox (or the one given): the state change that put it
+    there, and what would resume it. One query, over out-of-service mailboxes only."""
+    changes = StateChange.objects.filter(
+        mailbox__state__in=(Mailbox.State.PAUSED, Mailbox.State.COOLDOWN),
+        to_state=F("mailbox__state"),
+    )
+    if mailbox_id is not None:
+        changes = changes.filter(mailbox_id=mailbox_id)
+    found: dict[int, OutOfService] = {}
+    rows = changes.order_by("mailbox_id", "-at", "-id").values_list(
+        "mailbox_id", "reason", "at", "actor", "mailbox__state", "mailbox__cooldown_until"
+    )
+    for pk, reason, at, actor, state, until in rows:
+        if pk not in found:
+            found[pk] = OutOfService(reason, at, actor, way_back(state, actor, until))
+    return found
 
 
 def _cap_today(
