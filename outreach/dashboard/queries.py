@@ -470,7 +470,8 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
     """Pure: judge each rate against its thresholds.
 
     A rate is "n/a" below the thresholds' minimum number of sends, except complaints: any
-    complaint at all is over the line (the rules pause on the first one).
+    complaint at all is over the line (the rules pause on the first one). The bounce rate is
+    judged on the evidence, by the health rules' :func:`outreach.pool.policy.bounce_rate_above`.
     """
     judged = rates.sent >= t.min_sends
 
@@ -481,6 +482,15 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
             return "over"
         if warning is not None and rate > warning:
             return "warning"
+        return "ok"
+
+    def bounce_status() -> str:
+        # The health rules' own decision: the pool's bounces weighed as evidence.
+        if rates.bounce_rate is None or not judged:
+            return "n/a"
+        for level, rate in (("over", t.bounce_pause_rate), ("warning", t.bounce_warning_rate)):
+            if policy.bounce_rate_above(rates.bounced, rates.sent, rate, t):
+                return level
         return "ok"
 
     if rates.complained >= t.complaint_pause_count:
@@ -496,7 +506,7 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
             rates.bounce_rate,
             t.bounce_warning_rate,
             t.bounce_pause_rate,
-            status(rates.bounce_rate, t.bounce_warning_rate, t.bounce_pause_rate),
+            bounce_status(),
         ),
         RateCheck("complaint", rates.complaint_rate, t.complaint_warning_rate, None, complaint),
         RateCheck("reply", rates.reply_rate, None, None, status(rates.reply_rate, None, None)),
