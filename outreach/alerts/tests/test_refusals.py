@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from outreach.alerts import digest
+from outreach.alerts.models import Alert
 from outreach.campaigns.models import Message
 from outreach.lib import clock
 from outreach.metrics import rollups
@@ -56,6 +57,11 @@ def test_it_stops_a_mailbox_whose_every_recipient_is_refused(sink: SmtpTestServe
         figures = rollups.window_figures(days=1, mailbox_id=mailbox.pk)
         assert (figures.sent, figures.bounce_rate) == (0, 1.0)
         assert figures.attempts == figures.refused == figures.bounced_hard >= 20
+
+    # The pause alerts name the refusals.
+    paused = Alert.objects.filter(kind="mailbox_paused")
+    assert paused.count() == 2
+    assert all("sent 0 · refused " in alert.text for alert in paused)
 
     text = digest.build(T0.date())
     refused = rollups.window_figures(days=1).refused
