@@ -120,6 +120,12 @@ class Thresholds:
         if preset not in cls.PRESETS:
             raise ValueError(f"unknown thresholds preset {preset!r}")
         merged = {**cls.PRESETS[preset], **data}
+        baseline = merged.get("bounce_baseline_rate", cls.bounce_baseline_rate)
+        warning = merged.get("bounce_warning_rate", cls.bounce_warning_rate)
+        if "bounce_baseline_rate" not in data and baseline >= warning:
+            # A warning rate set at or below the default baseline (stored before the baseline
+            # existed): weigh against half of it rather than refuse to load.
+            merged["bounce_baseline_rate"] = warning / 2
         thresholds = cls(**merged)
         thresholds.check()
         return thresholds

@@ -70,6 +70,8 @@ def test_it_refuses_thresholds_whose_bounces_cannot_be_weighed() -> None:
         Thresholds.from_dict({"bounce_baseline_rate": 0.03})
     with pytest.raises(ValueError, match="bounce_evidence"):
         Thresholds.from_dict({"bounce_evidence": 1})
+    # Thresholds stored before the baseline existed still load: it defaults below them.
+    assert Thresholds.from_dict({"bounce_warning_rate": 0.01}).bounce_baseline_rate == 0.005
 
 
 def test_it_pauses_on_any_complaint_whatever_the_volume() -> None:

@@ -354,3 +354,10 @@ def test_a_failure_halfway_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(RuntimeError):
         apply(spec)
     assert ProviderAccount.objects.count() == 0 and Domain.objects.count() == 0
+
+
+def test_it_names_bounce_thresholds_that_cannot_be_weighed() -> None:
+    text = SMALL + "\n[thresholds]\nbounce_baseline_rate = 0.04\n"
+    line = len(text.splitlines())
+    with pytest.raises(ConfigError, match=rf"^thresholds.bounce_baseline_rate: .*\(line {line}\)$"):
+        parse(text)
