@@ -1,7 +1,7 @@
 """Health rules on the simulator's traffic: false pauses of healthy mailboxes, and how fast a bad
 one is caught.
 
-    .venv/bin/python bench/health_rules.py [--json] [--seeds 200] [--days 30] [--leads 6000]
+    .venv/bin/python bench/health_rules.py [--json] [--seeds 100] [--days 30] [--leads 9000]
                                            [--config examples/pool.toml] [--campaign FILE]
                                            [--stream FILE]
 
@@ -423,9 +423,9 @@ def table(result: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--leads", type=int, default=6000)
+    parser.add_argument("--leads", type=int, default=9000)
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "pool.toml")
     parser.add_argument(
         "--campaign", type=Path, help="campaign file (default: examples/campaign.toml)"
