@@ -16,7 +16,10 @@ from outreach.pool.models import Domain, Mailbox, StateChange
 
 
 def _line(figures: Figures) -> str:
-    text = f"{figures.sent} sent · {figures.bounce_rate * 100:.1f}% bounced"
+    # Refused messages are attempts that bounced: left out, a mailbox whose every message is
+    # refused would read "0 sent · 0.0% bounced".
+    refused = f" · {figures.refused} refused" if figures.refused else ""
+    text = f"{figures.sent} sent{refused} · {figures.bounce_rate * 100:.1f}% bounced"
     if figures.complained:
         text += f" · {figures.complained} complaint(s)"
     if figures.replied:

@@ -93,6 +93,8 @@ def _figures_line(figures: dict[str, Any]) -> str:
     parts = []
     if "sent" in figures:
         parts.append(f"sent {figures['sent']}")
+    if figures.get("refused"):
+        parts.append(f"refused {figures['refused']}")
     if "bounce_rate" in figures:
         parts.append(f"bounces {figures['bounce_rate'] * 100:.1f}%")
     if figures.get("complained"):

@@ -22,7 +22,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.utils.timezone import localtime
 
 from outreach.alerts.models import Alert
@@ -30,7 +41,8 @@ from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Varia
 from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool import policy
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.states import way_back
 from outreach.scheduler.capacity import domain_capacity, domain_holds, pool_capacity
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
@@ -128,6 +140,16 @@ class MailboxInfo:
         return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
 
 
+@dataclass(frozen=True)
+class OutOfService:
+    """The audit log's last word on a paused or cooled-down mailbox."""
+
+    reason: str
+    since: datetime
+    actor: str
+    way_back: str
+
+
 @dataclass
 class MailboxRow:
     mailbox: MailboxInfo
@@ -139,6 +161,9 @@ class MailboxRow:
     last_event_at: datetime | None
     # Why its domain cannot send now (cooldown, DNS); "" when it can.
     held: str = ""
+
+    # Why and since when a paused or cooled-down mailbox is out of service, and what resumes it.
+    out_of_service: OutOfService | None = None
 
     # Filled by the view (queries know no URLs); precomputed so a 300-row table renders fast.
     href: str = ""
@@ -328,6 +353,7 @@ def mailbox_rows(
     limits = pool.limits
     warmup = pool.warmup
     holds = domain_holds()
+    stopped = out_of_service(mailbox.pk if mailbox is not None else None)
     rows = []
     n = len(MailboxInfo.FIELDS)
     for values in mailboxes.order_by("domain__name", "address").values_list(
@@ -345,9 +371,29 @@ def mailbox_rows(
                 rates=_rates(window, by_mailbox.get(mb.pk)),
                 last_event_at=values[n] if extra else None,
                 held=holds.get(mb.domain_id, ""),
+                out_of_service=stopped.get(mb.pk),
             )
         )
     return rows
+
+
+def out_of_service(mailbox_id: int | None = None) -> dict[int, OutOfService]:
+    """Per paused or cooled-down mailbox (or the one given): the state change that put it
+    there, and what would resume it. One query, over out-of-service mailboxes only."""
+    changes = StateChange.objects.filter(
+        mailbox__state__in=(Mailbox.State.PAUSED, Mailbox.State.COOLDOWN),
+        to_state=F("mailbox__state"),
+    )
+    if mailbox_id is not None:
+        changes = changes.filter(mailbox_id=mailbox_id)
+    found: dict[int, OutOfService] = {}
+    rows = changes.order_by("mailbox_id", "-at", "-id").values_list(
+        "mailbox_id", "reason", "at", "actor", "mailbox__state", "mailbox__cooldown_until"
+    )
+    for pk, reason, at, actor, state, until in rows:
+        if pk not in found:
+            found[pk] = OutOfService(reason, at, actor, way_back(state, actor, until))
+    return found
 
 
 def _cap_today(
@@ -432,7 +478,8 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
     """Pure: judge each rate against its thresholds.
 
     A rate is "n/a" below the thresholds' minimum number of sends, except complaints: any
-    complaint at all is over the line (the rules pause on the first one).
+    complaint at all is over the line (the rules pause on the first one). The bounce rate is
+    judged on the evidence, by the health rules' :func:`outreach.pool.policy.bounce_rate_above`.
     """
     judged = rates.sent >= t.min_sends
 
@@ -443,6 +490,15 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
             return "over"
         if warning is not None and rate > warning:
             return "warning"
+        return "ok"
+
+    def bounce_status() -> str:
+        # The health rules' own decision: the pool's bounces weighed as evidence.
+        if rates.bounce_rate is None or not judged:
+            return "n/a"
+        for level, rate in (("over", t.bounce_pause_rate), ("warning", t.bounce_warning_rate)):
+            if policy.bounce_rate_above(rates.bounced, rates.sent, rate, t):
+                return level
         return "ok"
 
     if rates.complained >= t.complaint_pause_count:
@@ -458,7 +514,7 @@ def rate_checks(rates: Rates, t: policy.Thresholds) -> list[RateCheck]:
             rates.bounce_rate,
             t.bounce_warning_rate,
             t.bounce_pause_rate,
-            status(rates.bounce_rate, t.bounce_warning_rate, t.bounce_pause_rate),
+            bounce_status(),
         ),
         RateCheck("complaint", rates.complaint_rate, t.complaint_warning_rate, None, complaint),
         RateCheck("reply", rates.reply_rate, None, None, status(rates.reply_rate, None, None)),

@@ -24,14 +24,21 @@ COUNTERS: tuple[str, ...] = (
     "replied",
     "auto_replied",
     "blocked",
+    "refused",
 )
 
 
 @dataclass(frozen=True)
 class Figures:
-    """Counts over a period. Rates are over ``sent`` (messages the provider accepted)."""
+    """Counts over a period. Rates are over :attr:`attempts`: the messages the provider
+    accepted (``sent``) plus those the recipient's server refused while we were still talking
+    to it (``refused``: a 5.1.x or 5.7.x answer to RCPT or DATA). A refused message is also
+    counted where it belongs (``bounced_hard`` or ``blocked``): it was an attempt that
+    bounced, and leaving it out would make a mailbox whose every message is refused look
+    clean ("0 sent, 0% bounced")."""
 
     sent: int = 0
+    refused: int = 0
     failed: int = 0
     transient: int = 0
     delivered: int = 0
@@ -53,9 +60,14 @@ class Figures:
     def __add__(self, other: Figures) -> Figures:
         return Figures(**{name: getattr(self, name) + getattr(other, name) for name in COUNTERS})
 
+    @property
+    def attempts(self) -> int:
+        """Messages that reached a recipient's server: accepted or refused there."""
+        return self.sent + self.refused
+
     def rate(self, counter: str) -> float:
-        """``counter`` per message sent; 0.0 when nothing was sent."""
-        return getattr(self, counter) / self.sent if self.sent else 0.0
+        """``counter`` per attempt; 0.0 when nothing was attempted."""
+        return getattr(self, counter) / self.attempts if self.attempts else 0.0
 
     @property
     def bounce_rate(self) -> float:
@@ -67,6 +79,7 @@ class Figures:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)
+        data["attempts"] = self.attempts
         data["bounce_rate"] = round(self.bounce_rate, 4)
         data["complaint_rate"] = round(self.complaint_rate, 4)
         return data

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from outreach.metrics.figures import Figures
-from outreach.pool.policy import Thresholds
+from outreach.pool.policy import Thresholds, bounce_evidence, bounce_rate_above
 
 
 class Action(StrEnum):
@@ -51,10 +51,11 @@ def mailbox_verdict(
     1. any block (policy rejection, spam-folder placement) → cooldown for
        ``block_cooldown_days``, then re-warm;
     2. complaints ≥ ``complaint_pause_count`` → pause;
-    3. hard-bounce rate > ``bounce_pause_rate`` once ``min_sends`` are in the window → pause;
+    3. hard-bounce rate above ``bounce_pause_rate`` on the evidence (:func:`bounce_rate_above`,
+       over attempts: sent + refused) → pause;
     4. an authentication failure, or ``failure_streak_pause`` failed calls in a row → pause;
-    5. hard-bounce rate > ``bounce_warning_rate`` (same minimum) → warning;
-    6. complaint rate > ``complaint_warning_rate`` (same minimum) → warning.
+    5. hard-bounce rate above ``bounce_warning_rate`` on the evidence → warning;
+    6. complaint rate > ``complaint_warning_rate`` once ``min_sends`` attempts → warning.
     """
     t = thresholds
     facts: dict[str, Any] = {
@@ -63,7 +64,8 @@ def mailbox_verdict(
         "min_sends": t.min_sends,
         "preset": t.preset,
     }
-    enough = figures.sent >= t.min_sends
+    enough = figures.attempts >= t.min_sends
+    bounced, attempts = figures.bounced_hard, figures.attempts
     if figures.blocked > 0:
         return Verdict(
             Action.COOLDOWN,
@@ -79,13 +81,13 @@ def mailbox_verdict(
             f"{figures.complained} spam complaint(s) in {t.window_days} days",
             facts,
         )
-    if enough and figures.bounce_rate > t.bounce_pause_rate:
+    if bounce_rate_above(bounced, attempts, t.bounce_pause_rate, t):
         return Verdict(
             Action.PAUSE,
             "bounce_rate",
-            f"hard bounces {_pct(figures.bounce_rate)} of {figures.sent} sent "
-            f"(pause above {_pct(t.bounce_pause_rate)})",
-            facts,
+            f"{_bounces(figures)}: the rate is above {_pct(t.bounce_pause_rate)} on the "
+            f"evidence{_undeliverable(figures)}",
+            _with_evidence(facts, figures, t.bounce_pause_rate, t),
         )
     if auth_failed:
         return Verdict(Action.PAUSE, "auth_failed", "provider rejected the credentials", facts)
@@ -96,23 +98,47 @@ def mailbox_verdict(
             f"{failure_streak} failed sends in a row",
             {**facts, "failure_streak": failure_streak},
         )
-    if enough and figures.bounce_rate > t.bounce_warning_rate:
+    if bounce_rate_above(bounced, attempts, t.bounce_warning_rate, t):
         return Verdict(
             Action.WARN,
             "bounce_warning",
-            f"hard bounces {_pct(figures.bounce_rate)} of {figures.sent} sent "
-            f"(warning above {_pct(t.bounce_warning_rate)}, pause above "
-            f"{_pct(t.bounce_pause_rate)})",
-            facts,
+            f"{_bounces(figures)}: the rate is above {_pct(t.bounce_warning_rate)} on the "
+            f"evidence (pause above {_pct(t.bounce_pause_rate)})",
+            _with_evidence(facts, figures, t.bounce_warning_rate, t),
         )
     if enough and figures.complaint_rate > t.complaint_warning_rate:
         return Verdict(
             Action.WARN,
             "complaint_warning",
-            f"complaints {_pct(figures.complaint_rate)} of {figures.sent} sent",
+            f"complaints {_pct(figures.complaint_rate)} of {figures.attempts} attempts",
             facts,
         )
     return OK
+
+
+def _bounces(figures: Figures) -> str:
+    refused = f", {figures.refused} refused at send time" if figures.refused else ""
+    return (
+        f"hard bounces {figures.bounced_hard} of {figures.attempts} attempts "
+        f"({_pct(figures.bounce_rate)}{refused})"
+    )
+
+
+def _undeliverable(figures: Figures) -> str:
+    # Every attempt refused: not a list problem to wait out, the mailbox cannot deliver.
+    return ": no recipient accepted a message, it cannot deliver" if figures.sent == 0 else ""
+
+
+def _with_evidence(
+    facts: dict[str, Any], figures: Figures, rate: float, t: Thresholds
+) -> dict[str, Any]:
+    ratio = bounce_evidence(figures.bounced_hard, figures.attempts, rate, t.bounce_baseline_rate)
+    return {
+        **facts,
+        "evidence_ratio": round(min(ratio, 1e9), 1),
+        "evidence_needed": t.bounce_evidence,
+        "baseline_rate": t.bounce_baseline_rate,
+    }
 
 
 def domain_verdict(
@@ -143,17 +169,19 @@ def routing_share(figures: Figures, thresholds: Thresholds) -> float:
     """A mailbox's routing weight in [0, 1]: it falls linearly as the bounce rate rises towards
     the pause rate, so traffic moves away before the mailbox has to be paused (BRIEF §3
     Routing). Below ``min_sends`` there is too little evidence to penalize."""
-    if figures.sent < thresholds.min_sends or thresholds.bounce_pause_rate <= 0:
+    if figures.attempts < thresholds.min_sends or thresholds.bounce_pause_rate <= 0:
         return 1.0
     return max(0.0, 1.0 - figures.bounce_rate / thresholds.bounce_pause_rate)
 
 
 def may_graduate(figures: Figures, thresholds: Thresholds, *, reached_target: bool) -> bool:
     """A warming mailbox graduates to ``active`` once it has reached its target volume with no
-    complaint, no block and a bounce rate under the warning threshold over the window."""
+    complaint, no block and a bounce rate not above the warning rate on the evidence."""
     return (
         reached_target
         and figures.complained == 0
         and figures.blocked == 0
-        and figures.bounce_rate <= thresholds.bounce_warning_rate
+        and not bounce_rate_above(
+            figures.bounced_hard, figures.attempts, thresholds.bounce_warning_rate, thresholds
+        )
     )

@@ -24,6 +24,9 @@ class DailyRollup(models.Model):
     provider_id = models.BigIntegerField(default=0)
 
     sent = models.PositiveIntegerField(default=0)
+    # Refused by the recipient's server at send time (5.1.x/5.7.x to RCPT or DATA): attempts
+    # that never became ``sent``; bounce rates are over sent + refused.
+    refused = models.PositiveIntegerField(default=0)
     # Permanent failures at send time (including synchronous hard bounces and blocks).
     failed = models.PositiveIntegerField(default=0)
     # Transient send errors (retried later).

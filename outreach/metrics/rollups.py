@@ -26,14 +26,15 @@ from outreach.pool.models import Mailbox, PoolSettings
 from outreach.sending.models import SendAttempt
 
 # What a provider call's outcome adds. A synchronous 5.1.x rejection or 5.7.x policy block
-# counts only as a failed send here: the sending engine also records it as a ``bounced``/
-# ``blocked`` event (source "smtp"), which adds the bounce or the block exactly once.
+# is a failed send and an attempt refused by the recipient's server (``refused``: the
+# denominator of the bounce rate is sent + refused). The bounce or the block itself is added
+# once, by the ``bounced``/``blocked`` event the sending engine records for it (source "smtp").
 ATTEMPT_COUNTERS: dict[str, dict[str, int]] = {
     SendAttempt.Outcome.SENT: {"sent": 1},
     SendAttempt.Outcome.TRANSIENT: {"transient": 1},
     SendAttempt.Outcome.PERMANENT: {"failed": 1},
-    SendAttempt.Outcome.HARD_BOUNCE: {"failed": 1},
-    SendAttempt.Outcome.BLOCKED: {"failed": 1},
+    SendAttempt.Outcome.HARD_BOUNCE: {"failed": 1, "refused": 1},
+    SendAttempt.Outcome.BLOCKED: {"failed": 1, "refused": 1},
     SendAttempt.Outcome.AUTH_FAILED: {"failed": 1},
 }
 

@@ -493,7 +493,8 @@ def _parse_thresholds(r: _Reader, data: dict[str, Any]) -> policy.Thresholds:
     try:
         return policy.Thresholds.from_dict(data)
     except ValueError as exc:
-        raise r.error("thresholds.preset", str(exc), data.get("preset")) from None
+        key = "preset" if "preset" in str(exc) else str(exc).split()[0]
+        raise r.error(f"thresholds.{key}", str(exc), data.get(key)) from None
 
 
 def _parse_providers(r: _Reader, data: dict[str, Any], base_dir: Path) -> list[ProviderSpec]:

@@ -1,4 +1,5 @@
-"""Named policies of the pool: each number beside its reason (BRIEF §3), and the pure warm-up rule.
+"""Named policies of the pool: each number beside its reason (BRIEF §3), the pure warm-up rule,
+and the one decision on bounce figures (:func:`bounce_rate_above`).
 
 Nothing here touches the database; ``PoolSettings`` stores these as JSON and rebuilds them.
 """
@@ -82,10 +83,19 @@ def warmup_cap(day: int, schedule: WarmupSchedule, *, target: int) -> int:
 
 @dataclass(frozen=True)
 class Thresholds:
-    # Hard-bounce rate over the window, once at least min_sends are in it.
+    # Hard-bounce rate over the window (bounces per attempt: sent + refused at send time),
+    # once at least min_sends attempts are in it. These are operating points, not cut-offs
+    # of a ratio: two bounces in 25 attempts is not "8%" yet (see bounce_evidence).
     bounce_warning_rate: float = 0.03
     bounce_pause_rate: float = 0.05
     min_sends: int = 20
+    # What a healthy mailbox bounces on a verified list. The bounces of the window are
+    # weighed as evidence for "the rate is at the warning/pause rate" against "it is at this
+    # rate"; docs/health.md has the numbers.
+    bounce_baseline_rate: float = 0.01
+    # How many times likelier the window's bounces must be at the operating point than at the
+    # baseline before the rule acts (Wald's likelihood ratio; 1 would act on a coin flip).
+    bounce_evidence: float = 40.0
     window_days: int = 7
     # Any complaint pauses the mailbox (Gmail/Yahoo tolerate < 0.3%, aim < 0.1%).
     complaint_pause_count: int = 1
@@ -101,10 +111,11 @@ class Thresholds:
 
     PRESETS = {
         "seed": {},
-        # Stricter industry figures: pause at 2% bounces, warn at 1%.
+        # Stricter industry figures: pause at 2% bounces, warn at 1% (against a 0.5% baseline).
         "strict": {
             "bounce_warning_rate": 0.01,
             "bounce_pause_rate": 0.02,
+            "bounce_baseline_rate": 0.005,
             "complaint_warning_rate": 0.0005,
         },
     }
@@ -116,7 +127,66 @@ class Thresholds:
         if preset not in cls.PRESETS:
             raise ValueError(f"unknown thresholds preset {preset!r}")
         merged = {**cls.PRESETS[preset], **data}
-        return cls(**merged)
+        baseline = merged.get("bounce_baseline_rate", cls.bounce_baseline_rate)
+        warning = merged.get("bounce_warning_rate", cls.bounce_warning_rate)
+        if "bounce_baseline_rate" not in data and baseline >= warning:
+            # A warning rate set at or below the default baseline (stored before the baseline
+            # existed): weigh against half of it rather than refuse to load.
+            merged["bounce_baseline_rate"] = warning / 2
+        thresholds = cls(**merged)
+        thresholds.check()
+        return thresholds
+
+    def check(self) -> None:
+        """Raise ValueError when the bounce figures cannot be weighed: the baseline must lie
+        below both operating points, and evidence means a ratio above 1."""
+        if not 0 < self.bounce_baseline_rate < min(self.bounce_warning_rate, 1.0):
+            raise ValueError(
+                f"bounce_baseline_rate {self.bounce_baseline_rate} must be above 0 and below "
+                f"bounce_warning_rate {self.bounce_warning_rate}"
+            )
+        if not self.bounce_warning_rate <= self.bounce_pause_rate < 1:
+            raise ValueError(
+                f"bounce_pause_rate {self.bounce_pause_rate} must be at least "
+                f"bounce_warning_rate {self.bounce_warning_rate} and below 1"
+            )
+        if self.bounce_evidence <= 1:
+            raise ValueError(f"bounce_evidence {self.bounce_evidence} must be above 1")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def bounce_evidence(bounced: int, attempts: int, rate: float, baseline: float) -> float:
+    """How many times likelier ``bounced`` hard bounces in ``attempts`` are if the mailbox's
+    true rate is ``rate`` than if it is ``baseline`` (the binomial likelihood ratio).
+
+    Each bounce multiplies the ratio by rate/baseline (x5 for 5% against 1%); each accepted
+    attempt divides it by (1-baseline)/(1-rate) (about x0.96). A bounce count that lies above
+    the line ``bounced = a + b * attempts`` (b between baseline and rate) is evidence for
+    ``rate``. Bounces beyond the attempts (late reports about older sends) count as attempts.
+    """
+    attempts = max(attempts, bounced)
+    if attempts <= 0:
+        return 1.0
+    log_ratio = bounced * math.log(rate / baseline) + (attempts - bounced) * math.log(
+        (1 - rate) / (1 - baseline)
+    )
+    # Bounded so that a whole window of refusals does not overflow a float.
+    return math.exp(min(log_ratio, 700.0))
+
+
+def bounce_rate_above(bounced: int, attempts: int, rate: float, thresholds: Thresholds) -> bool:
+    """The one bounce decision: is the mailbox's hard-bounce rate above ``rate`` (an operating
+    point: ``bounce_warning_rate`` or ``bounce_pause_rate``) on the evidence of the window?
+
+    Yes once ``min_sends`` attempts are in the window and the bounces are at least
+    ``bounce_evidence`` times likelier at ``rate`` than at ``bounce_baseline_rate``: a
+    sequential probability ratio test (Wald) over the window. With the seed's figures a pause
+    takes 3 bounces in 20-30 attempts, 5 in 100, 8 in 200 (docs/health.md); 2 in 25 is
+    not enough.
+    """
+    t = thresholds
+    if attempts < t.min_sends:
+        return False
+    return bounce_evidence(bounced, attempts, rate, t.bounce_baseline_rate) >= t.bounce_evidence

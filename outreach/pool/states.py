@@ -29,6 +29,31 @@ class IllegalTransition(ValueError):
     pass
 
 
+# What puts a paused mailbox back into service, by who paused it: a pause waits for a person
+# (BRIEF §3 Health states), and the person needs to know what to look at first.
+_RESUME_AFTER: dict[str, str] = {
+    "rule:bounce_rate": "a person resumes it after cleaning the list that bounced",
+    "rule:complaint": "a person resumes it after reading the complaint and checking the list",
+    "rule:auth_failed": "a person resumes it once the credentials are fixed",
+    "system:sending": "a person resumes it once the credentials are fixed",
+    "rule:failure_streak": "a person resumes it once the provider accepts mail again",
+}
+
+
+def way_back(state: str, actor: str, cooldown_until: datetime | None) -> str:
+    """What would put a mailbox in ``state`` (entered by ``actor``) back into service, in one
+    sentence for the operator; "" for a mailbox in service or retired.
+
+    After a resume the health rules judge it only on what it sends from then on.
+    """
+    if state == Mailbox.State.COOLDOWN:
+        when = f"on {cooldown_until:%Y-%m-%d %H:%M} UTC" if cooldown_until else "when it ends"
+        return f"resumes by itself {when}, re-warming; a person may resume it sooner"
+    if state != Mailbox.State.PAUSED:
+        return ""
+    return _RESUME_AFTER.get(actor, "a person resumes it once the reason is dealt with")
+
+
 def transition_mailbox(
     mailbox: Mailbox,
     to_state: str,

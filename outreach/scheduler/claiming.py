@@ -1031,6 +1031,11 @@ def mailbox_stats(now: datetime, thresholds: Any) -> dict[int, tuple[float, floa
     events = Event.objects.filter(occurred_at__gte=since, mailbox__isnull=False)
     hard = events.filter(type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD)
     bounces = _count_by_mailbox(hard)
+    # Messages refused at send time (one "smtp" event each) are attempts too: rates are per
+    # attempt, or a mailbox whose every message is refused would look clean.
+    refused = _count_by_mailbox(
+        events.filter(source="smtp", type__in=(Event.Type.BOUNCED, Event.Type.BLOCKED))
+    )
     complaints = _count_by_mailbox(events.filter(type=Event.Type.COMPLAINED))
     bounces_day = _count_by_mailbox(hard.filter(occurred_at__gte=day_ago))
     complaints_day = _count_by_mailbox(
@@ -1038,7 +1043,7 @@ def mailbox_stats(now: datetime, thresholds: Any) -> dict[int, tuple[float, floa
     )
     stats = {}
     for mailbox_id in set(sent) | set(bounces) | set(complaints):
-        n = sent.get(mailbox_id, 0)
+        n = sent.get(mailbox_id, 0) + refused.get(mailbox_id, 0)
         bounce_rate = bounces.get(mailbox_id, 0) / n if n else 0.0
         complaint_rate = complaints.get(mailbox_id, 0) / n if n else 0.0
         n_day = sent_day.get(mailbox_id, 0)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from outreach.pool.policy import Limits, Thresholds, WarmupSchedule
+from outreach.pool.policy import Limits, Thresholds, WarmupSchedule, bounce_rate_above
 
 # Mailbox states that may send: `active` always, `warming` only within its warm-up cap and,
 # for campaign mail, only for campaigns that allow warming mailboxes.
@@ -438,10 +438,16 @@ class GraduationFigures:
     hard_bounces: int
     complaints: int
     blocks: int
+    # Messages the recipient's server refused at send time: attempts like ``sent``.
+    refused: int = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.sent + self.refused
 
     @property
     def bounce_rate(self) -> float:
-        return self.hard_bounces / self.sent if self.sent else 0.0
+        return self.hard_bounces / self.attempts if self.attempts else 0.0
 
 
 def graduation(
@@ -450,7 +456,8 @@ def graduation(
     """Whether a warming mailbox graduates to ``active``, and why (or why not).
 
     It must have sent its target volume on the last ``graduation_days_at_target`` days, with
-    no complaint, no block, and a hard-bounce rate under the warning threshold over the window.
+    no complaint, no block, and a hard-bounce rate that the evidence does not put above the
+    warning rate (:func:`outreach.pool.policy.bounce_rate_above`, as for active mailboxes).
     """
     days = max(1, schedule.graduation_days_at_target)
     recent = figures.recent_daily_sends[:days]
@@ -460,9 +467,12 @@ def graduation(
         return False, f"{figures.complaints} complaint(s) in the window"
     if figures.blocks:
         return False, f"{figures.blocks} block(s) in the window"
-    if figures.bounce_rate >= thresholds.bounce_warning_rate:
+    if bounce_rate_above(
+        figures.hard_bounces, figures.attempts, thresholds.bounce_warning_rate, thresholds
+    ):
         return False, (
-            f"bounce rate {figures.bounce_rate:.1%} not under {thresholds.bounce_warning_rate:.1%}"
+            f"bounce rate {figures.bounce_rate:.1%} of {figures.attempts} attempts is above "
+            f"{thresholds.bounce_warning_rate:.1%} on the evidence"
         )
     return True, (
         f"reached {figures.target}/day with no complaint, no block and "

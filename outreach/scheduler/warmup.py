@@ -249,6 +249,10 @@ def graduation_figures(
         ).count(),
         complaints=events.filter(type=Event.Type.COMPLAINED).count(),
         blocks=events.filter(type=Event.Type.BLOCKED).count(),
+        # The sending engine records each refusal at send time as one event of source "smtp".
+        refused=events.filter(
+            source="smtp", type__in=(Event.Type.BOUNCED, Event.Type.BLOCKED)
+        ).count(),
     )
 
 
@@ -271,6 +275,7 @@ def graduate(now: datetime) -> int:
                 "target": figures.target,
                 "recent_daily_sends": list(figures.recent_daily_sends),
                 "sent": figures.sent,
+                "refused": figures.refused,
                 "hard_bounces": figures.hard_bounces,
                 "bounce_rate": round(figures.bounce_rate, 4),
                 "complaints": figures.complaints,

@@ -104,20 +104,20 @@ def test_it_warns_past_three_percent_and_pauses_past_five_from_bounce_webhooks(
     live_server: Any, pool: Pool
 ) -> None:
     mailbox = pool.mailboxes[0]
-    messages = send(mailbox, 40, campaign=pool.campaign)
+    messages = send(mailbox, 200, campaign=pool.campaign)
 
-    for n in range(2):  # 5.0%: above the 3% warning, not above the 5% pause
+    for n in range(7):  # 7 of 200: evidence of more than 3%, not yet of more than 5%
         _post(live_server, _postmark("Bounce", messages[n], n))
     mailbox.refresh_from_db()
     assert mailbox.state == Mailbox.State.ACTIVE
     assert Alert.objects.filter(kind="bounce_warning").count() == 1
 
-    _post(live_server, _postmark("Bounce", messages[2], 2))  # 7.5%
+    _post(live_server, _postmark("Bounce", messages[7], 7))  # 8 of 200
     mailbox.refresh_from_db()
     assert mailbox.state == Mailbox.State.PAUSED
     change = mailbox.state_changes.get()
     assert change.actor == "rule:bounce_rate"
-    assert (change.figures["bounced_hard"], change.figures["sent"]) == (3, 40)
+    assert (change.figures["bounced_hard"], change.figures["attempts"]) == (8, 200)
     assert Alert.objects.filter(kind="bounce_warning").count() == 1
 
 

@@ -50,25 +50,26 @@ def test_it_pauses_a_mailbox_on_its_first_complaint_with_the_figures(pool: Pool)
 
 def test_it_warns_above_three_percent_bounces_once_and_pauses_above_five(pool: Pool) -> None:
     mailbox = pool.mailboxes[0]
-    messages = send(mailbox, 40, campaign=pool.campaign)
+    messages = send(mailbox, 200, campaign=pool.campaign)
 
-    record(messages[0], "bounced", bounce_type="hard")  # 2.5%
-    record(messages[1], "bounced", bounce_type="soft")  # soft bounces do not count
+    for message in messages[:6]:
+        record(message, "bounced", bounce_type="hard")  # 3.0%: no evidence of more
+    record(messages[6], "bounced", bounce_type="soft")  # soft bounces do not count
     assert _alerts("bounce_warning") == []
 
-    record(messages[2], "bounced", bounce_type="hard")  # 5.0%: above 3%
+    record(messages[7], "bounced", bounce_type="hard")  # 7 of 200: above 3% on the evidence
     assert _state(mailbox) == Mailbox.State.ACTIVE
     [warning] = _alerts("bounce_warning")
-    assert "5.0%" in warning.text
+    assert "7 of 200 attempts" in warning.text
 
     rules.evaluate_pool()  # the periodic pass sees the same figures: no second warning
     assert len(_alerts("bounce_warning")) == 1
 
-    record(messages[4], "bounced", bounce_type="hard")  # 7.5%: above 5%
+    record(messages[8], "bounced", bounce_type="hard")  # 8 of 200: above 5% on the evidence
     assert _state(mailbox) == Mailbox.State.PAUSED
     change = StateChange.objects.get(mailbox=mailbox)
     assert change.actor == "rule:bounce_rate"
-    assert change.figures["bounced_hard"] == 3 and change.figures["sent"] == 40
+    assert change.figures["bounced_hard"] == 8 and change.figures["attempts"] == 200
     assert len(_alerts("mailbox_paused")) == 1
 
 

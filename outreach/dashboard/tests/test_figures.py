@@ -18,12 +18,13 @@ def test_it_does_not_judge_rates_below_the_minimum_sends() -> None:
     assert statuses(Rates(sent=0))["delivery"] == "n/a"
 
 
-def test_it_judges_the_bounce_rate_against_warning_and_pause() -> None:
-    assert statuses(Rates(sent=100, bounced=3))["bounce"] == "ok"  # 3% is not over 3%
-    assert statuses(Rates(sent=100, bounced=4))["bounce"] == "warning"
-    assert statuses(Rates(sent=100, bounced=6))["bounce"] == "over"
+def test_it_judges_the_bounce_rate_on_the_evidence_like_the_health_rules() -> None:
+    assert statuses(Rates(sent=100, bounced=4))["bounce"] == "ok"  # no evidence of 3%
+    assert statuses(Rates(sent=200, bounced=7))["bounce"] == "warning"
+    assert statuses(Rates(sent=100, bounced=5))["bounce"] == "over"
+    assert statuses(Rates(sent=25, bounced=2))["bounce"] == "ok"  # not "8%"
     strict = Thresholds.from_dict({"preset": "strict"})
-    assert statuses(Rates(sent=100, bounced=3), strict)["bounce"] == "over"
+    assert statuses(Rates(sent=100, bounced=4), strict)["bounce"] == "over"
 
 
 def test_it_flags_any_complaint_even_below_the_minimum_sends() -> None:

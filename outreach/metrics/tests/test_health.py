@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from outreach.metrics.figures import Figures
 from outreach.metrics.health import (
     Action,
@@ -16,25 +18,60 @@ SEED = Thresholds()
 STRICT = Thresholds.from_dict({"preset": "strict"})
 
 
-def test_it_ignores_bounces_until_enough_sends_are_in_the_window() -> None:
+def test_it_ignores_bounces_until_enough_attempts_are_in_the_window() -> None:
     assert mailbox_verdict(Figures(sent=19, bounced_hard=5), SEED).action == Action.NONE
 
 
-def test_it_warns_above_three_percent_and_pauses_above_five() -> None:
-    assert mailbox_verdict(Figures(sent=100, bounced_hard=3), SEED).action == Action.NONE
-    warning = mailbox_verdict(Figures(sent=100, bounced_hard=4), SEED)
-    assert (warning.action, warning.rule) == (Action.WARN, "bounce_warning")
-    assert mailbox_verdict(Figures(sent=100, bounced_hard=5), SEED).action == Action.WARN
-    pause = mailbox_verdict(Figures(sent=100, bounced_hard=6), SEED)
+def test_it_does_not_read_two_bounces_in_25_attempts_as_eight_percent() -> None:
+    # Two in 25 happen to a healthy 1% mailbox about once in forty windows.
+    assert mailbox_verdict(Figures(sent=25, bounced_hard=2), SEED).action == Action.NONE
+    assert mailbox_verdict(Figures(sent=25, bounced_hard=3), SEED).action == Action.PAUSE
+
+
+def test_it_pauses_when_the_evidence_puts_the_rate_above_five_percent() -> None:
+    assert mailbox_verdict(Figures(sent=100, bounced_hard=4), SEED).action == Action.NONE
+    pause = mailbox_verdict(Figures(sent=100, bounced_hard=5), SEED)
     assert (pause.action, pause.rule) == (Action.PAUSE, "bounce_rate")
-    assert pause.figures["bounce_rate"] == 0.06
-    assert pause.figures["sent"] == 100
+    assert pause.figures["bounce_rate"] == 0.05
+    assert pause.figures["attempts"] == 100
+    # The figures say how strong the evidence was, and what was needed.
+    assert pause.figures["evidence_ratio"] >= pause.figures["evidence_needed"] == 40
+    assert "5 of 100 attempts" in pause.reason
+
+
+def test_it_warns_when_the_evidence_puts_the_rate_above_three_percent() -> None:
+    assert mailbox_verdict(Figures(sent=200, bounced_hard=6), SEED).action == Action.NONE
+    warning = mailbox_verdict(Figures(sent=200, bounced_hard=7), SEED)
+    assert (warning.action, warning.rule) == (Action.WARN, "bounce_warning")
+    assert mailbox_verdict(Figures(sent=200, bounced_hard=8), SEED).action == Action.PAUSE
+
+
+def test_it_counts_refusals_at_send_time_as_attempts_that_bounced() -> None:
+    refused = Figures(refused=20, bounced_hard=20)
+    assert refused.attempts == 20 and refused.bounce_rate == 1.0
+    verdict = mailbox_verdict(refused, SEED)
+    assert (verdict.action, verdict.rule) == (Action.PAUSE, "bounce_rate")
+    assert "cannot deliver" in verdict.reason
+    assert verdict.figures["refused"] == 20
+    # Refusals also make up the minimum sample.
+    mixed = Figures(sent=10, refused=10, bounced_hard=10)
+    assert mailbox_verdict(mixed, SEED).action == Action.PAUSE
+    assert mailbox_verdict(Figures(sent=10, bounced_hard=10), SEED).action == Action.NONE
 
 
 def test_it_pauses_at_two_percent_with_the_strict_preset() -> None:
-    figures = Figures(sent=100, bounced_hard=3)
-    assert mailbox_verdict(figures, STRICT).action == Action.PAUSE
-    assert mailbox_verdict(Figures(sent=100, bounced_hard=2), STRICT).action == Action.WARN
+    assert mailbox_verdict(Figures(sent=100, bounced_hard=4), STRICT).action == Action.PAUSE
+    assert mailbox_verdict(Figures(sent=100, bounced_hard=3), STRICT).action == Action.NONE
+    assert mailbox_verdict(Figures(sent=100, bounced_hard=4), SEED).action == Action.NONE
+
+
+def test_it_refuses_thresholds_whose_bounces_cannot_be_weighed() -> None:
+    with pytest.raises(ValueError, match="bounce_baseline_rate"):
+        Thresholds.from_dict({"bounce_baseline_rate": 0.03})
+    with pytest.raises(ValueError, match="bounce_evidence"):
+        Thresholds.from_dict({"bounce_evidence": 1})
+    # Thresholds stored before the baseline existed still load: it defaults below them.
+    assert Thresholds.from_dict({"bounce_warning_rate": 0.01}).bounce_baseline_rate == 0.005
 
 
 def test_it_pauses_on_any_complaint_whatever_the_volume() -> None:
@@ -74,4 +111,6 @@ def test_it_graduates_only_a_clean_mailbox_at_its_target() -> None:
     assert may_graduate(clean, SEED, reached_target=True)
     assert not may_graduate(clean, SEED, reached_target=False)
     assert not may_graduate(Figures(sent=200, complained=1), SEED, reached_target=True)
-    assert not may_graduate(Figures(sent=100, bounced_hard=4), SEED, reached_target=True)
+    assert not may_graduate(Figures(sent=100, bounced_hard=6), SEED, reached_target=True)
+    # Small counts are weighed as for active mailboxes: 1 in 20 is no evidence yet.
+    assert may_graduate(Figures(sent=20, bounced_hard=1), SEED, reached_target=True)

@@ -420,3 +420,10 @@ def test_a_mailbox_takes_the_imap_options_the_docs_list(
         "ben",
         ("INBOX", "Bounces"),
     )
+
+
+def test_it_names_bounce_thresholds_that_cannot_be_weighed() -> None:
+    text = SMALL + "\n[thresholds]\nbounce_baseline_rate = 0.04\n"
+    line = len(text.splitlines())
+    with pytest.raises(ConfigError, match=rf"^thresholds.bounce_baseline_rate: .*\(line {line}\)$"):
+        parse(text)

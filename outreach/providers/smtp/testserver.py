@@ -55,6 +55,8 @@ class Handler:
     data_faults: collections.deque[str] = field(default_factory=collections.deque)
     # Fixed RCPT replies per recipient address.
     rcpt_faults: dict[str, str] = field(default_factory=dict)
+    # A reply to every RCPT not in ``rcpt_faults`` ("550 5.1.1 ..."): a receiver refusing all.
+    rcpt_fault_all: str = ""
     hang_seconds: float = 30.0
     # Checks an XOAUTH2 login (user, bearer token); None: XOAUTH2 always refused.
     bearer: Callable[[str, str], bool] | None = None
@@ -99,7 +101,7 @@ class Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
-        fault = self.rcpt_faults.get(address.lower())
+        fault = self.rcpt_faults.get(address.lower()) or self.rcpt_fault_all
         if fault:
             return fault
         envelope.rcpt_tos.append(address)

@@ -325,6 +325,9 @@ def test_it_keeps_warming_below_target_or_with_complaints_blocks_or_bounces() ->
     assert not policy.graduation(figures(recent_daily_sends=(33,)), schedule, SEED)[0]
     assert not policy.graduation(figures(complaints=1), schedule, SEED)[0]
     assert not policy.graduation(figures(blocks=1), schedule, SEED)[0]
-    assert not policy.graduation(figures(hard_bounces=6), schedule, SEED)[0]  # 3%
+    assert not policy.graduation(figures(hard_bounces=7), schedule, SEED)[0]  # 7 of 200
+    assert policy.graduation(figures(hard_bounces=3), schedule, SEED)[0]  # 1.5%: no evidence
+    # Refused at send time: attempts that bounced.
+    assert not policy.graduation(figures(sent=0, refused=20, hard_bounces=20), schedule, SEED)[0]
     two_days = WarmupSchedule(graduation_days_at_target=2)
     assert not policy.graduation(figures(recent_daily_sends=(40, 33)), two_days, SEED)[0]
