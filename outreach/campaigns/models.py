@@ -54,6 +54,10 @@ class Campaign(models.Model):
     allow_warming_mailboxes = models.BooleanField(default=False)
     # Allow a lead to be in this and another active campaign sharing mailboxes.
     allow_shared_leads = models.BooleanField(default=False)
+    # Open pixel and click rewriting, both off by default: each is a spam signal for cold
+    # mail. Read when a message is built, so a change applies to messages built from then on.
+    track_opens = models.BooleanField(default=False)
+    track_clicks = models.BooleanField(default=False)
     postal_address = models.TextField(blank=True)
     from_name = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=clock.now)

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core import signing
+
+from outreach.lib import tokens
 
 _SALT = "outreach.unsubscribe"
 
 
 def make_token(message_id: int) -> str:
-    return signing.dumps(message_id, salt=_SALT, compress=False)
+    return tokens.sign(message_id, _SALT)
 
 
 def read_token(token: str) -> int | None:
     """The message id a token stands for, or None when it is forged or malformed."""
-    try:
-        value = signing.loads(token, salt=_SALT)
-    except signing.BadSignature:
-        return None
-    return value if isinstance(value, int) else None
+    value = tokens.unsign(token, _SALT)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def unsubscribe_url(message_id: int) -> str:
