@@ -38,6 +38,7 @@ from outreach.events import visitors
 from outreach.events.models import Event
 from outreach.events.record import record
 from outreach.lib import clock, tokens
+from outreach.pool.models import Domain
 
 OPEN_PURPOSE = "outreach.tracking.open"
 CLICK_PURPOSE = "outreach.tracking.click"
@@ -128,6 +129,12 @@ def _trackable(url: str, unsubscribe_url: str) -> bool:
         return False
     parts = urlsplit(url)
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def tracking_hosts() -> set[str]:
+    """The tracking hosts of the pool's domains that are not retired."""
+    domains = Domain.objects.exclude(state=Domain.State.RETIRED)
+    return {d.tracking_hostname for d in domains.only("name", "tracking_host")}
 
 
 # --- reading tokens ---------------------------------------------------------------------------

@@ -108,3 +108,14 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         extra={"link": target.index, "url": target.url[:500]},
     )
     return redirect
+
+
+@login_not_required
+@require_http_methods(["GET"])
+def tls_ask(request: HttpRequest) -> HttpResponse:
+    """Caddy's on-demand TLS ``ask``: 200 when ``?domain=`` is the tracking host of a domain of
+    the pool, so a certificate is obtained for our hosts and for nothing anyone points at us."""
+    host = request.GET.get("domain", "").strip().lower().rstrip(".")
+    if host and host in tracking.tracking_hosts():
+        return HttpResponse("ok", content_type="text/plain")
+    return _not_found()

@@ -14,4 +14,5 @@ urlpatterns = [
     path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
     path("o/<str:token>", tracking_views.pixel, name="tracking_open"),
     path("c/<str:token>", tracking_views.click, name="tracking_click"),
+    path("tracking/tls-ask", tracking_views.tls_ask, name="tracking_tls_ask"),
 ]

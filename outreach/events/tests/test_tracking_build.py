@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.test import Client
 
 from outreach.campaigns import config
 from outreach.campaigns.models import Campaign
@@ -15,6 +16,7 @@ from outreach.events import tracking
 from outreach.events.tests.tracking_helpers import GUIDE, PRICING, parts, send_messages
 from outreach.events.unsubscribe import unsubscribe_url
 from outreach.pool.models import Domain
+from outreach.testing import make_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +95,22 @@ def test_clicks_alone_add_no_pixel(tmp_path: Path) -> None:
     (message,) = send_messages(tmp_path, clicks=True)
     html = parts(tmp_path, message)[1]
     assert "/o/" not in html and html.count("https://t.send1.example.com/c/") == 2
+
+
+def test_caddy_gets_certificates_only_for_the_pools_tracking_hosts(client: Client) -> None:
+    provider = make_provider("sandbox-tls")
+    Domain.objects.create(name="send9.example.com", provider=provider)
+    Domain.objects.create(
+        name="send8.example.com", provider=provider, tracking_host="links.send8.example.com"
+    )
+    Domain.objects.create(name="old.example.com", provider=provider, state="retired")
+
+    def ask(host: str) -> int:
+        return client.get("/tracking/tls-ask", {"domain": host}).status_code
+
+    assert ask("t.send9.example.com") == 200
+    assert ask("links.send8.example.com") == 200
+    assert ask("t.send8.example.com") == 404
+    assert ask("t.old.example.com") == 404
+    assert ask("attacker.example.org") == 404
+    assert ask("") == 404
