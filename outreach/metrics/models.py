@@ -39,6 +39,9 @@ class DailyRollup(models.Model):
     replied = models.PositiveIntegerField(default=0)
     auto_replied = models.PositiveIntegerField(default=0)
     blocked = models.PositiveIntegerField(default=0)
+    # Of opened/clicked: the visits tracking estimated to be a person (docs/tracking.md).
+    opened_human = models.PositiveIntegerField(default=0)
+    clicked_human = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -4,9 +4,10 @@ sandbox provider, and the parts of what was sent."""
 from __future__ import annotations
 
 import email
-from email.message import Message as EmailMessage
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from typing import cast
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.lib import clock
@@ -51,7 +52,7 @@ def send_messages(
 def parts(outbox: Path, message: Message) -> tuple[str, str]:
     """The (text, html) parts of the .eml the sandbox wrote for ``message``."""
     (path,) = outbox.glob(f"{message.pk}-*.eml")
-    mail: EmailMessage = email.message_from_bytes(path.read_bytes(), policy=default)
+    mail = cast(EmailMessage, email.message_from_bytes(path.read_bytes(), policy=default))
     text = mail.get_body(("plain",))
     html = mail.get_body(("html",))
     assert text is not None and html is not None
