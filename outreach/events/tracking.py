@@ -109,10 +109,7 @@ def instrument(
 
         out = _LINK.sub(rewrite, out)
     if opens:
-        pixel = (
-            f'<img src="{html.escape(open_url(host, message_pk))}" width="1" height="1" '
-            'alt="" style="display:block;border:0;width:1px;height:1px">'
-        )
+        pixel = _pixel(open_url(host, message_pk))
         ends = list(_BODY_END.finditer(out))
         if ends:
             at = ends[-1].start()
@@ -120,6 +117,19 @@ def instrument(
         else:
             out = f"{out}{pixel}"
     return out
+
+
+def _pixel(url: str) -> str:
+    """The pixel as the background of a 1x1 table cell, not an ``<img>``: any image in a short
+    HTML message adds SpamAssassin's HTML_IMAGE_ONLY_* points (0.6 to 1.4 for the length of a
+    cold email), a background adds none. The price: Outlook for Windows does not load cell
+    backgrounds, so its readers' opens go unseen (docs/tracking.md)."""
+    src = html.escape(url)
+    return (
+        '<table role="presentation" cellpadding="0" cellspacing="0" border="0"><tr>'
+        f'<td background="{src}" style="background-image:url(\'{src}\');width:1px;height:1px;'
+        'font-size:1px;line-height:1px">&#8203;</td></tr></table>'
+    )
 
 
 def _trackable(url: str, unsubscribe_url: str) -> bool:

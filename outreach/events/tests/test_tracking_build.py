@@ -78,7 +78,7 @@ def test_it_rewrites_html_links_on_the_domains_own_host_and_keeps_the_text_part(
     # Mail links and the unsubscribe link are never rewritten.
     assert "mailto:sales@example.org" in hrefs
     assert unsubscribe_url(message.pk) in hrefs
-    (pixel,) = re.findall(r'<img src="(https://t\.send1\.example\.com/o/[^"]+)"', html)
+    (pixel,) = re.findall(r'<td background="(https://t\.send1\.example\.com/o/[^"]+)"', html)
     assert tracking.read_open(urlsplit(pixel).path[3:]) == message.pk
     assert html.index(pixel) < html.index("</body>")
 

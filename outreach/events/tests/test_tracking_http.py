@@ -51,7 +51,8 @@ class Sent:
     def __init__(self, server: str, outbox: Path, message: Message) -> None:
         self.message = message
         html = parts(outbox, message)[1]
-        self.pixel = server + urlsplit(re.findall(r'<img src="([^"]+/o/[^"]+)"', html)[0]).path
+        pixel = re.findall(r'<td background="([^"]+/o/[^"]+)"', html)[0]
+        self.pixel = server + urlsplit(pixel).path
         links = re.findall(r"""href=["'](https://t\.[^"']+/c/[^"']+)["']""", html)
         self.links = [server + urlsplit(link).path for link in links]
 
@@ -250,7 +251,7 @@ def test_a_flood_of_pixel_fetches_is_one_event_and_is_rate_limited(
 def test_a_repeated_fetch_costs_no_database_query(tmp_path: Path, client: Client) -> None:
     (message,) = send_messages(tmp_path, opens=True, clicks=True)
     clock.advance(timedelta(minutes=5))
-    pixel = urlsplit(re.findall(r'<img src="([^"]+)"', parts(tmp_path, message)[1])[0]).path
+    pixel = urlsplit(re.findall(r'<td background="([^"]+)"', parts(tmp_path, message)[1])[0]).path
     link = urlsplit(re.findall(r'href="(https://t\.[^"]+)"', parts(tmp_path, message)[1])[0]).path
     assert client.get(pixel, HTTP_USER_AGENT=BROWSER).status_code == 200
     assert client.get(link, HTTP_USER_AGENT=BROWSER).status_code == 302
