@@ -61,6 +61,20 @@ class DailyRollup(models.Model):
             models.Index(fields=["mailbox_id", "day"], name="rollup_mailbox_day_idx"),
             models.Index(fields=["domain_id", "day"], name="rollup_domain_day_idx"),
             models.Index(fields=["day"], name="rollup_day_idx"),
+            # The campaign page's opens and clicks per step and variant, answered from the
+            # index alone (a year of a busy campaign is ~100,000 rows).
+            models.Index(
+                fields=[
+                    "campaign_id",
+                    "step_id",
+                    "variant_id",
+                    "opened",
+                    "opened_human",
+                    "clicked",
+                    "clicked_human",
+                ],
+                name="rollup_campaign_engagement_idx",
+            ),
         ]
 
     def __str__(self) -> str:
