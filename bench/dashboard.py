@@ -5,11 +5,12 @@
 For each database, fills a dedicated benchmark database (var/bench_dashboard.sqlite3, and
 ``bench_dashboard`` on the PostgreSQL at OUTREACH_BENCH_PG, default
 postgresql://postgres@127.0.0.1:5432) once, with bulk inserts: 100 domains x 3 mailboxes,
-a year of daily counters, N events spread over the year, a month of send attempts, audit
-entries and open alerts. The data is kept between runs (``--regenerate`` rebuilds it). Then
-renders the overview, mailboxes, mailbox and events pages through Django's test client as a
-logged-in staff user, ``--runs`` times each, and prints median and p95 render time and the
-number of queries per page (goal: p95 <= 200 ms).
+a year of daily counters and of the campaign's rollups, N events spread over the year (its
+opens and clicks from the tracking host, with their visitor class), a month of send
+attempts, audit entries and open alerts. The data is kept between runs (``--regenerate``
+rebuilds it). Then renders the overview, mailboxes, mailbox and events pages through
+Django's test client as a logged-in staff user, ``--runs`` times each, and prints
+median and p95 render time and the number of queries per page (goal: p95 <= 200 ms).
 
 Each database runs in a child process, since the settings read DATABASE_URL at start-up.
 """
@@ -299,8 +300,9 @@ def generate(n_events: int, n_mailboxes: int) -> None:
             t = types[i % len(types)] if i % 7 else rng.choice(types)
             b = bounce[t] if t != "bounced" else ("hard" if i % 5 < 3 else "soft")
             at = start + timedelta(seconds=year * i / count + rng.random())
+            tracked = t in ("opened", "clicked")
             yield (
-                "ses",
+                "tracking" if tracked else "ses",
                 t,
                 b,
                 "",
@@ -311,8 +313,24 @@ def generate(n_events: int, n_mailboxes: int) -> None:
                 False,
                 at,
                 at,
-                "{}",
+                tracking_raw(i) if tracked else "{}",
             )
+
+    def tracking_raw(i: int) -> str:
+        # Opens and clicks from the tracking host: most are machines (Apple's proxy, image
+        # proxies, scanners), about a third estimated people.
+        human = i % 3 == 0
+        return json.dumps(
+            {
+                "visitor": "human" if human else "machine",
+                "reason": "" if human else "apple_mpp",
+                "user_agent": "Mozilla/5.0" if not human else "Mozilla/5.0 (Macintosh)",
+                "ip": f"17.58.{i % 250}.{i % 200}" if not human else f"198.51.100.{i % 250}",
+            }
+        )
+
+    log("  rollups (a year, the campaign's steps)")
+    rollups(campaign, boxes, today, rng)
 
     columns = (
         "source, type, bounce_type, diagnostic, recipient, mailbox_id, campaign_id,"
@@ -337,6 +355,40 @@ def generate(n_events: int, n_mailboxes: int) -> None:
                     batch = []
             if batch:
                 cursor.executemany(sql, batch)
+
+
+def rollups(campaign: Any, boxes: list[Any], today: Any, rng: random.Random) -> None:
+    """A year of daily rollup rows of the campaign: one per mailbox and day, the steps and
+    their variant in turn, with opens and clicks (all and human-estimated) beside replies."""
+    from outreach.campaigns.models import Variant
+    from outreach.metrics.models import DailyRollup
+
+    variants = list(Variant.objects.filter(step__campaign=campaign).order_by("step__position"))
+    rows = []
+    for day_offset in range(365):
+        day = today - timedelta(days=day_offset)
+        for n, b in enumerate(boxes):
+            v = variants[(day_offset + n) % len(variants)]
+            opened = rng.randint(5, 15)
+            rows.append(
+                DailyRollup(
+                    day=day,
+                    mailbox_id=b.pk,
+                    domain_id=b.domain_id,
+                    campaign_id=campaign.pk,
+                    step_id=v.step_id,
+                    variant_id=v.pk,
+                    provider_id=b.domain.provider_id,
+                    sent=30,
+                    delivered=29,
+                    replied=rng.randint(0, 2),
+                    opened=opened,
+                    opened_human=opened // 3,
+                    clicked=2,
+                    clicked_human=1,
+                )
+            )
+    DailyRollup.objects.bulk_create(rows, batch_size=5000)
 
 
 def measure(runs: int) -> dict[str, Any]:

@@ -61,6 +61,10 @@ class Campaign(models.Model):
     # Every recipient asked for this mail: the warning about cold mail through providers whose
     # policies forbid it (outreach.campaigns.cold_mail) does not apply.
     opted_in = models.BooleanField(default=False)
+    # Open pixel and click rewriting, both off by default: each is a spam signal for cold
+    # mail. Read when a message is built, so a change applies to messages built from then on.
+    track_opens = models.BooleanField(default=False)
+    track_clicks = models.BooleanField(default=False)
     postal_address = models.TextField(blank=True)
     from_name = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=clock.now)

@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard import actions, charts, forms, queries
+from outreach.dashboard.engagement import add_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
@@ -285,13 +286,15 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
     row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
+    steps = queries.campaign_steps(campaign)
     return render(
         request,
         "dashboard/campaign_detail.html",
         {
             "campaign": campaign,
             "row": row,
-            "steps": queries.campaign_steps(campaign),
+            "steps": steps,
+            "tracked": add_engagement(campaign, steps),
             "state_form": forms.CampaignStateForm(),
         },
     )

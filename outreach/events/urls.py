@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from outreach.events import views
+from outreach.events import tracking_views, views
 from outreach.events.webhooks import webhook_view
 
 app_name = "events"
@@ -12,4 +12,7 @@ urlpatterns = [
     path("webhooks/postmark/tracking/", webhook_view("postmark"), name="postmark_tracking"),
     path("webhooks/sendgrid/tracking/", webhook_view("sendgrid"), name="sendgrid_tracking"),
     path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
+    path("o/<str:token>", tracking_views.pixel, name="tracking_open"),
+    path("c/<str:token>", tracking_views.click, name="tracking_click"),
+    path("tracking/tls-ask", tracking_views.tls_ask, name="tracking_tls_ask"),
 ]

@@ -25,6 +25,10 @@ COUNTERS: tuple[str, ...] = (
     "auto_replied",
     "blocked",
     "refused",
+    # Of ``opened`` and ``clicked``, those our tracking classified as a person (an estimate:
+    # outreach.events.visitors); ``opened`` and ``clicked`` count every visitor.
+    "opened_human",
+    "clicked_human",
 )
 
 
@@ -52,6 +56,8 @@ class Figures:
     replied: int = 0
     auto_replied: int = 0
     blocked: int = 0
+    opened_human: int = 0
+    clicked_human: int = 0
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Figures:
@@ -77,9 +83,25 @@ class Figures:
     def complaint_rate(self) -> float:
         return self.rate("complained")
 
+    # Open and click rates are the human estimates only: machine opens (Apple's proxy, image
+    # proxies, scanners) say nothing about readers, and rules must never act on them.
+    @property
+    def open_rate(self) -> float:
+        return self.rate("opened_human")
+
+    @property
+    def click_rate(self) -> float:
+        return self.rate("clicked_human")
+
+    @property
+    def reply_rate(self) -> float:
+        return self.rate("replied")
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)
         data["attempts"] = self.attempts
         data["bounce_rate"] = round(self.bounce_rate, 4)
         data["complaint_rate"] = round(self.complaint_rate, 4)
+        data["open_rate"] = round(self.open_rate, 4)
+        data["click_rate"] = round(self.click_rate, 4)
         return data

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from django.db.models import Count, Sum
 
 from outreach.alerts.models import Alert, ProviderHealth
-from outreach.campaigns.models import Message
+from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.events.models import RefusedWebhook
 from outreach.lib import clock
 from outreach.metrics.figures import COUNTERS
@@ -75,6 +75,13 @@ def render() -> str:
     ]
     out += _family(
         "outreach_events_total", "counter", "Events by type (rollup counters).", event_samples
+    )
+    out += _family(
+        "outreach_campaign_events_total",
+        "counter",
+        "Sends, replies, opens and clicks per campaign, step and variant; opened_human and"
+        " clicked_human are the estimates of people (opened and clicked count every visitor).",
+        _campaign_samples(),
     )
     out += _family(
         "outreach_mailbox_state",
@@ -149,3 +156,32 @@ def render() -> str:
         [({"endpoint": r["endpoint"], "status": str(r["status_code"])}, r["n"]) for r in refused],
     )
     return "\n".join(out) + "\n"
+
+
+# Per campaign, step and variant: what the A/B comparison reads. Replies first: they are the
+# figure that matters; opens and clicks are signals, and only the human estimates are rates.
+CAMPAIGN_COUNTERS = ("sent", "replied", "opened", "opened_human", "clicked", "clicked_human")
+
+
+def _campaign_samples() -> list[Sample]:
+    rows = list(
+        DailyRollup.objects.exclude(campaign_id=0)
+        .values("campaign_id", "step_id", "variant_id")
+        .annotate(**{name: Sum(name) for name in CAMPAIGN_COUNTERS})
+        .order_by("campaign_id", "step_id", "variant_id")
+    )
+    campaigns = Campaign.objects.in_bulk({r["campaign_id"] for r in rows})
+    steps = Step.objects.in_bulk({r["step_id"] for r in rows})
+    variants = Variant.objects.in_bulk({r["variant_id"] for r in rows})
+    samples: list[Sample] = []
+    for row in rows:
+        campaign = campaigns.get(row["campaign_id"])
+        step = steps.get(row["step_id"])
+        variant = variants.get(row["variant_id"])
+        labels = {
+            "campaign": campaign.slug if campaign else str(row["campaign_id"]),
+            "step": str(step.position) if step else "",
+            "variant": variant.label if variant else "",
+        }
+        samples += [({**labels, "type": name}, row[name] or 0) for name in CAMPAIGN_COUNTERS]
+    return samples

@@ -58,6 +58,20 @@ def event_counter(event_type: str, bounce_type: str) -> str | None:
     return _EVENT_COUNTER.get(event_type)
 
 
+# What an open or click classified as a person adds beside "opened"/"clicked" (its visitor is
+# in the event's raw payload: outreach.events.tracking).
+_HUMAN_COUNTER: dict[str, str] = {
+    Event.Type.OPENED: "opened_human",
+    Event.Type.CLICKED: "clicked_human",
+}
+
+
+def human_counter(event_type: str, raw: Any) -> str | None:
+    """The estimate counter an event also adds to, or None."""
+    visitor = raw.get("visitor") if isinstance(raw, dict) else None
+    return _HUMAN_COUNTER.get(event_type) if visitor == "human" else None
+
+
 @dataclass(frozen=True)
 class Dims:
     """The dimensions of a rollup row; 0 = none."""
@@ -207,7 +221,11 @@ def record_event(event: Event, tz: ZoneInfo | None = None) -> None:
         variant_id=msg.get("variant_id") or 0,
         provider_id=msg.get("provider_account_id") or 0,
     )
-    bump(day_of(event.occurred_at, tz or pool_timezone()), dims, {counter: 1})
+    counters = {counter: 1}
+    human = human_counter(event.type, event.raw)
+    if human:
+        counters[human] = 1
+    bump(day_of(event.occurred_at, tz or pool_timezone()), dims, counters)
 
 
 _ROLLUP_MESSAGE_FIELDS = (
@@ -315,31 +333,22 @@ def rebuild(day: date) -> int:
 
     events = (
         Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
-        .values(
-            "type",
-            "bounce_type",
-            "mailbox_id",
-            "campaign_id",
-            "message__mailbox_id",
-            "message__campaign_id",
-            "message__step_id",
-            "message__variant_id",
-            "message__provider_account_id",
-        )
+        .values("type", "bounce_type", *_EVENT_DIMS)
         .annotate(n=Count("id"))
     )
     for row in events:
         counter = event_counter(row["type"], row["bounce_type"])
         if counter is None:
             continue
-        key = (
-            row["mailbox_id"] or row["message__mailbox_id"] or 0,
-            row["campaign_id"] or row["message__campaign_id"] or 0,
-            row["message__step_id"] or 0,
-            row["message__variant_id"] or 0,
-            row["message__provider_account_id"] or 0,
-        )
-        totals[key][counter] += row["n"]
+        totals[_event_key(row)][counter] += row["n"]
+    humans = (
+        Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+        .filter(type__in=list(_HUMAN_COUNTER), raw__visitor="human")
+        .values("type", *_EVENT_DIMS)
+        .annotate(n=Count("id"))
+    )
+    for row in humans:
+        totals[_event_key(row)][_HUMAN_COUNTER[row["type"]]] += row["n"]
 
     domains = _mailbox_domains({key[0] for key in totals})
     rows = [
@@ -359,6 +368,28 @@ def rebuild(day: date) -> int:
         DailyRollup.objects.filter(day=day).delete()
         DailyRollup.objects.bulk_create(rows)
     return len(rows)
+
+
+# The columns an event's rollup row is found by (the event's own, else its message's).
+_EVENT_DIMS = (
+    "mailbox_id",
+    "campaign_id",
+    "message__mailbox_id",
+    "message__campaign_id",
+    "message__step_id",
+    "message__variant_id",
+    "message__provider_account_id",
+)
+
+
+def _event_key(row: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    return (
+        row["mailbox_id"] or row["message__mailbox_id"] or 0,
+        row["campaign_id"] or row["message__campaign_id"] or 0,
+        row["message__step_id"] or 0,
+        row["message__variant_id"] or 0,
+        row["message__provider_account_id"] or 0,
+    )
 
 
 def window_days(days: int, today: date | None = None) -> tuple[date, date]:

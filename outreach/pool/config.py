@@ -127,6 +127,7 @@ DOMAIN_KEYS = {
     "yearly_price",
     "dkim_selector",
     "mail_from",
+    "tracking_host",
     "mailboxes",
 }
 TOP_KEYS = {"timezone", "limits", "warmup", "thresholds", "providers", "domains", "webhooks"}
@@ -177,6 +178,7 @@ class DomainSpec:
     dkim_selector: str
     mail_from: str
     mailboxes: list[MailboxSpec]
+    tracking_host: str = ""
 
 
 @dataclass(frozen=True)
@@ -642,6 +644,7 @@ def _parse_domains(r: _Reader, raw: Any, providers: set[str]) -> list[DomainSpec
                 dkim_selector=r.string(body, "dkim_selector", key),
                 mail_from=r.string(body, "mail_from", key).lower(),
                 mailboxes=mailboxes,
+                tracking_host=_tracking_host(r, body, key, name),
             )
         )
     return domains
@@ -667,6 +670,20 @@ def _check_imap(r: _Reader, body: dict[str, Any], key: str) -> None:
         or not all(isinstance(f, str) and 0 < len(f) <= 255 for f in folders)
     ):
         raise r.error(f"{key}.imap_folders", "expected a list of folder names")
+
+
+def _tracking_host(r: _Reader, body: dict[str, Any], key: str, domain: str) -> str:
+    """The domain's own tracking host: the domain itself or a host under it, so that no two
+    domains share one (blank = t.<domain>)."""
+    host = r.string(body, "tracking_host", key).strip().lower().rstrip(".")
+    own = host == domain or host.endswith("." + domain)
+    if host and (not DOMAIN_NAME.match(host) or not own):
+        raise r.error(
+            f"{key}.tracking_host",
+            f"{host!r} must be a host of {domain} (for example t.{domain})",
+            body.get("tracking_host"),
+        )
+    return host
 
 
 def _parse_mailbox(r: _Reader, raw: Any, key: str, providers: set[str]) -> MailboxSpec:
@@ -866,6 +883,7 @@ def _apply_domains(
                 "yearly_price": ds.yearly_price,
                 "dkim_selector": ds.dkim_selector,
                 "mail_from": ds.mail_from,
+                "tracking_host": ds.tracking_host,
             },
         )
         if created or lines:

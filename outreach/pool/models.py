@@ -102,6 +102,9 @@ class Domain(models.Model):
     # DKIM selector and custom MAIL FROM host, when configured (DNS checks read them).
     dkim_selector = models.CharField(max_length=63, blank=True)
     mail_from = models.CharField(max_length=253, blank=True)
+    # The host of this domain that serves its open pixels and tracked links (a CNAME to the
+    # outreach server); blank = t.<name>. Never shared between domains.
+    tracking_host = models.CharField(max_length=253, blank=True)
     created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
@@ -112,6 +115,10 @@ class Domain(models.Model):
 
     def cap(self, limits: policy.Limits) -> int:
         return self.daily_cap if self.daily_cap is not None else limits.domain_daily_cap
+
+    @property
+    def tracking_hostname(self) -> str:
+        return self.tracking_host or f"t.{self.name}"
 
 
 class Mailbox(models.Model):

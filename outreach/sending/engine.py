@@ -668,7 +668,22 @@ def _render(message: Message, unsubscribe_url: str) -> Rendered:
     from outreach.campaigns.templates import render_message
 
     out = render_message(message, unsubscribe_url=unsubscribe_url)
-    return Rendered(subject=out.subject, html=out.html, text=out.text)
+    campaign, mailbox = message.campaign, message.mailbox
+    if campaign is None or mailbox is None or not (campaign.track_opens or campaign.track_clicks):
+        return Rendered(subject=out.subject, html=out.html, text=out.text)
+    from outreach.events.tracking import instrument
+
+    # The flags are read now, when the message is built: turning tracking on or off applies
+    # to every message built from then on. The text part is never touched.
+    tracked = instrument(
+        out.html,
+        message_pk=message.pk,
+        host=mailbox.domain.tracking_hostname,
+        opens=campaign.track_opens,
+        clicks=campaign.track_clicks,
+        unsubscribe_url=unsubscribe_url,
+    )
+    return Rendered(subject=out.subject, html=tracked, text=out.text)
 
 
 # --- 3. finish ----------------------------------------------------------------------------

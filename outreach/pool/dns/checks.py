@@ -37,6 +37,10 @@ class DomainSpec:
     mail_from_mx: str = ""
     # Host of the unsubscribe/tracking links ("" when the base URL is an IP literal).
     tracking_host: str = ""
+    # The domain's own open/click tracking host and the CNAME target it needs (the host of
+    # the outreach server); "" when no campaign tracks opens or clicks.
+    link_host: str = ""
+    link_target: str = ""
 
 
 def check_domain(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
@@ -49,6 +53,7 @@ def check_domain(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
         ("dmarc", check_dmarc),
         ("mail_from", check_mail_from),
         ("tracking_host", check_tracking_host),
+        ("link_host", check_link_host),
     ]
     untrusted = resolver.untrusted()
     if untrusted:
@@ -463,3 +468,48 @@ def check_tracking_host(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
             )
         ]
     return [ok("tracking_host", f"{host} resolves to {', '.join(addresses)}")]
+
+
+# -- the domain's own open/click tracking host ------------------------------------------------
+
+
+def check_link_host(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
+    """The domain's tracking host (``t.<domain>``) must be a CNAME to the outreach server:
+    every pixel and tracked link of the domain's mail goes there, so a missing or wrong record
+    breaks links in mail already sent."""
+    host, target = spec.link_host, spec.link_target
+    if not host or not target:
+        return []
+    fix = f"add CNAME {host} → {target}"
+    cname = resolver.cname(host)
+    if cname is not None and cname.rstrip(".").lower() == target.lower():
+        return [ok("link_host", f"{host} is a CNAME to {target}")]
+    if cname is not None:
+        return [
+            fail(
+                "link_host",
+                "critical",
+                f"tracking host {host} is a CNAME to {cname}, not to {target}",
+                f"make {host} a CNAME to {target}",
+            )
+        ]
+    addresses = resolver.query(host, "A").records
+    if addresses and sorted(addresses) == sorted(resolver.query(target, "A").records):
+        return [ok("link_host", f"{host} resolves to the addresses of {target}")]
+    if addresses:
+        return [
+            fail(
+                "link_host",
+                "critical",
+                f"tracking host {host} resolves to {', '.join(addresses)}, not to {target}",
+                fix,
+            )
+        ]
+    return [
+        fail(
+            "link_host",
+            "critical",
+            f"tracking host {host} does not resolve: tracked links and pixels break",
+            fix,
+        )
+    ]

@@ -147,6 +147,10 @@ def plan_changes(spec: DomainSpec, records: list[Record]) -> list[Change]:
         changes += _mx_change(spec.mail_from, spec.mail_from_mx, at(spec.mail_from, "MX"))
     if spec.mail_from and spec.mail_from_include:
         changes += _spf_changes(spec.mail_from, [spec.mail_from_include], at(spec.mail_from, "TXT"))
+    if spec.link_host and spec.link_target:
+        changes += _cname_change(
+            spec.link_host, spec.link_target.lower(), records, at, what="tracking CNAME"
+        )
     return changes
 
 
@@ -183,7 +187,9 @@ def _spf_changes(name: str, includes: list[str], txt: list[Record]) -> list[Chan
     ]
 
 
-def _cname_change(name: str, target: str, records: list[Record], at: Any) -> list[Change]:
+def _cname_change(
+    name: str, target: str, records: list[Record], at: Any, what: str = "DKIM CNAME"
+) -> list[Change]:
     cnames = at(name, "CNAME")
     if any(r.content.rstrip(".").lower() == target for r in cnames):
         return []
@@ -194,7 +200,7 @@ def _cname_change(name: str, target: str, records: list[Record], at: Any) -> lis
                 "CNAME",
                 name,
                 target,
-                reason="DKIM CNAME points elsewhere",
+                reason=f"{what} points elsewhere",
                 record_id=cnames[0].id,
                 current=cnames[0].content,
             )
@@ -209,7 +215,7 @@ def _cname_change(name: str, target: str, records: list[Record], at: Any) -> lis
                 reason=f"{name} has other records: make it CNAME {target}",
             )
         ]
-    return [Change("create", "CNAME", name, target, reason="DKIM CNAME missing")]
+    return [Change("create", "CNAME", name, target, reason=f"{what} missing")]
 
 
 def _mx_change(name: str, host: str, mx: list[Record]) -> list[Change]:

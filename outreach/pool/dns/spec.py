@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.models import Q
 
 from outreach.pool.dns.checks import DomainSpec
 from outreach.pool.models import Domain, Mailbox, ProviderAccount, SesIdentity
@@ -80,7 +81,23 @@ def build_spec(domain: Domain) -> DomainSpec:
         mail_from_include=mail_from_include,
         mail_from_mx=mail_from_mx,
         tracking_host=urlsplit(settings.OUTREACH_BASE_URL).hostname or "",
+        **_link_host(domain),
     )
+
+
+def _link_host(domain: Domain) -> dict[str, str]:
+    """The domain's tracking host and its CNAME target, while some campaign tracks opens or
+    clicks (without tracking the host serves nothing, and its absence is no finding)."""
+    # Imported here: the pool is below campaigns, and only this check looks up.
+    from outreach.campaigns.models import Campaign
+
+    target = urlsplit(settings.OUTREACH_BASE_URL).hostname or ""
+    tracking = Campaign.objects.filter(Q(track_opens=True) | Q(track_clicks=True)).exclude(
+        state__in=[Campaign.State.STOPPED, Campaign.State.FINISHED]
+    )
+    if not target or not tracking.exists():
+        return {}
+    return {"link_host": domain.tracking_hostname, "link_target": target}
 
 
 def smtp_hosts(domain: Domain) -> list[tuple[ProviderAccount, list[str]]]:

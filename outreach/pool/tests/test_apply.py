@@ -313,6 +313,11 @@ BAD_INPUT = [
     ),
     ("broken TOML", SMALL + "\n[limits\n", "not valid TOML"),
     (
+        "tracking host of another domain",
+        SMALL.replace('provider = "ses"\n', 'provider = "ses"\ntracking_host = "t.x.net"\n', 1),
+        "domains[0].tracking_host: 't.x.net' must be a host of acme-mail.com",
+    ),
+    (
         "seed IMAP security",
         SMALL.replace(SEEDS, SEED_WITH_IMAP.replace('"ssl"', '"tls"')),
         "warmup.seeds[1].imap_security: expected ssl, starttls or plain",

@@ -212,3 +212,25 @@ def test_it_warns_about_a_tracking_host_on_an_ip_or_localhost(resolver: Resolver
         spec = DomainSpec(name=DOMAIN, tracking_host=host)
         findings = [f for f in check_domain(spec, resolver) if f.check == "tracking_host"]
         assert findings[0].status == "fail" and findings[0].severity == "warning"
+
+
+def test_it_wants_the_domains_tracking_host_as_a_cname_to_the_server(
+    zone: Zone, resolver: Resolver
+) -> None:
+    spec = DomainSpec(name=DOMAIN, link_host=f"t.{DOMAIN}", link_target="go.outreach.example.net")
+    publish_good(zone)
+
+    def link(findings: list[Finding]) -> Finding:
+        (finding,) = [f for f in findings if f.check == "link_host"]
+        return finding
+
+    missing = link(check_domain(spec, resolver))
+    assert (missing.status, missing.severity) == ("fail", "critical")
+    assert missing.fix == f"add CNAME t.{DOMAIN} → go.outreach.example.net"
+    zone.add(f"t.{DOMAIN}", "CNAME", "tracking.elsewhere.example.org.")
+    assert "not to go.outreach.example.net" in link(check_domain(spec, resolver)).message
+    zone.remove(f"t.{DOMAIN}", "CNAME")
+    zone.add(f"t.{DOMAIN}", "CNAME", "go.outreach.example.net.")
+    assert link(check_domain(spec, resolver)).status == "ok"
+    # No tracking campaign, no tracking host: nothing to find.
+    assert not [f for f in check_domain(SPEC, resolver) if f.check == "link_host"]

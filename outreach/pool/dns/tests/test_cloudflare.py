@@ -14,6 +14,7 @@ from outreach.pool.dns.cloudflare import COMMENT, merge_spf, unquote_txt
 from outreach.pool.dns.tests.cloudflare_fake import TOKEN, CloudflareFake
 from outreach.pool.dns.tests.conftest import DOMAIN, TOKENS
 from outreach.pool.models import Domain
+from outreach.testing import make_campaign
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +137,27 @@ def test_it_merges_spf_and_reads_quoted_txt() -> None:
     assert merge_spf("v=spf1 mx", ["a.b"]) == "v=spf1 mx include:a.b ~all"
     assert unquote_txt('"v=spf1 " "include:x ~all"') == "v=spf1 include:x ~all"
     assert unquote_txt("plain") == "plain"
+
+
+def test_it_plans_the_tracking_cname_while_a_campaign_tracks(
+    fake: CloudflareFake, ses_domain: Domain, settings: object
+) -> None:
+    settings.OUTREACH_BASE_URL = "https://go.outreach.example.net"  # type: ignore[attr-defined]
+    zone_id = fake.state.add_zone(DOMAIN)
+
+    def tracking_changes() -> list[dict]:
+        changes = run("plan", DOMAIN)["domains"][0]["changes"]
+        return [c for c in changes if c["name"] == f"t.{DOMAIN}"]
+
+    assert tracking_changes() == []
+    make_campaign(track_clicks=True)
+    (change,) = tracking_changes()
+    assert (change["action"], change["type"], change["content"]) == (
+        "create",
+        "CNAME",
+        "go.outreach.example.net",
+    )
+    run("apply", DOMAIN, "--yes")
+    (record,) = [r for r in fake.state.records[zone_id] if r["name"] == f"t.{DOMAIN}"]
+    assert (record["content"], record["proxied"]) == ("go.outreach.example.net", False)
+    assert tracking_changes() == []
