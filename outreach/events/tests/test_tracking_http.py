@@ -274,6 +274,7 @@ def test_the_served_app_answers_probes_and_long_links_without_a_500(
     port = free_port()
     # The child verifies the tokens this process signed, with the same key.
     monkeypatch.setenv("SECRET_KEY", settings.SECRET_KEY)
+    monkeypatch.setenv("OUTREACH_UNSUBSCRIBE_KEY", settings.OUTREACH_UNSUBSCRIBE_KEY)
     proc = _spawn_run(tmp_path, child_database_url(), port)
     try:
         server = f"http://127.0.0.1:{port}"
