@@ -303,3 +303,20 @@ def test_alerts_test_says_which_channel_failed(api: FakeBotApi, settings: Any) -
     settings.OUTREACH_TELEGRAM_BOT_TOKEN = ""
     with pytest.raises(CommandError, match="no alert channel is configured"):
         call_command("alerts", "--test", stdout=out)
+
+
+def test_doctor_reports_the_bot_and_the_strangers_it_ignored(
+    api: FakeBotApi, bot: Bot, settings: Any
+) -> None:
+    from outreach.doctor import check_alerts
+
+    settings.OUTREACH_TELEGRAM_BOT_TOKEN = TOKEN
+    settings.OUTREACH_TELEGRAM_CHAT_IDS = []
+    assert check_alerts()[-1].severity == "warning"
+    settings.OUTREACH_TELEGRAM_CHAT_IDS = [OPS]
+    api.write(STRANGER, "/status")
+    api.write(STRANGER, "/today")
+    bot.handle_one()
+    finding = check_alerts()[-1]
+    assert (finding.area, finding.severity) == ("telegram bot", "ok")
+    assert finding.message == "answers 1 chat(s); 2 message(s) from other chats ignored"
