@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from django.core.management import get_commands, load_command_class
+from django.core.management.base import CommandError
 
 from outreach.__main__ import GROUPS, main_help, our_commands
 
@@ -73,3 +79,42 @@ def test_make_run_sets_the_base_url_from_bind(tmp_path: Path) -> None:
     assert "run base=https://dev.example.com" in make_run(
         OUTREACH_BASE_URL="https://dev.example.com"
     )
+
+
+def guide_commands() -> list[tuple[str, list[str]]]:
+    """Every `outreach ...` command line in the shell blocks of docs/*.md."""
+    found = []
+    for path in sorted((REPO / "docs").glob("*.md")):
+        in_shell = False
+        for line in path.read_text().splitlines():
+            if line.startswith("```"):
+                in_shell = line.strip() == "```sh" and not in_shell
+                continue
+            if not in_shell or line.split()[:1] not in (["outreach"], ["$as_service"]):
+                continue
+            # "[--step N]": a synopsis's optional part, not a literal argument.
+            text = re.sub(r"\[[^\]]*\]", "", line.split(" #", 1)[0].replace("\\", ""))
+            # "start|pause": alternatives of a synopsis; each is checked by its first.
+            words = [w.split("|", 1)[0] for w in shlex.split(text)]
+            for prefix in (["outreach"], ["$as_service"]):
+                if words[: len(prefix)] == prefix and len(words) > 1:
+                    found.append((path.name, words[len(prefix) :]))
+    return found
+
+
+def test_every_command_the_guides_cite_exists_with_its_options() -> None:
+    commands = our_commands()
+    cited = guide_commands()
+    assert ("telegram.md", ["alerts", "--test"]) in cited
+    assert ("guide-dns-fleet.md", ["dns", "apply", "--yes"]) in cited
+    django_ones = {"migrate", "check"}
+    for guide, words in cited:
+        name, args = words[0], words[1:]
+        if name in django_ones:
+            continue
+        assert name in commands, f"{guide}: no command outreach {name}"
+        parser = load_command_class(get_commands()[name], name).create_parser("outreach", name)
+        try:
+            parser.parse_args(args)
+        except (SystemExit, CommandError):
+            pytest.fail(f"{guide}: outreach {' '.join(words)} does not parse")
