@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +29,7 @@ from outreach.scheduler.status import pool_status
 from outreach.telegram.bot import Bot
 from outreach.telegram.models import BotCursor, IgnoredChat
 from outreach.telegram.tests.fakebotapi import TOKEN, FakeBotApi, error
-from outreach.testing import make_pool
+from outreach.testing import child_env, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -320,3 +324,34 @@ def test_doctor_reports_the_bot_and_the_strangers_it_ignored(
     finding = check_alerts()[-1]
     assert (finding.area, finding.severity) == ("telegram bot", "ok")
     assert finding.message == "answers 1 chat(s); 2 message(s) from other chats ignored"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outreach_run_runs_the_bot_beside_the_engine(api: FakeBotApi) -> None:
+    boxes = make_pool(domains=1, mailboxes_per_domain=1)
+    env = child_env(
+        OUTREACH_TELEGRAM_BOT_TOKEN=TOKEN,
+        OUTREACH_TELEGRAM_API_URL=api.url,
+        OUTREACH_TELEGRAM_CHAT_IDS=str(OPS),
+        OUTREACH_TELEGRAM_POLL_SECONDS="1",
+    )
+    api.write(OPS, f"/pause {boxes[0].address} paused from the phone")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "run", "--bind", "127.0.0.1:0", "--threads", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not api.replies_to(OPS) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert api.replies_to(OPS) == [f"Paused {boxes[0].address}: paused from the phone"], output
+    assert "telegram" in output.split("(loops: ", 1)[1].split(")", 1)[0]
+    change = StateChange.objects.get(mailbox=boxes[0])
+    assert (change.actor, change.to_state) == ("telegram:@alice", Mailbox.State.PAUSED)
+    assert process.returncode == 0, output
