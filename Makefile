@@ -16,6 +16,8 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The unsubscribe links of development mail point at the address `make run` serves on.
+run: export OUTREACH_BASE_URL ?= http://$(BIND)
 run: install
 	$(BIN)/outreach migrate --noinput
 	$(BIN)/outreach apply examples/pool.toml

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# rehearse.sh: run docs/deploy.md's commands in a scratch directory, as the current user,
+# rehearse.sh: run docs/deploy.md's commands in a scratch directory, as the current user
+# (standing in for the service user), through deploy/outreach-as-service.sh as the guide does,
 # without systemd or a reverse proxy. Exits non-zero at the first step that fails.
 #
 #   deploy/rehearse.sh                 # reuse this checkout's .venv
@@ -35,17 +36,23 @@ OUTREACH_ADMIN_PASSWORD=rehearsal-password
 DATABASE_URL=sqlite:///$scratch/lib/var/outreach.sqlite3
 OUTREACH_VAR_DIR=$scratch/lib/var
 ENV
+# The example file's database is SQLite in the service's folder, as the guide says.
+grep -q '^DATABASE_URL=sqlite:////var/lib/outreach/var/outreach.sqlite3$' "$repo/deploy/outreach.env.example"
 mkdir -p "$scratch/lib" "$scratch/backups"
 cp "$repo/examples/pool.toml" "$scratch/pool.toml"
-cd "$scratch/lib"
-set -a; . "$scratch/outreach.env"; set +a
+export OUTREACH_HOME="$scratch/lib" OUTREACH_ENV_FILE="$scratch/outreach.env" OUTREACH_BIN="$outreach"
+as_service="$repo/deploy/outreach-as-service.sh"
 
 step "5. database, pool, admin, check"
-"$outreach" migrate --noinput -v0
-"$outreach" apply "$scratch/pool.toml" --dry-run | tail -n 1
-"$outreach" apply "$scratch/pool.toml" | tail -n 1
-"$outreach" ensure_admin
-"$outreach" doctor
+$as_service migrate --noinput -v0
+$as_service apply "$scratch/pool.toml" --dry-run | tail -n 1
+$as_service apply "$scratch/pool.toml" | tail -n 1
+$as_service ensure_admin
+$as_service doctor
+# Everything step 5 created belongs to the user that runs the service.
+test -z "$(find "$scratch/lib" ! -user "$(id -un)")"
+cd "$scratch/lib"
+set -a; . "$scratch/outreach.env"; set +a
 
 step "6. service (foreground stand-in for systemd)"
 port=$("$bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -68,16 +75,19 @@ cp "$backup" "$scratch/lib/var/outreach.sqlite3"
 if [ -n "${REHEARSE_PG:-}" ]; then
   step "3 and 8. PostgreSQL database, backup and restore"
   db="outreach_rehearsal_$$"
-  createdb --maintenance-db="$REHEARSE_PG/postgres" "$db" 2>/dev/null \
-    || psql "$REHEARSE_PG/postgres" -qc "CREATE DATABASE $db"
-  export DATABASE_URL="$REHEARSE_PG/$db"
+  # As the guide: a role that logs in with a password, owning its database, over TCP.
+  password=$("$bin/python" -c "import secrets; print(secrets.token_urlsafe(24))")
+  psql "$REHEARSE_PG/postgres" -qc "CREATE ROLE $db LOGIN PASSWORD '$password'"
+  createdb --maintenance-db="$REHEARSE_PG/postgres" --owner "$db" "$db"
+  hostport=${REHEARSE_PG#postgresql://}; hostport=${hostport#*@}
+  export DATABASE_URL="postgresql://$db:$password@$hostport/$db"
   "$outreach" migrate --noinput -v0
   "$outreach" apply "$scratch/pool.toml" | tail -n 1
   OUTREACH_BIN="$outreach" "$repo/deploy/backup.sh" "$scratch/backups" 14
   dump=$(ls "$scratch/backups"/outreach-*.dump)
   pg_restore --clean --if-exists --no-owner --dbname "$DATABASE_URL" "$dump"
   "$outreach" apply "$scratch/pool.toml" | grep -q "no changes"
-  psql "$REHEARSE_PG/postgres" -qc "DROP DATABASE $db"
+  psql "$REHEARSE_PG/postgres" -qc "DROP DATABASE $db" -c "DROP ROLE $db"
 fi
 
 step "rehearsal passed"

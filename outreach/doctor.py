@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Sum
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ def check_webhooks() -> list[Finding]:
 
 def check_alerts(send_test: bool = False) -> list[Finding]:
     urls = settings.OUTREACH_ALERT_URLS
+    found = check_telegram_bot()
     if not urls:
         return [
             Finding(
@@ -195,23 +197,52 @@ def check_alerts(send_test: bool = False) -> list[Finding]:
                 WARNING,
                 "no alert channel: alerts go to the log only",
                 "set OUTREACH_ALERT_URLS=tgram://BOT_TOKEN/CHAT_ID",
-            )
+            ),
+            *found,
         ]
     if not send_test:
-        return [Finding("alerts", OK, f"{len(urls)} channel(s) configured (--test-alert to try)")]
-    import apprise
+        return [
+            Finding("alerts", OK, f"{len(urls)} channel(s) configured (--test-alert to try)"),
+            *found,
+        ]
+    from outreach.alerts import delivery
 
-    notifier = apprise.Apprise()
-    for url in urls:
-        notifier.add(url)
-    if notifier.notify(title="outreach doctor", body="Test alert from outreach doctor."):
-        return [Finding("alerts", OK, "test alert delivered")]
+    failed = [name for name, outcome in delivery.test_channels() if not outcome.ok]
+    if not failed:
+        return [Finding("alerts", OK, "test alert delivered on every channel"), *found]
     return [
         Finding(
             "alerts",
             CRITICAL,
-            "test alert could not be delivered",
-            "check the Apprise URLs in OUTREACH_ALERT_URLS",
+            f"test alert could not be delivered: {', '.join(failed)}",
+            "check OUTREACH_ALERT_URLS (outreach alerts --test says why each failed)",
+        ),
+        *found,
+    ]
+
+
+def check_telegram_bot() -> list[Finding]:
+    """The Telegram bot, when it has a token: whom it answers, and the strangers it ignored."""
+    from outreach.telegram.models import IgnoredChat
+
+    if not settings.OUTREACH_TELEGRAM_BOT_TOKEN:
+        return []
+    if not settings.OUTREACH_TELEGRAM_CHAT_IDS:
+        return [
+            Finding(
+                "telegram bot",
+                WARNING,
+                "no allowed chat: the bot ignores every message",
+                "set OUTREACH_TELEGRAM_CHAT_IDS (docs/telegram.md: finding a chat id)",
+            )
+        ]
+    ignored = IgnoredChat.objects.aggregate(n=Sum("messages"))["n"] or 0
+    chats = len(settings.OUTREACH_TELEGRAM_CHAT_IDS)
+    return [
+        Finding(
+            "telegram bot",
+            OK,
+            f"answers {chats} chat(s); {ignored} message(s) from other chats ignored",
         )
     ]
 

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "outreach.metrics",
     "outreach.alerts",
     "outreach.dashboard",
+    "outreach.telegram",
 ]
 
 MIDDLEWARE = [
@@ -323,6 +324,31 @@ def _budget() -> Decimal | None:
 OUTREACH_MONTHLY_BUDGET = _budget()
 OUTREACH_METRICS_TOKEN = env.get_str("OUTREACH_METRICS_TOKEN", "") or ""
 OUTREACH_LOOPS.append("outreach.alerts.loop.make_loop")
+
+# The Telegram bot (docs/telegram.md): its token from @BotFather, the chat ids it answers (any
+# other chat is ignored and counted), the Bot API's address (a fake one in tests), and how long
+# one getUpdates waits for a message (below OUTREACH_SHUTDOWN_SECONDS, so a stop is not cut).
+# With a token, `outreach run` runs the bot beside the other loops.
+OUTREACH_TELEGRAM_BOT_TOKEN = env.get_str("OUTREACH_TELEGRAM_BOT_TOKEN", "") or ""
+OUTREACH_TELEGRAM_API_URL = (
+    env.get_str("OUTREACH_TELEGRAM_API_URL", "") or "https://api.telegram.org"
+)
+OUTREACH_TELEGRAM_POLL_SECONDS = env.get_int("OUTREACH_TELEGRAM_POLL_SECONDS", 20)
+
+
+def _chat_ids() -> list[int]:
+    raw = env.get_list("OUTREACH_TELEGRAM_CHAT_IDS", [])
+    try:
+        return [int(item) for item in raw]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"OUTREACH_TELEGRAM_CHAT_IDS: expected comma-separated chat ids, got {raw!r}"
+        ) from None
+
+
+OUTREACH_TELEGRAM_CHAT_IDS = _chat_ids()
+if OUTREACH_TELEGRAM_BOT_TOKEN:
+    OUTREACH_LOOPS.append("outreach.telegram.bot.make_loop")
 
 # Sending engine (docs/providers.md): parallel provider calls per worker process.
 OUTREACH_WORKER_CONCURRENCY = env.get_int("OUTREACH_WORKER_CONCURRENCY", 4, minimum=1)

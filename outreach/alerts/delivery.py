@@ -22,6 +22,7 @@ from django.db.models import Q
 
 from outreach.alerts.models import Alert
 from outreach.lib import clock
+from outreach.lib.telegram_api import BotApi, BotApiError
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +160,25 @@ def _finish(alert: Alert, state: str, sent_at: object) -> None:
     alert.state = state
     alert.sent_at = sent_at  # type: ignore[assignment]
     alert.save(update_fields=["state", "sent_at", "attempts", "delivered_to", "last_error"])
+
+
+def test_channels() -> list[tuple[str, Outcome]]:
+    """Send a test alert on every channel: each Apprise URL, and the Telegram bot's chats.
+    Returns each channel's name (without its secrets) and how it went; nothing is stored."""
+    title = "🔵 outreach: test alert"
+    body = f"A test alert sent at {clock.now():%Y-%m-%d %H:%M} UTC: this channel works."
+    results = []
+    for index, url in enumerate(settings.OUTREACH_ALERT_URLS, 1):
+        # The URL holds the channel's secret (a bot token, a webhook key): name it by scheme.
+        name = f"alert URL {index} ({url.split('://', 1)[0]}, {fingerprint(url)})"
+        results.append((name, notify(url, title, body, Alert.Severity.INFO)))
+    if settings.OUTREACH_TELEGRAM_BOT_TOKEN:
+        bot = BotApi(settings.OUTREACH_TELEGRAM_API_URL, settings.OUTREACH_TELEGRAM_BOT_TOKEN)
+        for chat_id in settings.OUTREACH_TELEGRAM_CHAT_IDS:
+            try:
+                bot.send_message(chat_id, f"{title}\n{body}")
+                outcome = Outcome(True)
+            except BotApiError as exc:
+                outcome = Outcome(False, permanent=exc.code in PERMANENT_STATUSES, error=str(exc))
+            results.append((f"telegram bot, chat {chat_id}", outcome))
+    return results

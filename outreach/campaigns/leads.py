@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import available_timezones
 
+import charset_normalizer
 import email_validator
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from django.db import transaction
@@ -37,6 +38,8 @@ from outreach.lib import clock
 # A real CSV line of leads is well under a few kilobytes; a longer one is a broken export or
 # a hostile file, and reading it whole would break the bounded-memory promise.
 MAX_LINE_BYTES = 64 * 1024
+# How much of the file the encoding is guessed from (charset-normalizer reads it whole).
+ENCODING_SAMPLE_BYTES = 256 * 1024
 MAX_CUSTOM_VALUE = 1000
 BATCH_SIZE = 1000
 # Row errors kept for the report; the count goes on beyond this.
@@ -268,18 +271,53 @@ def _timezones() -> frozenset[str]:
 # --- reading the file ------------------------------------------------------------------------
 
 
+def detect_encoding(sample: bytes) -> str:
+    """The encoding of a CSV file from a sample of its bytes: UTF-8 when the sample holds any
+    UTF-8 character, else what charset-normalizer finds (Excel's "CSV" is cp1252 on
+    Windows), else UTF-8 (bytes it cannot decode are then reported row by row)."""
+    text = sample.decode("utf-8", "surrogateescape")
+    if any(char > "\x7f" and not "\udc80" <= char <= "\udcff" for char in text):
+        # UTF-8 characters (cut mid-character at the end of the sample, or beside a row of
+        # another encoding): a UTF-8 file, and the rows that are not are reported one by one.
+        return "utf-8"
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is None:
+        return "utf-8"
+    # A few accented names fit many single-byte code pages equally well, and a list of names
+    # is too short for the language guess to tell them apart ("Crédit à" reads as cp1257's
+    # "Crédit ą"): when Windows' Western code page reads the sample as cleanly as the best
+    # guess, it wins; it is the encoding of most spreadsheets saved as "CSV" that are not
+    # UTF-8. Cyrillic or Greek text reads as gibberish in it and keeps its own code page.
+    western = charset_normalizer.from_bytes(sample, cp_isolation=["cp1252"]).best()
+    if western is not None and western.chaos <= best.chaos:
+        return "cp1252"
+    return best.encoding
+
+
 class _Lines:
     """Decoded lines of a binary or text stream, each at most MAX_LINE_BYTES long.
 
     An overlong line is consumed to its end and replaced by a marker, so it becomes one row
-    error instead of a memory spike. Bytes that are not UTF-8 are kept as surrogates and
-    reported by the row that holds them.
+    error instead of a memory spike. The encoding is decided at the first line that is not
+    ASCII (every line before it reads the same in any of the candidates), from that line and
+    up to ENCODING_SAMPLE_BYTES after it when the stream can seek back. Bytes the encoding
+    cannot decode are kept as surrogates and reported by the row that holds them.
     """
 
     def __init__(self, stream: IO[Any]) -> None:
         self.stream = stream
         self.bytes_read = 0
         self.first = True
+        self.encoding: str | None = None  # None while every line was ASCII
+
+    def _decide(self, line: bytes) -> str:
+        sample = line
+        if getattr(self.stream, "seekable", lambda: False)():
+            position = self.stream.tell()
+            more = self.stream.read(ENCODING_SAMPLE_BYTES)
+            self.stream.seek(position)
+            sample += more if isinstance(more, bytes) else more.encode("utf-8", "surrogateescape")
+        return detect_encoding(sample)
 
     def __iter__(self) -> Iterator[str]:
         while True:
@@ -302,7 +340,9 @@ class _Lines:
             if self.first:
                 self.first = False
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
-            yield raw.decode("utf-8", "surrogateescape")
+            if self.encoding is None and not raw.isascii():
+                self.encoding = self._decide(raw)
+            yield raw.decode(self.encoding or "ascii", "surrogateescape")
 
 
 def _open(source: str | os.PathLike[str] | IO[Any]) -> tuple[IO[Any], int | None, bool]:

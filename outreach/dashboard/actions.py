@@ -68,8 +68,10 @@ def act_on_mailbox(
     reason: str,
     actor: str,
     cooldown_days: int | None = None,
+    via: str = "dashboard",
 ) -> StateChange:
-    """Do one of :data:`MAILBOX_ACTIONS` and return the audit log entry it wrote.
+    """Do one of :data:`MAILBOX_ACTIONS` and return the audit log entry it wrote (``via``: where
+    the operator acted, kept in its figures).
 
     ``resume`` returns a paused mailbox to where it was paused from (an interrupted warm-up
     continues on the day it had reached); a mailbox in cooldown re-enters warm-up at the
@@ -81,7 +83,7 @@ def act_on_mailbox(
     if action not in MAILBOX_ACTIONS:
         raise ActionError(f"unknown action {action!r}")
     pool = PoolSettings.load()
-    figures: dict[str, Any] = {"via": "dashboard"}
+    figures: dict[str, Any] = {"via": via}
     kwargs: dict[str, Any] = {}
     to_state: str
     if action == "pause":

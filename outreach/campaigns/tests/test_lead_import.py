@@ -154,17 +154,48 @@ def test_it_reports_rows_written_with_the_wrong_delimiter() -> None:
     assert report.errors[0].line == 3 and "wrong delimiter" in report.errors[0].reason
 
 
-def test_it_reports_non_utf8_rows_and_imports_the_others(tmp_path: Path) -> None:
+def test_it_imports_a_latin1_file_whole(tmp_path: Path) -> None:
+    # Excel on Windows saves "CSV" in cp1252: every row is imported, accents intact.
+    text = (
+        HEADER
+        + "a@acme.com,Ann,,,,,\n"
+        + "b@acme.com,José,Müller,Société Générale,,,\n"
+        + "c@acme.com,Frédéric,,Crédit à la consommation,,,\n"
+    )
+    report = import_leads(write(tmp_path, text.encode("cp1252")))
+    assert (report.imported, report.error_count) == (3, 0)
+    jose = Lead.objects.get(email="b@acme.com")
+    assert (jose.first_name, jose.last_name, jose.company) == ("José", "Müller", "Société Générale")
+    assert Lead.objects.get(email="c@acme.com").company == "Crédit à la consommation"
+
+
+def test_it_reads_a_latin1_header(tmp_path: Path) -> None:
+    report = import_leads(write(tmp_path, "Email,Prénom\nb@acme.com,Zoë\n".encode("latin-1")))
+    assert report.imported == 1
+    assert Lead.objects.get(email="b@acme.com").custom == {"pr_nom": "Zoë"}
+
+
+def test_it_reports_a_latin1_row_in_a_utf8_file_and_imports_the_others(tmp_path: Path) -> None:
     data = (
-        (HEADER + "a@acme.com,Ann,,,,,\n").encode()
+        (HEADER + "a@acme.com,Zoë,,,,,\n").encode()
         + "b@acme.com,Jos\xe9,,,,,\n".encode("latin-1")
         + b"c@acme.com,Cy,,,,,\n"
     )
     report = import_leads(write(tmp_path, data))
     assert report.imported == 2
     assert report.errors[0].line == 3 and "UTF-8" in report.errors[0].reason
-    with pytest.raises(ImportFileError, match="not UTF-8"):
-        import_leads(write(tmp_path, "\xe9mail,name\n".encode("latin-1"), "bad.csv"))
+    assert Lead.objects.get(email="a@acme.com").first_name == "Zoë"
+
+
+def test_it_exits_non_zero_on_row_problems_with_strict(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "a@acme.com,Ann,,,,,\nnot-an-address,Bo,,,,,\n")
+    out = io.StringIO()
+    call_command("leads", "import", str(path), stdout=out)  # without --strict: status 0
+    with pytest.raises(CommandError, match="1 row problem"):
+        call_command("leads", "import", str(path), "--strict", stdout=out)
+    assert Lead.objects.filter(email="a@acme.com").exists()
+    clean = write(tmp_path, HEADER + "d@acme.com,Di,,,,,\n", "clean.csv")
+    call_command("leads", "import", str(clean), "--strict", stdout=out)
 
 
 def test_it_survives_a_ten_megabyte_line_in_bounded_memory(tmp_path: Path) -> None:

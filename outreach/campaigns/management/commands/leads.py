@@ -1,4 +1,6 @@
-"""`outreach leads import FILE.csv [--campaign SLUG] [--dry-run]`: import (and enroll) leads."""
+"""`outreach leads import FILE.csv [--campaign SLUG] [--dry-run] [--strict]`: import (and
+enroll) leads. The file's encoding is detected (UTF-8, or cp1252/Latin-1 from a spreadsheet);
+``--strict`` makes any row problem an exit status of 1, for scripts."""
 
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ class Command(BaseCommand):
         )
         imp.add_argument("--errors-csv", type=Path, help="write every row error to this CSV")
         imp.add_argument("--json", action="store_true", help="print the summary as JSON")
+        imp.add_argument(
+            "--strict",
+            action="store_true",
+            help="exit with status 1 when any row has a problem (the good rows are imported)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = None
@@ -95,6 +102,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.summary()))
         else:
             self._print(report, campaign)
+        if options["strict"] and report.error_count:
+            raise CommandError(f"{report.error_count} row problem(s) (--strict)")
 
     def _print(self, report: ImportReport, campaign: Campaign | None) -> None:
         console = Console(file=cast(IO[str], self.stdout), highlight=False, soft_wrap=True)
