@@ -109,3 +109,14 @@ class LeadImportForm(forms.Form):
         queryset=Campaign.objects.order_by("slug"), to_field_name="slug", required=False
     )
     dry_run = forms.BooleanField(required=False)
+
+
+class BulkMailboxForm(forms.Form):
+    """Pause or resume a selection of mailboxes, with one reason for the audit log."""
+
+    mailbox = forms.ModelMultipleChoiceField(
+        queryset=Mailbox.objects.select_related("domain"),
+        error_messages={"required": "select at least one mailbox"},
+    )
+    action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume")])
+    reason = _reason()

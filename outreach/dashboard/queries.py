@@ -302,6 +302,7 @@ def mailbox_rows(
     mailbox: Mailbox | None = None,
     last_event: bool = True,
     window_counts: WindowCounts | None = None,
+    holds: dict[int, str] | None = None,
 ) -> list[MailboxRow]:
     """Every mailbox (or one) with its cap and use today, window rates and, with
     ``last_event``, its last event: three queries."""
@@ -327,7 +328,7 @@ def mailbox_rows(
     )
     limits = pool.limits
     warmup = pool.warmup
-    holds = domain_holds()
+    holds = domain_holds() if holds is None else holds
     rows = []
     n = len(MailboxInfo.FIELDS)
     for values in mailboxes.order_by("domain__name", "address").values_list(
@@ -369,7 +370,9 @@ def warmup_day(mailbox: Mailbox | MailboxInfo, today: date) -> int | None:
     return (today - mailbox.warmup_started_on).days + mailbox.warmup_start_day
 
 
-def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainRow]:
+def domain_rows(
+    pool: PoolSettings, mailboxes: list[MailboxRow], holds: dict[int, str] | None = None
+) -> list[DomainRow]:
     """Every domain with its cap, use today and mailboxes (from ``mailboxes``): two queries."""
     today = pool_day(pool)
     limits = pool.limits
@@ -381,7 +384,7 @@ def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainR
     by_domain: dict[int, list[MailboxRow]] = defaultdict(list)
     for row in mailboxes:
         by_domain[row.mailbox.domain_id].append(row)
-    holds = domain_holds()
+    holds = domain_holds() if holds is None else holds
     rows = []
     for domain in Domain.objects.select_related("provider").order_by("name"):
         cap = domain.cap(limits)

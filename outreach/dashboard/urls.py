@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach.dashboard import views
+from outreach.dashboard import cockpit, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -9,6 +9,7 @@ urlpatterns = [
     path("mailboxes/", views.mailbox_list, name="mailboxes"),
     path("mailboxes/<int:pk>/", views.mailbox_detail, name="mailbox"),
     path("mailboxes/<int:pk>/action", views.mailbox_action, name="mailbox_action"),
+    path("mailboxes/bulk", cockpit.mailbox_bulk, name="mailbox_bulk"),
     path("domains/", views.domain_list, name="domains"),
     path("campaigns/", views.campaign_list, name="campaigns"),
     path("campaigns/<slug:slug>/", views.campaign_detail, name="campaign"),
