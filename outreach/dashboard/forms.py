@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.utils.dateparse import parse_datetime
 
+from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard.actions import MAILBOX_ACTIONS, UNKNOWN_DECISIONS
 from outreach.events.models import Event
@@ -100,7 +101,35 @@ class SuppressionFilterForm(forms.Form):
 
 
 class AlertFilterForm(forms.Form):
-    show = forms.ChoiceField(choices=[("open", "open"), ("all", "all")], required=False)
+    # open: unacknowledged and asking for action (outreach.alerts.inbox); notices: digests
+    # and info; acknowledged; all.
+    show = forms.ChoiceField(
+        choices=[(s, s) for s in ("open", "notices", "acknowledged", "all")], required=False
+    )
+    severity = forms.ChoiceField(choices=[("", "any"), *Alert.Severity.choices], required=False)
+    kind = forms.RegexField(regex=r"^[a-z_]{1,50}$", required=False, max_length=50)
+    before = CursorField()
+
+
+class AlertAckForm(forms.Form):
+    """Acknowledge a selection of alerts, or every open alert of one kind."""
+
+    alert = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+    kind = forms.RegexField(regex=r"^[a-z_]{1,50}$", required=False, max_length=50)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id is a valid choice (an alert acknowledged meanwhile is simply skipped); the
+        # type check rejects what is not an id.
+        self.fields["alert"].valid_value = lambda value: str(value).isdigit()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("alert") and not data.get("kind"):
+            raise forms.ValidationError("select alerts, or name a kind to acknowledge")
+        if any(not 1 <= pk <= MAX_ID for pk in data.get("alert") or []):
+            raise forms.ValidationError("not an alert id")
+        return data
 
 
 class LeadImportForm(forms.Form):

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
 from django.utils.timezone import localtime
 
+from outreach.alerts import inbox
 from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Variant
 from outreach.events.models import Event
@@ -582,7 +583,7 @@ def provider_rows() -> list[ProviderRow]:
 
 
 def open_alerts(limit: int = 20) -> list[Alert]:
-    return list(Alert.objects.filter(acknowledged_at__isnull=True).order_by("-created_at")[:limit])
+    return list(inbox.open_alerts()[:limit])
 
 
 def unknown_messages(limit: int = 50) -> tuple[int, list[Message]]:

@@ -25,7 +25,6 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard import actions, attention, charts, forms, queries
 from outreach.dashboard.exports import csv_lines
@@ -493,26 +492,6 @@ def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
 
 
 # Alerts --------------------------------------------------------------------------------------
-
-
-@require_GET
-def alert_list(request: HttpRequest) -> HttpResponse:
-    form = forms.AlertFilterForm(request.GET)
-    if not form.is_valid():
-        return _bad_query(request, form)
-    show = form.cleaned_data["show"] or "open"
-    qs = Alert.objects.order_by("-created_at", "-id")
-    if show == "open":
-        qs = qs.filter(acknowledged_at__isnull=True)
-    return render(
-        request,
-        "dashboard/alerts.html",
-        {
-            "alerts": list(qs[: PAGE_SIZE * 2]),
-            "show": show,
-            "failed": Alert.objects.filter(state=Alert.State.FAILED).count(),
-        },
-    )
 
 
 @require_POST
