@@ -149,3 +149,9 @@ class BulkMailboxForm(forms.Form):
     )
     action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume")])
     reason = _reason()
+
+
+class OverviewForm(forms.Form):
+    trend = forms.TypedChoiceField(
+        choices=[("30", "30 days"), ("90", "90 days")], coerce=int, required=False, empty_value=30
+    )

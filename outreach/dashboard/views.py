@@ -26,7 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.models import Campaign, Suppression
-from outreach.dashboard import actions, attention, charts, forms, queries
+from outreach.dashboard import actions, attention, charts, forms, queries, trends
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
@@ -75,6 +75,9 @@ def _form_errors(request: HttpRequest, form: Any) -> None:
 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
+    form = forms.OverviewForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
     pool = PoolSettings.load()
     window_counts = queries.window_event_counts(pool)
     # What holds each domain, read once for both lists (three queries saved).
@@ -110,6 +113,16 @@ def overview(request: HttpRequest) -> HttpResponse:
         "dashboard/overview.html",
         {
             "attention": attention.rows(pool, mailboxes, domains),
+            "trend_days": form.cleaned_data["trend"],
+            "trend_spans": trends.SPANS,
+            "trend_chart": trends.chart(
+                trends.daily(
+                    pool,
+                    form.cleaned_data["trend"],
+                    {r.mailbox.pk: r.mailbox.state for r in mailboxes},
+                ),
+                today_use["capacity"],
+            ),
             "health": attention.judge(by_state, statuses, held_domains, len(domains)),
             "today": queries.pool_day(pool),
             "window_days": window_days,
