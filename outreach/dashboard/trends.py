@@ -102,6 +102,5 @@ def chart(series: list[dict[str, Any]], capacity_today: int) -> SafeString:
         labels,
         charts.Series("mailboxes not sending", [d["not_sending"] for d in series], "bar-bounced"),
         title=f"Mailboxes paused or in cooldown, last {len(series)} days",
-        height=120,
     )
     return SafeString(sends + stopped)
