@@ -155,3 +155,9 @@ class OverviewForm(forms.Form):
     trend = forms.TypedChoiceField(
         choices=[("30", "30 days"), ("90", "90 days")], coerce=int, required=False, empty_value=30
     )
+
+
+class PlanForm(forms.Form):
+    target = forms.IntegerField(min_value=1, max_value=1_000_000)
+    by = forms.DateField(required=False)
+    per_domain = forms.IntegerField(min_value=1, max_value=20, required=False)

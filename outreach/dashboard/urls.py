@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach.dashboard import alert_pages, cockpit, views
+from outreach.dashboard import alert_pages, cockpit, plan_page, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
     path("suppression/add", views.suppression_add, name="suppression_add"),
     path("suppression/<int:pk>/remove", views.suppression_remove, name="suppression_remove"),
     path("suppression.csv", views.suppression_export, name="suppression_export"),
+    path("plan/", plan_page.capacity_plan, name="plan"),
     path("alerts/", alert_pages.alert_list, name="alerts"),
     path("alerts/ack", alert_pages.alert_ack_many, name="alert_ack_many"),
     path("alerts/<int:pk>/ack", views.alert_ack, name="alert_ack"),

@@ -265,6 +265,34 @@ def make_plan(
     )
 
 
+def describe(p: Plan) -> list[str]:
+    """The plan in sentences, as the command and the dashboard panel say it."""
+    lines = [
+        f"Target {p.target}/day; capacity today {p.capacity_today}/day "
+        f"({p.have_mailboxes} mailboxes on {p.have_domains} domains).",
+        f"Needs, once warm: {p.needs.mailboxes} mailboxes on {p.needs.domains} domains.",
+    ]
+    if p.needs.over_global_cap:
+        lines.append("The target is above the global daily cap: raise the cap first.")
+    if p.reached_on:
+        lines.append(f"Today's pool reaches it on {p.reached_on}.")
+    else:
+        lines.append(f"Today's pool does not reach it within {HORIZON_DAYS} days.")
+    if p.by is not None:
+        if p.purchase is None:
+            lines.append(f"No purchase reaches it by {p.by}: too soon for warm-up, or over caps.")
+        elif p.purchase.mailboxes == 0:
+            lines.append(f"By {p.by}: nothing to buy ({p.purchase.capacity_by}/day).")
+        else:
+            lines.append(
+                f"By {p.by}: buy {p.purchase.mailboxes} mailboxes on {p.purchase.domains} new "
+                f"domains, warming from {p.purchase.starts_on} ({p.purchase.capacity_by}/day)."
+            )
+    for address, day in p.graduations:
+        lines.append(f"  {address} graduates on {day or 'not within the horizon'}")
+    return lines
+
+
 # The database side --------------------------------------------------------------------------
 
 

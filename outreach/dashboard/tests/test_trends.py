@@ -42,3 +42,19 @@ def test_the_overview_charts_the_rollups_over_30_and_90_days(
 def test_it_refuses_another_span(staff_client: Client, activity: Activity) -> None:
     response = staff_client.get(reverse("dashboard:overview"), {"trend": "365"})
     assert response.status_code == 400
+
+
+def test_the_planner_page_answers_as_the_command_does(
+    staff_client: Client, activity: Activity
+) -> None:
+    from outreach.scheduler import plan
+
+    response = staff_client.get(reverse("dashboard:plan"), {"target": "400"})
+    assert response.status_code == 200
+    expected = plan.describe(plan.make_plan(plan.load_pool(), 400, days=90))
+    body = response.content.decode()
+    for line in expected:
+        assert line.strip().replace("'", "&#x27;") in body
+    assert "<svg" in body
+    for bad in ({"target": "0"}, {"target": "x"}, {"target": "10", "by": "2020-01-01"}):
+        assert staff_client.get(reverse("dashboard:plan"), bad).status_code == 400, bad
