@@ -30,6 +30,7 @@ from outreach.dashboard import actions, attention, charts, forms, queries, trend
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.metrics import abtest
 from outreach.pool import models as pool_models
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 from outreach.scheduler.capacity import domain_holds
@@ -306,13 +307,23 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
     row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
+    steps = queries.campaign_steps(campaign)
+    # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
+    verdicts = {
+        s.step.pk: abtest.verdict(
+            [abtest.Arm(v.label, c["sent"], c["replied"]) for v, c in s.variants]
+        )
+        for s in steps
+        if len(s.variants) > 1
+    }
     return render(
         request,
         "dashboard/campaign_detail.html",
         {
             "campaign": campaign,
             "row": row,
-            "steps": queries.campaign_steps(campaign),
+            "steps": steps,
+            "verdicts": verdicts,
             "state_form": forms.CampaignStateForm(),
         },
     )

@@ -58,3 +58,13 @@ def test_the_planner_page_answers_as_the_command_does(
     assert "<svg" in body
     for bad in ({"target": "0"}, {"target": "x"}, {"target": "10", "by": "2020-01-01"}):
         assert staff_client.get(reverse("dashboard:plan"), bad).status_code == 400, bad
+
+
+def test_the_campaign_page_names_the_ab_test_and_its_verdict(
+    staff_client: Client, activity: Activity
+) -> None:
+    page = staff_client.get(reverse("dashboard:campaign", args=[activity.campaign.slug]))
+    body = page.content.decode()
+    # The seeded step has a handful of sends per variant: too few for a verdict.
+    assert 'id="ab-verdict-1"' in body
+    assert "no verdict yet" in body and "two-proportion z-test" in body
