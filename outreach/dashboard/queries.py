@@ -680,6 +680,21 @@ class CampaignRow:
     forecast: date | None
     sent_last_7_days: int
 
+    @property
+    def reply_rate(self) -> float | None:
+        return self.replied / self.sent if self.sent else None
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounced / self.sent if self.sent else None
+
+    @property
+    def progress_percent(self) -> int:
+        """Share of its leads whose sequence is over (finished or stopped)."""
+        total = sum(self.enrollments.values())
+        done = self.enrollments.get("finished", 0) + self.enrollments.get("stopped", 0)
+        return _percent(done, total)
+
 
 def campaign_rows() -> list[CampaignRow]:
     """Every campaign with its enrollments, sends and forecast: four queries."""

@@ -68,3 +68,16 @@ def test_the_campaign_page_names_the_ab_test_and_its_verdict(
     # The seeded step has a handful of sends per variant: too few for a verdict.
     assert 'id="ab-verdict-1"' in body
     assert "no verdict yet" in body and "two-proportion z-test" in body
+
+
+def test_the_campaign_list_shows_reply_and_bounce_rates_and_progress(
+    staff_client: Client, activity: Activity
+) -> None:
+    from outreach.dashboard import queries
+
+    row = next(r for r in queries.campaign_rows() if r.campaign.pk == activity.campaign.pk)
+    assert row.sent and row.reply_rate == row.replied / row.sent
+    body = staff_client.get(reverse("dashboard:campaigns")).content.decode()
+    assert f'<td class="num reply-rate">{100 * row.replied / row.sent:.1f}%</td>' in body
+    assert f'<td class="num bounce-rate">{100 * row.bounced / row.sent:.1f}%</td>' in body
+    assert f"{row.progress_percent}%</span>" in body
