@@ -153,8 +153,11 @@ class BulkMailboxForm(forms.Form):
 
 class OverviewForm(forms.Form):
     trend = forms.TypedChoiceField(
-        choices=[("30", "30 days"), ("90", "90 days")], coerce=int, required=False, empty_value=30
+        choices=[("30", "30 days"), ("90", "90 days")], coerce=int, required=False
     )
+
+    def clean_trend(self) -> int:
+        return self.cleaned_data["trend"] or 30
 
 
 class PlanForm(forms.Form):
