@@ -7,7 +7,8 @@ For each database, fills a dedicated benchmark database (var/bench_dashboard.sql
 postgresql://postgres@127.0.0.1:5432) once, with bulk inserts: 100 domains x 3 mailboxes,
 a year of daily counters, N events spread over the year, a month of send attempts, audit
 entries and open alerts. The data is kept between runs (``--regenerate`` rebuilds it). Then
-renders the overview, mailboxes, mailbox and events pages through Django's test client as a
+renders the overview (also with its 90-day trends), mailboxes, mailbox, events, alerts,
+campaigns and capacity planner pages through Django's test client as a
 logged-in staff user, ``--runs`` times each, and prints median and p95 render time and the
 number of queries per page (goal: p95 <= 200 ms).
 
@@ -357,6 +358,11 @@ def measure(runs: int) -> dict[str, Any]:
         "mailboxes": reverse("dashboard:mailboxes"),
         "mailbox": reverse("dashboard:mailbox", args=[mailbox.pk]),
         "events": reverse("dashboard:events"),
+        "overview_90d": reverse("dashboard:overview") + "?trend=90",
+        "alerts": reverse("dashboard:alerts"),
+        "alerts_all": reverse("dashboard:alerts") + "?show=all",
+        "campaigns": reverse("dashboard:campaigns"),
+        "plan": reverse("dashboard:plan") + "?target=1200",
     }
     out = {}
     for name, url in pages.items():
