@@ -55,7 +55,12 @@ def test_the_overview_lists_a_paused_mailbox_with_its_reason_and_resumes_it(
     assert "warning" in page.inner_text("#pool-health")
     _docs_screenshot(page, "overview-attention.png")
     messages: list[str] = []
-    page.once("dialog", lambda d: (messages.append(d.message), d.accept()))
+
+    def confirm(dialog: Any) -> None:
+        messages.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
     row.locator("button.resume").click()
     page.wait_for_selector("text=paused → active")
     assert "bounce rate 6.1% over 5.0%" in messages[0]  # the confirmation shows the reason
