@@ -15,6 +15,7 @@ wait for a person.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -23,8 +24,13 @@ from zoneinfo import ZoneInfo
 
 from outreach.lib import clock
 from outreach.pool.models import Domain, Mailbox, PoolSettings
-from outreach.pool.policy import Limits, WarmupSchedule, warmup_cap
+from outreach.pool.policy import Limits, WarmupSchedule
+from outreach.pool.policy import warmup_cap as _warmup_cap
 from outreach.scheduler.capacity import domain_capacity, domain_holds, pool_capacity
+
+# The projection asks the schedule for the same (day, target) pairs for every mailbox and
+# every day ahead; the rule is pure, so its answers are kept.
+warmup_cap = functools.lru_cache(maxsize=4096)(_warmup_cap)
 
 # How far ahead the planner looks for the first day a target is reached.
 HORIZON_DAYS = 180
