@@ -286,3 +286,15 @@ def acknowledge_alert(alert_id: int, *, actor: str) -> bool:
     if done:
         log.info("alert %s acknowledged by %s", alert_id, actor)
     return bool(done)
+
+
+def acknowledge_alerts(ids: list[int], kind: str, *, actor: str) -> int:
+    """Mark a selection of alerts, or every open one of ``kind``, as seen; how many were."""
+    qs = Alert.objects.filter(acknowledged_at__isnull=True)
+    if ids:
+        qs = qs.filter(pk__in=ids)
+    if kind:
+        qs = qs.filter(kind=kind)
+    done = qs.update(acknowledged_at=clock.now())
+    log.info("%s alert(s) acknowledged by %s (ids %s, kind %r)", done, actor, ids[:20], kind)
+    return done

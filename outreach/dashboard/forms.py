@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.utils.dateparse import parse_datetime
 
+from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard.actions import MAILBOX_ACTIONS, UNKNOWN_DECISIONS
 from outreach.events.models import Event
@@ -100,7 +101,35 @@ class SuppressionFilterForm(forms.Form):
 
 
 class AlertFilterForm(forms.Form):
-    show = forms.ChoiceField(choices=[("open", "open"), ("all", "all")], required=False)
+    # open: unacknowledged and asking for action (outreach.alerts.inbox); notices: digests
+    # and info; acknowledged; all.
+    show = forms.ChoiceField(
+        choices=[(s, s) for s in ("open", "notices", "acknowledged", "all")], required=False
+    )
+    severity = forms.ChoiceField(choices=[("", "any"), *Alert.Severity.choices], required=False)
+    kind = forms.RegexField(regex=r"^[a-z_]{1,50}$", required=False, max_length=50)
+    before = CursorField()
+
+
+class AlertAckForm(forms.Form):
+    """Acknowledge a selection of alerts, or every open alert of one kind."""
+
+    alert = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[])
+    kind = forms.RegexField(regex=r"^[a-z_]{1,50}$", required=False, max_length=50)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id is a valid choice (an alert acknowledged meanwhile is simply skipped); the
+        # type check rejects what is not an id.
+        self.fields["alert"].valid_value = lambda value: str(value).isdigit()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("alert") and not data.get("kind"):
+            raise forms.ValidationError("select alerts, or name a kind to acknowledge")
+        if any(not 1 <= pk <= MAX_ID for pk in data.get("alert") or []):
+            raise forms.ValidationError("not an alert id")
+        return data
 
 
 class LeadImportForm(forms.Form):
@@ -109,3 +138,29 @@ class LeadImportForm(forms.Form):
         queryset=Campaign.objects.order_by("slug"), to_field_name="slug", required=False
     )
     dry_run = forms.BooleanField(required=False)
+
+
+class BulkMailboxForm(forms.Form):
+    """Pause or resume a selection of mailboxes, with one reason for the audit log."""
+
+    mailbox = forms.ModelMultipleChoiceField(
+        queryset=Mailbox.objects.select_related("domain"),
+        error_messages={"required": "select at least one mailbox"},
+    )
+    action = forms.ChoiceField(choices=[("pause", "Pause"), ("resume", "Resume")])
+    reason = _reason()
+
+
+class OverviewForm(forms.Form):
+    trend = forms.TypedChoiceField(
+        choices=[("30", "30 days"), ("90", "90 days")], coerce=int, required=False
+    )
+
+    def clean_trend(self) -> int:
+        return self.cleaned_data["trend"] or 30
+
+
+class PlanForm(forms.Form):
+    target = forms.IntegerField(min_value=1, max_value=1_000_000)
+    by = forms.DateField(required=False)
+    per_domain = forms.IntegerField(min_value=1, max_value=20, required=False)

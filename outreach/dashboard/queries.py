@@ -36,6 +36,7 @@ from django.db.models import (
 )
 from django.utils.timezone import localtime
 
+from outreach.alerts import inbox
 from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Variant
 from outreach.events.models import Event
@@ -122,6 +123,7 @@ class MailboxInfo:
     warmup_started_on: date | None
     warmup_start_day: int
     cooldown_until: datetime | None
+    auth_failed_at: datetime | None
 
     FIELDS = (
         "pk",
@@ -134,6 +136,7 @@ class MailboxInfo:
         "warmup_started_on",
         "warmup_start_day",
         "cooldown_until",
+        "auth_failed_at",
     )
 
     def target_cap(self, limits: policy.Limits) -> int:
@@ -327,6 +330,7 @@ def mailbox_rows(
     mailbox: Mailbox | None = None,
     last_event: bool = True,
     window_counts: WindowCounts | None = None,
+    holds: dict[int, str] | None = None,
 ) -> list[MailboxRow]:
     """Every mailbox (or one) with its cap and use today, window rates and, with
     ``last_event``, its last event: three queries."""
@@ -352,7 +356,7 @@ def mailbox_rows(
     )
     limits = pool.limits
     warmup = pool.warmup
-    holds = domain_holds()
+    holds = domain_holds() if holds is None else holds
     stopped = out_of_service(mailbox.pk if mailbox is not None else None)
     rows = []
     n = len(MailboxInfo.FIELDS)
@@ -415,7 +419,9 @@ def warmup_day(mailbox: Mailbox | MailboxInfo, today: date) -> int | None:
     return (today - mailbox.warmup_started_on).days + mailbox.warmup_start_day
 
 
-def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainRow]:
+def domain_rows(
+    pool: PoolSettings, mailboxes: list[MailboxRow], holds: dict[int, str] | None = None
+) -> list[DomainRow]:
     """Every domain with its cap, use today and mailboxes (from ``mailboxes``): two queries."""
     today = pool_day(pool)
     limits = pool.limits
@@ -427,7 +433,7 @@ def domain_rows(pool: PoolSettings, mailboxes: list[MailboxRow]) -> list[DomainR
     by_domain: dict[int, list[MailboxRow]] = defaultdict(list)
     for row in mailboxes:
         by_domain[row.mailbox.domain_id].append(row)
-    holds = domain_holds()
+    holds = domain_holds() if holds is None else holds
     rows = []
     for domain in Domain.objects.select_related("provider").order_by("name"):
         cap = domain.cap(limits)
@@ -635,7 +641,7 @@ def provider_rows() -> list[ProviderRow]:
 
 
 def open_alerts(limit: int = 20) -> list[Alert]:
-    return list(Alert.objects.filter(acknowledged_at__isnull=True).order_by("-created_at")[:limit])
+    return list(inbox.open_alerts()[:limit])
 
 
 def unknown_messages(limit: int = 50) -> tuple[int, list[Message]]:
@@ -731,6 +737,21 @@ class CampaignRow:
     bounced: int
     forecast: date | None
     sent_last_7_days: int
+
+    @property
+    def reply_rate(self) -> float | None:
+        return self.replied / self.sent if self.sent else None
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounced / self.sent if self.sent else None
+
+    @property
+    def progress_percent(self) -> int:
+        """Share of its leads whose sequence is over (finished or stopped)."""
+        total = sum(self.enrollments.values())
+        done = self.enrollments.get("finished", 0) + self.enrollments.get("stopped", 0)
+        return _percent(done, total)
 
 
 def campaign_rows() -> list[CampaignRow]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach.dashboard import inbox, views, webhooks
+from outreach.dashboard import alert_pages, cockpit, inbox, plan_page, views, webhooks
 
 app_name = "dashboard"
 urlpatterns = [
@@ -9,6 +9,7 @@ urlpatterns = [
     path("mailboxes/", views.mailbox_list, name="mailboxes"),
     path("mailboxes/<int:pk>/", views.mailbox_detail, name="mailbox"),
     path("mailboxes/<int:pk>/action", views.mailbox_action, name="mailbox_action"),
+    path("mailboxes/bulk", cockpit.mailbox_bulk, name="mailbox_bulk"),
     path("domains/", views.domain_list, name="domains"),
     path("campaigns/", views.campaign_list, name="campaigns"),
     path("campaigns/<slug:slug>/", views.campaign_detail, name="campaign"),
@@ -19,7 +20,9 @@ urlpatterns = [
     path("suppression/add", views.suppression_add, name="suppression_add"),
     path("suppression/<int:pk>/remove", views.suppression_remove, name="suppression_remove"),
     path("suppression.csv", views.suppression_export, name="suppression_export"),
-    path("alerts/", views.alert_list, name="alerts"),
+    path("plan/", plan_page.capacity_plan, name="plan"),
+    path("alerts/", alert_pages.alert_list, name="alerts"),
+    path("alerts/ack", alert_pages.alert_ack_many, name="alert_ack_many"),
     path("alerts/<int:pk>/ack", views.alert_ack, name="alert_ack"),
     path("leads/import", views.lead_import_form, name="lead_import_form"),
     path("leads/import/upload", views.lead_import, name="lead_import"),

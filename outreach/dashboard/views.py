@@ -25,15 +25,16 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Suppression
-from outreach.dashboard import actions, charts, forms, queries
+from outreach.dashboard import actions, attention, charts, forms, queries, trends
 from outreach.dashboard.engagement import add_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.metrics import abtest
 from outreach.pool import models as pool_models
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
+from outreach.scheduler.capacity import domain_holds
 
 PAGE_SIZE = 100
 FAILED_LOGINS_SHOWN = 50
@@ -76,10 +77,17 @@ def _form_errors(request: HttpRequest, form: Any) -> None:
 
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
+    form = forms.OverviewForm(request.GET)
+    if not form.is_valid():
+        return _bad_query(request, form)
     pool = PoolSettings.load()
     window_counts = queries.window_event_counts(pool)
-    mailboxes = queries.mailbox_rows(pool, last_event=False, window_counts=window_counts)
-    domains = queries.domain_rows(pool, mailboxes)
+    # What holds each domain, read once for both lists (three queries saved).
+    holds = domain_holds()
+    mailboxes = queries.mailbox_rows(
+        pool, last_event=False, window_counts=window_counts, holds=holds
+    )
+    domains = queries.domain_rows(pool, mailboxes, holds)
     rates, checks = queries.pool_rates(pool, window_counts)
     unknown_total, unknown = queries.unknown_messages()
     by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
@@ -100,10 +108,24 @@ def overview(request: HttpRequest) -> HttpResponse:
         line_label="capacity today",
         title=f"Pool sends, last {window_days} days",
     )
+    statuses = {c.name: c.status for c in checks}
+    held_domains = sum(1 for d in domains if d.held)
     return render(
         request,
         "dashboard/overview.html",
         {
+            "attention": attention.rows(pool, mailboxes, domains),
+            "trend_days": form.cleaned_data["trend"],
+            "trend_spans": trends.SPANS,
+            "trend_chart": trends.chart(
+                trends.daily(
+                    pool,
+                    form.cleaned_data["trend"],
+                    {r.mailbox.pk: r.mailbox.state for r in mailboxes},
+                ),
+                today_use["capacity"],
+            ),
+            "health": attention.judge(by_state, statuses, held_domains, len(domains)),
             "today": queries.pool_day(pool),
             "window_days": window_days,
             "pool": pool,
@@ -287,6 +309,14 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
     row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
     steps = queries.campaign_steps(campaign)
+    # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
+    verdicts = {
+        s.step.pk: abtest.verdict(
+            [abtest.Arm(v.label, c["sent"], c["replied"]) for v, c in s.variants]
+        )
+        for s in steps
+        if len(s.variants) > 1
+    }
     return render(
         request,
         "dashboard/campaign_detail.html",
@@ -295,6 +325,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "row": row,
             "steps": steps,
             "tracked": add_engagement(campaign, steps),
+            "verdicts": verdicts,
             "state_form": forms.CampaignStateForm(),
         },
     )
@@ -487,26 +518,6 @@ def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
 
 
 # Alerts --------------------------------------------------------------------------------------
-
-
-@require_GET
-def alert_list(request: HttpRequest) -> HttpResponse:
-    form = forms.AlertFilterForm(request.GET)
-    if not form.is_valid():
-        return _bad_query(request, form)
-    show = form.cleaned_data["show"] or "open"
-    qs = Alert.objects.order_by("-created_at", "-id")
-    if show == "open":
-        qs = qs.filter(acknowledged_at__isnull=True)
-    return render(
-        request,
-        "dashboard/alerts.html",
-        {
-            "alerts": list(qs[: PAGE_SIZE * 2]),
-            "show": show,
-            "failed": Alert.objects.filter(state=Alert.State.FAILED).count(),
-        },
-    )
 
 
 @require_POST
