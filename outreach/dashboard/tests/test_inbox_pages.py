@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 MAILBOX = "rep1@send1.example.com"  # the first mailbox of make_pool, which sends the thread
 MAILBOX_PASSWORD = "mailbox-pass"
-MAILBOX_PASSWORD_ENV = "OUTREACH_TEST_INBOX_SMTP_PASSWORD"
+MAILBOX_PASSWORD_ENV = "OUTREACH_SECRET_TEST_INBOX_SMTP_PASSWORD"
 
 
 @dataclass
