@@ -76,6 +76,13 @@ _BOUNCE = _words(
     r"no entregado",
 )
 
+# Ways of contacting someone, as a verb and as an -ing form, in English.
+_CONTACT = r"e-?mail|contact|write|message|send|mail|reach out|call|spam|bother|ping|text"
+_CONTACTING = (
+    r"e-?mailing|contacting|writing|messaging|sending|mailing|reaching out|calling|spamming|"
+    r"bothering|pinging|texting|following up"
+)
+
 _UNSUBSCRIBE = _words(
     # English
     r"\bunsubscribe\b",
@@ -144,6 +151,34 @@ _UNSUBSCRIBE = _words(
     r"\b(elimin|borr|quit)(en|e|ar)(me|nos)? (de (su|la|vuestra) lista|mis datos|mi correo)",
     r"\b(eliminen|borren|quiten) (mi|mis|nuestro|nuestros) (correo|datos|dirección)",
     r"\bno (deseo|quiero|queremos) recibir (más )?(correos|mensajes|emails)",
+    # General shapes, whatever the exact words: a stop or a negation, a way of contacting,
+    # and "again"/"any more" (a request to stop contact is an unsubscribe, not a refusal).
+    rf"\b(stop|quit|cease|refrain from|end)\b[\w' ]{{0,20}}\b({_CONTACTING})\b",
+    rf"\b(do ?n[o']t|do not|never|please don'?t|no need to)\b[\w' ]{{0,15}}\b({_CONTACT})\b"
+    r"[^.?!\n]{0,40}\b(again|any ?more|further|in (the )?future|ever)\b",
+    rf"\b(no|not|never|don't|do not) (want|wish|need) (to )?(receive|get|be)\b[^.?!\n]{{0,30}}"
+    rf"\b(e-?mails?|mails?|messages?|contacted|emailed|{_CONTACTING})\b",
+    r"(\A|[.,;:!?]\s*)(please |pls |so )?stop( it| now| please)?\s*([.!]+|\Z)",
+    r"\bun-?\s?su(b|bs|s)c?ri?be?\b|\bunsu\w*bscribe\b|\bunsuscrib\w*",
+    r"\b(right to|request) (erasure|be forgotten|deletion)\b|\berasure\b|\bdsgvo\b|\brgpd\b",
+    r"\b(remove|delete|erase) (me|this address|this e-?mail|my (contact )?(info|details|data))\b",
+    # German
+    r"\bhören sie (bitte )?auf\b|\baufhören\b[^.?!\n]{0,30}\b(schreiben|mail|kontakt)",
+    r"\b(nie|nicht) (mehr|wieder|mehr länger)\b[^.?!\n]{0,20}\b(an)?(schreiben|kontaktieren|"
+    r"mailen|senden|zusenden|anrufen)\b",
+    r"\bkeine (e-?mails?|mails?|nachrichten|werbung|post)\b[^.?!\n]{0,30}\bmehr\b",
+    r"\b(bitte|umgehend|sofort)\b[\w ]{0,20}\blöschen\b|\b(nehmen|streichen|entfernen) sie "
+    r"(mich|uns|meine)\b",
+    # French
+    r"\bne (m'|me |nous )?(\w+ )?(écri\w*|contact\w*|sollicit\w*|envoy\w*|relanc\w*|"
+    r"spam\w*|appel\w*)\s+(plus|jamais)\b",
+    r"\bne (veux|souhaite|désire|voulons|souhaitons)s? (plus|pas) (être|recevoir)\b",
+    r"\bme retirer\b|\bretirer (mon adresse|mes coordonnées)|\bstop\b[^.?!\n]{0,5}\Z",
+    # Spanish
+    r"\b(elimín|elimin|bórr|borr|quít|quit|sáqu|saqu|retír|retir)[a-záéíóú]*(me|nos)\b",
+    r"\bdej(a|e|en|ad|ar) de (enviar|escribir|contactar|mandar|molestar)\w*",
+    r"\bno (me|nos) (\w+ )?(escrib|contact|envi|mand|llam|molest)\w* (más|nunca)\b",
+    r"\b(más|nunca) (me|nos) (escrib|contact|envi|mand)\w*",
 )
 
 # A removal verb and what is removed, in either order, close together (the shapes of "please
@@ -182,6 +217,11 @@ _OOO = _words(
     r"\blimited access to (my )?e-?mail\b",
     r"\bwill (be back|return|respond|reply) (on|upon|when|after|to your)\b",
     r"\bback in the office\b",
+    r"\bout sick\b|\bsick (today|leave)\b|\b(office|we) (is |are )?closed (for|until|from)\b",
+    r"\b(travel+ing|away|offline|out) (this week|today|until|till|through|for the)\b",
+    r"\bback (tomorrow|on (the )?\w+day|next week)\b",
+    r"\bgeschäftsreise\b|\bbetriebsferien\b|\bkrank(geschrieben|heitsbedingt)?\b",
+    r"\bde viaje\b|\bde permiso\b|\ben formation\b|\bfermeture\b",
     # German
     r"\babwesen(d|heit)",
     r"\bnicht im (büro|haus)\b",
@@ -279,6 +319,7 @@ _AUTO = _words(
     r"\bmessage automatique\b",
     r"\bhemos recibido su (mensaje|correo|solicitud)\b",
     r"\bmensaje automático\b",
+    r"\bverify (that )?you('re| are) (a )?(human|real)\b|\bsender verification\b",
 )
 
 _NOT_INTERESTED = _words(
@@ -323,6 +364,14 @@ _NOT_INTERESTED = _words(
     r"\bplease (close|don't follow up)\b",
     r"\bdecline\b|\bdeclining\b",
     r"\bnot for (me|us)\b",
+    # "interested" answered by a no, in either order
+    r"\binterest(ed|ing)?\W{1,3}(no|nope|nah)\b|\b(no|nope|nah)\W{1,3}(not )?interest",
+    r"\A\W*(no|nah|nope) (thx|thanks|ty|thank u)\b",
+    r"\b(don't|do not|doesn't|does not|dont) have (the |a |any )?(budget|bandwidth|time|need)\b",
+    r"\b(happy|satisfied|content) with (our|the|what)\b",
+    r"\bnicht (so |sehr |besonders |wirklich )?interessant\b",
+    r"\b(ist das|das ist) (leider )?nichts\b",
+    r"\bzufrieden\b",
     # German
     r"\bkein(e|en)? (interesse|bedarf)\b",
     r"\bnicht interessiert\b",
@@ -370,6 +419,8 @@ _INTERESTED = _words(
     r"\b(calendar|calendly) (link|invite)\b|\bsend (me )?(an? )?invite\b",
     r"\bworks for me\b|\bcall me\b|\bgive me a call\b",
     r"\bcurious\b",
+    r"\bwhat('s| is| are) the (cost|price|pricing|rates?|fees?)\b|\bhow (does|do) (it|this|you) "
+    r"compare\b|\b(could|might|may) be a (good )?fit\b|\binteressant\b",
     r"\bwould love to\b",
     r"\A\W*((hi|hello|hey|hallo|guten tag|bonjour|hola|buenos días)( herr| frau)?( \w+)?\W*)?"
     r"(yes|yep|yeah|sure|absolutely|definitely|ok|okay|ja|grundsätzlich ja|oui|sí|si)\b",
