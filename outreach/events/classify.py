@@ -159,7 +159,7 @@ _UNSUBSCRIBE = _words(
     rf"\b(no|not|never|don't|do not) (want|wish|need) (to )?(receive|get|be)\b[^.?!\n]{{0,30}}"
     rf"\b(e-?mails?|mails?|messages?|contacted|emailed|{_CONTACTING})\b",
     r"(\A|[.,;:!?]\s*)(please |pls |so )?stop( it| now| please)?\s*([.!]+|\Z)",
-    r"\bun-?\s?su(b|bs|s)c?ri?be?\b|\bunsu\w*bscribe\b|\bunsuscrib\w*",
+    r"\bun-?\s?su[bs]{1,2}c?r?i[bp]e?\w*",  # unsubscribe and its usual typos
     r"\b(right to|request) (erasure|be forgotten|deletion)\b|\berasure\b|\bdsgvo\b|\brgpd\b",
     r"\b(remove|delete|erase) (me|this address|this e-?mail|my (contact )?(info|details|data))\b",
     # German
@@ -589,7 +589,22 @@ _DATE_PATTERNS = [
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+{_DAY}(?:,?\s+(?P<y>20\d\d))?\b", re.I),
     # "Dec 2-3": the end of the range
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+[0-3]?\d\s*[-–]\s*{_DAY}", re.I),
+    # A day of the month alone: "back on the 10th", "vuelvo el viernes 11"
+    re.compile(r"\bthe (?P<o>[0-3]?\d)(?:st|nd|rd|th)\b", re.I),
+    re.compile(
+        rf"\b(?:{'|'.join(_WEEKDAYS)}),?\s+(?:the\s+)?(?P<o>[0-3]?\d)(?:st|nd|rd|th|er|\.)?"
+        r"(?![\d./:]|\s*(?:am|pm|h\b|uhr))",
+        re.I,
+    ),
 ]
+# Words saying the writer is back (strong) or away until (weak) the date that follows; of two
+# dates, "until the 3rd … we reopen on the 4th", the one after the stronger cue wins.
+_BACK_CUE = re.compile(
+    r"\b(back|return\w*|reopen\w*|resum\w*|wieder|zurück|ab|retour|reprendrai|à partir|a partir|"
+    r"dès|vuelvo|vuelta|regres\w*|volver\w*|volveré|reincorpor\w*)\b",
+    re.I,
+)
+_UNTIL_CUE = re.compile(r"\b(until|till|through|thru|bis|jusqu\w*|hasta)\b", re.I)
 _RETURN_CUE = _words(
     r"until|till|through|back|return|returning",
     r"bis|wieder|zurück|ab",
@@ -621,16 +636,34 @@ def return_date(text: str, received: date) -> date | None:
             if when > received + timedelta(days=400):
                 continue
             before = text[max(0, match.start() - 40) : match.start()]
-            cued = 1 if _RETURN_CUE.search(before) else 0
-            found.append((cued, when))
+            found.append((_cue_strength(before), when))
     if found:
         best_cue = max(c for c, _ in found)
         return max(d for c, d in found if c == best_cue)
-    if weekday := _WEEKDAY_CUE.search(text):
+    weekdays = []
+    for weekday in _WEEKDAY_CUE.finditer(text):
         wanted = _WEEKDAYS[weekday.group("w").lower()]
         ahead = (wanted - received.weekday()) % 7 or 7
-        return received + timedelta(days=ahead)
+        weekdays.append((_cue_strength(weekday.group(0)), received + timedelta(days=ahead)))
+    if weekdays:
+        return max(weekdays)[1]
+    if _TOMORROW.search(text):
+        return received + timedelta(days=1)
     return None
+
+
+_TOMORROW = re.compile(
+    r"\b(back|return\w*|wieder|zurück|retour|de vuelta|vuelvo)\b[^.\n]{0,20}"
+    r"\b(tomorrow|morgen|demain|mañana)\b",
+    re.I,
+)
+
+
+def _cue_strength(before: str) -> int:
+    """2 after a word saying "back", 1 after one saying "until", 0 otherwise; the nearest wins."""
+    cues = [(m.end(), 2) for m in _BACK_CUE.finditer(before)]
+    cues += [(m.end(), 1) for m in _UNTIL_CUE.finditer(before)]
+    return max(cues)[1] if cues else 0
 
 
 def _to_date(match: re.Match[str], received: date) -> date | None:
@@ -639,6 +672,15 @@ def _to_date(match: re.Match[str], received: date) -> date | None:
     year = None
     if year_text:
         year = int(year_text) if len(year_text) == 4 else 2000 + int(year_text)
+    if groups.get("o"):
+        # A day of the month alone: this month's, or next month's when it has passed.
+        day, month, year = int(groups["o"]), received.month, received.year
+        if day < received.day:
+            month, year = (1, year + 1) if month == 12 else (month + 1, year)
+        try:
+            return date(year, month, day)
+        except ValueError:
+            return None
     if groups.get("mn"):
         options = [(_MONTHS[groups["mn"].lower()], int(groups["d"]))]
     elif groups.get("a"):
