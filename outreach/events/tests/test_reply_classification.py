@@ -51,6 +51,8 @@ def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
     "text",
     [
         "Please quit messaging me.",
+        "Could you stop reaching out to me?",
+        "Kindly refrain from calling or emailing me.",
         "Don't ever email this address again.",
         "I do not wish to receive any more emails from you.",
         "Not interested, stop.",
@@ -121,6 +123,7 @@ def test_it_reads_the_return_date_of_an_absence() -> None:
         ("Estoy fuera hasta el 10/12. Vuelvo el viernes 11.", date(2026, 12, 11)),
         ("Bis Freitag unterwegs, ab Montag wieder da.", date(2026, 12, 7)),
         ("Off sick, back tomorrow.", date(2026, 12, 3)),
+        ("I return on 7 December; the shop stays closed until 24 December.", date(2026, 12, 7)),
         ("Back Friday 10am.", date(2026, 12, 4)),
     ],
 )
