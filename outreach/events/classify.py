@@ -77,7 +77,7 @@ _BOUNCE = _words(
 )
 
 # Ways of contacting someone, as a verb and as an -ing form, in English.
-_CONTACT = r"e-?mail|contact|write|message|send|mail|reach out|call|spam|bother|ping|text"
+_CONTACT = r"e-?mail|contact|write|message|send|mail|reach out|call|spam|bother|ping|text|follow up"
 _CONTACTING = (
     r"e-?mailing|contacting|writing|messaging|sending|mailing|reaching out|calling|spamming|"
     r"bothering|pinging|texting|following up"
@@ -158,7 +158,7 @@ _UNSUBSCRIBE = _words(
     r"[^.?!\n]{0,40}\b(again|any ?more|further|in (the )?future|ever)\b",
     rf"\b(no|not|never|don't|do not) (want|wish|need) (to )?(receive|get|be)\b[^.?!\n]{{0,30}}"
     rf"\b(e-?mails?|mails?|messages?|contacted|emailed|{_CONTACTING})\b",
-    r"(\A|[.,;:!?]\s*)(please |pls |so )?stop( it| now| please)?\s*([.!]+|\Z)",
+    r"(\A|\n|[.,;:!?]\s*)(please |pls |so )?stop( it| now| please)?\s*([.!]+|\Z)",
     r"\bun-?\s?su[bs]{1,2}c?r?i[bp]e?\w*",  # unsubscribe and its usual typos
     r"\b(right to|request) (erasure|be forgotten|deletion)\b|\berasure\b|\bdsgvo\b|\brgpd\b",
     r"\b(remove|delete|erase) (me|this address|this e-?mail|my (contact )?(info|details|data))\b",
@@ -174,11 +174,25 @@ _UNSUBSCRIBE = _words(
     r"spam\w*|appel\w*)\s+(plus|jamais)\b",
     r"\bne (veux|souhaite|désire|voulons|souhaitons)s? (plus|pas) (être|recevoir)\b",
     r"\bme retirer\b|\bretirer (mon adresse|mes coordonnées)|\bstop\b[^.?!\n]{0,5}\Z",
+    r"\b(cess|arrêt)\w* de (m'|me |nous )?(envoy|écri|contact|sollicit|relanc|spam)\w*",
+    r"\bm'oublier\b|\boubliez[- ](moi|nous)\b|\blaissez[- ](moi|nous) tranquilles?\b",
+    r"\b(jamais|pas) (donné )?(mon|notre) (accord|consentement)\b",
     # Spanish
     r"\b(elimín|elimin|bórr|borr|quít|quit|sáqu|saqu|retír|retir)[a-záéíóú]*(me|nos)\b",
     r"\bdej(a|e|en|ad|ar) de (enviar|escribir|contactar|mandar|molestar)\w*",
     r"\bno (me|nos) (\w+ )?(escrib|contact|envi|mand|llam|molest)\w* (más|nunca)\b",
     r"\b(más|nunca) (me|nos) (escrib|contact|envi|mand)\w*",
+    r"\bno\b[^.?!\n]{0,25}\b(me|nos) (\w+ )?(escrib|contact|envi|mand|llam|molest)\w*"
+    r"( \w+)? (más|nunca)\b",
+    r"\b(déjen(me|nos)|dejadme|déjame) en paz\b|\bno (he dado|di|dimos) (mi|nuestro) "
+    r"consentimiento\b",
+    # An imperative "don't …" at the start of a clause: "Do not contact this address."
+    rf"(\A|\n|[.,;!?]\s*|\band\s+)(please |pls |kindly )?(do ?n[o']t|do not|never) (\w+ )?"
+    rf"({_CONTACT}|follow[- ]?up)\b",
+    r"\b(don'?t|do not|never) want to hear from (you|anyone)\b|\bunsub\b",
+    r"\b(schreiben|kontaktieren|mailen|anrufen|belästigen) sie (mir|mich|uns)\b[^.?!\n]{0,20}"
+    r"\bnicht (mehr|wieder)\b",
+    r"\blass(en sie|t)? (mich|uns) (bitte )?in ruhe\b|\bnie (zugestimmt|eingewilligt)\b",
 )
 
 # A removal verb and what is removed, in either order, close together (the shapes of "please
@@ -200,9 +214,10 @@ _REMOVAL = re.compile(
 )
 
 # A reply that is nothing but the word.
+_POLITE = r"please|pls|plz|bitte|svp|s'il vous plaît|merci|por favor|thanks|danke|gracias"
 _UNSUBSCRIBE_ALONE = re.compile(
-    r"\A\W*(please )?(remove|stop|unsubscribe|remove me|stop it|stop please|abmelden|stopp|"
-    r"baja|désinscription|desuscribir)\W*\Z",
+    rf"\A\W*(({_POLITE})\W*)?(remove|stop|unsubscribe|unsub|remove me|stop it|abmelden|stopp|"
+    rf"baja|désinscription|desuscribir)\W*(({_POLITE})\W*)?\Z",
     re.I,
 )
 
@@ -219,7 +234,11 @@ _OOO = _words(
     r"\bback in the office\b",
     r"\bout sick\b|\bsick (today|leave)\b|\b(office|we) (is |are )?closed (for|until|from)\b",
     r"\b(travel+ing|away|offline|out) (this week|today|until|till|through|for the)\b",
-    r"\bback (tomorrow|on (the )?\w+day|next week)\b",
+    r"\bback (in |at work |in the office )?(tomorrow|on (the )?\w+day|next week|"
+    r"(on )?(monday|tuesday|wednesday|thursday|friday))\b",
+    r"(\A|\n|[.,;!?]\s*)(on vacation|on holiday|on leave|on pto|off today|out today)\b",
+    r"\b(i'm|i am) (off|out) (today|this week|until|till)\b",
+    r"\b(zurzeit|derzeit|momentan|aktuell|vorübergehend) nicht erreichbar\b",
     r"\bgeschäftsreise\b|\bbetriebsferien\b|\bkrank(geschrieben|heitsbedingt)?\b",
     r"\bde viaje\b|\bde permiso\b|\ben formation\b|\bfermeture\b",
     # German
@@ -237,7 +256,6 @@ _OOO = _words(
     r"\ben (congés?|vacances|déplacement|arrêt maladie|congé maternité)\b",
     r"\bhors du bureau\b",
     r"\bde retour (le|au bureau|à partir)\b",
-    r"\bréponse automatique\b",
     # Spanish
     r"\bfuera de (la )?oficina\b",
     r"\bde vacaciones\b",
@@ -245,7 +263,6 @@ _OOO = _words(
     r"\bestaré de vuelta\b|\bregresaré\b|\bvolveré\b|\b(estaré|estoy) fuera\b|\bausencia\b",
     r"\b(on|taking) pto\b|\bdienstreise\b|\bmessage d'absence\b",
     r"\bde baja (médica|por maternidad|por paternidad)\b",
-    r"\brespuesta automática\b",
 )
 
 _WRONG_PERSON = _words(
@@ -260,7 +277,9 @@ _WRONG_PERSON = _words(
     r"\b(has )?left the company\b",
     r"\bno longer (works|working) (here|at|for)\b",
     r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
-    r"\bhandles? (this|that|these)\b",
+    r"\bhandles? (this|that|these)\b|\bwho (handles|looks after|is in charge of)\b",
+    r"\b(forwarding|forwarded|passing|passed) (this |it )?(on )?to (our|the) [\w ]{0,30}"
+    r"(manager|director|head|team|department|lead|person)\b",
     r"\bin charge of (this|that)\b",
     r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b|\bthis isn't me\b",
     r"\bour [\w ]{0,30}(manager|director|head|lead|officer|team|department) is\b",
@@ -316,7 +335,7 @@ _AUTO = _words(
     r"\bautomatische antwort\b|\bihre (nachricht|anfrage|e-?mail) (ist )?(bei uns )?eingegangen\b",
     r"\bwir haben ihre (nachricht|anfrage|e-?mail) erhalten\b",
     r"\bnous avons (bien )?reçu votre (message|demande|e-?mail)\b",
-    r"\bmessage automatique\b",
+    r"\bmessage automatique\b|\bréponse automatique\b|\brespuesta automática\b",
     r"\bhemos recibido su (mensaje|correo|solicitud)\b",
     r"\bmensaje automático\b",
     r"\bverify (that )?you('re| are) (a )?(human|real)\b|\bsender verification\b",
@@ -372,6 +391,12 @@ _NOT_INTERESTED = _words(
     r"\bnicht (so |sehr |besonders |wirklich )?interessant\b",
     r"\b(ist das|das ist) (leider )?nichts\b",
     r"\bzufrieden\b",
+    r"(\bnot|n't|\bnever|\bhardly)\b[^.,;!?\n]{0,25}\binterested\b",
+    r"n't for (us|me)\b|\bso,? no\b|\bpretty set\b",
+    r"\b(signed|went|going|go) with (a |an )?(competitor|different|another|other)\b",
+    r"\b(we're|we are|i'm|i am) (fine|set|sorted)\b(?! (with|on|for) )",
+    r"\b(bereits|schon) (eine|einen|ein) (lösung|anbieter|partner|dienstleister|tool)\b",
+    r"\bpas (très |vraiment )?intéressant\b",
     # German
     r"\bkein(e|en)? (interesse|bedarf)\b",
     r"\bnicht interessiert\b",
@@ -419,6 +444,10 @@ _INTERESTED = _words(
     r"\b(calendar|calendly) (link|invite)\b|\bsend (me )?(an? )?invite\b",
     r"\bworks for me\b|\bcall me\b|\bgive me a call\b",
     r"\bcurious\b",
+    r"\bset (something|a time|time|it) up\b|\blooks? (relevant|interesting|useful)\b",
+    r"\bopen to (a |an )?(conversation|call|chat|meeting|discussion)\b|\bwhat times?\b",
+    r"\bintéressant\b|\ben dire plus\b|\bllamar(me|nos)\b|\b(me|nos) (puedes|puede|podéis|"
+    r"pueden) llamar\b|\bme gustaría saber\b",
     r"\bwhat('s| is| are) the (cost|price|pricing|rates?|fees?)\b|\bhow (does|do) (it|this|you) "
     r"compare\b|\b(could|might|may) be a (good )?fit\b|\binteressant\b",
     r"\bwould love to\b",

@@ -64,6 +64,11 @@ def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
         "Je ne veux plus être contacté.",
         "Bórrenme de sus envíos.",
         "Deja de escribirme.",
+        "Never call this number or email this address.",
+        "Lasst uns in Ruhe.",
+        "Merci de cesser de nous solliciter.",
+        "No queremos que nos escriban más.",
+        "Thanks. Please, unsubscribe.",
     ],
 )
 def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> None:
@@ -79,6 +84,9 @@ def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> No
         ("Das ist für uns nicht interessant.", "not_interested"),
         ("What's the price for two seats?", "interested"),
         ("Might be a fit. How does it compare to Lemlist?", "interested"),
+        ("I can't say we're interested.", "not_interested"),
+        ("We went with another vendor.", "not_interested"),
+        ("Looks relevant - open to a call.", "interested"),
     ],
 )
 def test_it_reads_interest_and_its_negation(text: str, label: str) -> None:
