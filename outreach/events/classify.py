@@ -193,6 +193,8 @@ _UNSUBSCRIBE = _words(
     r"\b(schreiben|kontaktieren|mailen|anrufen|belästigen) sie (mir|mich|uns)\b[^.?!\n]{0,20}"
     r"\bnicht (mehr|wieder)\b",
     r"\blass(en sie|t)? (mich|uns) (bitte )?in ruhe\b|\bnie (zugestimmt|eingewilligt)\b",
+    r"\b(lose|drop|scrub|purge|forget|erase|delete|remove) (my|our|this) (e-?mail|address|"
+    r"details|info|contact|data|name|number)\b",
 )
 
 # A removal verb and what is removed, in either order, close together (the shapes of "please
@@ -205,7 +207,8 @@ _REMOVE_VERBS = (
 _REMOVE_OBJECTS = (
     r"e-?mails?|mails?|messages?|mailings?|mailing list|list|records|database|contacting|"
     r"writing to me|sending me|adresse|daten|datenbank|liste|verteiler|zusendungen|nachrichten|"
-    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes"
+    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes|"
+    r"kontaktaufnahme|anrufe"
 )
 _REMOVAL = re.compile(
     rf"\b({_REMOVE_VERBS})\b[^.?!\n]{{0,50}}\b({_REMOVE_OBJECTS})\b"
@@ -216,8 +219,8 @@ _REMOVAL = re.compile(
 # A reply that is nothing but the word.
 _POLITE = r"please|pls|plz|bitte|svp|s'il vous plaît|merci|por favor|thanks|danke|gracias"
 _UNSUBSCRIBE_ALONE = re.compile(
-    rf"\A\W*(({_POLITE})\W*)?(remove|stop|unsubscribe|unsub|remove me|stop it|abmelden|stopp|"
-    rf"baja|désinscription|desuscribir)\W*(({_POLITE})\W*)?\Z",
+    rf"\A\W*(({_POLITE})\W*)?(remove|stop|unsubscribe|unsub|remove me|stop it|no more|abmelden|"
+    rf"stopp|baja|désinscription|desuscribir)\W*(({_POLITE})\W*)?\Z",
     re.I,
 )
 
@@ -277,7 +280,8 @@ _WRONG_PERSON = _words(
     r"\b(has )?left the company\b",
     r"\bno longer (works|working) (here|at|for)\b",
     r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
-    r"\bhandles? (this|that|these)\b|\bwho (handles|looks after|is in charge of)\b",
+    r"\b(who|she|he|they) (handles?|looks after|is in charge of) (this|that|these|it)\b",
+    r"\b(has|have) left\b",
     r"\b(forwarding|forwarded|passing|passed) (this |it )?(on )?to (our|the) [\w ]{0,30}"
     r"(manager|director|head|team|department|lead|person)\b",
     r"\bin charge of (this|that)\b",
@@ -350,7 +354,11 @@ _NOT_INTERESTED = _words(
     r"\bnot (the least bit|remotely|particularly|very) interested\b",
     r"\b(isn't|is not|not) (a |the )?(good |great |right )?fit\b",
     r"\bdecided (not to|against)\b",
-    r"\A\W*(nope|no|pass)\W*\Z",
+    r"\A\W*(nope|no|pass|nein|non|nee)\W*\Z|\A\W*(nope|nah)\b",
+    r"\b(we're|we are|i'm|i am) all good\b",
+    r"\b(handle|do|manage|build|run|keep)\w* (this |it |that |everything )?(internally|in-house|"
+    r"in house)\b",
+    r"\bnicht in frage\b|\bno es (lo|algo) que\b",
     r"\bsay no\b",
     r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
     r"\b(doesn't|does not|don't|do not) (apply|fit|make sense) (to|for) us\b",
@@ -446,6 +454,8 @@ _INTERESTED = _words(
     r"\bcurious\b",
     r"\bset (something|a time|time|it) up\b|\blooks? (relevant|interesting|useful)\b",
     r"\bopen to (a |an )?(conversation|call|chat|meeting|discussion)\b|\bwhat times?\b",
+    r"\b(take|do|have) a (\d+[- ]?min(ute)?s? |quick |short |brief )?(call|chat|meeting)\b",
+    r"\bpartante?s? pour\b|\bun échange\b",
     r"\bintéressant\b|\ben dire plus\b|\bllamar(me|nos)\b|\b(me|nos) (puedes|puede|podéis|"
     r"pueden) llamar\b|\bme gustaría saber\b",
     r"\bwhat('s| is| are) the (cost|price|pricing|rates?|fees?)\b|\bhow (does|do) (it|this|you) "

@@ -69,6 +69,8 @@ def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
         "Merci de cesser de nous solliciter.",
         "No queremos que nos escriban más.",
         "Thanks. Please, unsubscribe.",
+        "Please scrub my details.",
+        "Bitte die Kontaktaufnahme einstellen.",
     ],
 )
 def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> None:
@@ -86,6 +88,9 @@ def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> No
         ("Might be a fit. How does it compare to Lemlist?", "interested"),
         ("I can't say we're interested.", "not_interested"),
         ("We went with another vendor.", "not_interested"),
+        ("We do it in-house.", "not_interested"),
+        ("Das kommt nicht in Frage.", "not_interested"),
+        ("Happy to take a 10-minute call.", "interested"),
         ("Looks relevant - open to a call.", "interested"),
     ],
 )
