@@ -177,6 +177,7 @@ _UNSUBSCRIBE = _words(
     r"\b(cess|arrêt)\w* de (m'|me |nous )?(envoy|écri|contact|sollicit|relanc|spam)\w*",
     r"\bm'oublier\b|\boubliez[- ](moi|nous)\b|\blaissez[- ](moi|nous) tranquilles?\b",
     r"\b(jamais|pas) (donné )?(mon|notre) (accord|consentement)\b",
+    r"\bne plus (être|recevoir|me |m'|nous )",
     # Spanish
     r"\b(elimín|elimin|bórr|borr|quít|quit|sáqu|saqu|retír|retir)[a-záéíóú]*(me|nos)\b",
     r"\bdej(a|e|en|ad|ar) de (enviar|escribir|contactar|mandar|molestar)\w*",
@@ -242,6 +243,7 @@ _OOO = _words(
     r"(\A|\n|[.,;!?]\s*)(on vacation|on holiday|on leave|on pto|off today|out today)\b",
     r"\b(i'm|i am) (off|out) (today|this week|until|till)\b",
     r"\b(zurzeit|derzeit|momentan|aktuell|vorübergehend) nicht erreichbar\b",
+    r"\bno (me )?(encuentro|estoy) en la oficina\b|\bnot in the office\b",
     r"\bgeschäftsreise\b|\bbetriebsferien\b|\bkrank(geschrieben|heitsbedingt)?\b",
     r"\bde viaje\b|\bde permiso\b|\ben formation\b|\bfermeture\b",
     # German
@@ -359,6 +361,8 @@ _NOT_INTERESTED = _words(
     r"\b(handle|do|manage|build|run|keep)\w* (this |it |that |everything )?(internally|in-house|"
     r"in house)\b",
     r"\bnicht in frage\b|\bno es (lo|algo) que\b",
+    r"\b(doesn't|does not|don't|do not) (really )?(apply|fit|make sense|suit)\b",
+    r"\btoo (small|big|early)\b|\bkeine? (kapazität\w*|zeit|budget)\b",
     r"\bsay no\b",
     r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
     r"\b(doesn't|does not|don't|do not) (apply|fit|make sense) (to|for) us\b",
@@ -456,6 +460,7 @@ _INTERESTED = _words(
     r"\bopen to (a |an )?(conversation|call|chat|meeting|discussion)\b|\bwhat times?\b",
     r"\b(take|do|have) a (\d+[- ]?min(ute)?s? |quick |short |brief )?(call|chat|meeting)\b",
     r"\bpartante?s? pour\b|\bun échange\b",
+    r"\bgespräch\b|\bspannend\b|\bpodemos hablar\b|\bqué día\b|\bte va bien\b",
     r"\bintéressant\b|\ben dire plus\b|\bllamar(me|nos)\b|\b(me|nos) (puedes|puede|podéis|"
     r"pueden) llamar\b|\bme gustaría saber\b",
     r"\bwhat('s| is| are) the (cost|price|pricing|rates?|fees?)\b|\bhow (does|do) (it|this|you) "
@@ -508,6 +513,17 @@ _INTERESTED = _words(
     r"\bsuena (bien|interesante)\b|\bme parece (bien|interesante)\b",
     r"\bdisponible\b|\bcon gusto\b|\bencantad[oa]\b|\bencantaría\b|\bsaber más\b",
     r"\A\W*(sí|si|ja|oui)\b",
+)
+
+# Single words that, in a reply no other rule explains, can only be asked to stop contact (the
+# fallback before ``other``): removal and erasure, opt-out, spam, the data-protection laws.
+_STOP_HINT = _words(
+    r"\b(stop|remove|delete|erase|unsubscribe|opt[- ]?out|spam\w*|harass\w*|gdpr|can-?spam|"
+    r"do[- ]not[- ]contact|no more)\b",
+    r"\b(lösch\w*|entfern\w*|austrag\w*|abmeld\w*|unterlass\w*|dsgvo|spam|stopp?)\b",
+    r"\bnicht (mehr|wieder)\b|\bkeine\b[^.?!\n]{0,30}\bmehr\b",
+    r"\bne (m'|me |nous )?(\w+ )?plus\b|\b(supprim\w*|retir\w*|rgpd)\b",
+    r"\bno\b[^.?!\n]{0,30}\bmás\b|\bbasta\b|\bno vuelv\w* a\b|\b(elimin\w*|borr\w*|baja)\b",
 )
 
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -564,6 +580,10 @@ def classify(
     if colleague and colleague.rpartition("@")[2] == from_address.rpartition("@")[2]:
         # Nothing else said, and a colleague's address given: a referral.
         return Verdict(WRONG_PERSON, f"names a colleague: {colleague}", None, colleague)
+    if found := _STOP_HINT.search(body):
+        # Nothing else matched but the words of a request to stop are there: honouring an
+        # unsubscribe is the law, so an unsure reading errs on that side.
+        return Verdict(UNSUBSCRIBE_REQUEST, f"words of a request to stop: “{found.group(0)}”")
     return Verdict(OTHER, "no rule matched")
 
 
@@ -630,6 +650,11 @@ _DATE_PATTERNS = [
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+[0-3]?\d\s*[-–]\s*{_DAY}", re.I),
     # A day of the month alone: "back on the 10th", "vuelvo el viernes 11"
     re.compile(r"\bthe (?P<o>[0-3]?\d)(?:st|nd|rd|th)\b", re.I),
+    re.compile(
+        rf"\b(?:le|el|am|on) (?P<o>[0-3]?\d)(?:er|\.)?(?![\d./:]|\s*(?:de\s+)?(?:{_MONTH_NAMES})\b)"
+        r"(?!\s*(?:am|pm|h\b|uhr))",
+        re.I,
+    ),
     re.compile(
         rf"\b(?:{'|'.join(_WEEKDAYS)}),?\s+(?:the\s+)?(?P<o>[0-3]?\d)(?:st|nd|rd|th|er|\.)?"
         r"(?![\d./:]|\s*(?:am|pm|h\b|uhr))",

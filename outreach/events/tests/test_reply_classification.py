@@ -71,6 +71,10 @@ def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
         "Thanks. Please, unsubscribe.",
         "Please scrub my details.",
         "Bitte die Kontaktaufnahme einstellen.",
+        "I'll report this as spam.",
+        "Ich verlange die Löschung meiner Adresse.",
+        "Nous préférons ne plus recevoir ceci.",
+        "Basta ya.",
     ],
 )
 def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> None:
@@ -91,6 +95,8 @@ def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> No
         ("We do it in-house.", "not_interested"),
         ("Das kommt nicht in Frage.", "not_interested"),
         ("Happy to take a 10-minute call.", "interested"),
+        ("That doesn't really fit our business.", "not_interested"),
+        ("Wir haben dafür keine Kapazitäten.", "not_interested"),
         ("Looks relevant - open to a call.", "interested"),
     ],
 )
@@ -138,6 +144,8 @@ def test_it_reads_the_return_date_of_an_absence() -> None:
         ("Off sick, back tomorrow.", date(2026, 12, 3)),
         ("I return on 7 December; the shop stays closed until 24 December.", date(2026, 12, 7)),
         ("Back Friday 10am.", date(2026, 12, 4)),
+        ("En déplacement jusqu'au 8 décembre. De retour le 9.", date(2026, 12, 9)),
+        ("Zurück am 4. Januar.", date(2027, 1, 4)),
     ],
 )
 def test_it_reads_return_dates_in_several_formats(text: str, returns: date | None) -> None:
