@@ -289,6 +289,8 @@ _WRONG_PERSON = _words(
     r"\bin charge of (this|that)\b",
     r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b|\bthis isn't me\b",
     r"\bour [\w ]{0,30}(manager|director|head|lead|officer|team|department) is\b",
+    r"\b(transmets|transfère) (à|au) (notre|mon|ma) [\w ]{0,20}(directeur|directrice|responsable|"
+    r"service|équipe)\b",
     r"\bgéré par\b|\bs'en occupe\b|\b(ma|mon) collègue\b",
     r"\bnot (really )?my (area|department|responsibility|call|job|field)\b",
     r"\b(i'd|i would) (talk|speak|reach out|write) to\b",
@@ -362,6 +364,8 @@ _NOT_INTERESTED = _words(
     r"in house)\b",
     r"\bnicht in frage\b|\bno es (lo|algo) que\b",
     r"\b(doesn't|does not|don't|do not) (really )?(apply|fit|make sense|suit)\b",
+    r"\b(doesn't|does not|don't|do not) (sound|seem|look) like a (good )?(match|fit)\b",
+    r"\b(we're|we are) set with\b|\bhold off\b|\bne correspond pas\b|\bestamos cubiertos\b",
     r"\btoo (small|big|early)\b|\bkeine? (kapazität\w*|zeit|budget)\b",
     r"\bsay no\b",
     r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
@@ -459,7 +463,8 @@ _INTERESTED = _words(
     r"\bset (something|a time|time|it) up\b|\blooks? (relevant|interesting|useful)\b",
     r"\bopen to (a |an )?(conversation|call|chat|meeting|discussion)\b|\bwhat times?\b",
     r"\b(take|do|have) a (\d+[- ]?min(ute)?s? |quick |short |brief )?(call|chat|meeting)\b",
-    r"\bpartante?s? pour\b|\bun échange\b",
+    r"\bstop by\b|\bshow (me|us)\b|\bpartante?s? pour\b|\bun échange\b",
+    r"\b(peut|pourrait) (m'|nous )intéresser\b",
     r"\bgespräch\b|\bspannend\b|\bpodemos hablar\b|\bqué día\b|\bte va bien\b",
     r"\bintéressant\b|\ben dire plus\b|\bllamar(me|nos)\b|\b(me|nos) (puedes|puede|podéis|"
     r"pueden) llamar\b|\bme gustaría saber\b",
@@ -518,9 +523,11 @@ _INTERESTED = _words(
 # Single words that, in a reply no other rule explains, can only be asked to stop contact (the
 # fallback before ``other``): removal and erasure, opt-out, spam, the data-protection laws.
 _STOP_HINT = _words(
-    r"\b(stop|remove|delete|erase|unsubscribe|opt[- ]?out|spam\w*|harass\w*|gdpr|can-?spam|"
-    r"do[- ]not[- ]contact|no more)\b",
-    r"\b(lösch\w*|entfern\w*|austrag\w*|abmeld\w*|unterlass\w*|dsgvo|spam|stopp?)\b",
+    r"\bstop\b(?! (by|in|over|at)\b)",
+    r"\b(remove|delete|erase|wipe|unsubscribe|opt[- ]?out|spam\w*|harass\w*|gdpr|can-?spam|"
+    r"do[- ]not[- ]contact|no more|enough)\b|\bfurther (e-?mails?|messages?|contact)\b",
+    r"\bça suffit\b|\brecontact\w*|\bstreichen\b|\bfavor de no\b",
+    r"\b(lösch\w*|entfern\w*|austrag\w*|abmeld\w*|unterlass\w*|dsgvo|spam|stopp)\b",
     r"\bnicht (mehr|wieder)\b|\bkeine\b[^.?!\n]{0,30}\bmehr\b",
     r"\bne (m'|me |nous )?(\w+ )?plus\b|\b(supprim\w*|retir\w*|rgpd)\b",
     r"\bno\b[^.?!\n]{0,30}\bmás\b|\bbasta\b|\bno vuelv\w* a\b|\b(elimin\w*|borr\w*|baja)\b",
@@ -573,6 +580,11 @@ def classify(
     if found := _AUTO.search(both):
         return Verdict(AUTO_REPLY, f"a machine's answer: “{found.group(0)}”")
     if found := _NOT_INTERESTED.search(body):
+        if hint := _STOP_HINT.search(body):
+            # A refusal that also says "stop", "remove", "no … más": unsure between a refusal
+            # and a request to stop contact, the law decides for the unsubscribe.
+            why = f"refuses (“{found.group(0)}”) and asks to stop: “{hint.group(0)}”"
+            return Verdict(UNSUBSCRIBE_REQUEST, why)
         return Verdict(NOT_INTERESTED, f"refuses: “{found.group(0)}”")
     if found := _INTERESTED.search(body):
         return Verdict(INTERESTED, f"shows interest: “{found.group(0)}”")

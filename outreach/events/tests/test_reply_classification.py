@@ -75,6 +75,7 @@ def test_it_labels_replies_in_four_languages(text: str, label: str) -> None:
         "Ich verlange die Löschung meiner Adresse.",
         "Nous préférons ne plus recevoir ceci.",
         "Basta ya.",
+        "We're not interested - enough.",
     ],
 )
 def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> None:
@@ -97,6 +98,7 @@ def test_it_takes_any_request_to_stop_contact_as_an_unsubscribe(text: str) -> No
         ("Happy to take a 10-minute call.", "interested"),
         ("That doesn't really fit our business.", "not_interested"),
         ("Wir haben dafür keine Kapazitäten.", "not_interested"),
+        ("Can you stop by on Tuesday?", "interested"),
         ("Looks relevant - open to a call.", "interested"),
     ],
 )
