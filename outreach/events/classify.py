@@ -76,6 +76,13 @@ _BOUNCE = _words(
     r"no entregado",
 )
 
+# Ways of contacting someone, as a verb and as an -ing form, in English.
+_CONTACT = r"e-?mail|contact|write|message|send|mail|reach out|call|spam|bother|ping|text|follow up"
+_CONTACTING = (
+    r"e-?mailing|contacting|writing|messaging|sending|mailing|reaching out|calling|spamming|"
+    r"bothering|pinging|texting|following up"
+)
+
 _UNSUBSCRIBE = _words(
     # English
     r"\bunsubscribe\b",
@@ -144,6 +151,51 @@ _UNSUBSCRIBE = _words(
     r"\b(elimin|borr|quit)(en|e|ar)(me|nos)? (de (su|la|vuestra) lista|mis datos|mi correo)",
     r"\b(eliminen|borren|quiten) (mi|mis|nuestro|nuestros) (correo|datos|dirección)",
     r"\bno (deseo|quiero|queremos) recibir (más )?(correos|mensajes|emails)",
+    # General shapes, whatever the exact words: a stop or a negation, a way of contacting,
+    # and "again"/"any more" (a request to stop contact is an unsubscribe, not a refusal).
+    rf"\b(stop|quit|cease|refrain from|end)\b[\w' ]{{0,20}}\b({_CONTACTING})\b",
+    rf"\b(do ?n[o']t|do not|never|please don'?t|no need to)\b[\w' ]{{0,15}}\b({_CONTACT})\b"
+    r"[^.?!\n]{0,40}\b(again|any ?more|further|in (the )?future|ever)\b",
+    rf"\b(no|not|never|don't|do not) (want|wish|need) (to )?(receive|get|be)\b[^.?!\n]{{0,30}}"
+    rf"\b(e-?mails?|mails?|messages?|contacted|emailed|{_CONTACTING})\b",
+    r"(\A|\n|[.,;:!?]\s*)(please |pls |so )?stop( it| now| please)?\s*([.!]+|\Z)",
+    r"\bun-?\s?su[bs]{1,2}c?r?i[bp]e?\w*",  # unsubscribe and its usual typos
+    r"\b(right to|request) (erasure|be forgotten|deletion)\b|\berasure\b|\bdsgvo\b|\brgpd\b",
+    r"\b(remove|delete|erase) (me|this address|this e-?mail|my (contact )?(info|details|data))\b",
+    # German
+    r"\bhören sie (bitte )?auf\b|\baufhören\b[^.?!\n]{0,30}\b(schreiben|mail|kontakt)",
+    r"\b(nie|nicht) (mehr|wieder|mehr länger)\b[^.?!\n]{0,20}\b(an)?(schreiben|kontaktieren|"
+    r"mailen|senden|zusenden|anrufen)\b",
+    r"\bkeine (e-?mails?|mails?|nachrichten|werbung|post)\b[^.?!\n]{0,30}\bmehr\b",
+    r"\b(bitte|umgehend|sofort)\b[\w ]{0,20}\blöschen\b|\b(nehmen|streichen|entfernen) sie "
+    r"(mich|uns|meine)\b",
+    # French
+    r"\bne (m'|me |nous )?(\w+ )?(écri\w*|contact\w*|sollicit\w*|envoy\w*|relanc\w*|"
+    r"spam\w*|appel\w*)\s+(plus|jamais)\b",
+    r"\bne (veux|souhaite|désire|voulons|souhaitons)s? (plus|pas) (être|recevoir)\b",
+    r"\bme retirer\b|\bretirer (mon adresse|mes coordonnées)|\bstop\b[^.?!\n]{0,5}\Z",
+    r"\b(cess|arrêt)\w* de (m'|me |nous )?(envoy|écri|contact|sollicit|relanc|spam)\w*",
+    r"\bm'oublier\b|\boubliez[- ](moi|nous)\b|\blaissez[- ](moi|nous) tranquilles?\b",
+    r"\b(jamais|pas) (donné )?(mon|notre) (accord|consentement)\b",
+    r"\bne plus (être|recevoir|me |m'|nous )",
+    # Spanish
+    r"\b(elimín|elimin|bórr|borr|quít|quit|sáqu|saqu|retír|retir)[a-záéíóú]*(me|nos)\b",
+    r"\bdej(a|e|en|ad|ar) de (enviar|escribir|contactar|mandar|molestar)\w*",
+    r"\bno (me|nos) (\w+ )?(escrib|contact|envi|mand|llam|molest)\w* (más|nunca)\b",
+    r"\b(más|nunca) (me|nos) (escrib|contact|envi|mand)\w*",
+    r"\bno\b[^.?!\n]{0,25}\b(me|nos) (\w+ )?(escrib|contact|envi|mand|llam|molest)\w*"
+    r"( \w+)? (más|nunca)\b",
+    r"\b(déjen(me|nos)|dejadme|déjame) en paz\b|\bno (he dado|di|dimos) (mi|nuestro) "
+    r"consentimiento\b",
+    # An imperative "don't …" at the start of a clause: "Do not contact this address."
+    rf"(\A|\n|[.,;!?]\s*|\band\s+)(please |pls |kindly )?(do ?n[o']t|do not|never) (\w+ )?"
+    rf"({_CONTACT}|follow[- ]?up)\b",
+    r"\b(don'?t|do not|never) want to hear from (you|anyone)\b|\bunsub\b",
+    r"\b(schreiben|kontaktieren|mailen|anrufen|belästigen) sie (mir|mich|uns)\b[^.?!\n]{0,20}"
+    r"\bnicht (mehr|wieder)\b",
+    r"\blass(en sie|t)? (mich|uns) (bitte )?in ruhe\b|\bnie (zugestimmt|eingewilligt)\b",
+    r"\b(lose|drop|scrub|purge|forget|erase|delete|remove) (my|our|this) (e-?mail|address|"
+    r"details|info|contact|data|name|number)\b",
 )
 
 # A removal verb and what is removed, in either order, close together (the shapes of "please
@@ -156,7 +208,8 @@ _REMOVE_VERBS = (
 _REMOVE_OBJECTS = (
     r"e-?mails?|mails?|messages?|mailings?|mailing list|list|records|database|contacting|"
     r"writing to me|sending me|adresse|daten|datenbank|liste|verteiler|zusendungen|nachrichten|"
-    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes"
+    r"werbung|envois|fichier|listes|données|base|correos?|datos|lista|base de datos|mensajes|"
+    r"kontaktaufnahme|anrufe"
 )
 _REMOVAL = re.compile(
     rf"\b({_REMOVE_VERBS})\b[^.?!\n]{{0,50}}\b({_REMOVE_OBJECTS})\b"
@@ -165,9 +218,10 @@ _REMOVAL = re.compile(
 )
 
 # A reply that is nothing but the word.
+_POLITE = r"please|pls|plz|bitte|svp|s'il vous plaît|merci|por favor|thanks|danke|gracias"
 _UNSUBSCRIBE_ALONE = re.compile(
-    r"\A\W*(please )?(remove|stop|unsubscribe|remove me|stop it|stop please|abmelden|stopp|"
-    r"baja|désinscription|desuscribir)\W*\Z",
+    rf"\A\W*(({_POLITE})\W*)?(remove|stop|unsubscribe|unsub|remove me|stop it|no more|abmelden|"
+    rf"stopp|baja|désinscription|desuscribir)\W*(({_POLITE})\W*)?\Z",
     re.I,
 )
 
@@ -182,6 +236,16 @@ _OOO = _words(
     r"\blimited access to (my )?e-?mail\b",
     r"\bwill (be back|return|respond|reply) (on|upon|when|after|to your)\b",
     r"\bback in the office\b",
+    r"\bout sick\b|\bsick (today|leave)\b|\b(office|we) (is |are )?closed (for|until|from)\b",
+    r"\b(travel+ing|away|offline|out) (this week|today|until|till|through|for the)\b",
+    r"\bback (in |at work |in the office )?(tomorrow|on (the )?\w+day|next week|"
+    r"(on )?(monday|tuesday|wednesday|thursday|friday))\b",
+    r"(\A|\n|[.,;!?]\s*)(on vacation|on holiday|on leave|on pto|off today|out today)\b",
+    r"\b(i'm|i am) (off|out) (today|this week|until|till)\b",
+    r"\b(zurzeit|derzeit|momentan|aktuell|vorübergehend) nicht erreichbar\b",
+    r"\bno (me )?(encuentro|estoy) en la oficina\b|\bnot in the office\b",
+    r"\bgeschäftsreise\b|\bbetriebsferien\b|\bkrank(geschrieben|heitsbedingt)?\b",
+    r"\bde viaje\b|\bde permiso\b|\ben formation\b|\bfermeture\b",
     # German
     r"\babwesen(d|heit)",
     r"\bnicht im (büro|haus)\b",
@@ -197,7 +261,6 @@ _OOO = _words(
     r"\ben (congés?|vacances|déplacement|arrêt maladie|congé maternité)\b",
     r"\bhors du bureau\b",
     r"\bde retour (le|au bureau|à partir)\b",
-    r"\bréponse automatique\b",
     # Spanish
     r"\bfuera de (la )?oficina\b",
     r"\bde vacaciones\b",
@@ -205,7 +268,6 @@ _OOO = _words(
     r"\bestaré de vuelta\b|\bregresaré\b|\bvolveré\b|\b(estaré|estoy) fuera\b|\bausencia\b",
     r"\b(on|taking) pto\b|\bdienstreise\b|\bmessage d'absence\b",
     r"\bde baja (médica|por maternidad|por paternidad)\b",
-    r"\brespuesta automática\b",
 )
 
 _WRONG_PERSON = _words(
@@ -220,10 +282,15 @@ _WRONG_PERSON = _words(
     r"\b(has )?left the company\b",
     r"\bno longer (works|working) (here|at|for)\b",
     r"\b(forwarded|passing|passed) (this|it|your (e-?mail|note|message)) (on )?to\b",
-    r"\bhandles? (this|that|these)\b",
+    r"\b(who|she|he|they) (handles?|looks after|is in charge of) (this|that|these|it)\b",
+    r"\b(has|have) left\b",
+    r"\b(forwarding|forwarded|passing|passed) (this |it )?(on )?to (our|the) [\w ]{0,30}"
+    r"(manager|director|head|team|department|lead|person)\b",
     r"\bin charge of (this|that)\b",
     r"\bnot mine\b|\b(her|his|their) (e-?mail|address) is\b|\bthis isn't me\b",
     r"\bour [\w ]{0,30}(manager|director|head|lead|officer|team|department) is\b",
+    r"\b(transmets|transfère) (à|au) (notre|mon|ma) [\w ]{0,20}(directeur|directrice|responsable|"
+    r"service|équipe)\b",
     r"\bgéré par\b|\bs'en occupe\b|\b(ma|mon) collègue\b",
     r"\bnot (really )?my (area|department|responsibility|call|job|field)\b",
     r"\b(i'd|i would) (talk|speak|reach out|write) to\b",
@@ -276,9 +343,10 @@ _AUTO = _words(
     r"\bautomatische antwort\b|\bihre (nachricht|anfrage|e-?mail) (ist )?(bei uns )?eingegangen\b",
     r"\bwir haben ihre (nachricht|anfrage|e-?mail) erhalten\b",
     r"\bnous avons (bien )?reçu votre (message|demande|e-?mail)\b",
-    r"\bmessage automatique\b",
+    r"\bmessage automatique\b|\bréponse automatique\b|\brespuesta automática\b",
     r"\bhemos recibido su (mensaje|correo|solicitud)\b",
     r"\bmensaje automático\b",
+    r"\bverify (that )?you('re| are) (a )?(human|real)\b|\bsender verification\b",
 )
 
 _NOT_INTERESTED = _words(
@@ -290,7 +358,15 @@ _NOT_INTERESTED = _words(
     r"\bnot (the least bit|remotely|particularly|very) interested\b",
     r"\b(isn't|is not|not) (a |the )?(good |great |right )?fit\b",
     r"\bdecided (not to|against)\b",
-    r"\A\W*(nope|no|pass)\W*\Z",
+    r"\A\W*(nope|no|pass|nein|non|nee)\W*\Z|\A\W*(nope|nah)\b",
+    r"\b(we're|we are|i'm|i am) all good\b",
+    r"\b(handle|do|manage|build|run|keep)\w* (this |it |that |everything )?(internally|in-house|"
+    r"in house)\b",
+    r"\bnicht in frage\b|\bno es (lo|algo) que\b",
+    r"\b(doesn't|does not|don't|do not) (really )?(apply|fit|make sense|suit)\b",
+    r"\b(doesn't|does not|don't|do not) (sound|seem|look) like a (good )?(match|fit)\b",
+    r"\b(we're|we are) set with\b|\bhold off\b|\bne correspond pas\b|\bestamos cubiertos\b",
+    r"\btoo (small|big|early)\b|\bkeine? (kapazität\w*|zeit|budget)\b",
     r"\bsay no\b",
     r"\b(going to|gonna|have to|will|'ll) pass\b(?! (it|this|that|your \w+) (along|on))",
     r"\b(doesn't|does not|don't|do not) (apply|fit|make sense) (to|for) us\b",
@@ -323,6 +399,20 @@ _NOT_INTERESTED = _words(
     r"\bplease (close|don't follow up)\b",
     r"\bdecline\b|\bdeclining\b",
     r"\bnot for (me|us)\b",
+    # "interested" answered by a no, in either order
+    r"\binterest(ed|ing)?\W{1,3}(no|nope|nah)\b|\b(no|nope|nah)\W{1,3}(not )?interest",
+    r"\A\W*(no|nah|nope) (thx|thanks|ty|thank u)\b",
+    r"\b(don't|do not|doesn't|does not|dont) have (the |a |any )?(budget|bandwidth|time|need)\b",
+    r"\b(happy|satisfied|content) with (our|the|what)\b",
+    r"\bnicht (so |sehr |besonders |wirklich )?interessant\b",
+    r"\b(ist das|das ist) (leider )?nichts\b",
+    r"\bzufrieden\b",
+    r"(\bnot|n't|\bnever|\bhardly)\b[^.,;!?\n]{0,25}\binterested\b",
+    r"n't for (us|me)\b|\bso,? no\b|\bpretty set\b",
+    r"\b(signed|went|going|go) with (a |an )?(competitor|different|another|other)\b",
+    r"\b(we're|we are|i'm|i am) (fine|set|sorted)\b(?! (with|on|for) )",
+    r"\b(bereits|schon) (eine|einen|ein) (lösung|anbieter|partner|dienstleister|tool)\b",
+    r"\bpas (très |vraiment )?intéressant\b",
     # German
     r"\bkein(e|en)? (interesse|bedarf)\b",
     r"\bnicht interessiert\b",
@@ -370,6 +460,16 @@ _INTERESTED = _words(
     r"\b(calendar|calendly) (link|invite)\b|\bsend (me )?(an? )?invite\b",
     r"\bworks for me\b|\bcall me\b|\bgive me a call\b",
     r"\bcurious\b",
+    r"\bset (something|a time|time|it) up\b|\blooks? (relevant|interesting|useful)\b",
+    r"\bopen to (a |an )?(conversation|call|chat|meeting|discussion)\b|\bwhat times?\b",
+    r"\b(take|do|have) a (\d+[- ]?min(ute)?s? |quick |short |brief )?(call|chat|meeting)\b",
+    r"\bstop by\b|\bshow (me|us)\b|\bpartante?s? pour\b|\bun échange\b",
+    r"\b(peut|pourrait) (m'|nous )intéresser\b",
+    r"\bgespräch\b|\bspannend\b|\bpodemos hablar\b|\bqué día\b|\bte va bien\b",
+    r"\bintéressant\b|\ben dire plus\b|\bllamar(me|nos)\b|\b(me|nos) (puedes|puede|podéis|"
+    r"pueden) llamar\b|\bme gustaría saber\b",
+    r"\bwhat('s| is| are) the (cost|price|pricing|rates?|fees?)\b|\bhow (does|do) (it|this|you) "
+    r"compare\b|\b(could|might|may) be a (good )?fit\b|\binteressant\b",
     r"\bwould love to\b",
     r"\A\W*((hi|hello|hey|hallo|guten tag|bonjour|hola|buenos días)( herr| frau)?( \w+)?\W*)?"
     r"(yes|yep|yeah|sure|absolutely|definitely|ok|okay|ja|grundsätzlich ja|oui|sí|si)\b",
@@ -420,6 +520,19 @@ _INTERESTED = _words(
     r"\A\W*(sí|si|ja|oui)\b",
 )
 
+# Single words that, in a reply no other rule explains, can only be asked to stop contact (the
+# fallback before ``other``): removal and erasure, opt-out, spam, the data-protection laws.
+_STOP_HINT = _words(
+    r"\bstop\b(?! (by|in|over|at)\b)",
+    r"\b(remove|delete|erase|wipe|unsubscribe|opt[- ]?out|spam\w*|harass\w*|gdpr|can-?spam|"
+    r"do[- ]not[- ]contact|no more|enough)\b|\bfurther (e-?mails?|messages?|contact)\b",
+    r"\bça suffit\b|\brecontact\w*|\bstreichen\b|\bfavor de no\b",
+    r"\b(lösch\w*|entfern\w*|austrag\w*|abmeld\w*|unterlass\w*|dsgvo|spam|stopp)\b",
+    r"\bnicht (mehr|wieder)\b|\bkeine\b[^.?!\n]{0,30}\bmehr\b",
+    r"\bne (m'|me |nous )?(\w+ )?plus\b|\b(supprim\w*|retir\w*|rgpd)\b",
+    r"\bno\b[^.?!\n]{0,30}\bmás\b|\bbasta\b|\bno vuelv\w* a\b|\b(elimin\w*|borr\w*|baja)\b",
+)
+
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
@@ -467,6 +580,11 @@ def classify(
     if found := _AUTO.search(both):
         return Verdict(AUTO_REPLY, f"a machine's answer: “{found.group(0)}”")
     if found := _NOT_INTERESTED.search(body):
+        if hint := _STOP_HINT.search(body):
+            # A refusal that also says "stop", "remove", "no … más": unsure between a refusal
+            # and a request to stop contact, the law decides for the unsubscribe.
+            why = f"refuses (“{found.group(0)}”) and asks to stop: “{hint.group(0)}”"
+            return Verdict(UNSUBSCRIBE_REQUEST, why)
         return Verdict(NOT_INTERESTED, f"refuses: “{found.group(0)}”")
     if found := _INTERESTED.search(body):
         return Verdict(INTERESTED, f"shows interest: “{found.group(0)}”")
@@ -474,6 +592,10 @@ def classify(
     if colleague and colleague.rpartition("@")[2] == from_address.rpartition("@")[2]:
         # Nothing else said, and a colleague's address given: a referral.
         return Verdict(WRONG_PERSON, f"names a colleague: {colleague}", None, colleague)
+    if found := _STOP_HINT.search(body):
+        # Nothing else matched but the words of a request to stop are there: honouring an
+        # unsubscribe is the law, so an unsure reading errs on that side.
+        return Verdict(UNSUBSCRIBE_REQUEST, f"words of a request to stop: “{found.group(0)}”")
     return Verdict(OTHER, "no rule matched")
 
 
@@ -538,7 +660,27 @@ _DATE_PATTERNS = [
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+{_DAY}(?:,?\s+(?P<y>20\d\d))?\b", re.I),
     # "Dec 2-3": the end of the range
     re.compile(rf"\b(?P<mn>{_MONTH_NAMES})\.?\s+[0-3]?\d\s*[-–]\s*{_DAY}", re.I),
+    # A day of the month alone: "back on the 10th", "vuelvo el viernes 11"
+    re.compile(r"\bthe (?P<o>[0-3]?\d)(?:st|nd|rd|th)\b", re.I),
+    re.compile(
+        rf"\b(?:le|el|am|on) (?P<o>[0-3]?\d)(?:er|\.)?(?![\d./:]|\s*(?:de\s+)?(?:{_MONTH_NAMES})\b)"
+        r"(?!\s*(?:am|pm|h\b|uhr))",
+        re.I,
+    ),
+    re.compile(
+        rf"\b(?:{'|'.join(_WEEKDAYS)}),?\s+(?:the\s+)?(?P<o>[0-3]?\d)(?:st|nd|rd|th|er|\.)?"
+        r"(?![\d./:]|\s*(?:am|pm|h\b|uhr))",
+        re.I,
+    ),
 ]
+# Words saying the writer is back (strong) or away until (weak) the date that follows; of two
+# dates, "until the 3rd … we reopen on the 4th", the one after the stronger cue wins.
+_BACK_CUE = re.compile(
+    r"\b(back|return\w*|reopen\w*|resum\w*|wieder|zurück|ab|retour|reprendrai|à partir|a partir|"
+    r"dès|vuelvo|vuelta|regres\w*|volver\w*|volveré|reincorpor\w*)\b",
+    re.I,
+)
+_UNTIL_CUE = re.compile(r"\b(until|till|through|thru|bis|jusqu\w*|hasta)\b", re.I)
 _RETURN_CUE = _words(
     r"until|till|through|back|return|returning",
     r"bis|wieder|zurück|ab",
@@ -570,16 +712,34 @@ def return_date(text: str, received: date) -> date | None:
             if when > received + timedelta(days=400):
                 continue
             before = text[max(0, match.start() - 40) : match.start()]
-            cued = 1 if _RETURN_CUE.search(before) else 0
-            found.append((cued, when))
+            found.append((_cue_strength(before), when))
     if found:
         best_cue = max(c for c, _ in found)
         return max(d for c, d in found if c == best_cue)
-    if weekday := _WEEKDAY_CUE.search(text):
+    weekdays = []
+    for weekday in _WEEKDAY_CUE.finditer(text):
         wanted = _WEEKDAYS[weekday.group("w").lower()]
         ahead = (wanted - received.weekday()) % 7 or 7
-        return received + timedelta(days=ahead)
+        weekdays.append((_cue_strength(weekday.group(0)), received + timedelta(days=ahead)))
+    if weekdays:
+        return max(weekdays)[1]
+    if _TOMORROW.search(text):
+        return received + timedelta(days=1)
     return None
+
+
+_TOMORROW = re.compile(
+    r"\b(back|return\w*|wieder|zurück|retour|de vuelta|vuelvo)\b[^.\n]{0,20}"
+    r"\b(tomorrow|morgen|demain|mañana)\b",
+    re.I,
+)
+
+
+def _cue_strength(before: str) -> int:
+    """2 after a word saying "back", 1 after one saying "until", 0 otherwise; the nearest wins."""
+    cues = [(m.end(), 2) for m in _BACK_CUE.finditer(before)]
+    cues += [(m.end(), 1) for m in _UNTIL_CUE.finditer(before)]
+    return max(cues)[1] if cues else 0
 
 
 def _to_date(match: re.Match[str], received: date) -> date | None:
@@ -588,6 +748,15 @@ def _to_date(match: re.Match[str], received: date) -> date | None:
     year = None
     if year_text:
         year = int(year_text) if len(year_text) == 4 else 2000 + int(year_text)
+    if groups.get("o"):
+        # A day of the month alone: this month's, or next month's when it has passed.
+        day, month, year = int(groups["o"]), received.month, received.year
+        if day < received.day:
+            month, year = (1, year + 1) if month == 12 else (month + 1, year)
+        try:
+            return date(year, month, day)
+        except ValueError:
+            return None
     if groups.get("mn"):
         options = [(_MONTHS[groups["mn"].lower()], int(groups["d"]))]
     elif groups.get("a"):
