@@ -41,7 +41,7 @@ def test_it_counts_the_simulated_sends_per_recipient_provider_and_they_add_up() 
     RecipientDomain.objects.create(domain=google, provider="google", checked_at=checked)
     RecipientDomain.objects.create(domain=microsoft, provider="microsoft", checked_at=checked)
     options = simulate.Options(
-        days=2,
+        days=1,
         leads=12,
         resolution_seconds=600,
         config=EXAMPLE_POOL,
