@@ -289,6 +289,8 @@ class Message(models.Model):
             ),
             models.Index(fields=["state", "lease_expires_at"], name="message_lease_idx"),
             models.Index(fields=["mailbox", "sent_at"], name="message_mailbox_sent_idx"),
+            # The overview's recipient mix reads the last week of sends across the pool.
+            models.Index(fields=["sent_at"], name="message_sent_at_idx"),
             models.Index(fields=["provider_message_id"], name="message_provider_id_idx"),
         ]
 

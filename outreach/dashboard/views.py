@@ -26,7 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.models import Campaign, Suppression
-from outreach.dashboard import actions, attention, charts, forms, queries, trends
+from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
 from outreach.dashboard.engagement import add_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
@@ -110,6 +110,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     )
     statuses = {c.name: c.status for c in checks}
     held_domains = sum(1 for d in domains if d.held)
+    recipients, recipient_totals = recipient_mix.rows(pool)
     return render(
         request,
         "dashboard/overview.html",
@@ -137,6 +138,8 @@ def overview(request: HttpRequest) -> HttpResponse:
             "checks": checks,
             "alerts": queries.open_alerts(),
             "providers": queries.provider_rows(),
+            "recipients": recipients,
+            "recipient_totals": recipient_totals,
             "unknown_total": unknown_total,
             "unknown": unknown,
             "unknown_form": forms.UnknownMessageForm(),

@@ -12,10 +12,12 @@ the answer for :data:`TTL` in :class:`RecipientDomain`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from outreach.lib import clock
 from outreach.pool.dns.resolver import CouldNotCheck, Resolver
@@ -100,3 +102,25 @@ def providers_of(
             )
             known[domain] = provider
     return {domain: ("" if p == UNKNOWN else p) for domain, p in known.items()}
+
+
+# How the mix names a recipient domain with no class: never looked up, no MX, or a lookup that
+# failed. Shown as is rather than guessed.
+UNCLASSED = "unknown"
+
+
+def provider_mix(messages: QuerySet[Any]) -> dict[str, int]:
+    """How many of ``messages`` went to each recipient provider class, in :data:`CLASSES`
+    order then :data:`UNCLASSED`; classes with none are left out. One query: each message's
+    ``to_domain`` joined to its kept :class:`RecipientDomain` answer (no lookup is made)."""
+    provider = RecipientDomain.objects.filter(domain=OuterRef("to_domain")).values("provider")
+    rows = (
+        messages.annotate(recipient_provider=Subquery(provider[:1]))
+        .order_by()
+        .values_list("recipient_provider")
+        .annotate(n=Count("pk"))
+    )
+    counts: Counter[str] = Counter()
+    for name, n in rows:
+        counts[name if name in CLASSES else UNCLASSED] += n
+    return {name: counts[name] for name in (*CLASSES, UNCLASSED) if counts[name]}

@@ -48,6 +48,7 @@ from outreach.scheduler import policy
 from outreach.scheduler.capacity import domain_capacity, pool_capacity
 from outreach.scheduler.engine import run_pass
 from outreach.scheduler.models import DailyCounter
+from outreach.scheduler.recipients import provider_mix
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class Result:
     mailboxes: list[dict[str, Any]] = field(default_factory=list)
     finish_date: date | None = None
     finish_date_projected: bool = False
+    # Sends per recipient provider class (outreach.scheduler.recipients.provider_mix).
+    recipient_providers: dict[str, int] = field(default_factory=dict)
     passes: int = 0
     elapsed_seconds: float = 0.0
 
@@ -174,6 +177,7 @@ class Result:
             "mailboxes": self.mailboxes,
             "finish_date": self.finish_date.isoformat() if self.finish_date else None,
             "finish_date_projected": self.finish_date_projected,
+            "recipient_providers": self.recipient_providers,
             "totals": {
                 "sent": sent,
                 "campaign_sent": sum(d["campaign_sent"] for d in self.days),
@@ -388,6 +392,13 @@ class _Run:
             if self.on_day is not None:
                 self.on_day(figures)
             day += timedelta(days=1)
+        # Whom the sends went to, by the MX answers routing kept (a generated ".example"
+        # domain has no MX: "unknown", not a guess).
+        self.result.recipient_providers = provider_mix(
+            Message.objects.filter(
+                sent_at__gte=_midnight(first_day, self.tz), sent_at__lt=_midnight(day, self.tz)
+            )
+        )
         self._finish()
 
     # -- one moment --

@@ -275,6 +275,7 @@ def test_it_runs_from_the_command_line_in_a_throwaway_database(tmp_path: Path) -
     assert all(d["cap_exceeded"] == 0 for d in data["days"])
     assert data["days"][0]["campaign_sent"] == 12
     assert data["finish_date"]
+    assert sum(data["recipient_providers"].values()) == data["totals"]["sent"]
     assert not operator_db.exists()
     html = (report / "index.html").read_text()
     assert html.count("<svg") == 2

@@ -137,6 +137,14 @@ def render_table(data: dict[str, Any]) -> str:
         f"hard bounces {t['hard_bounces']}, complaints {t['complaints']}, pauses {t['pauses']}",
         f"campaign {data['campaign']['slug']} ({data['campaign']['enrolled']} enrolled) "
         f"finishes: {finish}",
+        "recipients by provider: " + _mix(data["recipient_providers"], t["sent"]),
         f"{data['passes']} passes in {data['elapsed_seconds']} s",
     ]
     return "\n".join(lines)
+
+
+def _mix(counts: dict[str, int], sent: int) -> str:
+    """ "google 40 (40%), unknown 60 (60%)": each class's sends and share of all sends."""
+    if not counts:
+        return "none sent"
+    return ", ".join(f"{name} {n} ({n / sent:.0%})" for name, n in counts.items())
