@@ -13,11 +13,11 @@ import textwrap
 # What an operator does with each command. A command of ours missing here is listed under
 # "more", so a new one is never hidden.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "setup": ("apply", "ses", "dns", "ensure_admin", "backup"),
+    "setup": ("apply", "mailbox", "ses", "dns", "ensure_admin", "backup"),
     "run": ("run", "scheduler", "worker", "inbox", "alerts", "telegram", "tick"),
     "campaigns": ("campaign", "leads", "simulate"),
     "pool": ("status", "plan", "rollups"),
-    "diagnostics": ("doctor", "events"),
+    "diagnostics": ("doctor", "events", "reconcile"),
 }
 # The one line of a command, so the list stays one screen wide.
 LINE_WIDTH = 80
