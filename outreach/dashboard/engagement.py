@@ -7,12 +7,14 @@ the human estimate first and every visitor beside it (docs/tracking.md).
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from outreach.campaigns.models import Campaign
 from outreach.dashboard.queries import StepRow
+from outreach.metrics.figures import COUNTERS, Figures
 from outreach.metrics.models import DailyRollup
 
 FIELDS = ("opened", "opened_human", "clicked", "clicked_human")
@@ -48,3 +50,17 @@ def _fill(counts: dict[str, Any], raw: dict[str, int]) -> None:
 
 def _percent(n: int, sent: int) -> float:
     return round(100 * n / sent, 1) if sent else 0
+
+
+def mailbox_engagement(mailbox_id: int, first_day: date) -> Figures | None:
+    """The mailbox's figures from the rollups since ``first_day`` (its open and click rates are
+    the human estimate: :class:`Figures`), or None when no campaign that tracks opens or
+    clicks ever sent from it: then the page shows no open or click rate at all. One query."""
+    tracked = Campaign.objects.filter(Q(track_opens=True) | Q(track_clicks=True)).values("pk")
+    sums = DailyRollup.objects.filter(mailbox_id=mailbox_id).aggregate(
+        tracked_sent=Sum("sent", filter=Q(campaign_id__in=tracked)),
+        **{name: Sum(name, filter=Q(day__gte=first_day)) for name in COUNTERS},
+    )
+    if not sums.pop("tracked_sent"):
+        return None
+    return Figures.from_mapping(sums)

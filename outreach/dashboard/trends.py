@@ -4,6 +4,7 @@ of mailboxes not sending at the end of each day, replayed from the audit log."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,12 +12,20 @@ from zoneinfo import ZoneInfo
 from django.db.models import Sum
 from django.utils.safestring import SafeString
 
+from outreach.campaigns.models import Lead
 from outreach.dashboard import charts, queries
 from outreach.metrics.models import DailyRollup
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 
 SPANS = (30, 90)
 NOT_SENDING = (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    count: int
+    percent_of_sent: float | None
 
 
 def daily(pool: PoolSettings, days: int, states: dict[int, str]) -> list[dict[str, Any]]:
@@ -104,3 +113,69 @@ def chart(series: list[dict[str, Any]], capacity_today: int) -> SafeString:
         title=f"Mailboxes paused or in cooldown, last {len(series)} days",
     )
     return SafeString(sends + stopped)
+
+
+def campaign_daily(pool: PoolSettings, campaign_id: int, days: int = 30) -> list[dict[str, Any]]:
+    """Per pool day over the last ``days`` (oldest first): one campaign's sent, replied and
+    hard-bounced messages from the daily rollups. One query."""
+    today = queries.pool_day(pool)
+    first = today - timedelta(days=days - 1)
+    sums = {
+        row["day"]: row
+        for row in DailyRollup.objects.filter(
+            campaign_id=campaign_id, day__gte=first, day__lte=today
+        )
+        .values("day")
+        .annotate(sent=Sum("sent"), replied=Sum("replied"), bounced=Sum("bounced_hard"))
+    }
+    return [
+        {
+            "day": first + timedelta(days=i),
+            **{
+                k: sums.get(first + timedelta(days=i), {}).get(k) or 0
+                for k in ("sent", "replied", "bounced")
+            },
+        }
+        for i in range(days)
+    ]
+
+
+def campaign_chart(series: list[dict[str, Any]]) -> SafeString:
+    return charts.bar_chart(
+        [f"{d['day']:%d %b}" for d in series],
+        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
+        overlays=[
+            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
+            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
+        ],
+        title=f"Sent, replies and bounces, last {len(series)} days",
+    )
+
+
+def funnel_stages(sent: int, delivered: int, replied: int, interested: int) -> list[Stage]:
+    """Pure: the funnel's stages with each one's share of sent (None when nothing was sent)."""
+    return [
+        Stage(name, n, round(100 * n / sent, 1) if sent else None)
+        for name, n in (
+            ("sent", sent),
+            ("delivered", delivered),
+            ("replied", replied),
+            ("interested", interested),
+        )
+    ]
+
+
+def campaign_funnel(campaign_id: int) -> list[Stage]:
+    """Sent → delivered → replied (the rollups, all time) → interested (leads of the campaign
+    whose reply was labeled interested). Two queries."""
+    totals = DailyRollup.objects.filter(campaign_id=campaign_id).aggregate(
+        sent=Sum("sent"), delivered=Sum("delivered"), replied=Sum("replied")
+    )
+    interested = (
+        Lead.objects.filter(enrollments__campaign_id=campaign_id, interested_at__isnull=False)
+        .distinct()
+        .count()
+    )
+    return funnel_stages(
+        totals["sent"] or 0, totals["delivered"] or 0, totals["replied"] or 0, interested
+    )

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
-from outreach.dashboard.engagement import add_engagement
+from outreach.dashboard.engagement import add_engagement, mailbox_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
@@ -239,6 +239,10 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "form": forms.MailboxActionForm(),
             "default_cooldown_days": pool.thresholds.block_cooldown_days,
             "thresholds": pool.thresholds,
+            # Open and click rates over the same window as the other rates.
+            "engagement": mailbox_engagement(
+                mailbox.pk, queries.window_start(pool, pool.thresholds.window_days)[0]
+            ),
         },
     )
 
@@ -329,6 +333,10 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "steps": steps,
             "tracked": add_engagement(campaign, steps),
             "verdicts": verdicts,
+            "daily_chart": trends.campaign_chart(
+                trends.campaign_daily(PoolSettings.load(), campaign.pk)
+            ),
+            "funnel": trends.campaign_funnel(campaign.pk),
             "state_form": forms.CampaignStateForm(),
         },
     )

@@ -216,7 +216,7 @@ def _url(name: str, activity: Activity) -> str:
 
 
 def _grow(activity: Activity) -> None:
-    """Five times the mailboxes, domains, events and audit entries."""
+    """Five times the mailboxes, domains, events, audit entries and the campaign's leads."""
     from outreach.pool.models import Domain
 
     provider = activity.mailboxes[0].domain.provider
@@ -238,6 +238,14 @@ def _grow(activity: Activity) -> None:
                 recipient="r@x.org",
                 occurred_at=activity.messages[0].created_at,
             )
+    # The campaign's leads grow too, some of them interested (its funnel reads them).
+    from outreach.campaigns.models import Lead
+    from outreach.lib import clock
+    from outreach.testing import enroll, make_leads
+
+    leads = make_leads(20, domain="grown.example.org")
+    enroll(activity.campaign, leads)
+    Lead.objects.filter(pk__in=[lead.pk for lead in leads[:5]]).update(interested_at=clock.now())
 
 
 def test_it_prices_this_months_sends_by_provider_account(activity: Activity) -> None:
