@@ -10,7 +10,7 @@ sent message, the benchmark:
 1. claims a message on the mailbox (as the scheduler does) and posts a Postmark
    spam-complaint webhook about the sent message (basic auth, over HTTP);
 2. as soon as the webhook is answered, runs the sending worker's take step
-   (``outreach.sending.engine.take_batch``) from this process, on its own connection, and
+   (``outreach.sending.take.take_batch``) from this process, on its own connection, and
    checks the claimed message was refused and the mailbox is paused;
 3. records the time from the start of the POST to the answer (the pause commits in the
    webhook's transaction, so this bounds complaint → pause) and to the worker's refusal.
@@ -181,7 +181,7 @@ def main() -> int:
     from outreach.campaigns.models import Message
     from outreach.lib import clock
     from outreach.pool.models import Mailbox
-    from outreach.sending.engine import take_batch
+    from outreach.sending.take import take_batch
 
     port = free_port()
     child = subprocess.Popen(

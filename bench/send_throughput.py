@@ -205,7 +205,7 @@ def prebuilt(count: int) -> list[tuple[str, str, bytes]]:
     """The same kind of message the engine builds, built beforehand for the baseline."""
     from datetime import UTC, datetime
 
-    from outreach.sending import mime
+    from outreach.providers import mime
 
     out = []
     for i in range(count):

@@ -11,10 +11,14 @@ class AlertsConfig(AppConfig):
         from outreach.alerts import receivers
         from outreach.events.signals import event_recorded
         from outreach.pool.models import StateChange
-        from outreach.sending.signals import send_attempted
+        from outreach.sending import hooks
+        from outreach.sending.signals import circuit_changed, send_attempted
 
         event_recorded.connect(receivers.on_event_recorded, dispatch_uid="alerts.rules_event")
         send_attempted.connect(receivers.on_send_attempted, dispatch_uid="alerts.rules_attempt")
+        circuit_changed.connect(receivers.on_circuit_changed, dispatch_uid="alerts.circuit")
+        # The sending engine's circuit breakers avoid the accounts our provider watch flags.
+        hooks.register(provider_problems=receivers.provider_problems)
         post_save.connect(
             receivers.on_state_change, sender=StateChange, dispatch_uid="alerts.state_change"
         )

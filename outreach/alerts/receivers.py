@@ -15,12 +15,13 @@ from typing import Any
 from django.db import transaction
 
 from outreach.alerts import rules
+from outreach.alerts.models import ProviderHealth
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.events.models import Event
 from outreach.metrics import rollups
 from outreach.metrics.receivers import attempts_of
-from outreach.pool.models import Domain, Mailbox, PoolSettings, StateChange
-from outreach.sending.models import SendAttempt
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.sending.models import ProviderCircuit, SendAttempt
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,40 @@ def on_send_attempted(
                 rules.evaluate_mailbox(mailbox)
     except Exception:
         log.exception("health rules on send attempts %s failed", [a.pk for a in batch])
+
+
+def on_circuit_changed(
+    sender: Any, account: ProviderAccount, from_state: str, to_state: str, reason: str, **kw: Any
+) -> None:
+    """A provider account's circuit opened (failing) or closed (works again)."""
+    if to_state == ProviderCircuit.State.HALF_OPEN:
+        return
+    failing = to_state == ProviderCircuit.State.OPEN
+    standby = account.standby.name if account.standby else None
+    if failing:
+        text = f"Provider {account.name} is failing: {reason}. " + (
+            f"Sending fails over to {standby}." if standby else "No standby: sends wait."
+        )
+    else:
+        text = f"Provider {account.name} works again: sends are back on it."
+    try:
+        raise_alert(
+            key=f"circuit:{account.pk}:{to_state}",
+            kind="provider_problem" if failing else "provider_recovered",
+            text=text,
+            severity="critical" if failing and not standby else "warning",
+            figures={"provider": account.name, "from": from_state, "to": to_state},
+        )
+    except Exception:
+        log.exception("cannot raise the circuit alert for %s", account.name)
+
+
+def provider_problems() -> dict[int, list[Any]]:
+    """The accounts the provider watch found unhealthy, with its problems (for the sending
+    engine's circuit breakers, through ``sending.hooks``)."""
+    return dict(
+        ProviderHealth.objects.filter(healthy=False).values_list("provider_account_id", "problems")
+    )
 
 
 def on_state_change(sender: Any, instance: StateChange, created: bool, **kwargs: Any) -> None:

@@ -3,7 +3,7 @@
 Threads are the mails of one lead (or, for a DSN or a mail without a lead, of one sender),
 newest first. A thread's page shows our messages and theirs in order, the label with its
 reason, and lets staff relabel, mark done, snooze and answer. Actions go through the owning
-apps: :func:`outreach.events.replies.relabel` and :func:`outreach.sending.answer.send_answer`.
+apps: :func:`outreach.events.replies.relabel` and :func:`outreach.events.answer.send_answer`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.dashboard.views import _actor, staff_required
+from outreach.events.answer import AnswerRefused, quoted, refusal, send_answer, standing_of
 from outreach.events.models import InboundMail
 from outreach.events.replies import needs_answer, relabel
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
-from outreach.sending.answer import AnswerRefused, quoted, refusal, send_answer, standing_of
 
 # Mails read for one page of threads: a morning's replies for a pool of 30 mailboxes fit.
 PAGE_MAILS = 500

@@ -6,6 +6,18 @@ class EventsConfig(AppConfig):
     label = "events"
 
     def ready(self) -> None:
+        from outreach.events import inbox, record, tracking, unsubscribe
         from outreach.events.outgoing import connect_signals
+        from outreach.sending import hooks
+        from outreach.sending.signals import send_refused
 
         connect_signals()
+        # The sending engine builds messages with our links and reads Sent folders through
+        # our IMAP access; its refusals at send time become our events.
+        hooks.register(
+            unsubscribe_url=unsubscribe.unsubscribe_url,
+            instrument=tracking.instrument,
+            imap_config=inbox.imap_config,
+            imap_connect=inbox.connect,
+        )
+        send_refused.connect(record.on_send_refused, dispatch_uid="events.send_refused")

@@ -27,6 +27,7 @@ from outreach.events.signals import event_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 from outreach.pool.states import IllegalTransition, transition_mailbox
+from outreach.providers.base import Outcome, SendError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,31 @@ def record(incoming: n.Incoming) -> Event | None:
         apply_effects(event, message)
         event_recorded.send(sender=Event, event=event)
     return event
+
+
+def on_send_refused(
+    sender: Any, message: Message, error: SendError, attempt: Any, at: Any, **kwargs: Any
+) -> Event | None:
+    """A hard bounce or a block at send time (``sending.signals.send_refused``) becomes an
+    event like a webhook's: it suppresses and stops enrollments, and the health rules count
+    it."""
+    is_bounce = error.kind == Outcome.HARD_BOUNCE
+    return record(
+        n.Incoming(
+            source="smtp",
+            type="bounced" if is_bounce else "blocked",
+            bounce_type="hard" if is_bounce else "",
+            recipient=message.to_email,
+            occurred_at=at,
+            provider_event_id=f"attempt-{attempt.pk}" if attempt else None,
+            outreach_message_id=message.pk,
+            # A blocked message is routed again: its row no longer names the mailbox the
+            # receiver refused, the event does.
+            mailbox_id=message.mailbox_id,
+            diagnostic=str(error)[:2000],
+            raw={"code": error.code, "response": error.message, "kind": error.kind.value},
+        )
+    )
 
 
 def find_message(incoming: n.Incoming) -> Message | None:

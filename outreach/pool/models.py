@@ -77,7 +77,7 @@ class ProviderAccount(models.Model):
     # Provider's own send rate (SES MaxSendRate), messages per second; None = unlimited.
     max_send_rate = models.FloatField(null=True, blank=True)
     # When this account's next send may start, for every worker together: batches reserve
-    # their sends' slots here (outreach.sending.engine.reserve_rate). None: never limited.
+    # their sends' slots here (outreach.sending.take.reserve_rate). None: never limited.
     rate_slot_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=clock.now)

@@ -24,7 +24,7 @@ from outreach.providers.base import (
     SendResult,
     classify_http,
 )
-from outreach.sending.mime import TAG_HEADER
+from outreach.providers.mime import TAG_HEADER
 
 # Headers copied from the built message to the API call (From/To/Subject/Reply-To travel as
 # fields of their own; Date and MIME structure are the provider's).

@@ -34,7 +34,7 @@ from outreach.pool.policy import Limits
 from outreach.scheduler import policy
 from outreach.scheduler.models import DailyCounter, RecipientDomain
 from outreach.scheduler.recipients import CLASSES, providers_of
-from outreach.sending.engine import expire_sending
+from outreach.sending.recovery import expire_sending
 
 log = logging.getLogger(__name__)
 

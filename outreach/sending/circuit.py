@@ -6,7 +6,7 @@ UPDATE (STYLE habit 2): two workers seeing the fifth failure at once open the ci
 and only one of them wins the half-open probe.
 
 Opening and closing are written to the audit log (``StateChange`` with ``provider=``) and sent
-as ``outreach.sending.signals.circuit_changed`` for the alerts.
+as ``outreach.sending.signals.circuit_changed``, on which the alerts raise theirs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db.models import F
 
 from outreach.lib import clock
 from outreach.pool.models import ProviderAccount, StateChange
+from outreach.sending import hooks
 from outreach.sending.models import ProviderCircuit
 from outreach.sending.signals import circuit_changed
 
@@ -106,11 +107,7 @@ class Router:
 
 
 def _unhealthy_accounts() -> set[int]:
-    from outreach.alerts.models import ProviderHealth
-
-    return set(
-        ProviderHealth.objects.filter(healthy=False).values_list("provider_account_id", flat=True)
-    )
+    return set(hooks.provider_problems())
 
 
 def record_success(account: ProviderAccount) -> None:
@@ -206,40 +203,14 @@ def _change(
             at=now,
         )
     log.warning("circuit of provider %s: %s → %s (%s)", account.name, from_state, to_state, reason)
-    try:
-        circuit_changed.send(
-            sender=ProviderCircuit,
-            account=account,
-            from_state=from_state,
-            to_state=to_state,
-            reason=reason,
-        )
-    except Exception:
-        log.exception("circuit_changed listener failed")
-    _alert(account, from_state, to_state, reason)
+    # Robust: each listener (the alerts among them) runs even when another fails.
+    for receiver, answer in circuit_changed.send_robust(
+        sender=ProviderCircuit,
+        account=account,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+    ):
+        if isinstance(answer, Exception):
+            log.error("circuit_changed listener %r failed", receiver, exc_info=answer)
     return True
-
-
-def _alert(account: ProviderAccount, from_state: str, to_state: str, reason: str) -> None:
-    if to_state == State.HALF_OPEN:
-        return
-    from outreach.alerts import raise_alert
-
-    failing = to_state == State.OPEN
-    standby = account.standby.name if account.standby else None
-    if failing:
-        text = f"Provider {account.name} is failing: {reason}. " + (
-            f"Sending fails over to {standby}." if standby else "No standby: sends wait."
-        )
-    else:
-        text = f"Provider {account.name} works again: sends are back on it."
-    try:
-        raise_alert(
-            key=f"circuit:{account.pk}:{to_state}",
-            kind="provider_problem" if failing else "provider_recovered",
-            text=text,
-            severity="critical" if failing and not standby else "warning",
-            figures={"provider": account.name, "from": from_state, "to": to_state},
-        )
-    except Exception:
-        log.exception("cannot raise the circuit alert for %s", account.name)

@@ -39,7 +39,10 @@ from outreach.campaigns.models import Message
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, StateChange
 from outreach.providers.base import Envelope, SendError, SendResult
-from outreach.sending.engine import Called, ProviderCache, Taken, finish_batch, load_taken
+from outreach.sending import hooks
+from outreach.sending.deliver import Called, ProviderCache, load_taken
+from outreach.sending.finish import finish_batch
+from outreach.sending.take import Taken
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +189,8 @@ def sent_folder_search(client: Any, folder: str | None, header_values: list[str]
 
 def _imap_lookups(mailbox: Mailbox, messages: list[Message]) -> dict[int, Lookup] | None:
     """Lookups in the mailbox's Sent folder; None when the mailbox has no IMAP access."""
-    from outreach.events.inbox import connect, imap_config
-
     try:
-        config = imap_config(mailbox)
+        config = hooks.imap_config(mailbox)
     except Exception as exc:  # a missing secret, a bad option: the operator's to fix
         return {m.pk: Lookup(Answer.CANNOT_TELL, f"IMAP access unusable: {exc}") for m in messages}
     if config is None:
@@ -197,7 +198,7 @@ def _imap_lookups(mailbox: Mailbox, messages: list[Message]) -> dict[int, Lookup
     folder = (mailbox.settings or {}).get("imap_sent_folder") or None
     where = f"{mailbox.address}'s Sent folder"
     try:
-        with connect(config) as client:
+        with hooks.imap_connect(config) as client:
             found = sent_folder_search(
                 client, folder, [m.message_id_header or "" for m in messages]
             )

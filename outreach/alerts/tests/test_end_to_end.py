@@ -78,7 +78,7 @@ def _claimed(mailbox: Mailbox) -> Message:
 def test_it_stops_a_mailbox_the_moment_a_complaint_webhook_is_accepted(
     live_server: Any, pool: Pool
 ) -> None:
-    from outreach.sending.engine import take_batch
+    from outreach.sending.take import take_batch
 
     mailbox = pool.mailboxes[0]
     complained_about = send(mailbox, 10, campaign=pool.campaign)[4]
@@ -124,7 +124,7 @@ def test_it_warns_past_three_percent_and_pauses_past_five_from_bounce_webhooks(
 def test_it_rewarms_a_blocked_mailbox_after_14_days_of_cooldown(
     live_server: Any, pool: Pool
 ) -> None:
-    from outreach.sending.engine import take_batch
+    from outreach.sending.take import take_batch
 
     mailbox = pool.mailboxes[0]
     message = send(mailbox, 1)[0]

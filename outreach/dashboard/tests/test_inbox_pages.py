@@ -16,6 +16,7 @@ from django.test import Client
 
 from outreach.campaigns.models import Lead, Message
 from outreach.events import inbox as reader
+from outreach.events.answer import MailboxStanding, refusal
 from outreach.events.models import Answer, InboundMail, LabelChange
 from outreach.events.tests.conftest import Sent, make_sent_message
 from outreach.lib import clock
@@ -23,7 +24,6 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import transition_mailbox
 from outreach.providers.smtp.testserver import SmtpTestServer, tls_files
 from outreach.scheduler.models import DailyCounter
-from outreach.sending.answer import MailboxStanding, refusal
 from outreach.testing import enroll
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ def main(account_id: int, start_at: float) -> int:
     from django.db import transaction
 
     from outreach.pool.models import ProviderAccount
-    from outreach.sending.engine import SendPolicy, reserve_rate
+    from outreach.sending.take import SendPolicy, reserve_rate
 
     rate = ProviderAccount.objects.get(pk=account_id).max_send_rate
     assert rate

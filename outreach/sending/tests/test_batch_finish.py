@@ -15,15 +15,11 @@ from outreach.lib import clock
 from outreach.metrics import rollups
 from outreach.pool.models import Mailbox
 from outreach.providers.smtp.testserver import SmtpTestServer
-from outreach.sending.engine import (
-    ProviderCache,
-    call_provider,
-    finish_batch,
-    load_taken,
-    send_due,
-    take_batch,
-)
+from outreach.sending.deliver import ProviderCache, call_provider, load_taken
+from outreach.sending.engine import send_due
+from outreach.sending.finish import finish_batch
 from outreach.sending.models import SendAttempt
+from outreach.sending.take import take_batch
 from outreach.sending.tests.helpers import claimed_campaign_messages, smtp_account
 
 pytestmark = pytest.mark.django_db

@@ -18,17 +18,17 @@ from outreach.lib import clock
 from outreach.pool.models import Mailbox
 from outreach.scheduler.claiming import claim_due, recover_leases
 from outreach.scheduler.tests.conftest import NOON, schedule, used
-from outreach.sending.engine import (
+from outreach.sending.deliver import (
     Prepared,
     ProviderCache,
     begin_call,
     deliver,
-    finish_batch,
     load_taken,
     prepare_call,
-    take_batch,
 )
+from outreach.sending.finish import finish_batch
 from outreach.sending.models import SendAttempt
+from outreach.sending.take import take_batch
 from outreach.testing import make_campaign, make_pool
 
 pytestmark = pytest.mark.django_db

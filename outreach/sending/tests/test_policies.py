@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from outreach.sending.engine import SendPolicy, backoff
+from outreach.sending.take import SendPolicy, backoff
 
 
 def test_it_backs_off_exponentially_with_jitter_up_to_a_ceiling() -> None:

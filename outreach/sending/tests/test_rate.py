@@ -16,8 +16,8 @@ from django.db import connection, transaction
 from outreach.campaigns.models import Message
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, ProviderAccount
-from outreach.sending import engine
-from outreach.sending.engine import SendPolicy, Taken, reserve_rate, take_batch
+from outreach.sending import deliver
+from outreach.sending.take import SendPolicy, Taken, reserve_rate, take_batch
 from outreach.sending.tests.helpers import claimed_campaign_messages
 from outreach.testing import child_env, make_pool
 
@@ -90,14 +90,14 @@ def test_a_slow_rate_still_sends_one_message_once_the_account_is_idle() -> None:
 def test_a_send_waits_for_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     account = _account(4.0)
     claimed_campaign_messages(1, provider=account)
-    (taken,) = engine.take_batch("w", clock.now(), 1)
+    (taken,) = take_batch("w", clock.now(), 1)
     slept: list[float] = []
-    monkeypatch.setattr(engine.time, "monotonic", lambda: 100.0)
-    monkeypatch.setattr(engine.time, "sleep", slept.append)
-    (loaded,) = engine.load_taken([Taken(taken.message_id, account.pk, True, send_at=100.75)])
+    monkeypatch.setattr(deliver.time, "monotonic", lambda: 100.0)
+    monkeypatch.setattr(deliver.time, "sleep", slept.append)
+    (loaded,) = deliver.load_taken([Taken(taken.message_id, account.pk, True, send_at=100.75)])
     message_row, taken = loaded
 
-    called = engine.call_provider(message_row, taken, providers=engine.ProviderCache())
+    called = deliver.call_provider(message_row, taken, providers=deliver.ProviderCache())
 
     assert called.result is not None
     assert slept == [0.75]

@@ -27,8 +27,9 @@ from outreach.providers.tests.fakehttp import fake_http
 from outreach.scheduler.claiming import claim_due, recover_leases
 from outreach.scheduler.tests.conftest import NOON, schedule
 from outreach.sending import reconcile
-from outreach.sending.engine import ProviderCache, begin_call, load_taken, take_batch
+from outreach.sending.deliver import ProviderCache, begin_call, load_taken
 from outreach.sending.models import SendAttempt
+from outreach.sending.take import take_batch
 from outreach.testing import make_campaign, make_pool, make_provider
 
 pytestmark = pytest.mark.django_db

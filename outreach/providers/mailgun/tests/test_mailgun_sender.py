@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import requests
 
+from outreach.providers import mime
 from outreach.providers.base import Envelope, Outcome, SendError
 from outreach.providers.mailgun.sender import MailgunProvider
 from outreach.providers.tests.fakehttp import fake_http
-from outreach.sending import mime
-from outreach.sending.tests.test_mime import _outgoing
+from outreach.providers.tests.test_mime import _outgoing
 
 ENVELOPE = Envelope(
     sender="anna@send1.example.com", recipient="lead@prospect.example.org", message_id=42

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from outreach.campaigns.models import Message
+from outreach.providers import mime
 from outreach.providers.base import Envelope
 from outreach.providers.sandbox.sender import SandboxProvider
-from outreach.sending import mime
+from outreach.providers.tests.test_mime import _outgoing
 from outreach.sending.engine import send_due
 from outreach.sending.tests.helpers import claimed_campaign_messages
-from outreach.sending.tests.test_mime import _outgoing
 from outreach.testing import make_provider
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from outreach.providers import mime
 from outreach.providers.base import Envelope, Outcome, SendError
 from outreach.providers.smtp.sender import SmtpProvider
 from outreach.providers.smtp.testserver import SmtpTestServer
-from outreach.sending import mime
+from outreach.providers.tests.test_mime import _outgoing
 from outreach.sending.tests.helpers import SMTP_PASSWORD, smtp_settings
-from outreach.sending.tests.test_mime import _outgoing
 
 
 def _envelope(i: int = 1) -> Envelope:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.sending import mime
+from outreach.providers import mime
 
 
 def _outgoing(**overrides: str) -> mime.Outgoing:

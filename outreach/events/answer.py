@@ -23,10 +23,9 @@ from outreach.events.models import Answer, InboundMail
 from outreach.events.unsubscribe import unsubscribe_url
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
-from outreach.providers import base
+from outreach.providers import base, mime
 from outreach.scheduler import claiming
-from outreach.sending import mime
-from outreach.sending.engine import signing_of
+from outreach.sending.deliver import signing_of
 
 log = logging.getLogger(__name__)
 

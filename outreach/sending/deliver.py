@@ -1,0 +1,337 @@
+"""Step 2 of the sending engine, the provider call (see :mod:`outreach.sending.engine`).
+
+Render, build the MIME message, commit that the call begins (:func:`begin_call`, which also
+records the connection's previous acceptance), hand it to the provider. Nothing here writes
+the outcome: :mod:`outreach.sending.finish` records a batch of calls at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection
+
+from outreach.campaigns.models import Campaign, Message, Step, Variant
+from outreach.campaigns.templates import render_message
+from outreach.lib import clock
+from outreach.pool.models import Mailbox, ProviderAccount
+from outreach.providers import base, mime
+from outreach.providers.base import Envelope, SendError, SendResult
+from outreach.scheduler.warmup import warmup_content
+from outreach.sending import hooks
+from outreach.sending.take import State, Taken
+
+log = logging.getLogger(__name__)
+
+# The SendError code of a message that cannot be built (no provider was called).
+BUILD_FAILED = "build"
+# How long such a message waits before it is built again (its campaign pauses before long).
+BUILD_RETRY_DELAY = timedelta(minutes=15)
+
+
+class ProviderCache:
+    """Provider instances of one thread, rebuilt when their account's configuration changes."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[str, base.Provider]] = {}
+        # The last call of this thread the provider accepted and that is not written yet:
+        # (message pk, worker, when, provider's id); :func:`begin_call` writes it.
+        self.accepted: tuple[int, str, datetime, str] | None = None
+        # The fingerprint of the account object last seen: a batch's messages share one.
+        self._seen: tuple[ProviderAccount, str] | None = None
+
+    def get(self, account: ProviderAccount) -> base.Provider:
+        if self._seen is not None and self._seen[0] is account:
+            fingerprint = self._seen[1]
+        else:
+            fingerprint = hashlib.sha256(
+                json.dumps(
+                    [account.kind, account.settings, account.secrets], sort_keys=True
+                ).encode()
+            ).hexdigest()
+            self._seen = (account, fingerprint)
+        cached = self._items.get(account.pk)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        if cached is not None:
+            cached[1].close()
+        provider = base.build(account.kind, account.settings, account.secrets)
+        self._items[account.pk] = (fingerprint, provider)
+        return provider
+
+    def close(self) -> None:
+        for _, provider in self._items.values():
+            provider.close()
+        self._items.clear()
+
+
+@dataclass
+class Called:
+    """What became of one taken message's provider call, before it is recorded.
+
+    Exactly one of ``result`` (accepted), ``error`` (refused; ``called`` False when the
+    provider was never reached) and ``unexpected`` (the call ended in a provider bug: it may
+    or may not have gone out) is set.
+    """
+
+    message: Message
+    account: ProviderAccount
+    result: SendResult | None = None
+    error: SendError | None = None
+    unexpected: str | None = None
+    called: bool = True
+    clean: bool = False
+    # The call never began (none of the above is set): the recovery took the message back
+    # after its lease ran out, or its start could not be written (the database went away).
+    # It was not sent; its row is left to the recovery.
+    taken_back: bool = False
+
+
+def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
+    """The taken messages with everything rendering and finishing reads.
+
+    A message brings its enrollment and lead; what a batch shares (mailboxes and their
+    domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
+    query each, rather than joined into every row and built again for every message.
+    """
+    by_pk = Message.objects.select_related("enrollment__lead").in_bulk(
+        [t.message_id for t in taken]
+    )
+    rows = list(by_pk.values())
+    mailboxes = Mailbox.objects.select_related("domain").in_bulk({m.mailbox_id for m in rows})
+    accounts = ProviderAccount.objects.in_bulk({m.provider_account_id for m in rows})
+    steps = Step.objects.in_bulk({m.step_id for m in rows})
+    campaigns = Campaign.objects.in_bulk(
+        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()}
+    )
+    variants = Variant.objects.in_bulk({m.variant_id for m in rows})
+    for step in steps.values():
+        step.campaign = campaigns[step.campaign_id]
+    for m in rows:
+        m.mailbox = mailboxes.get(m.mailbox_id)  # type: ignore[arg-type]
+        m.provider_account = accounts.get(m.provider_account_id)  # type: ignore[arg-type]
+        m.campaign = campaigns.get(m.campaign_id)  # type: ignore[arg-type]
+        m.step = steps.get(m.step_id)  # type: ignore[arg-type]
+        m.variant = variants.get(m.variant_id)  # type: ignore[arg-type]
+    return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A taken message rendered and built, ready for its provider call."""
+
+    message: Message
+    account: ProviderAccount
+    raw: bytes
+    envelope: Envelope
+    clean: bool
+    send_at: float | None = None
+
+
+def prepare_call(message: Message, taken: Taken) -> Prepared | Called:
+    """Render and build one taken message: a :class:`Prepared`, or the :class:`Called` of a
+    message that cannot be built (the provider is never reached); writes nothing."""
+    account = message.provider_account
+    mailbox = message.mailbox
+    assert account is not None and mailbox is not None
+    try:
+        raw, envelope = _prepare(message, mailbox, account)
+    except SendError as err:
+        return Called(message, account, error=err, called=False)
+    except Exception as exc:
+        # Rendering or building failed (a template error, a broken address): the provider
+        # was never called; the message waits for the campaign to be fixed (_apply_failure).
+        log.warning("message %s cannot be built: %s", message.pk, exc)
+        build_error = SendError(
+            f"cannot build the message: {exc}", permanent=True, code=BUILD_FAILED
+        )
+        return Called(message, account, error=build_error, called=False)
+    return Prepared(message, account, raw, envelope, taken.circuit_clean, taken.send_at)
+
+
+def deliver(prepared: Prepared | Called, *, providers: ProviderCache) -> Called:
+    """Hand one prepared message to its provider, at its send slot when its account has a
+    rate; writes nothing. (A :class:`Called` passes through: its message could not be built.)
+
+    The message is ``sending`` (committed by :func:`take_batch`) before this runs.
+    """
+    if isinstance(prepared, Called):
+        return prepared
+    message, account = prepared.message, prepared.account
+    try:
+        provider = providers.get(account)
+    except SendError as err:
+        return Called(message, account, error=err, called=False)
+    if prepared.send_at is not None:
+        time.sleep(max(0.0, prepared.send_at - time.monotonic()))
+    try:
+        began = begin_call(message, providers)
+    except DatabaseError:
+        # Written or not, nothing goes out: the recovery finds it never began, or began
+        # with no answer (in doubt until reconciled, never resent before).
+        log.exception("cannot write that the call of message %s begins", message.pk)
+        began = False
+    if not began:
+        return Called(message, account, called=False, taken_back=True)
+    try:
+        result = provider.send(prepared.raw, prepared.envelope)
+    except SendError as err:
+        return Called(message, account, error=err)
+    except Exception as exc:
+        # A provider bug after the call began: it may or may not have gone out. A duplicate
+        # cold email is worse than a missing one, so the operator decides.
+        log.exception("provider %s failed unexpectedly on message %s", account.name, message.pk)
+        return Called(message, account, unexpected=repr(exc))
+    providers.accepted = (message.pk, message.claimed_by, clock.now(), result.provider_message_id)
+    return Called(message, account, result=result, clean=prepared.clean)
+
+
+def begin_call(message: Message, providers: ProviderCache) -> bool:
+    """Commit that ``message``'s provider call begins now; False when it must not begin.
+
+    The same statement (one commit per message) records the acceptance of this thread's
+    previous call (``providers.accepted``), so a worker killed at any moment leaves, per
+    connection, at most one message whose call began with no answer written: the truly
+    unknown one. Race prevented: the lease of a stalled worker runs out and the recovery
+    (:func:`expire_sending`) sends a message whose call never began back to routing while
+    the worker is about to call; both are conditional on ``sending`` with no call started,
+    so exactly one wins and a message the recovery took back is never sent.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(clock.now())
+    prev_pk, prev_worker, prev_at, prev_id = providers.accepted or (0, "", clock.now(), "")
+    params = [
+        *(message.pk, now),
+        *(prev_pk, adapt(prev_at)),
+        *(prev_pk, prev_id[:255]),
+        *(message.pk, State.SENDING, message.claimed_by),
+        *(prev_pk, State.SENDING, prev_worker),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_begin_call_sql(connection.vendor), params)
+        changed = {row[0] for row in cursor.fetchall()}
+    providers.accepted = None
+    return message.pk in changed
+
+
+@functools.cache
+def _begin_call_sql(vendor: str) -> str:
+    """:func:`begin_call`'s statement: written once, as SQL, for the cost of a send."""
+    q = connection.ops.quote_name
+    # The model's field names are its column names (no db_column anywhere on Message).
+    started, accepted, provider_id, pk, state, claimed_by = (
+        q(c)
+        for c in (
+            "call_started_at",
+            "accepted_at",
+            "provider_message_id",
+            "id",
+            "state",
+            "claimed_by",
+        )
+    )
+    # Identifiers come from the model; every value is a parameter.
+    return (
+        f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
+        f"{started} = CASE WHEN {pk} = %s THEN %s ELSE {started} END, "
+        f"{accepted} = CASE WHEN {pk} = %s THEN %s ELSE {accepted} END, "
+        f"{provider_id} = CASE WHEN {pk} = %s THEN %s ELSE {provider_id} END "
+        f"WHERE ({pk} = %s AND {state} = %s AND {claimed_by} = %s AND {started} IS NULL) "
+        f"OR ({pk} = %s AND {state} = %s AND {claimed_by} = %s) "
+        f"RETURNING {pk}"
+    )
+
+
+def call_provider(message: Message, taken: Taken, *, providers: ProviderCache) -> Called:
+    """:func:`prepare_call` then :func:`deliver`: one taken message through its provider."""
+    return deliver(prepare_call(message, taken), providers=providers)
+
+
+def _prepare(
+    message: Message, mailbox: Mailbox, account: ProviderAccount
+) -> tuple[bytes, Envelope]:
+    unsubscribe = hooks.unsubscribe_url(message.pk)
+    rendered = _render(message, unsubscribe)
+    credentials, dkim_key = signing_of(mailbox, account)
+    campaign = message.campaign
+    outgoing = mime.Outgoing(
+        from_address=mailbox.address,
+        from_name=(campaign.from_name if campaign else "") or mailbox.display_name,
+        reply_to=mailbox.reply_to,
+        to_address=message.to_email,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=message.message_id_header or mime.new_message_id(mailbox.domain.name),
+        date=clock.now(),
+        unsubscribe_url=unsubscribe,
+        unsubscribe_mailto=f"mailto:{mailbox.reply_to or mailbox.address}?subject=unsubscribe",
+        in_reply_to=message.in_reply_to,
+        references=message.references,
+        tag=str(message.pk),
+    )
+    raw = mime.build(outgoing, dkim_key)
+    envelope = Envelope(
+        sender=mailbox.address,
+        recipient=message.to_email,
+        message_id=message.pk,
+        credentials=credentials,
+    )
+    return raw, envelope
+
+
+def signing_of(
+    mailbox: Mailbox, account: ProviderAccount
+) -> tuple[dict[str, Any], mime.DkimKey | None]:
+    """The mailbox's options with its secrets resolved, and its DKIM key when outreach signs
+    for this provider (SMTP relays; API providers sign themselves)."""
+    credentials: dict[str, Any] = {
+        **mailbox.settings,
+        **base.resolve_secrets(mailbox.secrets),
+    }
+    dkim_key = None
+    needs_dkim = base.provider_class(account.kind).needs_dkim_signature
+    if needs_dkim and credentials.get("dkim_private_key"):
+        dkim_key = mime.DkimKey(
+            selector=str(credentials.get("dkim_selector") or mailbox.domain.dkim_selector),
+            domain=mailbox.domain.name,
+            private_key_pem=str(credentials["dkim_private_key"]),
+        )
+    return credentials, dkim_key
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+def _render(message: Message, unsubscribe_url: str) -> Rendered:
+    """The message's content: a campaign step through the template engine; a warm-up message
+    from the scheduler's warm-up content (plain text, as a person writes)."""
+    if message.kind == Message.Kind.WARMUP or message.enrollment_id is None:
+        content = warmup_content(message)
+        return Rendered(subject=message.subject or content.subject, html="", text=content.text)
+    out = render_message(message, unsubscribe_url=unsubscribe_url)
+    campaign, mailbox = message.campaign, message.mailbox
+    if campaign is None or mailbox is None or not (campaign.track_opens or campaign.track_clicks):
+        return Rendered(subject=out.subject, html=out.html, text=out.text)
+    # The flags are read now, when the message is built: turning tracking on or off applies
+    # to every message built from then on. The text part is never touched.
+    tracked = hooks.instrument(
+        out.html,
+        message_pk=message.pk,
+        host=mailbox.domain.tracking_hostname,
+        opens=campaign.track_opens,
+        clicks=campaign.track_clicks,
+        unsubscribe_url=unsubscribe_url,
+    )
+    return Rendered(subject=out.subject, html=tracked, text=out.text)
