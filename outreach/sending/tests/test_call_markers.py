@@ -28,6 +28,7 @@ from outreach.sending.deliver import (
 )
 from outreach.sending.finish import finish_batch
 from outreach.sending.models import SendAttempt
+from outreach.sending.recovery import expire_sending
 from outreach.sending.take import take_batch
 from outreach.testing import make_campaign, make_pool
 
@@ -140,3 +141,23 @@ def test_it_keeps_a_message_whose_call_began_in_doubt(_outbox: Path) -> None:
     # A second recovery changes nothing, and a call that began never begins twice.
     assert recover_leases(LATER + timedelta(minutes=1)).unknown == 0
     assert not begin_call(hung.message, ProviderCache())
+
+
+def test_a_worker_alone_settles_what_its_dead_peer_left(_outbox: Path) -> None:
+    # A worker-only deployment: no scheduler recovery, the worker's tick expires leases.
+    hung, never_called = _taken(2)
+    Message.objects.filter(pk=never_called.message.pk).update(
+        pinned_mailbox_id=never_called.message.mailbox_id  # a follow-up, kept in its thread
+    )
+    assert begin_call(hung.message, ProviderCache())  # the call hangs, the worker is killed
+
+    assert expire_sending(NOON + timedelta(minutes=4)) == 0  # the lease still runs
+    assert expire_sending(LATER) == 1
+
+    message = Message.objects.get(pk=hung.message.pk)
+    assert message.state == Message.State.UNKNOWN
+    assert "not resent without reconciliation" in message.last_error
+    follow_up = Message.objects.get(pk=never_called.message.pk)
+    # An expired claim for the scheduler's recovery, still named as its thread knows it.
+    assert follow_up.state == Message.State.CLAIMED and follow_up.lease_expires_at < LATER
+    assert follow_up.message_id_header == never_called.message.message_id_header
