@@ -43,8 +43,9 @@ from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool import config as pool_config
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.policy import SENDING_STATES
 from outreach.providers.simulated import sender as simulated
-from outreach.scheduler import policy
+from outreach.scheduler import routing
 from outreach.scheduler.capacity import domain_capacity, pool_capacity
 from outreach.scheduler.engine import run_pass
 from outreach.scheduler.models import DailyCounter
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POOL = Path("examples/pool.toml")
 DEFAULT_CAMPAIGN = Path("examples/campaign.toml")
-SENDING_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
 PENDING_STATES = (
     Message.State.SCHEDULED,
     Message.State.CLAIMED,
@@ -744,9 +744,9 @@ def finish_date(
     ).values_list("last_step", "next_due_at"):
         base = due or clock.now()
         rest = sum((delays[p] for p in range(last_step + 2, len(steps) + 1)), timedelta())
-        opens = policy.next_window_start(
+        opens = routing.next_window_start(
             base + rest,
-            policy.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
+            routing.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
             ZoneInfo(campaign.timezone or "UTC"),
         )
         if opens is not None:

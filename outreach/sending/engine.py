@@ -59,6 +59,7 @@ from outreach.campaigns.models import (
 from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
+from outreach.pool.policy import SENDING_STATES as SENDING_MAILBOX_STATES
 from outreach.providers import base
 from outreach.providers.base import Envelope, Outcome, SendError, SendResult
 from outreach.sending import circuit, mime
@@ -68,7 +69,6 @@ from outreach.sending.signals import send_attempted
 log = logging.getLogger(__name__)
 
 State = Message.State
-SENDING_MAILBOX_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
 # The SendError code of a message that cannot be built (no provider was called).
 BUILD_FAILED = "build"
 # How long such a message waits before it is built again (its campaign pauses before long).
@@ -337,7 +337,7 @@ def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
 
 def _cancel_if_suppressed(pk: int, now: datetime) -> None:
     """A due message to a suppressed address is cancelled; a claim's units go back."""
-    from outreach.scheduler.claiming import release_message
+    from outreach.scheduler.counters import release_message
 
     suppressed = Message.objects.filter(pk=pk, state__in=[State.CLAIMED, State.RETRY]).exclude(
         _not_suppressed()
@@ -871,7 +871,7 @@ def _apply_failure(
         # A template or address a campaign message cannot be built from is the campaign's
         # fault, not the lead's: the message waits (repeated failures pause the campaign, see
         # _after_failure) and its units go back, since no provider was called.
-        from outreach.scheduler.claiming import release_message
+        from outreach.scheduler.counters import release_message
 
         if _back_to_router(message, mine, now + BUILD_RETRY_DELAY, common):
             release_message(message)

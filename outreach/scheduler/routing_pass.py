@@ -1,45 +1,39 @@
-"""Routing and claiming: due messages get a mailbox and one unit of every cap, atomically.
+"""The routing pass: every due message that fits is given a mailbox and claimed.
 
-A claim is one transaction that (1) moves the message ``scheduled`` → ``claimed``, (2) takes
-the mailbox's pacing slot, (3) reserves one unit on every daily counter the message falls under
-(global, domain, mailbox, campaign, recipient domain). Each step is a conditional UPDATE whose
-affected row count is checked; if any of them finds nothing to change the whole transaction
-rolls back, so a claim either holds every unit it needs or none. This is what makes a cap a
-promise across processes and machines: the database, not a process's memory, decides.
-
-The in-memory :class:`~outreach.scheduler.policy.Router` only *proposes* a mailbox; when its
-view is stale (another process used the quota) the UPDATE refuses and the router is told.
+The pool, the campaigns and today's counters are read once; the in-memory
+:class:`~outreach.scheduler.routing.PoolRouter` proposes a mailbox per message and the claims
+are made in groups (:func:`~outreach.scheduler.claim.claim_batch`); the database has the last
+word on every cap.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import random
-import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
 from outreach.events.models import Event
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
-from outreach.pool.policy import Limits
-from outreach.scheduler import policy
+from outreach.pool.policy import SENDING_STATES, Limits
+from outreach.scheduler import routing
+from outreach.scheduler.claim import ClaimOutcome, Proposal, claim_batch, worker_name
+from outreach.scheduler.counters import (
+    GLOBAL_KEY,
+    Scope,
+    ensure_counters,
+    pool_day,
+    reservation_for,
+)
 from outreach.scheduler.models import DailyCounter, RecipientDomain
 from outreach.scheduler.recipients import CLASSES, providers_of
-from outreach.sending.engine import expire_sending
 
-log = logging.getLogger(__name__)
-
-Scope = DailyCounter.Scope
-GLOBAL_KEY = "*"
 # How many due messages one query fetches; a pass reads batch after batch.
 BATCH = 200
 # Claims committed together (claim_batch). Each claim is still all-or-nothing (its own
@@ -53,525 +47,13 @@ PINNED_ORDER = ("pinned_mailbox_id", "not_before", "pk")
 ATTEMPTS = 5
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def pool_day(now: datetime, pool: PoolSettings) -> date:
-    """The pool's calendar day at ``now``: the day every daily cap counts."""
-    return now.astimezone(ZoneInfo(pool.timezone)).date()
-
-
-# --- Counters --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """The counters one message's claim holds, each with its cap (None: counted, not capped)."""
-
-    units: tuple[tuple[str, str, int | None], ...]
-
-    def keys(self) -> list[tuple[str, str]]:
-        return [(scope, key) for scope, key, _cap in self.units]
-
-
-def reservation_for(
-    *,
-    kind: str,
-    mailbox_id: int,
-    domain_id: int,
-    mailbox_cap: int,
-    domain_cap: int,
-    limits: Limits,
-    campaign_id: int | None = None,
-    campaign_cap: int | None = None,
-    to_domain: str = "",
-) -> Reservation:
-    """Every cap a message falls under (BRIEF §3 Caps). Warm-up mail counts against the
-    mailbox, its domain and the global cap, not against campaigns or the recipient's company.
-
-    Uncapped scopes are still counted so a release always knows what to give back, whatever
-    the configuration says by then.
-    """
-    units: list[tuple[str, str, int | None]] = [
-        (Scope.GLOBAL, GLOBAL_KEY, limits.global_daily_cap),
-        (Scope.DOMAIN, str(domain_id), domain_cap),
-        (Scope.MAILBOX, str(mailbox_id), mailbox_cap),
-    ]
-    if kind == Message.Kind.CAMPAIGN and campaign_id is not None:
-        units.append((Scope.CAMPAIGN, str(campaign_id), campaign_cap))
-        if to_domain:
-            units.append((Scope.RECIPIENT_DOMAIN, to_domain, limits.recipient_domain_daily_cap))
-    return Reservation(tuple(sorted(units)))
-
-
-def ensure_counters(day: date, keys: Iterable[tuple[str, str]]) -> None:
-    """Create missing counter rows (used = 0), so reservations are plain conditional UPDATEs.
-
-    ``ignore_conflicts`` makes this an INSERT ... ON CONFLICT DO NOTHING: two processes creating
-    the same row at once both succeed and one row exists.
-    """
-    rows = [DailyCounter(scope=s, key=k, day=day, used=0) for s, k in set(keys)]
-    if rows:
-        DailyCounter.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-
-
-def _reserve(cursor: Any, day: date, reservation: Reservation) -> bool:
-    """One unit on every counter of ``reservation`` in ONE statement; True when all were free.
-
-    The race prevented: two processes both read "39 of 40 used" and both send, making 41. Here
-    the check and the increment are the same UPDATE (``used = used + 1 WHERE used < cap``); the
-    database serializes it per row, so only one of them sees 39. It must change exactly one row
-    per counter: fewer means some cap was full, and the caller rolls back the whole claim, so
-    the units that did get incremented are given back too.
-    """
-    # Each term names a whole (scope, key, day) so every row is found through the unique
-    # index, whatever the number of counters: the cost of a claim does not grow with the pool.
-    terms: list[str] = []
-    params: list[Any] = []
-    day_value = connection.ops.adapt_datefield_value(day)
-    for scope, key, cap in reservation.units:
-        if cap is None:
-            terms.append('(scope = %s AND "key" = %s AND day = %s)')
-            params += [scope, key, day_value]
-        else:
-            terms.append('(scope = %s AND "key" = %s AND day = %s AND used < %s)')
-            params += [scope, key, day_value, cap]
-    cursor.execute(
-        f"UPDATE {DailyCounter._meta.db_table} SET used = used + 1 "  # noqa: S608 (no user input)
-        f"WHERE {' OR '.join(terms)}",
-        params,
-    )
-    return cursor.rowcount == len(reservation.units)
-
-
-def _full_scope(day: date, reservation: Reservation) -> tuple[str, str]:
-    """After a refused reservation: which counter was full (the first one found)."""
-    used = {
-        (s, k): u
-        for s, k, u in DailyCounter.objects.filter(
-            _keys_q(reservation.keys()), day=day
-        ).values_list("scope", "key", "used")
-    }
-    for scope, key, cap in reservation.units:
-        if cap is not None and used.get((scope, key), 0) >= cap:
-            return scope, key
-    return Scope.GLOBAL, GLOBAL_KEY  # a row was missing; treat it as "try later"
-
-
-def _keys_q(keys: Iterable[tuple[str, str]]) -> Q:
-    condition = Q()
-    for scope, key in keys:
-        condition |= Q(scope=scope, key=key)
-    return condition
-
-
-def release(day: date, keys: Iterable[tuple[str, str]]) -> None:
-    """Give one unit back on each counter (never below zero). Only for a claim that never
-    reached a provider: quota is never released after a provider call."""
-    keys = list(keys)
-    if keys:
-        DailyCounter.objects.filter(_keys_q(keys), day=day, used__gt=0).update(used=F("used") - 1)
-
-
-def reservation_of(message: Message, pool: PoolSettings | None = None) -> Reservation | None:
-    """The counters a claimed message holds (for a release), rebuilt from the message."""
-    if message.mailbox_id is None:
-        return None
-    pool = pool or PoolSettings.load()
-    mailbox = Mailbox.objects.select_related("domain").get(pk=message.mailbox_id)
-    return reservation_for(
-        kind=message.kind,
-        mailbox_id=mailbox.pk,
-        domain_id=mailbox.domain_id,
-        mailbox_cap=0,
-        domain_cap=0,
-        limits=pool.limits,
-        campaign_id=message.campaign_id,
-        to_domain=message.to_domain,
-    )
-
-
-def release_message(message: Message) -> None:
-    """Release the units of a message that is being cancelled or failed *before* any provider
-    call (the sending engine calls this inside the transaction that changes its state)."""
-    reservation = reservation_of(message)
-    if reservation is not None and message.quota_day is not None:
-        release(message.quota_day, reservation.keys())
-
-
-# --- One claim -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one claim attempt."""
-
-    claimed: bool
-    # "gone" (someone else took the message), "busy" (mailbox paced/changed), "full" (a cap).
-    reason: str = ""
-    scope: str = ""
-    key: str = ""
-
-
-CLAIMED = Outcome(True)
-GONE = Outcome(False, "gone")
-BUSY = Outcome(False, "busy")
-
-
-class _Refused(Exception):
-    def __init__(self, outcome: Outcome):
-        self.outcome = outcome
-
-
-def claim_one(
-    message_id: int,
-    *,
-    mailbox_id: int,
-    provider_account_id: int,
-    reservation: Reservation,
-    day: date,
-    now: datetime,
-    next_send_at: datetime,
-    lease: timedelta,
-    worker: str,
-    allowed_states: tuple[str, ...] = policy.SENDING_STATES,
-) -> Outcome:
-    """Claim ``message_id`` for ``mailbox_id`` in one transaction, or change nothing.
-
-    Inside an outer transaction (the routing pass commits claims in groups) it is a savepoint:
-    all-or-nothing all the same, and nothing is visible to others before the outer commit.
-
-    Steps, each a conditional UPDATE that must change exactly one row (or one per counter):
-
-    1. the message is still ``scheduled`` (another process may have claimed it a moment ago;
-       on PostgreSQL a row being claimed right now is skipped, not waited for);
-    2. the mailbox is still in a sending state, on a sending domain, and its pacing slot is
-       free (``next_send_at <= now``): two processes routing to the same mailbox at once
-       cannot both send inside the gap; the slot moves to ``next_send_at``;
-    3. every cap of ``reservation`` has a unit left (see :func:`_reserve`).
-
-    Locks are taken in that order (message, mailbox, counters) by every claim. Claims grouped
-    in one transaction (:func:`claim_batch`) can still wait on another group's rows in a
-    cycle; the database then aborts one claim (a deadlock error), which comes back ``busy``.
-    """
-    ops = connection.ops
-    message_table = Message._meta.db_table
-    if connection.vendor == "postgresql":
-        # SKIP LOCKED: a row another process is claiming right now is not worth waiting for;
-        # its UPDATE will win and ours would then find nothing anyway.
-        target = (
-            f"id = (SELECT id FROM {message_table} WHERE id = %s AND state = %s "  # noqa: S608
-            "FOR UPDATE SKIP LOCKED)"
-        )
-    else:
-        target = "id = %s AND state = %s"
-    states = ", ".join(["%s"] * len(allowed_states))
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            # 1. The message, still scheduled.
-            cursor.execute(
-                f"UPDATE {message_table} SET state = %s, mailbox_id = %s, "  # noqa: S608
-                "provider_account_id = %s, claimed_by = %s, lease_expires_at = %s, "
-                f"quota_day = %s, updated_at = %s WHERE {target}",
-                [
-                    Message.State.CLAIMED,
-                    mailbox_id,
-                    provider_account_id,
-                    worker[:128],
-                    ops.adapt_datetimefield_value(now + lease),
-                    ops.adapt_datefield_value(day),
-                    ops.adapt_datetimefield_value(now),
-                    message_id,
-                    Message.State.SCHEDULED,
-                ],
-            )
-            if cursor.rowcount != 1:
-                raise _Refused(GONE)
-            # 2. The mailbox's pacing slot, while it and its domain may still send.
-            cursor.execute(
-                f"UPDATE {Mailbox._meta.db_table} SET next_send_at = %s "  # noqa: S608
-                f"WHERE id = %s AND state IN ({states}) "
-                "AND (next_send_at IS NULL OR next_send_at <= %s) "
-                f"AND EXISTS (SELECT 1 FROM {Domain._meta.db_table} d "
-                f"WHERE d.id = {Mailbox._meta.db_table}.domain_id AND d.state = %s)",
-                [
-                    ops.adapt_datetimefield_value(next_send_at),
-                    mailbox_id,
-                    *allowed_states,
-                    ops.adapt_datetimefield_value(now),
-                    Domain.State.ACTIVE,
-                ],
-            )
-            if cursor.rowcount != 1:
-                raise _Refused(BUSY)
-            # 3. One unit of every cap.
-            if not _reserve(cursor, day, reservation):
-                scope, key = _full_scope(day, reservation)
-                raise _Refused(Outcome(False, "full", scope, key))
-    except _Refused as refused:
-        return refused.outcome
-    except DatabaseError as exc:
-        # A serialization failure or deadlock on PostgreSQL, a busy timeout on SQLite: the
-        # transaction rolled back entirely; the message stays scheduled for the next pass.
-        log.warning("claim of message %s rolled back: %s", message_id, exc)
-        return BUSY
-    return CLAIMED
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One claim to make: this message, from this mailbox, holding these units."""
-
-    message_id: int
-    mailbox_id: int
-    provider_account_id: int
-    reservation: Reservation
-    next_send_at: datetime
-
-
-def claim_batch(
-    proposals: list[Proposal],
-    *,
-    day: date,
-    now: datetime,
-    lease: timedelta,
-    worker: str,
-    allowed_states: tuple[str, ...] = policy.SENDING_STATES,
-) -> list[Outcome]:
-    """Claim every proposal, in order, each all-or-nothing, in one transaction: an
-    :class:`Outcome` per proposal.
-
-    On PostgreSQL the whole batch is one call of the ``outreach_claim_batch_v1`` function
-    (created by a migration), which runs :func:`claim_one`'s steps server-side: a claim costs
-    no round trip of its own. Elsewhere each proposal is a :func:`claim_one` savepoint.
-    """
-    if not proposals:
-        return []
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            return _claim_batch_postgresql(proposals, day, now, lease, worker, allowed_states)
-        return [
-            claim_one(
-                p.message_id,
-                mailbox_id=p.mailbox_id,
-                provider_account_id=p.provider_account_id,
-                reservation=p.reservation,
-                day=day,
-                now=now,
-                next_send_at=p.next_send_at,
-                lease=lease,
-                worker=worker,
-                allowed_states=allowed_states,
-            )
-            for p in proposals
-        ]
-
-
-def _claim_batch_postgresql(
-    proposals: list[Proposal],
-    day: date,
-    now: datetime,
-    lease: timedelta,
-    worker: str,
-    allowed_states: tuple[str, ...],
-) -> list[Outcome]:
-    # A reservation's units travel as one flat list per field; unit_counts says how many
-    # belong to each proposal, in order.
-    scopes: list[str] = []
-    keys: list[str] = []
-    caps: list[int | None] = []
-    for p in proposals:
-        for scope, key, cap in p.reservation.units:
-            scopes.append(scope)
-            keys.append(key)
-            caps.append(cap)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, full_scope, full_key FROM outreach_claim_batch_v1("
-            "%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::integer[], "
-            "%s::text[], %s::text[], %s::bigint[], %s::date, %s, %s, %s, %s::text[])",
-            [
-                [p.message_id for p in proposals],
-                [p.mailbox_id for p in proposals],
-                [p.provider_account_id for p in proposals],
-                [p.next_send_at for p in proposals],
-                [len(p.reservation.units) for p in proposals],
-                scopes,
-                keys,
-                caps,
-                day,
-                now,
-                now + lease,
-                worker[:128],
-                list(allowed_states),
-            ],
-        )
-        rows = cursor.fetchall()
-    by_reason = {"claimed": CLAIMED, "gone": GONE, "busy": BUSY}
-    return [
-        by_reason.get(reason) or Outcome(False, "full", scope, key) for reason, scope, key in rows
-    ]
-
-
-# --- Lease recovery and expiry ---------------------------------------------------------------
-
-
-@dataclass
-class RecoveryReport:
-    released: int = 0
-    unknown: int = 0
-    cancelled: int = 0
-    stranded: int = 0
-
-
-def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
-    """Expired leases, as BRIEF §3 Messages says.
-
-    A ``claimed`` message whose lease expired never reached a provider (the worker moves it to
-    ``sending`` and commits before any call): it goes back to ``scheduled`` and its units are
-    released, in one transaction, conditional on it still being ``claimed`` with that lease, so
-    a worker taking it at the same moment and this recovery cannot both win.
-
-    A ``sending`` message whose lease expired is settled by the sending engine
-    (:func:`outreach.sending.engine.expire_sending`): ``sent`` if the provider accepted it,
-    an expired claim (handled here) if its provider call never began, else ``unknown``, never
-    resent without reconciliation (a duplicate cold email is worse than a missing one).
-    Quota stays used once a provider was called.
-
-    A ``retry`` message whose mailbox can no longer send is stranded: see
-    :func:`return_stranded_retries`.
-    """
-    report = RecoveryReport()
-    # First, so that a killed worker's messages whose call never began are expired claims
-    # below: back to routing in this same pass.
-    report.unknown = expire_sending(now, limit=limit)
-    pool = PoolSettings.load()
-    limits = pool.limits
-    expired = list(
-        Message.objects.filter(state=Message.State.CLAIMED, lease_expires_at__lt=now)
-        .select_related("mailbox")
-        .order_by("lease_expires_at")[:limit]
-    )
-    for message in expired:
-        reservation = None
-        if message.mailbox is not None:
-            reservation = reservation_for(
-                kind=message.kind,
-                mailbox_id=message.mailbox.pk,
-                domain_id=message.mailbox.domain_id,
-                mailbox_cap=0,
-                domain_cap=0,
-                limits=limits,
-                campaign_id=message.campaign_id,
-                to_domain=message.to_domain,
-            )
-        with transaction.atomic():
-            back = Message.objects.filter(
-                pk=message.pk,
-                state=Message.State.CLAIMED,
-                lease_expires_at=message.lease_expires_at,
-            ).update(
-                state=Message.State.SCHEDULED,
-                mailbox=None,
-                provider_account=None,
-                claimed_by="",
-                lease_expires_at=None,
-                quota_day=None,
-                updated_at=now,
-            )
-            if back == 1 and reservation is not None and message.quota_day is not None:
-                release(message.quota_day, reservation.keys())
-        report.released += back
-    if report.released or report.unknown:
-        log.warning(
-            "leases: %d claimed message(s) back to scheduled, %d sending message(s) unknown",
-            report.released,
-            report.unknown,
-        )
-    report.stranded = return_stranded_retries(now, limit=limit)
-    return report
-
-
-def return_stranded_retries(now: datetime, *, limit: int = 1000) -> int:
-    """``retry`` messages whose mailbox can no longer send (paused, in cooldown, retired, or
-    its domain not active) go back to ``scheduled``, to wait as every unclaimed message does.
-
-    Left in ``retry`` they would wait for that mailbox with no limit. Back in ``scheduled``
-    (mailbox and claim cleared, backoff kept) a first message is routed to another mailbox,
-    and a follow-up keeps waiting for its thread's mailbox until its wait limit, then is
-    cancelled (BRIEF §3 Routing: never silently moved). Their units stay used: a provider
-    was called. Conditional on the message still being ``retry``: a worker taking it at the
-    same moment and this pass cannot both win.
-    """
-    stranded = list(
-        Message.objects.filter(state=Message.State.RETRY, mailbox__isnull=False)
-        .exclude(
-            mailbox__state__in=(Mailbox.State.ACTIVE, Mailbox.State.WARMING),
-            mailbox__domain__state=Domain.State.ACTIVE,
-        )
-        .values_list("pk", flat=True)[:limit]
-    )
-    if not stranded:
-        return 0
-    back_to_router = {
-        "state": Message.State.SCHEDULED,
-        "mailbox": None,
-        "provider_account": None,
-        "claimed_by": "",
-        "lease_expires_at": None,
-        "quota_day": None,
-        "updated_at": now,
-    }
-    waiting = Message.objects.filter(pk__in=stranded, state=Message.State.RETRY)
-    back = waiting.filter(pinned_mailbox__isnull=False).update(**back_to_router)
-    # A first message may leave from another domain: its Message-ID, named after the old
-    # domain, would tie the two together. Its next take gives it one on the new domain.
-    back += waiting.filter(pinned_mailbox__isnull=True).update(
-        **back_to_router, message_id_header=None
-    )
-    if back:
-        log.warning("%d retry message(s) of mailboxes that cannot send back to scheduled", back)
-    return back
-
-
-def cancel_expired(now: datetime, *, limit: int = 1000) -> int:
-    """Scheduled messages past ``expires_at`` are cancelled (a follow-up that waited too long
-    for its thread's mailbox); their enrollments stop with ``mailbox_unavailable``."""
-    cancelled = 0
-    expired = list(
-        Message.objects.filter(state=Message.State.SCHEDULED, expires_at__lt=now).values_list(
-            "pk", "enrollment_id"
-        )[:limit]
-    )
-    for message_id, enrollment_id in expired:
-        with transaction.atomic():
-            done = Message.objects.filter(pk=message_id, state=Message.State.SCHEDULED).update(
-                state=Message.State.CANCELLED,
-                last_error="its thread's mailbox could not send before the wait limit",
-                updated_at=now,
-            )
-            if done and enrollment_id is not None:
-                Enrollment.objects.filter(pk=enrollment_id, state=Enrollment.State.ACTIVE).update(
-                    state=Enrollment.State.STOPPED,
-                    stop_reason=Enrollment.StopReason.MAILBOX_UNAVAILABLE,
-                    stopped_at=now,
-                    next_due_at=None,
-                )
-        cancelled += done
-    return cancelled
-
-
-# --- The routing pass ------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class CampaignRules:
     id: int
     allowed: frozenset[int] | None  # None: every mailbox of the pool
     allow_warming: bool
     cap: int | None
-    window: policy.Window
+    window: routing.Window
     timezone: str
 
 
@@ -635,7 +117,7 @@ class _Pass:
         self.report = ClaimReport()
         self.info: dict[int, _MailboxInfo] = {}
         self.existing: set[tuple[str, str]] = set()
-        self.router = policy.Router(self._load_pool(), now, self.thresholds)
+        self.router = routing.PoolRouter(self._load_pool(), now, self.thresholds)
         self.campaigns = self._load_campaigns()
         used = self._used(Scope.CAMPAIGN)
         global_used = self._used(Scope.GLOBAL).get(GLOBAL_KEY, 0)
@@ -676,7 +158,7 @@ class _Pass:
         keys += [(Scope.CAMPAIGN, str(c)) for c in self.campaigns]
         return [k for k in keys if k not in self.existing]
 
-    def _load_pool(self) -> list[policy.MailboxView]:
+    def _load_pool(self) -> list[routing.MailboxView]:
         mailbox_used = self._used(Scope.MAILBOX)
         domain_used = self._used(Scope.DOMAIN)
         stats = mailbox_stats(self.now, self.thresholds)
@@ -687,9 +169,7 @@ class _Pass:
         views = []
         warmup = self.pool.warmup
         mailboxes = (
-            Mailbox.objects.filter(
-                state__in=policy.SENDING_STATES, domain__state=Domain.State.ACTIVE
-            )
+            Mailbox.objects.filter(state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE)
             .select_related("domain")
             .only(*_ROUTING_FIELDS)
         )
@@ -706,7 +186,7 @@ class _Pass:
             )
             bounce_rate, complaint_rate, spike = stats.get(mb.pk, (0.0, 0.0, False))
             views.append(
-                policy.MailboxView(
+                routing.MailboxView(
                     id=mb.pk,
                     domain_id=domain.pk,
                     state=mb.state,
@@ -739,7 +219,7 @@ class _Pass:
                 allowed=None if allowed is None else frozenset(allowed),
                 allow_warming=c.allow_warming_mailboxes,
                 cap=c.daily_cap if c.daily_cap is not None else self.limits.campaign_daily_cap,
-                window=policy.Window.of(c.window_days, c.window_start, c.window_end),
+                window=routing.Window.of(c.window_days, c.window_start, c.window_end),
                 timezone=c.timezone,
             )
         return rules
@@ -917,7 +397,7 @@ class _Pass:
             campaign_cap=campaign.cap if campaign else None,
             to_domain=row["to_domain"],
         )
-        next_send_at = self.now + policy.pacing_gap(self.limits, self.rng, mailbox_gap=info.gap)
+        next_send_at = self.now + routing.pacing_gap(self.limits, self.rng, mailbox_gap=info.gap)
         item = _Proposed(
             row=row,
             attempt=attempt,
@@ -954,7 +434,7 @@ class _Pass:
                 self.campaign_left[item.campaign.id] = left + 1
 
     def _learn(
-        self, outcome: Outcome, mailbox_id: int, campaign: CampaignRules | None, to_domain: str
+        self, outcome: ClaimOutcome, mailbox_id: int, campaign: CampaignRules | None, to_domain: str
     ) -> None:
         """The database refused: bring the in-memory view in line with it."""
         if outcome.reason == "busy" or outcome.scope == Scope.MAILBOX:
@@ -980,9 +460,9 @@ class _Pass:
     def _defer_outside_window(self, row: dict[str, Any], campaign: CampaignRules) -> bool:
         """A message whose window closed (or has not opened) waits for the next opening."""
         tz = _zone(row["enrollment__lead__timezone"] or campaign.timezone)
-        if policy.in_window(self.now, campaign.window, tz):
+        if routing.in_window(self.now, campaign.window, tz):
             return False
-        opening = policy.next_window_start(self.now, campaign.window, tz)
+        opening = routing.next_window_start(self.now, campaign.window, tz)
         if opening is None:
             return False
         Message.objects.filter(pk=row["pk"], state=Message.State.SCHEDULED).update(
