@@ -19,10 +19,9 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
-from outreach.events.models import Event
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
 from outreach.pool.policy import SENDING_STATES, Limits
-from outreach.scheduler import routing
+from outreach.scheduler import evidence, routing
 from outreach.scheduler.claim import ClaimOutcome, Proposal, claim_batch, worker_name
 from outreach.scheduler.counters import (
     GLOBAL_KEY,
@@ -34,6 +33,7 @@ from outreach.scheduler.counters import (
 from outreach.scheduler.models import DailyCounter, RecipientDomain
 from outreach.scheduler.recipients import CLASSES, providers_of
 
+NO_EVIDENCE = evidence.MailboxRates()
 # How many due messages one query fetches; a pass reads batch after batch.
 BATCH = 200
 # Claims committed together (claim_batch). Each claim is still all-or-nothing (its own
@@ -161,7 +161,7 @@ class _Pass:
     def _load_pool(self) -> list[routing.MailboxView]:
         mailbox_used = self._used(Scope.MAILBOX)
         domain_used = self._used(Scope.DOMAIN)
-        stats = mailbox_stats(self.now, self.thresholds)
+        stats = evidence.mailbox_rates(self.now, self.thresholds)
         blocked = _dns_blocked_domain_ids()
         kinds = dict(
             ProviderAccount.objects.filter(kind__in=MAILBOX_PROVIDERS).values_list("pk", "kind")
@@ -184,7 +184,7 @@ class _Pass:
                 domain_cap=domain_cap,
                 gap=mb.pacing_gap_seconds,
             )
-            bounce_rate, complaint_rate, spike = stats.get(mb.pk, (0.0, 0.0, False))
+            rates = stats.get(mb.pk, NO_EVIDENCE)
             views.append(
                 routing.MailboxView(
                     id=mb.pk,
@@ -194,9 +194,9 @@ class _Pass:
                     domain_remaining=domain_cap - domain_used.get(str(domain.pk), 0),
                     next_send_at=mb.next_send_at,
                     domain_sendable=domain.pk not in blocked,
-                    bounce_rate=bounce_rate,
-                    complaint_rate=complaint_rate,
-                    recent_spike=spike,
+                    bounce_rate=rates.bounce_rate,
+                    complaint_rate=rates.complaint_rate,
+                    recent_spike=rates.recent_spike,
                     provider=kinds.get(self.info[mb.pk].provider_account_id, ""),
                 )
             )
@@ -490,53 +490,6 @@ def claim_due(
 
 
 # --- Helpers ---------------------------------------------------------------------------------
-
-
-def mailbox_stats(now: datetime, thresholds: Any) -> dict[int, tuple[float, float, bool]]:
-    """Per mailbox: hard-bounce rate and complaint rate over the thresholds' window, and
-    whether the last day shows a spike (any complaint, or bounces above the warning rate).
-
-    Read from the raw events and messages for now; a constant number of grouped queries.
-    """
-    since = now - timedelta(days=thresholds.window_days)
-    day_ago = now - timedelta(days=1)
-    sent = _count_by_mailbox(
-        Message.objects.filter(state=Message.State.SENT, sent_at__gte=since, mailbox__isnull=False)
-    )
-    sent_day = _count_by_mailbox(
-        Message.objects.filter(
-            state=Message.State.SENT, sent_at__gte=day_ago, mailbox__isnull=False
-        )
-    )
-    events = Event.objects.filter(occurred_at__gte=since, mailbox__isnull=False)
-    hard = events.filter(type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD)
-    bounces = _count_by_mailbox(hard)
-    # Messages refused at send time (one "smtp" event each) are attempts too: rates are per
-    # attempt, or a mailbox whose every message is refused would look clean.
-    refused = _count_by_mailbox(
-        events.filter(source="smtp", type__in=(Event.Type.BOUNCED, Event.Type.BLOCKED))
-    )
-    complaints = _count_by_mailbox(events.filter(type=Event.Type.COMPLAINED))
-    bounces_day = _count_by_mailbox(hard.filter(occurred_at__gte=day_ago))
-    complaints_day = _count_by_mailbox(
-        events.filter(type=Event.Type.COMPLAINED, occurred_at__gte=day_ago)
-    )
-    stats = {}
-    for mailbox_id in set(sent) | set(bounces) | set(complaints):
-        n = sent.get(mailbox_id, 0) + refused.get(mailbox_id, 0)
-        bounce_rate = bounces.get(mailbox_id, 0) / n if n else 0.0
-        complaint_rate = complaints.get(mailbox_id, 0) / n if n else 0.0
-        n_day = sent_day.get(mailbox_id, 0)
-        spike = complaints_day.get(mailbox_id, 0) > 0 or (
-            bounces_day.get(mailbox_id, 0) > 1
-            and bounces_day.get(mailbox_id, 0) > thresholds.bounce_warning_rate * max(n_day, 1)
-        )
-        stats[mailbox_id] = (bounce_rate, complaint_rate, spike)
-    return stats
-
-
-def _count_by_mailbox(query: Any) -> dict[int, int]:
-    return dict(query.values("mailbox_id").annotate(n=Count("pk")).values_list("mailbox_id", "n"))
 
 
 def _dns_blocked_domain_ids() -> set[int]:

@@ -28,10 +28,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from outreach.campaigns.models import Message
-from outreach.events.models import Event
 from outreach.pool.models import Domain, Mailbox, PoolSettings
 from outreach.pool.states import transition_mailbox
-from outreach.scheduler import routing
+from outreach.scheduler import evidence, routing
 from outreach.scheduler.models import DailyCounter
 
 log = logging.getLogger(__name__)
@@ -237,22 +236,17 @@ def graduation_figures(
         ).values_list("day", "used")
     )
     since = now - timedelta(days=thresholds.window_days)
-    events = Event.objects.filter(mailbox=mailbox, occurred_at__gte=since)
+    counts = evidence.outcome_counts(mailbox.pk, since)
     return routing.GraduationFigures(
         target=mailbox.target_cap(pool.limits),
         recent_daily_sends=tuple(used.get(d, 0) for d in days),
         sent=Message.objects.filter(
             mailbox=mailbox, state=Message.State.SENT, sent_at__gte=since
         ).count(),
-        hard_bounces=events.filter(
-            type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD
-        ).count(),
-        complaints=events.filter(type=Event.Type.COMPLAINED).count(),
-        blocks=events.filter(type=Event.Type.BLOCKED).count(),
-        # The sending engine records each refusal at send time as one event of source "smtp".
-        refused=events.filter(
-            source="smtp", type__in=(Event.Type.BOUNCED, Event.Type.BLOCKED)
-        ).count(),
+        hard_bounces=counts.hard_bounces,
+        complaints=counts.complaints,
+        blocks=counts.blocks,
+        refused=counts.refused,
     )
 
 
