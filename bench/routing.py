@@ -55,9 +55,9 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
     from outreach.lib import clock
     from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
     from outreach.pool.policy import Thresholds
-    from outreach.scheduler import policy
-    from outreach.scheduler.claiming import claim_due
+    from outreach.scheduler import routing
     from outreach.scheduler.models import DailyCounter, RecipientDomain
+    from outreach.scheduler.routing_pass import claim_due
     from outreach.testing import make_campaign, make_pool
 
     prefer = os.environ.get("BENCH_PREFER_PROVIDER") == "1"
@@ -134,12 +134,12 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
     results = []
     for size in pools:
         elapsed, load_seconds = best[size]
-        routing = elapsed - load_seconds
+        routing_seconds = elapsed - load_seconds
 
         # The in-memory choice alone, same pool shape.
         thresholds = PoolSettings.load().thresholds
         views = [
-            policy.MailboxView(
+            routing.MailboxView(
                 id=i,
                 domain_id=i // 3,
                 state="active",
@@ -149,7 +149,7 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
             )
             for i in range(size)
         ]
-        router = policy.Router(views, NOW, thresholds or Thresholds())
+        router = routing.PoolRouter(views, NOW, thresholds or Thresholds())
         n_pure = 50_000
         started = time.perf_counter()
         for n in range(n_pure):
@@ -166,7 +166,7 @@ def child(pools: list[int], messages: int, decisions: int) -> list[dict[str, obj
                 "decisions_per_s": round(decisions / elapsed, 1),
                 # The pass minus its start (reading the pool once: O(pool), once per pass).
                 "pool_read_seconds": round(load_seconds, 3),
-                "decisions_per_s_after_pool_read": round(decisions / routing, 1),
+                "decisions_per_s_after_pool_read": round(decisions / routing_seconds, 1),
                 "router_decisions_per_s": round(n_pure / pure, 1),
             }
         )

@@ -31,14 +31,13 @@ from outreach.lib.logins import prune_failed_logins
 from outreach.metrics import health, rollups
 from outreach.metrics.figures import Figures
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
-from outreach.pool.policy import Thresholds
+from outreach.pool.policy import SENDING_STATES, Thresholds
 from outreach.pool.states import mark_auth_failed, transition_domain, transition_mailbox
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 
 log = logging.getLogger(__name__)
 
-SENDING_STATES = (Mailbox.State.WARMING, Mailbox.State.ACTIVE)
 OUT_OF_SERVICE = (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN)
 # Outcomes that say something about the mailbox itself (a hard bounce or a block says
 # something about one recipient or its provider, and is counted by the rollups instead).

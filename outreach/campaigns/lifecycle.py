@@ -213,7 +213,7 @@ def _release_units(message: Message) -> None:
 
     The control plane owns the counters and knows exactly which ones a claim holds.
     """
-    from outreach.scheduler.claiming import release_message
+    from outreach.scheduler.counters import release_message
 
     release_message(message)
 

@@ -117,7 +117,7 @@ def sample_context() -> dict[str, Any]:
 def choose_variant(variants: Sequence[Variant], seed: str) -> Variant:
     """One of ``variants`` by weight, always the same one for the same ``seed``.
 
-    The same rule as the scheduler's (``outreach.scheduler.policy.choose_variant``), so a
+    The same rule as the scheduler's (``outreach.scheduler.routing.choose_variant``), so a
     preview shows the variant the lead will get: SHA-256 of the seed, modulo the total weight.
     """
     if not variants:

@@ -11,8 +11,6 @@ provider, never released after the provider call), so a year of messages is neve
 
 from __future__ import annotations
 
-import calendar
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,12 +39,13 @@ from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Variant
 from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.metrics.cost import month_cost as metrics_month_cost
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import way_back
 from outreach.scheduler.capacity import domain_capacity, domain_holds, pool_capacity
+from outreach.scheduler.forecast import finish_day
 from outreach.scheduler.models import DailyCounter
-from outreach.sending.models import SendAttempt
 
 # States of a message that has not reached a provider yet (still "to be sent").
 PENDING_STATES = (
@@ -653,12 +652,7 @@ def unknown_messages(limit: int = 50) -> tuple[int, list[Message]]:
 
 
 def month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
-    """The metrics app's month cost (from its rollups, with the configured budget) when it
-    exists, else :func:`own_month_cost`."""
-    try:
-        from outreach.metrics.cost import month_cost as metrics_month_cost
-    except ImportError:
-        return own_month_cost(pool, domains)
+    """The metrics app's month cost (from its rollups, with the configured budget)."""
     m = metrics_month_cost(pool_day(pool))
     return Cost(
         sends=m.sends,
@@ -667,42 +661,6 @@ def month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
         month_to_date=m.total,
         projection=m.projection,
         budget=m.budget,
-    )
-
-
-def own_month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
-    """Month-to-date cost from the send attempts: sends priced by their provider account, plus
-    each live domain's twelfth of its yearly price pro rata; the projection extends the sends
-    at this month's pace and adds the whole month's domain share. Two queries."""
-    zone = ZoneInfo(pool.timezone)
-    now = clock.now().astimezone(zone)
-    month_start = now.date().replace(day=1)
-    start = datetime.combine(month_start, time.min, tzinfo=zone)
-    days_in_month = calendar.monthrange(now.year, now.month)[1]
-    elapsed = Decimal(str(max((now - start).total_seconds() / 86400, 1 / 24)))
-    sends = dict(
-        SendAttempt.objects.filter(at__gte=start, outcome=SendAttempt.Outcome.SENT)
-        .values("provider_account")
-        .annotate(n=Count("id"))
-        .values_list("provider_account", "n")
-    )
-    prices = dict(
-        ProviderAccount.objects.filter(pk__in=list(sends)).values_list("pk", "price_per_1000")
-    )
-    sending = sum(
-        (Decimal(n) * prices.get(pk, Decimal(0)) / 1000 for pk, n in sends.items()), Decimal(0)
-    )
-    yearly = sum((d.yearly_price for d in domains if d.state != Domain.State.RETIRED), Decimal(0))
-    domains_month = yearly / 12
-    domains_to_date = domains_month * elapsed / days_in_month
-    cent = Decimal("0.01")
-    return Cost(
-        sends=sum(sends.values()),
-        sending_cost=sending.quantize(cent),
-        domains_cost=domains_to_date.quantize(cent),
-        month_to_date=(sending + domains_to_date).quantize(cent),
-        projection=(sending / elapsed * days_in_month + domains_month).quantize(cent),
-        budget=monthly_budget(pool),
     )
 
 
@@ -845,12 +803,8 @@ def forecast_finish(
     The pace is the average of the last seven days, or the campaign's cap when it has not sent
     yet; None when neither gives a pace (nothing to extrapolate from).
     """
-    if remaining <= 0:
-        return today
     pace = sent_last_7_days / 7 if sent_last_7_days else float(daily_cap or 0)
-    if pace <= 0:
-        return None
-    return today + timedelta(days=math.ceil(remaining / pace) - 1)
+    return finish_day(remaining, pace, today)
 
 
 def campaign_steps(campaign: Campaign) -> list[StepRow]:

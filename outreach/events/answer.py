@@ -24,7 +24,7 @@ from outreach.events.unsubscribe import unsubscribe_url
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 from outreach.providers import base, mime
-from outreach.scheduler import claiming
+from outreach.scheduler import counters
 from outreach.sending.deliver import signing_of
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def send_answer(mail: InboundMail, text: str, *, actor: str) -> Message:
         in_reply_to=mail.message_id_header,
         references=references[:5000],
         claimed_by=actor[:128],
-        quota_day=claiming.pool_day(now, PoolSettings.load()),
+        quota_day=counters.pool_day(now, PoolSettings.load()),
         created_at=now,
         updated_at=now,
     )
@@ -158,7 +158,7 @@ def _count(message: Message, mailbox: Mailbox) -> None:
     """One unit on the day's counters of the mailbox, its domain and the pool, without a
     cap: an answer is never held, but the mailbox's volume for the day includes it."""
     assert message.quota_day is not None
-    units = claiming.reservation_for(
+    units = counters.reservation_for(
         kind=Message.Kind.REPLY,
         mailbox_id=mailbox.pk,
         domain_id=mailbox.domain_id,
@@ -166,11 +166,11 @@ def _count(message: Message, mailbox: Mailbox) -> None:
         domain_cap=0,
         limits=PoolSettings.load().limits,
     ).units
-    uncapped = claiming.Reservation(tuple((scope, key, None) for scope, key, _ in units))
+    uncapped = counters.Reservation(tuple((scope, key, None) for scope, key, _ in units))
     with transaction.atomic():
-        claiming.ensure_counters(message.quota_day, uncapped.keys())
+        counters.ensure_counters(message.quota_day, uncapped.keys())
         with connection.cursor() as cursor:
-            claiming._reserve(cursor, message.quota_day, uncapped)
+            counters.reserve(cursor, message.quota_day, uncapped)
 
 
 def _build(message: Message, mailbox: Mailbox, text: str) -> tuple[bytes, base.Envelope]:

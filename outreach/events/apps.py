@@ -6,8 +6,9 @@ class EventsConfig(AppConfig):
     label = "events"
 
     def ready(self) -> None:
-        from outreach.events import inbox, record, tracking, unsubscribe
+        from outreach.events import counts, inbox, record, tracking, unsubscribe
         from outreach.events.outgoing import connect_signals
+        from outreach.scheduler import evidence
         from outreach.sending import hooks
         from outreach.sending.signals import send_refused
 
@@ -21,3 +22,5 @@ class EventsConfig(AppConfig):
             imap_connect=inbox.connect,
         )
         send_refused.connect(record.on_send_refused, dispatch_uid="events.send_refused")
+        # The scheduler reads these counts without importing the events layer.
+        evidence.register(outcome_counts=counts.outcome_counts, day_outcomes=counts.day_outcomes)

@@ -34,10 +34,6 @@ def today(tz: str | tzinfo = "UTC") -> date:
     return now().astimezone(zone).date()
 
 
-def is_simulated() -> bool:
-    return _override is not None
-
-
 def set_now(when: datetime | None) -> None:
     """Pin the clock to ``when`` (aware), or release it with ``None``."""
     global _override

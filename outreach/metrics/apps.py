@@ -9,8 +9,11 @@ class MetricsConfig(AppConfig):
         # Connected before the health rules (alerts app, later in INSTALLED_APPS): the rules
         # read the rollups these receivers have just updated.
         from outreach.events.signals import event_recorded
-        from outreach.metrics import receivers
+        from outreach.metrics import rates, receivers
+        from outreach.scheduler import evidence
         from outreach.sending.signals import send_attempted
 
         event_recorded.connect(receivers.on_event_recorded, dispatch_uid="metrics.rollup_event")
         send_attempted.connect(receivers.on_send_attempted, dispatch_uid="metrics.rollup_attempt")
+        # The router reads the same rollup figures as the health rules.
+        evidence.register(mailbox_rates=rates.mailbox_rates)

@@ -163,25 +163,3 @@ def domain_verdict(
             {**facts, "cooldown_days": t.block_cooldown_days},
         )
     return OK
-
-
-def routing_share(figures: Figures, thresholds: Thresholds) -> float:
-    """A mailbox's routing weight in [0, 1]: it falls linearly as the bounce rate rises towards
-    the pause rate, so traffic moves away before the mailbox has to be paused (BRIEF §3
-    Routing). Below ``min_sends`` there is too little evidence to penalize."""
-    if figures.attempts < thresholds.min_sends or thresholds.bounce_pause_rate <= 0:
-        return 1.0
-    return max(0.0, 1.0 - figures.bounce_rate / thresholds.bounce_pause_rate)
-
-
-def may_graduate(figures: Figures, thresholds: Thresholds, *, reached_target: bool) -> bool:
-    """A warming mailbox graduates to ``active`` once it has reached its target volume with no
-    complaint, no block and a bounce rate not above the warning rate on the evidence."""
-    return (
-        reached_target
-        and figures.complained == 0
-        and figures.blocked == 0
-        and not bounce_rate_above(
-            figures.bounced_hard, figures.attempts, thresholds.bounce_warning_rate, thresholds
-        )
-    )

@@ -10,6 +10,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# Mailbox states that may send: `active` always, `warming` only within its warm-up cap and,
+# for campaign mail, only for campaigns that allow warming mailboxes.
+SENDING_STATES = ("active", "warming")
+
 
 @dataclass(frozen=True)
 class Limits:

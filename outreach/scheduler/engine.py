@@ -18,7 +18,7 @@ from typing import Any
 
 from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
-from outreach.scheduler import claiming, planning, warmup
+from outreach.scheduler import claim, planning, recovery, routing_pass, warmup
 from outreach.sending import reconcile
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,16 @@ def run_pass(
     """
     rng = rng or random.Random()
     report = PassReport(now=now)
-    recovery = claiming.recover_leases(now)
-    report.released, report.unknown = recovery.released, recovery.unknown
-    report.stranded = recovery.stranded
+    recovered = recovery.recover_leases(now)
+    report.released, report.unknown = recovered.released, recovered.unknown
+    report.stranded = recovered.stranded
     try:
         settled = reconcile.reconcile_due(now)
         report.found_sent, report.resent = settled.sent, settled.resent
     except Exception:
         # Lookups reach IMAP servers and provider APIs: their failure must not stop routing.
         log.exception("reconciliation of messages in doubt failed during the pass")
-    report.cancelled = claiming.cancel_expired(now)
+    report.cancelled = recovery.cancel_expired(now)
     report.settled = planning.settle_stranded(now)
     plan = planning.plan_due(now)
     report.planned, report.finished, report.suppressed = (
@@ -120,7 +120,7 @@ def run_pass(
         except Exception:
             # The health rules are another part: their failure must not stop routing.
             log.exception("health evaluation failed during the pass")
-    claims = claiming.claim_due(now, worker=worker, rng=rng)
+    claims = routing_pass.claim_due(now, worker=worker, rng=rng)
     report.claimed, report.deferred, report.refused = (
         claims.claimed,
         claims.deferred,
@@ -161,7 +161,7 @@ def make_loop(stop: threading.Event) -> Loop:
     clock's now. The sending workers send what it claims and the alerts loop runs the health
     rules, each in its own loop."""
     rng = random.Random()
-    worker = claiming.worker_name()
+    worker = claim.worker_name()
 
     def handle_one() -> bool:
         report = run_pass(clock.now(), send=False, health=False, worker=worker, rng=rng)

@@ -107,7 +107,7 @@ def first_day_reached(pool: Pool, target: int, horizon: int = HORIZON_DAYS) -> d
 def graduation_day(mb: PlannedMailbox, pool: Pool) -> date | None:
     """The day a warming mailbox can graduate with a clean record: the last of the
     ``graduation_days_at_target`` days on which its cap reaches its target
-    (:func:`outreach.scheduler.policy.graduation`)."""
+    (:func:`outreach.scheduler.routing.graduation`)."""
     if mb.state != Mailbox.State.WARMING or mb.warmup_day_today is None or mb.target <= 0:
         return None
     for k in range(HORIZON_DAYS + 1):

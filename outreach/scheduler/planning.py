@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
 from outreach.campaigns.suppression import is_suppressed
 from outreach.pool.models import PoolSettings
-from outreach.scheduler import policy
+from outreach.scheduler import routing
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ class _Campaigns:
                 step.pk, [(v.pk, v.weight) for v in step.variants.all()]
             )
 
-    def window(self, campaign_id: int) -> policy.Window:
+    def window(self, campaign_id: int) -> routing.Window:
         c = self.campaigns[campaign_id]
-        return policy.Window.of(c.window_days, c.window_start, c.window_end)
+        return routing.Window.of(c.window_days, c.window_start, c.window_end)
 
 
 def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
@@ -140,11 +140,11 @@ def _plan_one(
         return
     campaign = campaigns.campaigns[enrollment.campaign_id]
     tz = _zone(lead.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
-    not_before = policy.next_window_start(now, campaigns.window(campaign.pk), tz)
+    not_before = routing.next_window_start(now, campaigns.window(campaign.pk), tz)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
         return
-    variant_id = policy.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
+    variant_id = routing.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
     message = Message(
         kind=Message.Kind.CAMPAIGN,
         enrollment=enrollment,

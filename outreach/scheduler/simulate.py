@@ -39,14 +39,15 @@ from django.db.models import Min
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step
-from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool import config as pool_config
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.policy import SENDING_STATES
 from outreach.providers.simulated import sender as simulated
-from outreach.scheduler import policy
+from outreach.scheduler import evidence, routing
 from outreach.scheduler.capacity import domain_capacity, pool_capacity
 from outreach.scheduler.engine import run_pass
+from outreach.scheduler.forecast import finish_day
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.recipients import provider_mix
 
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POOL = Path("examples/pool.toml")
 DEFAULT_CAMPAIGN = Path("examples/campaign.toml")
-SENDING_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
 PENDING_STATES = (
     Message.State.SCHEDULED,
     Message.State.CLAIMED,
@@ -588,12 +588,7 @@ class _Run:
             for c in changes
             if c.mailbox and c.from_state == Mailbox.State.WARMING and c.to_state == "active"
         ]
-        events = Counter(
-            (t, b)
-            for t, b in Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
-            .values_list("type", "bounce_type")
-            .iterator()
-        )
+        outcomes = evidence.day_outcomes(start, end)
         states = Counter(m.state for m in mailboxes.values())
         for pk, mailbox in mailboxes.items():
             ramp = self.ramp[pk]
@@ -614,9 +609,9 @@ class _Run:
             "mailboxes_by_state": dict(sorted(states.items())),
             "pauses": pauses,
             "graduated": graduated,
-            "delivered": events[(Event.Type.DELIVERED, "")],
-            "hard_bounces": events[(Event.Type.BOUNCED, Event.BounceType.HARD)],
-            "complaints": events[(Event.Type.COMPLAINED, "")],
+            "delivered": outcomes.get("delivered", 0),
+            "hard_bounces": outcomes.get("hard_bounces", 0),
+            "complaints": outcomes.get("complaints", 0),
             "enrollments_active": Enrollment.objects.filter(
                 campaign=self.campaign, state=Enrollment.State.ACTIVE
             ).count(),
@@ -728,14 +723,10 @@ def finish_date(
     if not recent:
         return None, True
     pace = sum(recent) / len(recent)
-    remaining = float(days[-1]["campaign_pending"])
-    day = date.fromisoformat(days[-1]["date"])
-    for _ in range(3650):
-        day += timedelta(days=1)
-        if day.isoweekday() in window:
-            remaining -= pace
-            if remaining <= 0:
-                break
+    after = date.fromisoformat(days[-1]["date"]) + timedelta(days=1)
+    day = finish_day(days[-1]["campaign_pending"], pace, after, window)
+    if day is None:
+        return None, True
     steps = list(Step.objects.filter(campaign=campaign).order_by("position"))
     latest = day
     delays = {s.position: timedelta(days=s.delay_days, hours=s.delay_hours) for s in steps}
@@ -744,9 +735,9 @@ def finish_date(
     ).values_list("last_step", "next_due_at"):
         base = due or clock.now()
         rest = sum((delays[p] for p in range(last_step + 2, len(steps) + 1)), timedelta())
-        opens = policy.next_window_start(
+        opens = routing.next_window_start(
             base + rest,
-            policy.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
+            routing.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
             ZoneInfo(campaign.timezone or "UTC"),
         )
         if opens is not None:
@@ -771,198 +762,3 @@ def _campaign_summary(campaign: Campaign) -> dict[str, Any]:
 
 def _midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
-# --- The HTML report -------------------------------------------------------------------------
-
-_COLORS = ("#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
-
-
-def write_report(data: dict[str, Any], directory: Path) -> Path:
-    """Write ``index.html`` (self-contained: inline CSS and SVG, no script, nothing fetched)
-    and ``simulation.json`` into ``directory``; returns the HTML file's path."""
-    import json
-
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "simulation.json").write_text(json.dumps(data, indent=2, sort_keys=True))
-    path = directory / "index.html"
-    path.write_text(render_html(data), encoding="utf-8")
-    return path
-
-
-def render_html(data: dict[str, Any]) -> str:
-    from html import escape
-
-    t = data["totals"]
-    c = data["campaign"]
-    finish = data["finish_date"] or "not within sight"
-    if data["finish_date"] and data["finish_date_projected"]:
-        finish += " (projected)"
-    rows = []
-    for d in data["days"]:
-        states = ", ".join(f"{k} {v}" for k, v in d["mailboxes_by_state"].items())
-        pauses = "".join(
-            f"<div>{escape(p['mailbox'] or p.get('domain', ''))} → {escape(p['to_state'])}: "
-            f"{escape(p['reason'])}</div>"
-            for p in d["pauses"]
-        )
-        graduated = f"<div>graduated: {len(d['graduated'])}</div>" if d["graduated"] else ""
-        bad = ' class="bad"' if d["cap_exceeded"] else ""
-        rows.append(
-            f"<tr><td>{d['date']}</td><td>{d['weekday']}</td><td>{d['capacity']}</td>"
-            f"<td>{d['sent']}</td><td>{d['campaign_sent']}</td><td>{d['warmup_sent']}</td>"
-            f"<td>{d['utilization']:.0%}</td><td>{d['sent_by_mailbox_max']}</td>"
-            f"<td{bad}>{d['cap_exceeded']}</td><td>{escape(states)}</td>"
-            f"<td>{d['hard_bounces']} / {d['complaints']}</td><td>{pauses}{graduated}</td></tr>"
-        )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>outreach simulation from {escape(data["start"])}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
-       color: #1f2937; padding: 0 1rem; }}
-h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: .75rem; }}
-.card {{ border: 1px solid #e5e7eb; border-radius: 6px; padding: .6rem .9rem; min-width: 9rem; }}
-.card b {{ display: block; font-size: 1.3rem; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #e5e7eb; padding: .3rem .4rem; text-align: right;
-          vertical-align: top; }}
-th:nth-child(n+10), td:nth-child(n+10) {{ text-align: left; }}
-td.bad {{ color: #b91c1c; font-weight: bold; }}
-td:first-child {{ white-space: nowrap; }}
-svg text {{ font: 11px system-ui, sans-serif; fill: #4b5563; }}
-.legend span {{ margin-right: 1rem; }} .swatch {{ display: inline-block; width: .8rem;
-  height: .8rem; margin-right: .3rem; vertical-align: middle; }}
-</style></head><body>
-<h1>Simulation: {escape(c["slug"])} on {len(data["days"])} days from {escape(data["start"])}</h1>
-<p>Pool time zone {escape(data["timezone"])}; {c["enrolled"]} leads enrolled in a
-{c["steps"]}-step campaign (window {escape(c["window"]["start"])}–{escape(c["window"]["end"])}
-in the lead's time zone, campaign cap {c["daily_cap"] or "none"}); hard-bounce rate
-{data["options"]["bounce_rate"]:.2%}, complaint rate {data["options"]["complaint_rate"]:.3%},
-seed {data["options"]["seed"]}.</p>
-<div class="cards">
-<div class="card">finish date<b>{escape(finish)}</b></div>
-<div class="card">sent<b>{t["sent"]}</b>{t["campaign_sent"]} campaign,
-{t["warmup_sent"]} warm-up</div>
-<div class="card">utilization<b>{t["utilization"]:.0%}</b>of {t["capacity"]} capacity</div>
-<div class="card">caps exceeded<b>{t["cap_exceeded"]}</b>checked against every send</div>
-<div class="card">pauses<b>{t["pauses"]}</b>{t["hard_bounces"]} bounces,
-{t["complaints"]} complaints</div>
-</div>
-<h2>Daily sends against capacity</h2>
-{_sends_chart(data["days"])}
-<h2>Warm-up ramp per mailbox</h2>
-{_ramp_chart(data["days"], data["mailboxes"])}
-<h2>Day by day</h2>
-<table><thead><tr><th>date</th><th></th><th>capacity</th><th>sent</th><th>campaign</th>
-<th>warm-up</th><th>util.</th><th>max/mailbox</th><th>caps exceeded</th><th>mailboxes</th>
-<th>bounces / complaints</th><th>pauses and graduations</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
-<p>{data["passes"]} passes of the control plane in {data["elapsed_seconds"]} s.</p>
-</body></html>
-"""
-
-
-def _axis(width: int, height: int, pad: int, top: float, days: list[dict[str, Any]]) -> str:
-    parts = []
-    for i in range(5):
-        value = top * i / 4
-        y = height - pad - (height - 2 * pad) * i / 4
-        parts.append(
-            f'<line x1="{pad}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-            f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.0f}</text>'
-        )
-    step = max(1, len(days) // 10)
-    slot = (width - pad - 10) / max(1, len(days))
-    for i, d in enumerate(days):
-        if i % step == 0:
-            x = pad + slot * (i + 0.5)
-            parts.append(
-                f'<text x="{x:.1f}" y="{height - pad + 14}" text-anchor="middle">'
-                f"{d['date'][5:]}</text>"
-            )
-    return "".join(parts)
-
-
-def _sends_chart(days: list[dict[str, Any]]) -> str:
-    width, height, pad = 1000, 300, 40
-    top = max([d["capacity"] for d in days] + [d["sent"] for d in days] + [1]) * 1.1
-    scale = (height - 2 * pad) / top
-    slot = (width - pad - 10) / max(1, len(days))
-    bars, capacity = [], []
-    for i, d in enumerate(days):
-        x = pad + slot * i + slot * 0.15
-        w = slot * 0.7
-        base = height - pad
-        hc, hw = d["campaign_sent"] * scale, d["warmup_sent"] * scale
-        tip = f"{d['date']}: {d['sent']} sent of {d['capacity']}"
-        bars.append(
-            f'<g><title>{tip}</title><rect x="{x:.1f}" y="{base - hc:.1f}" width="{w:.1f}" '
-            f'height="{hc:.1f}" fill="#2563eb"/><rect x="{x:.1f}" y="{base - hc - hw:.1f}" '
-            f'width="{w:.1f}" height="{hw:.1f}" fill="#f59e0b"/></g>'
-        )
-        y = base - d["capacity"] * scale
-        capacity.append(f"{pad + slot * i:.1f},{y:.1f} {pad + slot * (i + 1):.1f},{y:.1f}")
-    return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="daily sends against capacity">{_axis(width, height, pad, top, days)}'
-        f'{"".join(bars)}<polyline fill="none" stroke="#111827" stroke-width="2" '
-        f'points="{" ".join(capacity)}"/></svg><div class="legend">'
-        '<span><i class="swatch" style="background:#2563eb"></i>campaign</span>'
-        '<span><i class="swatch" style="background:#f59e0b"></i>warm-up</span>'
-        '<span><i class="swatch" style="background:#111827"></i>capacity</span></div>'
-    )
-
-
-def _ramp_chart(days: list[dict[str, Any]], mailboxes: list[dict[str, Any]]) -> str:
-    from html import escape
-
-    warmed = [m for m in mailboxes if m["warmed"]]
-    if not warmed:
-        return "<p>No mailbox was warming during the simulation.</p>"
-    width, height, pad = 1000, 300, 40
-    top = max([max(m["cap"] + m["sent"] + [1]) for m in warmed]) * 1.15
-    scale = (height - 2 * pad) / top
-    slot = (width - pad - 10) / max(1, len(days))
-    lines, legend = [], []
-    for n, m in enumerate(warmed):
-        color = _COLORS[n % len(_COLORS)]
-        points = " ".join(
-            f"{pad + slot * (i + 0.5):.1f},{height - pad - v * scale:.1f}"
-            for i, v in enumerate(m["sent"][: _warming_days(m)])
-        )
-        lines.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}">'
-            f"<title>{escape(m['address'])}</title></polyline>"
-        )
-        legend.append(
-            f'<span><i class="swatch" style="background:{color}"></i>{escape(m["address"])} '
-            f"({escape(m['state'])})</span>"
-        )
-    # The schedule itself (BRIEF §3 Warm-up), from the first warmed mailbox's caps.
-    cap_points = " ".join(
-        f"{pad + slot * (i + 0.5):.1f},{height - pad - v * scale:.1f}"
-        for i, v in enumerate(warmed[0]["cap"][: _warming_days(warmed[0])])
-    )
-    return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="warm-up ramp per mailbox">{_axis(width, height, pad, top, days)}'
-        f'<polyline fill="none" stroke="#111827" stroke-dasharray="5 4" stroke-width="2" '
-        f'points="{cap_points}"><title>cap of the day</title></polyline>{"".join(lines)}</svg>'
-        f'<div class="legend"><span><i class="swatch" style="background:#111827"></i>'
-        f"cap of the day ({escape(warmed[0]['address'])})</span>{''.join(legend)}</div>"
-        + (
-            f"<p>All {len(warmed)} mailboxes sent exactly the same ramp: their lines overlap.</p>"
-            if len(warmed) > 1 and all(m["sent"] == warmed[0]["sent"] for m in warmed)
-            else ""
-        )
-    )
-
-
-def _warming_days(mailbox: dict[str, Any]) -> int:
-    """How many days from the start the mailbox's ramp covers: while it was warming, and the
-    day it graduated (its state at the end of that day is already ``active``)."""
-    states = mailbox["states"]
-    last = max((i for i, state in enumerate(states) if state == "warming"), default=-1)
-    return min(len(states), last + 2)

@@ -28,17 +28,16 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from outreach.campaigns.models import Message
-from outreach.events.models import Event
 from outreach.pool.models import Domain, Mailbox, PoolSettings
 from outreach.pool.states import transition_mailbox
-from outreach.scheduler import policy
+from outreach.scheduler import evidence, routing
 from outreach.scheduler.models import DailyCounter
 
 log = logging.getLogger(__name__)
 
 # Warm-up mail goes out during the pool's working hours, every day: a mailbox that only
 # "talks" at night or in one burst does not look like a person.
-WINDOW = policy.Window.of([], time(8, 0), time(18, 0))
+WINDOW = routing.Window.of([], time(8, 0), time(18, 0))
 ACTOR = "rule:warmup_graduation"
 
 
@@ -139,7 +138,7 @@ def plan_warmup(now: datetime, rng: random.Random | None = None) -> WarmupReport
     day = now.astimezone(tz).date()
     seeds = seed_addresses(pool)
     start_of_day, _ = day_bounds(day, tz)
-    window_start = policy.next_window_start(start_of_day, WINDOW, tz)
+    window_start = routing.next_window_start(start_of_day, WINDOW, tz)
     window_end = datetime.combine(day, WINDOW.end, tzinfo=tz)
     # Yesterday's unsent warm-up mail is not carried over: a day's volume is a day's.
     report.expired = Message.objects.filter(
@@ -218,12 +217,12 @@ def _plan_for(
 
 
 def spread(start: datetime, end: datetime, count: int, rng: random.Random) -> list[datetime]:
-    return policy.spread(start, end, count, rng)
+    return routing.spread(start, end, count, rng)
 
 
 def graduation_figures(
     mailbox: Mailbox, pool: PoolSettings, now: datetime
-) -> policy.GraduationFigures:
+) -> routing.GraduationFigures:
     """A warming mailbox's record: units used on its recent pool days, and sends, hard
     bounces, complaints and blocks over the thresholds' window (from the raw tables)."""
     thresholds = pool.thresholds
@@ -237,22 +236,17 @@ def graduation_figures(
         ).values_list("day", "used")
     )
     since = now - timedelta(days=thresholds.window_days)
-    events = Event.objects.filter(mailbox=mailbox, occurred_at__gte=since)
-    return policy.GraduationFigures(
+    counts = evidence.outcome_counts(mailbox.pk, since)
+    return routing.GraduationFigures(
         target=mailbox.target_cap(pool.limits),
         recent_daily_sends=tuple(used.get(d, 0) for d in days),
         sent=Message.objects.filter(
             mailbox=mailbox, state=Message.State.SENT, sent_at__gte=since
         ).count(),
-        hard_bounces=events.filter(
-            type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD
-        ).count(),
-        complaints=events.filter(type=Event.Type.COMPLAINED).count(),
-        blocks=events.filter(type=Event.Type.BLOCKED).count(),
-        # The sending engine records each refusal at send time as one event of source "smtp".
-        refused=events.filter(
-            source="smtp", type__in=(Event.Type.BOUNCED, Event.Type.BLOCKED)
-        ).count(),
+        hard_bounces=counts.hard_bounces,
+        complaints=counts.complaints,
+        blocks=counts.blocks,
+        refused=counts.refused,
     )
 
 
@@ -263,7 +257,7 @@ def graduate(now: datetime) -> int:
     graduated = 0
     for mailbox in Mailbox.objects.filter(state=Mailbox.State.WARMING).select_related("domain"):
         figures = graduation_figures(mailbox, pool, now)
-        ok, reason = policy.graduation(figures, pool.warmup, pool.thresholds)
+        ok, reason = routing.graduation(figures, pool.warmup, pool.thresholds)
         if not ok:
             continue
         change = transition_mailbox(

@@ -24,6 +24,7 @@ from outreach.lib import clock
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import IllegalTransition, mark_auth_failed, transition_mailbox
 from outreach.providers.base import Outcome, SendError
+from outreach.scheduler.counters import release_message
 from outreach.sending import circuit
 from outreach.sending.deliver import BUILD_FAILED, BUILD_RETRY_DELAY, Called
 from outreach.sending.models import SendAttempt
@@ -197,8 +198,6 @@ def _apply_failure(
         # A template or address a campaign message cannot be built from is the campaign's
         # fault, not the lead's: the message waits (repeated failures pause the campaign, see
         # _after_failure) and its units go back, since no provider was called.
-        # Lazy: scheduler.claiming imports the sending recovery when it loads (a cycle otherwise).
-        from outreach.scheduler.claiming import release_message
 
         if _back_to_router(message, mine, now + BUILD_RETRY_DELAY, common):
             release_message(message)

@@ -27,11 +27,12 @@ from django.db.models.expressions import RawSQL
 from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
 from outreach.lib import clock
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
+from outreach.pool.policy import SENDING_STATES as SENDING_MAILBOX_STATES
 from outreach.providers import mime
+from outreach.scheduler.counters import release_message
 from outreach.sending import circuit
 
 State = Message.State
-SENDING_MAILBOX_STATES = (Mailbox.State.ACTIVE, Mailbox.State.WARMING)
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,6 @@ def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
 
 def _cancel_if_suppressed(pk: int, now: datetime) -> None:
     """A due message to a suppressed address is cancelled; a claim's units go back."""
-    # Lazy: scheduler.claiming imports the sending recovery when it loads (a cycle otherwise).
-    from outreach.scheduler.claiming import release_message
 
     suppressed = Message.objects.filter(pk=pk, state__in=[State.CLAIMED, State.RETRY]).exclude(
         _not_suppressed()

@@ -30,11 +30,11 @@ import django
 def _scheduler() -> Callable[[datetime], dict[str, object]]:
     import random
 
-    from outreach.scheduler import claiming
+    from outreach.scheduler import claim
     from outreach.scheduler.engine import run_pass
 
     rng = random.Random(os.getpid())
-    name = claiming.worker_name()
+    name = claim.worker_name()
 
     def step(now: datetime) -> dict[str, object]:
         report = run_pass(now, send=False, health=True, worker=name, rng=rng)

@@ -162,7 +162,7 @@ def test_it_renders_a_message_with_its_own_unsubscribe_link_and_thread_subject(
 
 
 def test_it_picks_variants_by_weight_and_as_the_scheduler_does() -> None:
-    from outreach.scheduler import policy
+    from outreach.scheduler import routing
 
     a = Variant(pk=1, label="A", weight=80)
     b = Variant(pk=2, label="B", weight=20)
@@ -170,7 +170,7 @@ def test_it_picks_variants_by_weight_and_as_the_scheduler_does() -> None:
     assert 700 < picks.count("A") < 900
     for n in range(200):
         ours = choose_variant([a, b], variant_seed(n, 7)).pk
-        assert ours == policy.choose_variant([(1, 80), (2, 20)], f"{n}:7")
+        assert ours == routing.choose_variant([(1, 80), (2, 20)], f"{n}:7")
 
 
 # --- the text part of an HTML-only variant ---------------------------------------------------

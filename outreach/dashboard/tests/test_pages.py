@@ -248,31 +248,6 @@ def _grow(activity: Activity) -> None:
     Lead.objects.filter(pk__in=[lead.pk for lead in leads[:5]]).update(interested_at=clock.now())
 
 
-def test_it_prices_this_months_sends_by_provider_account(activity: Activity) -> None:
-    """The dashboard's own cost figure (used when the metrics app has none): 1,000 sends at
-    $0.10 per 1,000 plus the domains' share."""
-    from outreach.dashboard.queries import own_month_cost
-    from outreach.pool.models import Domain, PoolSettings
-    from outreach.sending.models import SendAttempt
-
-    message = activity.messages[0]
-    SendAttempt.objects.bulk_create(
-        SendAttempt(
-            message=message,
-            mailbox=activity.mailboxes[0],
-            provider_account=activity.mailboxes[0].domain.provider,
-            outcome="sent",
-            at=message.created_at,
-        )
-        for _ in range(1000)
-    )
-    cost = own_month_cost(PoolSettings.load(), Domain.objects.all())
-    assert cost.sends == 1000
-    assert cost.sending_cost == Decimal("0.10")
-    # 17.44 days of 31 elapsed: $0.10 becomes $0.18 for the month, plus $2.00 of domains.
-    assert cost.projection == Decimal("2.18")
-
-
 def test_it_shows_provider_health_and_circuit_on_the_overview(
     activity: Activity, staff_client: Client
 ) -> None:

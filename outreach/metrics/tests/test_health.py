@@ -9,8 +9,6 @@ from outreach.metrics.health import (
     Action,
     domain_verdict,
     mailbox_verdict,
-    may_graduate,
-    routing_share,
 )
 from outreach.pool.policy import Thresholds
 
@@ -96,21 +94,3 @@ def test_it_cools_a_domain_down_after_repeated_mailbox_pauses_or_a_listing() -> 
     assert domain_verdict(2, SEED).action == Action.COOLDOWN
     listed = domain_verdict(0, SEED, blocklisted=["dbl.spamhaus.org"])
     assert (listed.action, listed.rule) == (Action.COOLDOWN, "blocklist")
-
-
-def test_it_lowers_a_mailbox_routing_share_as_bounces_rise() -> None:
-    assert routing_share(Figures(sent=10, bounced_hard=1), SEED) == 1.0
-    assert routing_share(Figures(sent=100), SEED) == 1.0
-    half = routing_share(Figures(sent=200, bounced_hard=5), SEED)
-    assert 0.49 < half < 0.51
-    assert routing_share(Figures(sent=100, bounced_hard=9), SEED) == 0.0
-
-
-def test_it_graduates_only_a_clean_mailbox_at_its_target() -> None:
-    clean = Figures(sent=200, bounced_hard=2)
-    assert may_graduate(clean, SEED, reached_target=True)
-    assert not may_graduate(clean, SEED, reached_target=False)
-    assert not may_graduate(Figures(sent=200, complained=1), SEED, reached_target=True)
-    assert not may_graduate(Figures(sent=100, bounced_hard=6), SEED, reached_target=True)
-    # Small counts are weighed as for active mailboxes: 1 in 20 is no evidence yet.
-    assert may_graduate(Figures(sent=20, bounced_hard=1), SEED, reached_target=True)

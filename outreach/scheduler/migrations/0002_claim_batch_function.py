@@ -1,7 +1,7 @@
 """The PostgreSQL claim function: a batch of claims in one round trip.
 
 Each claim of the batch is the same all-or-nothing sequence of conditional UPDATEs as
-:func:`outreach.scheduler.claiming.claim_one` (message still scheduled, mailbox pacing slot
+:func:`outreach.scheduler.claim.claim_one` (message still scheduled, mailbox pacing slot
 free, one unit of every counter), run server-side inside its own exception block, which is a
 subtransaction: a refused step rolls back the steps before it, exactly like the savepoint the
 Python path uses. One call replaces about five round trips per claim.

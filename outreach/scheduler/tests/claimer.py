@@ -15,7 +15,7 @@ def main(worker: str, start_at: float) -> int:
 
     django.setup()
     from outreach.lib import clock
-    from outreach.scheduler.claiming import claim_due
+    from outreach.scheduler.routing_pass import claim_due
 
     now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
     clock.set_now(now)

@@ -13,16 +13,11 @@ from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings
-from outreach.scheduler.claiming import (
-    Outcome,
-    Proposal,
-    Reservation,
-    claim_batch,
-    claim_due,
-    ensure_counters,
-    recover_leases,
-)
+from outreach.scheduler.claim import ClaimOutcome, Proposal, claim_batch
+from outreach.scheduler.counters import Reservation, ensure_counters
 from outreach.scheduler.models import DailyCounter
+from outreach.scheduler.recovery import recover_leases
+from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON, deliver_claimed, schedule, used
 from outreach.testing import make_campaign, make_pool
 
@@ -219,7 +214,7 @@ def test_it_reroutes_a_retry_stranded_on_a_mailbox_that_cannot_send() -> None:
 
 
 def test_a_stranded_follow_up_waits_for_its_thread_mailbox_then_is_cancelled() -> None:
-    from outreach.scheduler.claiming import cancel_expired
+    from outreach.scheduler.recovery import cancel_expired
 
     (box,) = make_pool(1, 1, limits=NO_PACING)
     schedule(make_campaign(), 1)
@@ -393,7 +388,7 @@ class TestClaimBatch:
             next_send_at=NOON + timedelta(minutes=2),
         )
 
-    def claim(self, proposals: list[Proposal]) -> list[Outcome]:
+    def claim(self, proposals: list[Proposal]) -> list[ClaimOutcome]:
         ensure_counters(DAY, [k for p in proposals for k in p.reservation.keys()])
         return claim_batch(
             proposals, day=DAY, now=NOON, lease=timedelta(minutes=10), worker="host:7"

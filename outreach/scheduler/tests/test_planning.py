@@ -11,8 +11,9 @@ import pytest
 from outreach.campaigns.models import Enrollment, Message
 from outreach.campaigns.suppression import suppress
 from outreach.pool.models import Mailbox
-from outreach.scheduler.claiming import cancel_expired, claim_due
 from outreach.scheduler.planning import plan_due
+from outreach.scheduler.recovery import cancel_expired
+from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON
 from outreach.testing import enroll, make_campaign, make_leads, make_pool
 

@@ -14,8 +14,8 @@ from outreach.pool.dns.resolver import Resolver
 from outreach.pool.dns.tests.dnsserver import DnsServer, Zone
 from outreach.pool.policy import Thresholds
 from outreach.scheduler.models import RecipientDomain
-from outreach.scheduler.policy import MailboxView, Router
 from outreach.scheduler.recipients import TTL, classify_mx, providers_of
+from outreach.scheduler.routing import MailboxView, PoolRouter
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 PROVIDERS = ["google", "microsoft", ""]
@@ -101,7 +101,7 @@ mailbox_views = st.lists(
 )
 
 
-def _router(specs: list[tuple[str, int, bool, int]]) -> Router:
+def _router(specs: list[tuple[str, int, bool, int]]) -> PoolRouter:
     views = [
         MailboxView(
             id=i + 1,
@@ -114,7 +114,7 @@ def _router(specs: list[tuple[str, int, bool, int]]) -> Router:
         )
         for i, (provider, remaining, paced, domain) in enumerate(specs)
     ]
-    return Router(views, NOW, Thresholds())
+    return PoolRouter(views, NOW, Thresholds())
 
 
 @settings(max_examples=150, deadline=None)
@@ -185,7 +185,7 @@ def test_the_claim_pass_sends_gmail_from_workspace_and_outlook_from_microsoft_36
 
     from outreach.campaigns.models import Message
     from outreach.pool.models import Mailbox, PoolSettings, ProviderAccount
-    from outreach.scheduler.claiming import claim_due
+    from outreach.scheduler.routing_pass import claim_due
     from outreach.scheduler.tests.conftest import NOON, schedule
     from outreach.testing import make_campaign, make_pool
 

@@ -16,7 +16,7 @@ from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 from outreach.pool.policy import WarmupSchedule, warmup_cap
-from outreach.scheduler.claiming import claim_due
+from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON, deliver_claimed, used
 from outreach.scheduler.warmup import BUILT_IN, graduate, plan_warmup, warmup_content
 from outreach.testing import make_pool

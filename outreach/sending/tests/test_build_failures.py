@@ -7,7 +7,7 @@ import pytest
 from outreach.alerts.models import Alert
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Message, Variant
-from outreach.scheduler.claiming import reservation_of
+from outreach.scheduler.counters import reservation_of
 from outreach.scheduler.models import DailyCounter
 from outreach.sending.engine import send_due
 from outreach.sending.tests.helpers import claimed_campaign_messages, states

@@ -16,7 +16,8 @@ import pytest
 from outreach.campaigns.models import Message
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
-from outreach.scheduler.claiming import claim_due, recover_leases
+from outreach.scheduler.recovery import recover_leases
+from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON, schedule, used
 from outreach.sending.deliver import (
     Prepared,

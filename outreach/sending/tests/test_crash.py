@@ -29,7 +29,7 @@ from outreach.campaigns.models import Message
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.providers.smtp.testserver import SmtpTestServer
-from outreach.scheduler.claiming import recover_leases
+from outreach.scheduler.recovery import recover_leases
 from outreach.sending.take import SendPolicy
 from outreach.sending.tests.helpers import claimed_campaign_messages
 from outreach.testing import child_env, make_pool

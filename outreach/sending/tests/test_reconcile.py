@@ -24,7 +24,8 @@ from outreach.events.tests import dovecot
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, ProviderAccount, StateChange
 from outreach.providers.tests.fakehttp import fake_http
-from outreach.scheduler.claiming import claim_due, recover_leases
+from outreach.scheduler.recovery import recover_leases
+from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON, schedule
 from outreach.sending import reconcile
 from outreach.sending.deliver import ProviderCache, begin_call, load_taken

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from outreach.campaigns.config import ConfigError as CampaignConfigError
 from outreach.campaigns.lifecycle import CampaignError
+from outreach.dashboard import simulation_report
 from outreach.pool.config import ConfigError as PoolConfigError
 from outreach.scheduler import simulate
 
@@ -97,7 +98,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         data = result.to_dict()
         if options["report"] is not None:
-            path = simulate.write_report(data, options["report"])
+            path = simulation_report.write_report(data, options["report"])
             if not quiet:
                 self.stderr.write(f"\rreport written to {path}", style_func=str)
         if quiet:

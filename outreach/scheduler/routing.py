@@ -1,6 +1,6 @@
 """Pure decisions of the control plane: eligibility, routing, sending windows, pacing, graduation.
 
-Nothing here touches the database. The ORM code in :mod:`outreach.scheduler.claiming`,
+Nothing here touches the database. The ORM code in :mod:`outreach.scheduler.routing_pass`,
 :mod:`outreach.scheduler.planning` and :mod:`outreach.scheduler.warmup` gathers plain values,
 asks these functions, and writes the answer. The warm-up cap itself is
 :func:`outreach.pool.policy.warmup_cap`.
@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from outreach.pool.policy import Limits, Thresholds, WarmupSchedule, bounce_rate_above
-
-# Mailbox states that may send: `active` always, `warming` only within its warm-up cap and,
-# for campaign mail, only for campaigns that allow warming mailboxes.
-SENDING_STATES = ("active", "warming")
+from outreach.pool.policy import (
+    Limits,
+    Thresholds,
+    WarmupSchedule,
+    bounce_rate_above,
+)
 
 # Below this factor a mailbox still gets a trickle: it is not paused yet, and a mailbox that
 # never sends again would never produce the figures that clear it.
@@ -132,7 +133,7 @@ class _Heap:
     entries: list[tuple[tuple[float, int, float, int], int]] = field(default_factory=list)
 
 
-class Router:
+class PoolRouter:
     """:func:`choose_mailbox` for a whole pass, at a cost that does not grow with the pool.
 
     The pool is read once; every decision pops the best mailbox from a heap (one heap per
@@ -285,10 +286,6 @@ class Router:
 
     def domain_exhausted(self, domain_id: int) -> None:
         self.domain_left[domain_id] = 0
-
-    def any_eligible(self) -> bool:
-        """Is any mailbox of the pool still able to send in this pass? (O(pool): per batch.)"""
-        return any(is_eligible(self._view(i), self.now, allow_warming=True) for i in self.mailboxes)
 
 
 def _neg(score: tuple[float, int, float, int]) -> tuple[float, int, float, int]:
