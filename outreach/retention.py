@@ -19,8 +19,12 @@ everything that rules, caps, suppression, threading, deduplication, reconciliati
   subject and label stay (threading, the inbox list, the lead's history).
 - ``Answer.text`` (the operator's answer from the inbox) → ``""`` after the same days.
 
+Whole rows go in one case: a recipient domain's cap counter of a day older than
+:data:`COUNTER_DAYS` (claiming creates one per recipient domain and day; only the day's is
+ever read).
+
 Never touched: messages (their Message-ID threads future replies; one per enrollment and
-step), suppressions, rollups, daily counters, the audit log, leads and enrollments. Dead
+step), suppressions, rollups, the other cap counters, the audit log, leads and enrollments. Dead
 letters have their own retention (``DeadLetter.prune``, ``OUTREACH_DEAD_LETTER_DAYS``), run
 here too so ``outreach prune`` reports them.
 
@@ -48,6 +52,7 @@ from outreach.events.models import Answer, DeadLetter, Event, InboundMail, Webho
 from outreach.lib import clock
 from outreach.models import RetentionMark
 from outreach.pool.models import StateChange
+from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,11 @@ BATCH_ROWS = 1000
 EVERY = timedelta(days=1)
 RUN_SECONDS = 10.0
 ACTOR = "system:retention"
+# A recipient domain's cap counts the units of one pool day, and claiming creates a counter
+# for every recipient domain of the day (about one per message in B2B mail): a past day's is
+# never read again. A week is kept to look at; the other scopes' counters (a few dozen a day,
+# read by warm-up graduation) stay.
+COUNTER_DAYS = 7
 
 _HUMAN = {"visitor": "human"}
 _HUMAN_COUNTED = [Event.Type.OPENED, Event.Type.CLICKED]
@@ -239,6 +249,12 @@ def prune(
     """
     now = now or clock.now()
     started = time.monotonic()
+
+    def stop_here(batches: int) -> bool:
+        return (max_batches is not None and batches >= max_batches) or (
+            seconds is not None and time.monotonic() - started >= seconds
+        )
+
     report = Report()
     for rule in RULES:
         limit = rule.limit(now)
@@ -249,15 +265,17 @@ def prune(
             continue
         removed, batches, more = 0, 0, True
         while more:
-            if (max_batches is not None and batches >= max_batches) or (
-                seconds is not None and time.monotonic() - started >= seconds
-            ):
+            if stop_here(batches):
                 report.unfinished.add(rule.name)
                 break
             blanked, more = prune_batch(rule, limit, now)
             removed += blanked
             batches += 1
         report.counts[rule.name] = removed
+    counters, done = _prune_counters(now, dry_run=dry_run, stop_here=stop_here)
+    report.counts[COUNTERS] = counters
+    if not done:
+        report.unfinished.add(COUNTERS)
     letters_limit = now - timedelta(days=settings.OUTREACH_DEAD_LETTER_DAYS)
     if dry_run:
         report.counts["dead_letters"] = DeadLetter.objects.filter(
@@ -268,6 +286,31 @@ def prune(
         if report.total:
             _audit(report, now)
     return report
+
+
+COUNTERS = "daily_counters.recipient_domain"
+
+
+def _prune_counters(
+    now: datetime, *, dry_run: bool, stop_here: Callable[[int], bool]
+) -> tuple[int, bool]:
+    """Delete recipient-domain counters of days older than :data:`COUNTER_DAYS`, a batch of
+    :data:`BATCH_ROWS` at a time (found through the counters' (day, scope) index); returns
+    (rows deleted, all done)."""
+    old = DailyCounter.objects.filter(
+        scope=DailyCounter.Scope.RECIPIENT_DOMAIN,
+        day__lt=(now - timedelta(days=COUNTER_DAYS)).date(),
+    )
+    if dry_run:
+        return int(old.count()), True
+    deleted, batches = 0, 0
+    while not stop_here(batches):
+        ids = list(old.order_by("pk").values_list("pk", flat=True)[:BATCH_ROWS])
+        if not ids:
+            return deleted, True
+        deleted += DailyCounter.objects.filter(pk__in=ids).delete()[0]
+        batches += 1
+    return deleted, False
 
 
 def _audit(report: Report, now: datetime) -> None:
