@@ -21,7 +21,7 @@ For each database (an SQLite file in a scratch directory; the PostgreSQL databas
    domain, as claiming creates them); the day's rollups by ``rollups.rebuild``. Opens and
    clicks are off, as by default (tracking adds events without payloads of size).
 3. **Retention.** Measure, then run ``outreach.retention.prune`` with the settings in force
-   (defaults: raw 90 days, bodies 365) as if the clock stood after the raw window
+   (defaults: raw 30 days, bodies 365) as if the clock stood after the raw window
    (end + raw days + 1), measure; then after the bodies' window, measure. Each measure is
    taken after ``VACUUM`` (SQLite: the file's pages in use; PostgreSQL: ``VACUUM FULL``, the
    sum of ``pg_total_relation_size`` over the tables), minus the empty baseline.
@@ -218,44 +218,86 @@ def reply_bodies(rng: random.Random, ours: str, sender: str) -> dict[str, Any]:
 
 
 def measure() -> int:
-    """Bytes in use, compacted first (see the module's docstring)."""
+    """Bytes of live data, compacted (see the module's docstring)."""
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
             cursor.execute("VACUUM")
             cursor.execute("PRAGMA page_count")
             pages = cursor.fetchone()[0]
             cursor.execute("PRAGMA page_size")
             return int(pages * cursor.fetchone()[0])
-        cursor.execute("VACUUM FULL")
-        cursor.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+    return sum(_pg_copy_sizes().values())
+
+
+def _pg_copy_sizes() -> dict[str, int]:
+    """Bytes per table of a fresh copy of the database (pg_dump into a new database).
+
+    Not VACUUM FULL: on a server shared with other work, a transaction open in another
+    database can hold the horizon back, and VACUUM FULL then keeps every row version a
+    prune left behind (seen here: "2000 dead row versions cannot be removed yet"). A fresh
+    copy holds the live rows only, packed as a vacuumed table would be.
+    """
+    from django.db import connection
+
+    params = connection.settings_dict
+    base = ["-h", str(params["HOST"]), "-p", str(params["PORT"] or 5432)]
+    base += ["-U", str(params["USER"])]
+    copy = f"{params['NAME']}_copy"
+    admin = ["psql", *base, "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c"]
+    subprocess.run([*admin, f"DROP DATABASE IF EXISTS {copy}"], check=True)
+    subprocess.run([*admin, f"CREATE DATABASE {copy}"], check=True)
+    try:
+        dump = subprocess.Popen(
+            ["pg_dump", *base, "--no-owner", str(params["NAME"])], stdout=subprocess.PIPE
         )
-        return int(cursor.fetchone()[0])
+        subprocess.run(
+            ["psql", *base, "-d", copy, "-q", "-v", "ON_ERROR_STOP=1"],
+            stdin=dump.stdout,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        if dump.wait() != 0:
+            raise RuntimeError("pg_dump failed")
+        out = subprocess.run(
+            [
+                "psql",
+                *base,
+                "-d",
+                copy,
+                "-At",
+                "-F",
+                "\t",
+                "-c",
+                "ANALYZE; SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind = 'r'",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        subprocess.run([*admin, f"DROP DATABASE IF EXISTS {copy}"], check=True)
+    sizes = (line.split("\t") for line in out.splitlines() if "\t" in line)
+    return dict(sorted(((k, int(v)) for k, v in sizes), key=lambda kv: -kv[1]))
 
 
 def table_sizes() -> dict[str, int]:
     """Bytes per table (with its indexes and TOAST), the largest first."""
     from django.db import connection
 
+    if connection.vendor != "sqlite":
+        return _pg_copy_sizes()
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            try:
-                cursor.execute(
-                    "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
-                    "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
-                )
-            except Exception:  # SQLite built without dbstat
-                return {}
-        else:
+        try:
             cursor.execute(
-                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+                "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
+                "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
             )
+        except Exception:  # SQLite built without dbstat
+            return {}
         rows = cursor.fetchall()
     return dict(sorted(((str(k), int(v)) for k, v in rows), key=lambda kv: -kv[1]))
 

@@ -316,7 +316,7 @@ OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, mini
 # attempts and the outgoing webhooks' delivered payloads. Bodies: the text and HTML of the
 # inbox's mail and the operator's answers. Rows, dedup keys, thread headers, suppressions and
 # rollups are never removed.
-OUTREACH_RETAIN_RAW_DAYS = env.get_int("OUTREACH_RETAIN_RAW_DAYS", 90)
+OUTREACH_RETAIN_RAW_DAYS = env.get_int("OUTREACH_RETAIN_RAW_DAYS", 30)
 OUTREACH_RETAIN_BODY_DAYS = env.get_int("OUTREACH_RETAIN_BODY_DAYS", 365)
 
 
