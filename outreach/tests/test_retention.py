@@ -18,6 +18,7 @@ from outreach.lib import clock
 from outreach.metrics import rollups
 from outreach.metrics.models import DailyRollup
 from outreach.pool.models import Mailbox, StateChange
+from outreach.scheduler.models import DailyCounter
 from outreach.sending.models import SendAttempt
 from outreach.testing import enroll, make_campaign, make_leads, make_pool
 
@@ -178,6 +179,7 @@ def test_it_blanks_old_payloads_and_bodies_and_keeps_young_ones(
         "webhook_deliveries.payload": 0,
         "inbound_mails.bodies": 3,
         "answers.text": 3,
+        "daily_counters.recipient_domain": 0,
         "dead_letters": 0,
     }
 
@@ -302,3 +304,35 @@ def test_the_periodic_pass_prunes_once_a_day(
     assert retention.prune_if_due() is not None
     assert Event.objects.filter(raw={}).count() == 6
     assert retention.prune_if_due() is None  # not due again for a day
+
+
+@pytest.mark.django_db
+def test_it_deletes_past_recipient_domain_counters_only() -> None:
+    today = NOW.date()
+    for age in (0, 7, 8, 300):
+        day = today - timedelta(days=age)
+        DailyCounter.objects.create(scope="recipient_domain", key="acme.example", day=day, used=1)
+        DailyCounter.objects.create(scope="mailbox", key="1", day=day, used=1)
+    report = retention.prune(NOW)
+    assert report.counts["daily_counters.recipient_domain"] == 2
+    kept = DailyCounter.objects.filter(scope="recipient_domain").values_list("day", flat=True)
+    assert sorted(kept) == [today - timedelta(days=7), today]
+    assert DailyCounter.objects.filter(scope="mailbox").count() == 4
+
+
+@pytest.mark.django_db
+def test_the_dashboard_says_what_was_not_kept(history: dict[str, dict[str, Any]]) -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    retention.prune(NOW)
+    client = Client()
+    client.force_login(User.objects.create_user("ops", is_staff=True))
+    clock.set_now(NOW)
+    mail = history["ancient"]["mails"][0]
+    page = client.get(reverse("dashboard:inbox_thread", args=[mail.pk])).content.decode()
+    assert "(text not kept: older than 365 days, OUTREACH_RETAIN_BODY_DAYS)" in page
+    assert "Re: Quick question" in page
+    audit = client.get(reverse("dashboard:audit")).content.decode()
+    assert "database" in audit and "retention: removed" in audit
