@@ -6,31 +6,35 @@
 For each database (an SQLite file in a scratch directory; the PostgreSQL database
 ``bench_growth`` on ``--postgres``, dropped afterwards) in a child process:
 
-1. **Empty.** Migrate, create the example's shape of pool (10 domains x 3 mailboxes, one
-   provider account) and a 3-step campaign with 2 variants per step; measure the size: the
-   baseline every figure below is taken against.
+1. **Warm-up.** Migrate, create the example's shape of pool (10 domains x 3 mailboxes, one
+   provider account) and a 3-step campaign with 2 variants per step; fill 6 days as below
+   (so steps 2 and 3 flow from the first measured day), prune all their bulk, and measure:
+   the baseline every figure below is taken against.
 2. **Fill.** ``--days`` simulated days, one after the other, with the real models and bulk
    inserts. A day has 400 new leads (each at its own company domain) and their enrollments;
    1,200 sent messages (step 1 to today's leads, steps 2 and 3 to those of 3 and 6 days
    before, as the campaign's delays); 1,224 send attempts (2% transient retries, with the
    provider's answer); the providers' events with raw payloads shaped as SES sends them
-   (1-2 KB: delivered 97%, hard bounce 2%, soft bounce 1%, complaint 0.05%), unsubscribes
+   (1.9-2.1 KB: delivered 97%, hard bounce 2%, soft bounce 1%, complaint 0.05%), unsubscribes
    (0.3%), replies (3%) and auto-replies (4%) read over IMAP, each of those kept in the inbox
    with its text, sanitized HTML and headers, and the operator's answer to a third of the
    replies; the day's cap counters (global, domain, mailbox, campaign and one per recipient
    domain, as claiming creates them); the day's rollups by ``rollups.rebuild``. Opens and
    clicks are off, as by default (tracking adds events without payloads of size).
-3. **Retention.** Measure, then run ``outreach.retention.prune`` with the settings in force
-   (defaults: raw 30 days, bodies 365) as if the clock stood after the raw window
-   (end + raw days + 1), measure; then after the bodies' window, measure. Each measure is
-   taken after ``VACUUM`` (SQLite: the file's pages in use; PostgreSQL: ``VACUUM FULL``, the
-   sum of ``pg_total_relation_size`` over the tables), minus the empty baseline.
+3. **Retention.** Measure; then, for each retention window in turn, shortest first (the
+   recipient-domain counters' 7 days, ``OUTREACH_RETAIN_RAW_DAYS``,
+   ``OUTREACH_RETAIN_BODY_DAYS``; defaults 30 and 365), run ``outreach.retention.prune`` as
+   if the clock stood just after it, with the longer windows switched off, and measure. A
+   measure is the data in use, compacted: SQLite's pages in use after ``VACUUM``;
+   PostgreSQL's tables (with indexes and TOAST) in a fresh ``pg_dump`` copy, since on a
+   shared server a transaction open elsewhere keeps ``VACUUM FULL`` from removing old row
+   versions. Every figure is taken against the measure after the warm-up.
 
 The figures are linear extrapolations of the ``--days`` filled (the rows of one day do not
 depend on the days before once steps 2 and 3 are flowing): bytes per day of what is kept for
-ever, of raw payloads and of bodies, and from them a year without retention (365 days of
-everything) and with it (365 days of what is kept for ever, ``raw days`` of raw payloads,
-``min(body days, 365)`` of bodies), their ratio (``retained_vs_unretained_ratio``), and the
+ever and of each window's bulk, and from them a year without retention (365 days of
+everything) and with it (365 days of what is kept for ever, and of each window's bulk
+``min(window, 365)`` days), their ratio (``retained_vs_unretained_ratio``), and the
 growth per further year once the windows are full. A live database is larger than the
 vacuumed figure by its free pages (SQLite reuses the pages a prune frees but does not give
 them back without VACUUM; PostgreSQL's autovacuum leaves some bloat).
