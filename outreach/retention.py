@@ -123,12 +123,14 @@ RULES: tuple[Rule, ...] = (
         "received_at",
         _raw_days,
         (
-            # A person's open or click: keep what rollups.rebuild counts it by.
+            # A person's open or click: keep what rollups.rebuild counts it by. Then every
+            # other payload, the stub excepted (compared whole: a payload without the
+            # "visitor" key makes a key lookup NULL, and NOT NULL matches nothing).
             Blank(
                 Q(type__in=_HUMAN_COUNTED, raw__visitor="human") & ~Q(raw=_HUMAN),
                 {"raw": _HUMAN},
             ),
-            Blank(~Q(raw={}) & ~Q(type__in=_HUMAN_COUNTED, raw__visitor="human"), {"raw": {}}),
+            Blank(~Q(raw={}) & ~Q(raw=_HUMAN), {"raw": {}}),
         ),
     ),
     Rule(

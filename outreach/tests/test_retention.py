@@ -336,3 +336,20 @@ def test_the_dashboard_says_what_was_not_kept(history: dict[str, dict[str, Any]]
     assert "Re: Quick question" in page
     audit = client.get(reverse("dashboard:audit")).content.decode()
     assert "database" in audit and "retention: removed" in audit
+
+
+@pytest.mark.django_db
+def test_a_providers_open_without_a_visitor_class_loses_its_payload() -> None:
+    clock.set_now(NOW - timedelta(days=100))
+    for i, raw in enumerate(({"event": "opened", "ip": "192.0.2.1"}, {"visitor": "machine"})):
+        Event.objects.create(
+            source="mailgun",
+            provider_event_id=f"open-{i}",
+            type=Event.Type.OPENED,
+            recipient="lead@prospect.example.org",
+            occurred_at=clock.now(),
+            raw=raw,
+        )
+    clock.set_now(None)
+    assert retention.prune(NOW).counts["events.raw"] == 2
+    assert list(Event.objects.values_list("raw", flat=True)) == [{}, {}]
