@@ -17,7 +17,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "run": ("run", "scheduler", "worker", "inbox", "alerts", "telegram", "tick"),
     "campaigns": ("campaign", "leads", "simulate"),
     "pool": ("status", "plan", "rollups"),
-    "diagnostics": ("doctor", "events", "reconcile"),
+    "diagnostics": ("doctor", "events", "reconcile", "prune"),
 }
 # The one line of a command, so the list stays one screen wide.
 LINE_WIDTH = 80

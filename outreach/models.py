@@ -28,3 +28,16 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}@{self.host}:{self.pid}"
+
+
+class RetentionMark(models.Model):
+    """How far the retention prune (:mod:`outreach.retention`) has walked one rule's table:
+    every row up to ``last_id`` is done, so a pass reads only the rows after it and never
+    rescans years of pruned history."""
+
+    name = models.CharField(max_length=64, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} pruned up to id {self.last_id}"

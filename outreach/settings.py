@@ -311,6 +311,13 @@ OUTREACH_DEAD_LETTER_DAYS = env.get_int("OUTREACH_DEAD_LETTER_DAYS", 30, minimum
 # to 1 MiB, so the default bounds them at about 1 GiB per endpoint in the worst case.
 OUTREACH_DEAD_LETTER_CAP = env.get_int("OUTREACH_DEAD_LETTER_CAP", 1000, minimum=1)
 OUTREACH_SES_WATCH_SECONDS = env.get_int("OUTREACH_SES_WATCH_SECONDS", 300, minimum=10)
+# Retention of per-message bulk (docs/configuration.md "Retention", outreach.retention), in
+# days; 0 keeps it for ever. Raw: the providers' event payloads, their answers to send
+# attempts and the outgoing webhooks' delivered payloads. Bodies: the text and HTML of the
+# inbox's mail and the operator's answers. Rows, dedup keys, thread headers, suppressions and
+# rollups are never removed.
+OUTREACH_RETAIN_RAW_DAYS = env.get_int("OUTREACH_RETAIN_RAW_DAYS", 30)
+OUTREACH_RETAIN_BODY_DAYS = env.get_int("OUTREACH_RETAIN_BODY_DAYS", 365)
 
 
 def _budget() -> Decimal | None:

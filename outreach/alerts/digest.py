@@ -52,7 +52,7 @@ def build(day: date) -> str:
     if changes:
         lines.append("\nState changes:")
         for change in changes.order_by("at")[:20]:
-            subject = change.mailbox or change.domain or change.provider
+            subject = change.mailbox or change.domain or change.provider or "database"
             lines.append(f"  {subject}: {change.from_state}→{change.to_state} ({change.reason})")
     cost = month_cost(day)
     budget = f" (budget ${cost.budget})" if cost.budget is not None else ""

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count, Max, Sum
 
+from outreach import retention
 from outreach.alerts.digest import send_if_due
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
@@ -460,6 +461,7 @@ def periodic_pass() -> None:
         ("imap", check_imap_failing),
         ("dead letter retention", DeadLetter.prune),
         ("failed login retention", prune_failed_logins),
+        ("retention", retention.prune_if_due),
         ("ses", check_due_accounts),
         ("digest", send_if_due),
     ]

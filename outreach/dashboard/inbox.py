@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -122,7 +123,14 @@ def thread(request: HttpRequest, pk: int) -> HttpResponse:
         to_email__in=addresses, sent_at__isnull=False, state=Message.State.SENT
     ).select_related("mailbox", "answer", "step")
     entries = [
-        Entry(m.occurred_at, False, m.subject, m.visible_text or m.text_body, m.from_address, m)
+        Entry(
+            m.occurred_at,
+            False,
+            m.subject,
+            m.visible_text or m.text_body or _not_kept(m.received_at),
+            m.from_address,
+            m,
+        )
         for m in theirs
     ] + [
         Entry(
@@ -161,8 +169,16 @@ def _our_text(message: Message) -> str:
     rendered at send time and not kept)."""
     answer = getattr(message, "answer", None)
     if answer is not None:
-        return answer.text
+        return answer.text or _not_kept(answer.at)
     return f"(campaign message, step {message.step.position})" if message.step else ""
+
+
+def _not_kept(at: datetime) -> str:
+    """What shows instead of a text the retention removed (outreach.retention)."""
+    days = settings.OUTREACH_RETAIN_BODY_DAYS
+    if days and at < clock.now() - timedelta(days=days):
+        return f"(text not kept: older than {days} days, OUTREACH_RETAIN_BODY_DAYS)"
+    return ""
 
 
 @require_POST
