@@ -726,13 +726,49 @@ class CampaignRow:
         return _percent(done, total)
 
 
-def campaign_rows() -> list[CampaignRow]:
-    """Every campaign with its enrollments, sends and forecast: four queries."""
-    campaigns = list(Campaign.objects.order_by("-created_at", "slug"))
+# Per (step id, variant id) of one campaign, 0 for none: its rollups' sent, delivered,
+# replied and hard-bounced, all time.
+Outcomes = dict[tuple[int, int], dict[str, int]]
+
+
+def campaign_outcomes(campaign_id: int) -> Outcomes:
+    """One campaign's rollups summed per step and variant, all time: one query, on the
+    rollups' campaign index alone. The campaign page's row, steps and funnel all read it."""
+    return {
+        (row.pop("step_id"), row.pop("variant_id")): row
+        for row in DailyRollup.objects.filter(campaign_id=campaign_id)
+        .values("step_id", "variant_id")
+        .annotate(
+            sent=Sum("sent"),
+            delivered=Sum("delivered"),
+            replied=Sum("replied"),
+            bounced=Sum("bounced_hard"),
+        )
+    }
+
+
+def outcome_totals(outcomes: Outcomes) -> dict[str, int]:
+    """Pure: a campaign's outcomes summed over its steps and variants."""
+    names = ("sent", "delivered", "replied", "bounced")
+    return {name: sum(row.get(name) or 0 for row in outcomes.values()) for name in names}
+
+
+def campaign_rows(
+    campaign: Campaign | None = None, outcomes: Outcomes | None = None
+) -> list[CampaignRow]:
+    """Every campaign (or the one given, with its :func:`campaign_outcomes` when the caller
+    has them) with its enrollments, sends and forecast: four queries."""
+    campaigns = list(
+        Campaign.objects.order_by("-created_at", "slug")
+        if campaign is None
+        else Campaign.objects.filter(pk=campaign.pk)
+    )
+    only: dict[str, Any] = {} if campaign is None else {"campaign": campaign.pk}
     enrollments: dict[int, dict[str, int]] = defaultdict(dict)
     steps_done: dict[int, int] = {}
     for cid, state, n, done in (
-        Enrollment.objects.values("campaign", "state")
+        Enrollment.objects.filter(**only)
+        .values("campaign", "state")
         .annotate(n=Count("id"), done=Sum("last_step"))
         .values_list("campaign", "state", "n", "done")
     ):
@@ -741,24 +777,36 @@ def campaign_rows() -> list[CampaignRow]:
             steps_done[cid] = done or 0
     messages: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for cid, state, n in (
-        Message.objects.filter(campaign__isnull=False)
+        Message.objects.filter(campaign__isnull=False, **only)
         .values("campaign", "state")
         .annotate(n=Count("id"))
         .values_list("campaign", "state", "n")
     ):
         messages[cid][state] += n
     # Replies and hard bounces from the rollups, on their campaign index (never raw events).
-    events: dict[int, dict[str, int]] = {
-        row["campaign_id"]: row
-        for row in DailyRollup.objects.filter(campaign_id__gt=0)
-        .values("campaign_id")
-        .annotate(replied=Sum("replied"), bounced=Sum("bounced_hard"))
-    }
+    events: dict[int, dict[str, int]]
+    if campaign is not None:
+        events = {campaign.pk: outcome_totals(outcomes or campaign_outcomes(campaign.pk))}
+    else:
+        events = {
+            row["campaign_id"]: row
+            for row in DailyRollup.objects.filter(campaign_id__gt=0)
+            .values("campaign_id")
+            .annotate(replied=Sum("replied"), bounced=Sum("bounced_hard"))
+        }
     pool = PoolSettings.load()
     first_day, _ = window_start(pool, 7)
-    recent = counter_totals(DailyCounter.Scope.CAMPAIGN, first_day, pool_day(pool))
+    recent = counter_totals(
+        DailyCounter.Scope.CAMPAIGN,
+        first_day,
+        pool_day(pool),
+        None if campaign is None else [str(campaign.pk)],
+    )
     steps = dict(
-        Step.objects.values("campaign").annotate(n=Count("id")).values_list("campaign", "n")
+        Step.objects.filter(**only)
+        .values("campaign")
+        .annotate(n=Count("id"))
+        .values_list("campaign", "n")
     )
     rows = []
     for c in campaigns:
@@ -820,8 +868,9 @@ def forecast_finish(
     return today + timedelta(days=math.ceil(remaining / pace) - 1)
 
 
-def campaign_steps(campaign: Campaign) -> list[StepRow]:
-    """Per step and per variant: scheduled (pending), sent, replied, bounced. Four queries."""
+def campaign_steps(campaign: Campaign, outcomes: Outcomes | None = None) -> list[StepRow]:
+    """Per step and per variant: scheduled (pending), sent, replied, bounced (the latter two
+    from :func:`campaign_outcomes`, read here unless the caller has them). Four queries."""
     steps = list(campaign.steps.order_by("position"))
     variants = list(Variant.objects.filter(step__campaign=campaign).order_by("step", "label"))
     msg: dict[tuple[int | None, int | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -835,15 +884,12 @@ def campaign_steps(campaign: Campaign) -> list[StepRow]:
         msg[(step_id, variant_id)][key] += n
         msg[(step_id, None)][key] += n
     # Replies and hard bounces per step and variant from the rollups (0: none).
-    for step_id, variant_id, replied, bounced in (
-        DailyRollup.objects.filter(campaign_id=campaign.pk)
-        .values("step_id", "variant_id")
-        .annotate(replied=Sum("replied"), bounced=Sum("bounced_hard"))
-        .values_list("step_id", "variant_id", "replied", "bounced")
-    ):
+    if outcomes is None:
+        outcomes = campaign_outcomes(campaign.pk)
+    for (step_id, variant_id), row in outcomes.items():
         for key in ((step_id or None, variant_id or None), (step_id or None, None)):
-            msg[key][Event.Type.REPLIED] += replied or 0
-            msg[key][Event.Type.BOUNCED] += bounced or 0
+            msg[key][Event.Type.REPLIED] += row.get("replied") or 0
+            msg[key][Event.Type.BOUNCED] += row.get("bounced") or 0
     by_step: dict[int, list[Variant]] = defaultdict(list)
     for v in variants:
         by_step[v.step_id].append(v)

@@ -314,8 +314,10 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
-    row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
-    steps = queries.campaign_steps(campaign)
+    # The campaign's rollups per step and variant, read once for its row, steps and funnel.
+    outcomes = queries.campaign_outcomes(campaign.pk)
+    row = queries.campaign_rows(campaign, outcomes)[0]
+    steps = queries.campaign_steps(campaign, outcomes)
     # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
     verdicts = {
         s.step.pk: abtest.verdict(
@@ -336,7 +338,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "daily_chart": trends.campaign_chart(
                 trends.campaign_daily(PoolSettings.load(), campaign.pk)
             ),
-            "funnel": trends.campaign_funnel(campaign.pk),
+            "funnel": trends.campaign_funnel(campaign.pk, queries.outcome_totals(outcomes)),
             "state_form": forms.CampaignStateForm(),
         },
     )
