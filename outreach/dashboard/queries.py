@@ -887,9 +887,9 @@ def campaign_steps(campaign: Campaign, outcomes: Outcomes | None = None) -> list
     if outcomes is None:
         outcomes = campaign_outcomes(campaign.pk)
     for (step_id, variant_id), row in outcomes.items():
-        for key in ((step_id or None, variant_id or None), (step_id or None, None)):
-            msg[key][Event.Type.REPLIED] += row.get("replied") or 0
-            msg[key][Event.Type.BOUNCED] += row.get("bounced") or 0
+        for group in ((step_id or None, variant_id or None), (step_id or None, None)):
+            msg[group][Event.Type.REPLIED] += row.get("replied") or 0
+            msg[group][Event.Type.BOUNCED] += row.get("bounced") or 0
     by_step: dict[int, list[Variant]] = defaultdict(list)
     for v in variants:
         by_step[v.step_id].append(v)

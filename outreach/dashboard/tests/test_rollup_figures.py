@@ -20,7 +20,7 @@ from outreach.lib import clock
 HARD = Q(type="bounced", bounce_type="hard")
 
 
-def arrive(message: Message, type_: str, k: int, **extra: str) -> None:
+def arrive(message: Message, type_: str, k: int, bounce_type: str = "") -> None:
     """One provider event about ``message``, stored by the collector."""
     record(
         n.Incoming(
@@ -30,7 +30,7 @@ def arrive(message: Message, type_: str, k: int, **extra: str) -> None:
             occurred_at=clock.now() - timedelta(minutes=k),
             provider_event_id=f"arrived-{message.pk}-{type_}-{k}",
             outreach_message_id=message.pk,
-            **extra,
+            bounce_type=bounce_type,
         )
     )
 
