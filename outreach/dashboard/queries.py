@@ -454,19 +454,34 @@ def domain_rows(
     return rows
 
 
+def sent_by_day(pool: PoolSettings, days: int, mailbox: Mailbox | None = None) -> dict[date, int]:
+    """Units used per day from the first day of a ``days``-day window on, for one mailbox or
+    the whole pool (its global counter): one query."""
+    first_day, _ = window_start(pool, days)
+    scope, key = (
+        (DailyCounter.Scope.MAILBOX, str(mailbox.pk))
+        if mailbox is not None
+        else (DailyCounter.Scope.GLOBAL, "*")
+    )
+    return dict(
+        DailyCounter.objects.filter(day__gte=first_day, scope=scope, key=key).values_list(
+            "day", "used"
+        )
+    )
+
+
 def pool_rates(
-    pool: PoolSettings, window_counts: WindowCounts | None = None
+    pool: PoolSettings,
+    window_counts: WindowCounts | None = None,
+    sent_days: dict[date, int] | None = None,
 ) -> tuple[Rates, list[RateCheck]]:
     """The pool's rates over the thresholds' window, each judged against its threshold
-    (from ``window_counts`` of :func:`window_event_counts` when the caller has them)."""
+    (from ``window_counts`` of :func:`window_event_counts` and the window's ``sent_days`` of
+    :func:`sent_by_day` when the caller has them)."""
     thresholds = pool.thresholds
-    first_day, _ = window_start(pool, thresholds.window_days)
-    sent = (
-        DailyCounter.objects.filter(
-            day__gte=first_day, scope=DailyCounter.Scope.GLOBAL, key="*"
-        ).aggregate(n=Sum("used"))["n"]
-        or 0
-    )
+    if sent_days is None:
+        sent_days = sent_by_day(pool, thresholds.window_days)
+    sent = sum(sent_days.values())
     if window_counts is None:
         window_counts = window_event_counts(pool)
     counts = {
@@ -544,21 +559,14 @@ def daily_series(
     *,
     mailbox: Mailbox | None = None,
     per_day: dict[int, dict[str, int]] | None = None,
+    sent_days: dict[date, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Per pool day over the last ``days``: sent, delivered, bounced (hard), complained,
-    replied, for one mailbox or the whole pool. Two queries; one when the caller passes the
-    event counts per day index (``per_day``, from :func:`window_event_counts`)."""
+    replied, for one mailbox or the whole pool. Two queries, fewer when the caller passes the
+    event counts per day index (``per_day``, from :func:`window_event_counts`) or the units
+    used per day (``sent_days``, from :func:`sent_by_day`)."""
     first_day, _ = window_start(pool, days)
-    scope, key = (
-        (DailyCounter.Scope.MAILBOX, str(mailbox.pk))
-        if mailbox is not None
-        else (DailyCounter.Scope.GLOBAL, "*")
-    )
-    sent = dict(
-        DailyCounter.objects.filter(day__gte=first_day, scope=scope, key=key).values_list(
-            "day", "used"
-        )
-    )
+    sent = sent_days if sent_days is not None else sent_by_day(pool, days, mailbox)
     if per_day is None:
         filters = {"mailbox_id": mailbox.pk} if mailbox is not None else {}
         per_day = {

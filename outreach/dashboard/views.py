@@ -88,13 +88,17 @@ def overview(request: HttpRequest) -> HttpResponse:
         pool, last_event=False, window_counts=window_counts, holds=holds
     )
     domains = queries.domain_rows(pool, mailboxes, holds)
-    rates, checks = queries.pool_rates(pool, window_counts)
+    window_days = pool.thresholds.window_days
+    # The window's sends per day, read once for the rates and the chart.
+    sent_days = queries.sent_by_day(pool, window_days)
+    rates, checks = queries.pool_rates(pool, window_counts, sent_days)
     unknown_total, unknown = queries.unknown_messages()
     by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
     for row in mailboxes:
         by_state[row.mailbox.state] += 1
-    window_days = pool.thresholds.window_days
-    series = queries.daily_series(pool, window_days, per_day=window_counts.by_day)
+    series = queries.daily_series(
+        pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
+    )
     today_use = queries.global_today(pool, mailboxes, domains)
     chart = charts.bar_chart(
         [f"{d['day']:%d %b}" for d in series],
