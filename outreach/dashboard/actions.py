@@ -278,11 +278,23 @@ def remove_suppression(entry_id: int, *, reason: str, actor: str) -> Suppression
 # Alerts --------------------------------------------------------------------------------------
 
 
-def acknowledge_alert(alert_id: int, *, actor: str) -> bool:
-    """Mark an alert as seen; False when it already was (or does not exist)."""
-    done = Alert.objects.filter(pk=alert_id, acknowledged_at__isnull=True).update(
-        acknowledged_at=clock.now()
-    )
+def acknowledge_alert(alert_id: int, *, actor: str, via: str = "dashboard") -> bool:
+    """Mark an alert as seen, in the audit log under ``actor`` (``via``: where the operator
+    acted, kept in its figures); False when it already was (or does not exist)."""
+    with transaction.atomic():
+        done = Alert.objects.filter(pk=alert_id, acknowledged_at__isnull=True).update(
+            acknowledged_at=clock.now()
+        )
+        if done:
+            alert = Alert.objects.only("kind", "text").get(pk=alert_id)
+            first_line = alert.text.splitlines()[0] if alert.text else ""
+            StateChange.objects.create(
+                from_state="open",
+                to_state="acknowledged",
+                reason=f"alert #{alert_id} ({alert.kind}): {first_line}"[:500],
+                figures={"via": via, "alert": alert_id, "kind": alert.kind},
+                actor=actor,
+            )
     if done:
         log.info("alert %s acknowledged by %s", alert_id, actor)
     return bool(done)

@@ -30,6 +30,17 @@ from outreach.pool.models import Mailbox
 
 # Mails read for one page of threads: a morning's replies for a pool of 30 mailboxes fit.
 PAGE_MAILS = 500
+# The columns of a mail the inbox list never shows (the thread page reads them).
+LIST_DEFERRED = (
+    "headers",
+    "html_body",
+    "signature",
+    "quoted_text",
+    "references",
+    "attachments",
+    "problems",
+    "to",
+)
 SNOOZE_CHOICES = {"1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7)}
 
 
@@ -78,7 +89,8 @@ def _filtered(form: InboxFilter) -> QuerySet[InboundMail]:
 def inbox(request: HttpRequest) -> HttpResponse:
     form = InboxFilter(request.GET or None)
     threads: dict[Any, Thread] = {}
-    for mail in _filtered(form)[:PAGE_MAILS]:
+    # The list shows no bodies but the visible reply: the rest stays in the database.
+    for mail in _filtered(form).defer(*LIST_DEFERRED)[:PAGE_MAILS]:
         key = mail.lead_id or mail.from_address
         thread = threads.get(key)
         if thread is None:

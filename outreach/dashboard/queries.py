@@ -6,7 +6,9 @@ bounded by indexed time columns, and "last event" is a correlated subquery that 
 ``(mailbox, occurred_at)`` index once per mailbox inside a single statement.
 
 Sends are counted from the daily counters (one unit reserved per message handed to a
-provider, never released after the provider call), so a year of messages is never scanned.
+provider, never released after the provider call), so a year of messages is never scanned;
+deliveries, replies, bounces and complaints from the daily rollups (:mod:`outreach.metrics`,
+the one owner of such counts), so a year of events is never scanned either.
 """
 
 from __future__ import annotations
@@ -21,16 +23,12 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import (
-    Case,
     Count,
     F,
-    IntegerField,
     OuterRef,
     Q,
     Subquery,
     Sum,
-    Value,
-    When,
 )
 from django.utils.timezone import localtime
 
@@ -40,6 +38,7 @@ from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Varia
 from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.metrics.cost import month_cost as metrics_month_cost
+from outreach.metrics.models import DailyRollup
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import way_back
@@ -261,22 +260,27 @@ def counter_totals(
     return {r["key"]: (r["total"] or 0, r["today"] or 0) for r in rows}
 
 
-# 2. Events -----------------------------------------------------------------------------------
+# 2. Event counts ----------------------------------------------------------------------------
 
+# What the pages count of events, read from the daily rollups (outreach.metrics, the one owner
+# of such counts): a window is a sum over a few rows per mailbox and day, never a scan of raw
+# events. "bounced" is hard bounces only, as the BRIEF's bounce rate counts.
 _EVENT_COUNTS = {
-    "delivered": Count("id", filter=Q(type=Event.Type.DELIVERED)),
-    "bounced": Count("id", filter=Q(type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD)),
-    "complained": Count("id", filter=Q(type=Event.Type.COMPLAINED)),
-    "replied": Count("id", filter=Q(type=Event.Type.REPLIED)),
+    "delivered": Sum("delivered"),
+    "bounced": Sum("bounced_hard"),
+    "complained": Sum("complained"),
+    "replied": Sum("replied"),
 }
 
 
-def event_counts_by(field_name: str | None, since: datetime) -> dict[Any, dict[str, int]]:
-    """Delivered/hard-bounced/complained/replied counts since ``since``, grouped by a field."""
-    qs = Event.objects.filter(occurred_at__gte=since)
-    if field_name is None:
-        return {None: qs.aggregate(**_EVENT_COUNTS)}
-    return {row.pop(field_name): row for row in qs.values(field_name).annotate(**_EVENT_COUNTS)}
+def _rollup_counts(first_day: date, last_day: date, *group: str, **filters: int) -> Any:
+    """The event counts of the rollups from ``first_day`` to ``last_day``, grouped by
+    ``group`` (rollup columns). One aggregate query."""
+    return (
+        DailyRollup.objects.filter(day__gte=first_day, day__lte=last_day, **filters)
+        .values(*group)
+        .annotate(**_EVENT_COUNTS)
+    )
 
 
 @dataclass(frozen=True)
@@ -288,25 +292,23 @@ class WindowCounts:
     by_day: dict[int, dict[str, int]]
 
 
-def window_event_counts(pool: PoolSettings) -> WindowCounts:
-    """One scan of the window's events (on the ``(mailbox, occurred_at)`` index), grouped by
-    mailbox and day: the mailbox rows, the pool's rates and its chart all read it."""
+def window_event_counts(pool: PoolSettings, mailbox_id: int | None = None) -> WindowCounts:
+    """The window's rollups (every mailbox's, or one's), summed per mailbox and per day: the
+    mailbox rows, the pool's rates and its chart all read it. Two queries, on the rollups'
+    ``(day, mailbox_id, ...)`` index alone."""
     days = pool.thresholds.window_days
-    first_day, since = window_start(pool, days)
-    by_mailbox: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_EVENT_COUNTS, 0))
-    by_day: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_EVENT_COUNTS, 0))
-    rows = (
-        Event.objects.filter(occurred_at__gte=since)
-        .annotate(bucket=day_bucket(pool, first_day, days))
-        .values("mailbox", "bucket")
-        .annotate(**_EVENT_COUNTS)
-    )
-    for row in rows:
-        for name in _EVENT_COUNTS:
-            n = row[name] or 0
-            by_mailbox[row["mailbox"]][name] += n
-            by_day[row["bucket"]][name] += n
-    return WindowCounts(dict(by_mailbox), dict(by_day))
+    first_day, _ = window_start(pool, days)
+    today = pool_day(pool)
+    filters = {"mailbox_id": mailbox_id} if mailbox_id is not None else {}
+    by_mailbox = {
+        row.pop("mailbox_id") or None: row  # 0: matched to no mailbox
+        for row in _rollup_counts(first_day, today, "mailbox_id", **filters)
+    }
+    by_day = {
+        (row.pop("day") - first_day).days: row
+        for row in _rollup_counts(first_day, today, "day", **filters)
+    }
+    return WindowCounts(by_mailbox, by_day)
 
 
 def _rates(sent: int, counts: dict[str, int] | None) -> Rates:
@@ -334,7 +336,7 @@ def mailbox_rows(
     """Every mailbox (or one) with its cap and use today, window rates and, with
     ``last_event``, its last event: three queries."""
     today = pool_day(pool)
-    first_day, since = window_start(pool, pool.thresholds.window_days)
+    first_day, _ = window_start(pool, pool.thresholds.window_days)
     mailboxes = Mailbox.objects.all()
     extra: tuple[str, ...] = ()
     if last_event:
@@ -342,17 +344,13 @@ def mailbox_rows(
         mailboxes = mailboxes.annotate(last_event_at=Subquery(latest.values("occurred_at")[:1]))
         extra = ("last_event_at",)
     keys = None
-    events = Event.objects.filter(occurred_at__gte=since)
     if mailbox is not None:
         mailboxes = mailboxes.filter(pk=mailbox.pk)
         keys = [str(mailbox.pk)]
-        events = events.filter(mailbox=mailbox)
     counters = counter_totals(DailyCounter.Scope.MAILBOX, first_day, today, keys)
-    by_mailbox = (
-        window_counts.by_mailbox
-        if window_counts is not None and mailbox is None
-        else {row.pop("mailbox"): row for row in events.values("mailbox").annotate(**_EVENT_COUNTS)}
-    )
+    if window_counts is None or mailbox is not None:
+        window_counts = window_event_counts(pool, mailbox.pk if mailbox is not None else None)
+    by_mailbox = window_counts.by_mailbox
     limits = pool.limits
     warmup = pool.warmup
     holds = domain_holds() if holds is None else holds
@@ -455,26 +453,40 @@ def domain_rows(
     return rows
 
 
+def sent_by_day(pool: PoolSettings, days: int, mailbox: Mailbox | None = None) -> dict[date, int]:
+    """Units used per day from the first day of a ``days``-day window on, for one mailbox or
+    the whole pool (its global counter): one query."""
+    first_day, _ = window_start(pool, days)
+    scope, key = (
+        (DailyCounter.Scope.MAILBOX, str(mailbox.pk))
+        if mailbox is not None
+        else (DailyCounter.Scope.GLOBAL, "*")
+    )
+    return dict(
+        DailyCounter.objects.filter(day__gte=first_day, scope=scope, key=key).values_list(
+            "day", "used"
+        )
+    )
+
+
 def pool_rates(
-    pool: PoolSettings, window_counts: WindowCounts | None = None
+    pool: PoolSettings,
+    window_counts: WindowCounts | None = None,
+    sent_days: dict[date, int] | None = None,
 ) -> tuple[Rates, list[RateCheck]]:
     """The pool's rates over the thresholds' window, each judged against its threshold
-    (from ``window_counts`` of :func:`window_event_counts` when the caller has them)."""
+    (from ``window_counts`` of :func:`window_event_counts` and the window's ``sent_days`` of
+    :func:`sent_by_day` when the caller has them)."""
     thresholds = pool.thresholds
-    first_day, since = window_start(pool, thresholds.window_days)
-    sent = (
-        DailyCounter.objects.filter(
-            day__gte=first_day, scope=DailyCounter.Scope.GLOBAL, key="*"
-        ).aggregate(n=Sum("used"))["n"]
-        or 0
-    )
+    if sent_days is None:
+        sent_days = sent_by_day(pool, thresholds.window_days)
+    sent = sum(sent_days.values())
     if window_counts is None:
-        counts = event_counts_by(None, since)[None]
-    else:
-        counts = {
-            name: sum(group.get(name) or 0 for group in window_counts.by_mailbox.values())
-            for name in _EVENT_COUNTS
-        }
+        window_counts = window_event_counts(pool)
+    counts = {
+        name: sum(group.get(name) or 0 for group in window_counts.by_mailbox.values())
+        for name in _EVENT_COUNTS
+    }
     rates = _rates(sent, counts)
     return rates, rate_checks(rates, thresholds)
 
@@ -540,57 +552,25 @@ def global_today(
     return {"sent": sent, "capacity": capacity, "percent": _percent(sent, capacity)}
 
 
-def day_bucket(pool: PoolSettings, first_day: date, days: int) -> Case:
-    """The index (0 = ``first_day``) of the pool day an event occurred on, computed by the
-    database from the days' bounds in the pool's time zone (DST-proof, any database)."""
-    zone = ZoneInfo(pool.timezone)
-    return Case(
-        *(
-            When(
-                occurred_at__lt=datetime.combine(
-                    first_day + timedelta(days=i + 1), time.min, tzinfo=zone
-                ),
-                then=Value(i),
-            )
-            for i in range(days)
-        ),
-        default=Value(days),
-        output_field=IntegerField(),
-    )
-
-
 def daily_series(
     pool: PoolSettings,
     days: int,
     *,
     mailbox: Mailbox | None = None,
     per_day: dict[int, dict[str, int]] | None = None,
+    sent_days: dict[date, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Per pool day over the last ``days``: sent, delivered, bounced (hard), complained,
-    replied, for one mailbox or the whole pool. Two queries; one when the caller passes the
-    event counts per day index (``per_day``, from :func:`window_event_counts`)."""
-    first_day, since = window_start(pool, days)
-    scope, key = (
-        (DailyCounter.Scope.MAILBOX, str(mailbox.pk))
-        if mailbox is not None
-        else (DailyCounter.Scope.GLOBAL, "*")
-    )
-    sent = dict(
-        DailyCounter.objects.filter(day__gte=first_day, scope=scope, key=key).values_list(
-            "day", "used"
-        )
-    )
+    replied, for one mailbox or the whole pool. Two queries, fewer when the caller passes the
+    event counts per day index (``per_day``, from :func:`window_event_counts`) or the units
+    used per day (``sent_days``, from :func:`sent_by_day`)."""
+    first_day, _ = window_start(pool, days)
+    sent = sent_days if sent_days is not None else sent_by_day(pool, days, mailbox)
     if per_day is None:
-        events = Event.objects.filter(occurred_at__gte=since)
-        if mailbox is not None:
-            events = events.filter(mailbox=mailbox)
-        # Types are counted with FILTER, never put in the WHERE clause: SQLite would then
-        # walk the whole year through the type index instead of the window's time range.
+        filters = {"mailbox_id": mailbox.pk} if mailbox is not None else {}
         per_day = {
-            row.pop("bucket"): row
-            for row in events.annotate(bucket=day_bucket(pool, first_day, days))
-            .values("bucket")
-            .annotate(**_EVENT_COUNTS)
+            (row.pop("day") - first_day).days: row
+            for row in _rollup_counts(first_day, pool_day(pool), "day", **filters)
         }
     out = []
     for i in range(days):
@@ -712,13 +692,49 @@ class CampaignRow:
         return _percent(done, total)
 
 
-def campaign_rows() -> list[CampaignRow]:
-    """Every campaign with its enrollments, sends and forecast: four queries."""
-    campaigns = list(Campaign.objects.order_by("-created_at", "slug"))
+# Per (step id, variant id) of one campaign, 0 for none: its rollups' sent, delivered,
+# replied and hard-bounced, all time.
+Outcomes = dict[tuple[int, int], dict[str, int]]
+
+
+def campaign_outcomes(campaign_id: int) -> Outcomes:
+    """One campaign's rollups summed per step and variant, all time: one query, on the
+    rollups' campaign index alone. The campaign page's row, steps and funnel all read it."""
+    return {
+        (row.pop("step_id"), row.pop("variant_id")): row
+        for row in DailyRollup.objects.filter(campaign_id=campaign_id)
+        .values("step_id", "variant_id")
+        .annotate(
+            sent=Sum("sent"),
+            delivered=Sum("delivered"),
+            replied=Sum("replied"),
+            bounced=Sum("bounced_hard"),
+        )
+    }
+
+
+def outcome_totals(outcomes: Outcomes) -> dict[str, int]:
+    """Pure: a campaign's outcomes summed over its steps and variants."""
+    names = ("sent", "delivered", "replied", "bounced")
+    return {name: sum(row.get(name) or 0 for row in outcomes.values()) for name in names}
+
+
+def campaign_rows(
+    campaign: Campaign | None = None, outcomes: Outcomes | None = None
+) -> list[CampaignRow]:
+    """Every campaign (or the one given, with its :func:`campaign_outcomes` when the caller
+    has them) with its enrollments, sends and forecast: four queries."""
+    campaigns = list(
+        Campaign.objects.order_by("-created_at", "slug")
+        if campaign is None
+        else Campaign.objects.filter(pk=campaign.pk)
+    )
+    only: dict[str, Any] = {} if campaign is None else {"campaign": campaign.pk}
     enrollments: dict[int, dict[str, int]] = defaultdict(dict)
     steps_done: dict[int, int] = {}
     for cid, state, n, done in (
-        Enrollment.objects.values("campaign", "state")
+        Enrollment.objects.filter(**only)
+        .values("campaign", "state")
         .annotate(n=Count("id"), done=Sum("last_step"))
         .values_list("campaign", "state", "n", "done")
     ):
@@ -727,29 +743,36 @@ def campaign_rows() -> list[CampaignRow]:
             steps_done[cid] = done or 0
     messages: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for cid, state, n in (
-        Message.objects.filter(campaign__isnull=False)
+        Message.objects.filter(campaign__isnull=False, **only)
         .values("campaign", "state")
         .annotate(n=Count("id"))
         .values_list("campaign", "state", "n")
     ):
         messages[cid][state] += n
-    events: dict[int, dict[str, int]] = defaultdict(dict)
-    for row in (
-        Event.objects.filter(campaign__isnull=False)
-        .values("campaign")
-        .annotate(
-            replied=Count("id", filter=Q(type=Event.Type.REPLIED)),
-            bounced=Count(
-                "id", filter=Q(type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD)
-            ),
-        )
-    ):
-        events[row["campaign"]] = row
+    # Replies and hard bounces from the rollups, on their campaign index (never raw events).
+    events: dict[int, dict[str, int]]
+    if campaign is not None:
+        events = {campaign.pk: outcome_totals(outcomes or campaign_outcomes(campaign.pk))}
+    else:
+        events = {
+            row["campaign_id"]: row
+            for row in DailyRollup.objects.filter(campaign_id__gt=0)
+            .values("campaign_id")
+            .annotate(replied=Sum("replied"), bounced=Sum("bounced_hard"))
+        }
     pool = PoolSettings.load()
     first_day, _ = window_start(pool, 7)
-    recent = counter_totals(DailyCounter.Scope.CAMPAIGN, first_day, pool_day(pool))
+    recent = counter_totals(
+        DailyCounter.Scope.CAMPAIGN,
+        first_day,
+        pool_day(pool),
+        None if campaign is None else [str(campaign.pk)],
+    )
     steps = dict(
-        Step.objects.values("campaign").annotate(n=Count("id")).values_list("campaign", "n")
+        Step.objects.filter(**only)
+        .values("campaign")
+        .annotate(n=Count("id"))
+        .values_list("campaign", "n")
     )
     rows = []
     for c in campaigns:
@@ -763,8 +786,8 @@ def campaign_rows() -> list[CampaignRow]:
                 enrollments=e,
                 sent=m.get(Message.State.SENT, 0),
                 pending=pending,
-                replied=events.get(c.pk, {}).get("replied", 0),
-                bounced=events.get(c.pk, {}).get("bounced", 0),
+                replied=events.get(c.pk, {}).get("replied") or 0,
+                bounced=events.get(c.pk, {}).get("bounced") or 0,
                 forecast=None,
                 sent_last_7_days=sent_7,
             )
@@ -807,8 +830,9 @@ def forecast_finish(
     return finish_day(remaining, pace, today)
 
 
-def campaign_steps(campaign: Campaign) -> list[StepRow]:
-    """Per step and per variant: scheduled (pending), sent, replied, bounced. Four queries."""
+def campaign_steps(campaign: Campaign, outcomes: Outcomes | None = None) -> list[StepRow]:
+    """Per step and per variant: scheduled (pending), sent, replied, bounced (the latter two
+    from :func:`campaign_outcomes`, read here unless the caller has them). Four queries."""
     steps = list(campaign.steps.order_by("position"))
     variants = list(Variant.objects.filter(step__campaign=campaign).order_by("step", "label"))
     msg: dict[tuple[int | None, int | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -821,18 +845,13 @@ def campaign_steps(campaign: Campaign) -> list[StepRow]:
         key = "scheduled" if state in PENDING_STATES else state
         msg[(step_id, variant_id)][key] += n
         msg[(step_id, None)][key] += n
-    for step_id, variant_id, type_, n in (
-        Event.objects.filter(
-            Q(type=Event.Type.REPLIED)
-            | Q(type=Event.Type.BOUNCED, bounce_type=Event.BounceType.HARD),
-            campaign=campaign,
-        )
-        .values("message__step", "message__variant", "type")
-        .annotate(n=Count("id"))
-        .values_list("message__step", "message__variant", "type", "n")
-    ):
-        msg[(step_id, variant_id)][type_] += n
-        msg[(step_id, None)][type_] += n
+    # Replies and hard bounces per step and variant from the rollups (0: none).
+    if outcomes is None:
+        outcomes = campaign_outcomes(campaign.pk)
+    for (step_id, variant_id), row in outcomes.items():
+        for group in ((step_id or None, variant_id or None), (step_id or None, None)):
+            msg[group][Event.Type.REPLIED] += row.get("replied") or 0
+            msg[group][Event.Type.BOUNCED] += row.get("bounced") or 0
     by_step: dict[int, list[Variant]] = defaultdict(list)
     for v in variants:
         by_step[v.step_id].append(v)

@@ -165,12 +165,12 @@ def funnel_stages(sent: int, delivered: int, replied: int, interested: int) -> l
     ]
 
 
-def campaign_funnel(campaign_id: int) -> list[Stage]:
-    """Sent → delivered → replied (the rollups, all time) → interested (leads of the campaign
-    whose reply was labeled interested). Two queries."""
-    totals = DailyRollup.objects.filter(campaign_id=campaign_id).aggregate(
-        sent=Sum("sent"), delivered=Sum("delivered"), replied=Sum("replied")
-    )
+def campaign_funnel(campaign_id: int, totals: dict[str, int] | None = None) -> list[Stage]:
+    """Sent → delivered → replied (the rollups, all time; ``totals`` of
+    :func:`outreach.dashboard.queries.outcome_totals` when the caller has them) → interested
+    (leads of the campaign whose reply was labeled interested). Two queries, or one."""
+    if totals is None:
+        totals = queries.outcome_totals(queries.campaign_outcomes(campaign_id))
     interested = (
         Lead.objects.filter(enrollments__campaign_id=campaign_id, interested_at__isnull=False)
         .distinct()

@@ -88,13 +88,17 @@ def overview(request: HttpRequest) -> HttpResponse:
         pool, last_event=False, window_counts=window_counts, holds=holds
     )
     domains = queries.domain_rows(pool, mailboxes, holds)
-    rates, checks = queries.pool_rates(pool, window_counts)
+    window_days = pool.thresholds.window_days
+    # The window's sends per day, read once for the rates and the chart.
+    sent_days = queries.sent_by_day(pool, window_days)
+    rates, checks = queries.pool_rates(pool, window_counts, sent_days)
     unknown_total, unknown = queries.unknown_messages()
     by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
     for row in mailboxes:
         by_state[row.mailbox.state] += 1
-    window_days = pool.thresholds.window_days
-    series = queries.daily_series(pool, window_days, per_day=window_counts.by_day)
+    series = queries.daily_series(
+        pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
+    )
     today_use = queries.global_today(pool, mailboxes, domains)
     chart = charts.bar_chart(
         [f"{d['day']:%d %b}" for d in series],
@@ -314,8 +318,10 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
-    row = next(r for r in queries.campaign_rows() if r.campaign.pk == campaign.pk)
-    steps = queries.campaign_steps(campaign)
+    # The campaign's rollups per step and variant, read once for its row, steps and funnel.
+    outcomes = queries.campaign_outcomes(campaign.pk)
+    row = queries.campaign_rows(campaign, outcomes)[0]
+    steps = queries.campaign_steps(campaign, outcomes)
     # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
     verdicts = {
         s.step.pk: abtest.verdict(
@@ -336,7 +342,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "daily_chart": trends.campaign_chart(
                 trends.campaign_daily(PoolSettings.load(), campaign.pk)
             ),
-            "funnel": trends.campaign_funnel(campaign.pk),
+            "funnel": trends.campaign_funnel(campaign.pk, queries.outcome_totals(outcomes)),
             "state_form": forms.CampaignStateForm(),
         },
     )

@@ -328,6 +328,14 @@ class InboundMail(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "key"], name="inbound_mail_unique")
         ]
+        indexes = [
+            # The navigation's unread count on every dashboard page reads only unread mails.
+            models.Index(
+                fields=["kind"],
+                condition=models.Q(read_at__isnull=True),
+                name="inbound_mail_unread_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} from {self.from_address}: {self.subject[:60]}"
@@ -429,7 +437,11 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["endpoint", "msg_id"], name="webhook_delivery_once")
         ]
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_due_idx"),
+            # The webhooks page's counts per endpoint and state, from the index alone.
+            models.Index(fields=["endpoint", "state"], name="webhook_endpoint_state_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.msg_id} → {self.endpoint_id} ({self.state})"

@@ -63,7 +63,20 @@ class DailyRollup(models.Model):
         indexes = [
             models.Index(fields=["mailbox_id", "day"], name="rollup_mailbox_day_idx"),
             models.Index(fields=["domain_id", "day"], name="rollup_domain_day_idx"),
-            models.Index(fields=["day"], name="rollup_day_idx"),
+            # The pool's figures over a window of days, per mailbox or per day (the overview,
+            # its 30/90-day trends), answered from the index alone.
+            models.Index(
+                fields=[
+                    "day",
+                    "mailbox_id",
+                    "sent",
+                    "delivered",
+                    "replied",
+                    "bounced_hard",
+                    "complained",
+                ],
+                name="rollup_day_outcomes_idx",
+            ),
             # The campaign page's opens and clicks per step and variant, answered from the
             # index alone (a year of a busy campaign is ~100,000 rows).
             models.Index(
@@ -77,6 +90,20 @@ class DailyRollup(models.Model):
                     "clicked_human",
                 ],
                 name="rollup_campaign_engagement_idx",
+            ),
+            # The campaign list's replies and bounces per campaign, the campaign page's per
+            # step and variant and its funnel, answered from the index alone.
+            models.Index(
+                fields=[
+                    "campaign_id",
+                    "step_id",
+                    "variant_id",
+                    "sent",
+                    "delivered",
+                    "replied",
+                    "bounced_hard",
+                ],
+                name="rollup_campaign_outcomes_idx",
             ),
         ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -85,21 +86,47 @@ def mailbox_cap(mb: PlannedMailbox, day: date, pool: Pool) -> int:
 
 def capacity_on(day: date, pool: Pool) -> int:
     """What the whole pool may send on ``day``."""
-    by_domain: dict[str, list[int]] = {d.name: [] for d in pool.domains}
+    return capacity_curve(pool)(day)
+
+
+def capacity_curve(pool: Pool) -> Callable[[date], int]:
+    """:func:`capacity_on` for many days of one pool, each day computed once: the caps of
+    mailboxes that do not change with the day (active, paused, retired) are summed per
+    domain once, and only warming and cooling mailboxes are projected day by day."""
+    moving = (Mailbox.State.WARMING, Mailbox.State.COOLDOWN)
+    fixed: dict[str, int] = {d.name: 0 for d in pool.domains}
+    changing: list[PlannedMailbox] = []
     for mb in pool.mailboxes:
-        by_domain.setdefault(mb.domain, []).append(mailbox_cap(mb, day, pool))
-    capacities = []
-    for d in pool.domains:
-        held = d.held if d.resumes_on is None or day < d.resumes_on else ""
-        capacities.append(domain_capacity(d.cap, by_domain[d.name], held=held))
-    return pool_capacity(capacities, pool.limits.global_daily_cap)
+        if mb.state in moving:
+            changing.append(mb)
+        else:
+            fixed[mb.domain] = fixed.get(mb.domain, 0) + mailbox_cap(mb, pool.today, pool)
+
+    @functools.cache
+    def on(day: date) -> int:
+        by_domain = dict(fixed)
+        for mb in changing:
+            by_domain[mb.domain] = by_domain.get(mb.domain, 0) + mailbox_cap(mb, day, pool)
+        capacities = []
+        for d in pool.domains:
+            held = d.held if d.resumes_on is None or day < d.resumes_on else ""
+            capacities.append(domain_capacity(d.cap, [by_domain[d.name]], held=held))
+        return pool_capacity(capacities, pool.limits.global_daily_cap)
+
+    return on
 
 
-def first_day_reached(pool: Pool, target: int, horizon: int = HORIZON_DAYS) -> date | None:
+def first_day_reached(
+    pool: Pool,
+    target: int,
+    horizon: int = HORIZON_DAYS,
+    curve: Callable[[date], int] | None = None,
+) -> date | None:
     """The first pool day whose capacity reaches ``target``; None within the horizon."""
+    capacity = curve or capacity_curve(pool)
     for k in range(horizon + 1):
         day = pool.today + timedelta(days=k)
-        if capacity_on(day, pool) >= target:
+        if capacity(day) >= target:
             return day
     return None
 
@@ -252,14 +279,15 @@ def make_plan(
 ) -> Plan:
     """Every answer of the planner for ``target`` a day (pure)."""
     live = [m for m in pool.mailboxes if m.state != Mailbox.State.RETIRED]
+    curve = capacity_curve(pool)
     return Plan(
         target=target,
         today=pool.today,
-        capacity_today=capacity_on(pool.today, pool),
+        capacity_today=curve(pool.today),
         needs=needs(target, pool.limits, per_domain),
         have_mailboxes=len(live),
         have_domains=len({m.domain for m in live}),
-        reached_on=first_day_reached(pool, target),
+        reached_on=first_day_reached(pool, target, curve=curve),
         by=by,
         purchase=to_buy(pool, target, by, per_domain=per_domain) if by else None,
         graduations=[
@@ -267,7 +295,7 @@ def make_plan(
             for m in pool.mailboxes
             if m.state == Mailbox.State.WARMING
         ],
-        capacities=[capacity_on(pool.today + timedelta(days=k), pool) for k in range(days)],
+        capacities=[curve(pool.today + timedelta(days=k)) for k in range(days)],
     )
 
 

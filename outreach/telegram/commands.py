@@ -4,13 +4,14 @@ Reads go through the owners the dashboard reads (:mod:`outreach.scheduler.status
 sends against capacity, :mod:`outreach.metrics.rollups` for today's figures); changes go
 through :mod:`outreach.dashboard.actions`, which writes the audit log, with the Telegram user
 as the actor. A resume is two steps: ``/resume`` shows the evidence that paused the mailbox
-and what holds its domain, ``/confirm`` acts on it.
+and what holds its domain, ``/confirm`` acts on it. The resume awaiting its confirm is kept in
+the database (:class:`outreach.telegram.models.PendingResume`), so a restart of the bot loop
+between the two steps loses nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from outreach.alerts.models import Alert
@@ -21,6 +22,7 @@ from outreach.metrics.rollups import window_figures
 from outreach.pool.models import Domain, Mailbox, StateChange
 from outreach.scheduler.capacity import domain_holds
 from outreach.scheduler.status import pool_status
+from outreach.telegram.models import PendingResume
 
 # A /resume waits this long for its /confirm; later, the evidence shown may be stale.
 CONFIRM_WITHIN = timedelta(minutes=10)
@@ -37,14 +39,6 @@ HELP = """outreach bot commands:
 # The states a mailbox is stopped in, for /status.
 STOPPED = (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN)
 PAUSABLE = (Mailbox.State.WARMING, Mailbox.State.ACTIVE)
-
-
-@dataclass(frozen=True)
-class PendingResume:
-    mailbox_id: int
-    state: str  # the state the evidence was shown for; a change meanwhile voids the confirm
-    reason: str
-    expires: datetime
 
 
 def _when(at: datetime) -> str:
@@ -66,10 +60,9 @@ def _cut(lines: list[str]) -> list[str]:
 
 
 class Commands:
-    """Answers one allow-listed message at a time; keeps each chat's resume awaiting /confirm."""
+    """Answers one allow-listed message at a time."""
 
     def __init__(self) -> None:
-        self.pending: dict[int, PendingResume] = {}
         self.handlers: dict[str, Callable[[Incoming, list[str]], str]] = {
             "start": self.help,
             "help": self.help,
@@ -178,18 +171,31 @@ class Commands:
             lines.append(f"Its domain {mailbox.domain.name} cannot send: {hold}.")
             lines.append("Resumed, the mailbox still sends nothing until that is over.")
         reason = " ".join(args[1:]) or "resumed from Telegram"
-        self.pending[message.chat_id] = PendingResume(
-            mailbox.pk, mailbox.state, reason, clock.now() + CONFIRM_WITHIN
+        now = clock.now()
+        # The chat's latest /resume replaces an earlier one; expired ones of any chat go too.
+        PendingResume.objects.filter(expires_at__lt=now).delete()
+        PendingResume.objects.update_or_create(
+            chat_id=message.chat_id,
+            defaults={
+                "mailbox": mailbox,
+                "state": mailbox.state,
+                "reason": reason[:500],
+                "expires_at": now + CONFIRM_WITHIN,
+            },
         )
         minutes = int(CONFIRM_WITHIN.total_seconds() // 60)
         lines.append(f"Send /confirm within {minutes} minutes to resume it.")
         return "\n".join(lines)
 
     def confirm(self, message: Incoming, args: list[str]) -> str:
-        pending = self.pending.pop(message.chat_id, None)
-        if pending is None or pending.expires < clock.now():
+        pending = (
+            PendingResume.objects.select_related("mailbox").filter(chat_id=message.chat_id).first()
+        )
+        # Taken by deleting it: one /confirm acts once, even if it arrives twice.
+        taken = pending is not None and PendingResume.objects.filter(pk=pending.pk).delete()[0]
+        if pending is None or not taken or pending.expires_at < clock.now():
             return "Nothing to confirm: send /resume ADDRESS first."
-        mailbox = Mailbox.objects.get(pk=pending.mailbox_id)
+        mailbox = pending.mailbox
         if mailbox.state != pending.state:
             return f"{mailbox.address} is now {mailbox.state}: nothing changed; look again."
         change = act_on_mailbox(
@@ -201,7 +207,7 @@ class Commands:
         if len(args) != 1 or not args[0].lstrip("#").isdigit():
             return "Usage: /ack ALERT (the alert's number, as in /today)"
         alert_id = int(args[0].lstrip("#"))
-        if acknowledge_alert(alert_id, actor=message.sender):
+        if acknowledge_alert(alert_id, actor=message.sender, via="telegram"):
             return f"Alert #{alert_id} acknowledged."
         if Alert.objects.filter(pk=alert_id).exists():
             return f"Alert #{alert_id} was already acknowledged."

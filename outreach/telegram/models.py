@@ -1,4 +1,5 @@
-"""What the bot keeps between restarts: where it is in the update stream, and strangers."""
+"""What the bot keeps between restarts: where it is in the update stream, strangers, and the
+resumes awaiting their ``/confirm``."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ class IgnoredChat(models.Model):
 
     def __str__(self) -> str:
         return f"chat {self.chat_id}: {self.messages} message(s) ignored"
+
+
+class PendingResume(models.Model):
+    """A ``/resume`` shown to a chat and awaiting its ``/confirm`` (one per chat, the latest).
+
+    Kept in the database, not in the bot's memory, so a restart of the bot loop between the
+    two steps does not lose it; ``expires_at`` bounds how stale the evidence shown may be."""
+
+    chat_id = models.BigIntegerField(unique=True)
+    mailbox = models.ForeignKey(
+        "pool.Mailbox", on_delete=models.CASCADE, related_name="telegram_resumes"
+    )
+    # The state the evidence was shown for: a change meanwhile voids the confirm.
+    state = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"chat {self.chat_id}: resume mailbox {self.mailbox_id} until {self.expires_at}"

@@ -14,6 +14,7 @@ from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Message, Variant
 from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.metrics import rollups
 from outreach.pool.models import Mailbox, PoolSettings
 from outreach.scheduler.models import DailyCounter
 from outreach.testing import enroll, make_campaign, make_leads, make_pool, make_provider
@@ -134,6 +135,10 @@ def seed_activity(
                 )
             )
     Event.objects.bulk_create(events)
+    # The pages read event counts from the daily rollups: count these as the metrics app's
+    # repair path does (bulk_create sends no signal).
+    for day_offset in range(7):
+        rollups.rebuild(pool_day - timedelta(days=day_offset))
     unknown = Message.objects.create(
         kind=Message.Kind.CAMPAIGN,
         to_email="lost@prospect.example.org",

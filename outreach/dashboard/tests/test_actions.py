@@ -255,8 +255,15 @@ def test_it_acknowledges_an_alert(activity: Activity, staff_client: Client) -> N
     staff_client.post(reverse("dashboard:alert_ack", args=[alert.pk]))
     alert.refresh_from_db()
     assert alert.acknowledged_at == clock.now()
+    entry = StateChange.objects.get(to_state="acknowledged")
+    assert (entry.actor, entry.figures["via"], entry.figures["alert"]) == (
+        "user:ann",
+        "dashboard",
+        alert.pk,
+    )
     response = staff_client.get(reverse("dashboard:overview"))
     assert response.context["alerts"] == []
+    assert f"alert #{alert.pk}" in staff_client.get(reverse("dashboard:audit")).content.decode()
 
 
 def test_it_never_redirects_off_site_after_an_action(

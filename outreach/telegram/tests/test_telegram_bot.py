@@ -204,6 +204,30 @@ def test_a_confirm_after_the_state_changed_or_too_late_does_nothing(
     assert Mailbox.objects.get(pk=boxes[1].pk).state == Mailbox.State.PAUSED
 
 
+def test_a_resume_awaiting_confirm_survives_a_restart_of_the_bot(
+    api: FakeBotApi, bot: Bot, boxes: list[Mailbox]
+) -> None:
+    mailbox = boxes[0]
+    states.transition_mailbox(mailbox, Mailbox.State.PAUSED, reason="r", actor="rules")
+    assert "/confirm" in say(api, bot, f"/resume {mailbox.address} list cleaned")
+    # The bot loop restarts (a deploy, a crash): a new Bot, nothing kept in memory.
+    restarted = Bot(bot.api, {OPS, TEAM}, poll_seconds=0, wait=lambda s: None)
+    assert "paused → active" in say(api, restarted, "/confirm")
+    change = StateChange.objects.filter(mailbox=mailbox).latest("id")
+    assert (change.actor, change.reason) == ("telegram:@alice", "list cleaned")
+    # Confirmed once: a second /confirm finds nothing, after a restart as before it.
+    again = Bot(bot.api, {OPS, TEAM}, poll_seconds=0, wait=lambda s: None)
+    assert "Nothing to confirm" in say(api, again, "/confirm")
+
+    # The expiry holds across a restart too.
+    states.transition_mailbox(boxes[1], Mailbox.State.PAUSED, reason="r", actor="rules")
+    say(api, again, f"/resume {boxes[1].address}")
+    clock.advance(timedelta(minutes=11))
+    later = Bot(bot.api, {OPS, TEAM}, poll_seconds=0, wait=lambda s: None)
+    assert "Nothing to confirm" in say(api, later, "/confirm")
+    assert Mailbox.objects.get(pk=boxes[1].pk).state == Mailbox.State.PAUSED
+
+
 def test_it_acknowledges_an_alert_as_the_telegram_user(
     api: FakeBotApi, bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,9 +238,19 @@ def test_it_acknowledges_an_alert_as_the_telegram_user(
     alert.refresh_from_db()
     assert alert.acknowledged_at == clock.now()
     assert f"alert {alert.pk} acknowledged by telegram:@alice" in caplog.text
+    # In the audit log as the Telegram user, like /pause and /resume.
+    entry = StateChange.objects.get()
+    assert (entry.actor, entry.from_state, entry.to_state, entry.figures) == (
+        "telegram:@alice",
+        "open",
+        "acknowledged",
+        {"via": "telegram", "alert": alert.pk, "kind": "mailbox_paused"},
+    )
+    assert entry.reason == f"alert #{alert.pk} (mailbox_paused): paused"
     assert "already acknowledged" in say(api, bot, f"/ack #{alert.pk}")
     assert say(api, bot, "/ack 999999") == "No alert #999999."
     assert "Usage" in say(api, bot, "/ack all")
+    assert StateChange.objects.count() == 1  # nothing acknowledged, nothing audited
 
 
 def test_it_answers_help_and_unknown_commands(api: FakeBotApi, bot: Bot) -> None:
