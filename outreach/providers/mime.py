@@ -14,8 +14,9 @@ before it is set, and addresses are parsed as single addresses.
 from __future__ import annotations
 
 import binascii
+import functools
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import charset
@@ -82,7 +83,7 @@ class Outgoing:
 
 def new_message_id(sending_domain: str) -> str:
     """A unique Message-ID on the sending domain (random, reveals nothing about the sender)."""
-    return f"<{uuid.uuid4().hex}@{sending_domain.strip().lower()}>"
+    return f"<{os.urandom(16).hex()}@{sending_domain.strip().lower()}>"
 
 
 def one_line(value: str) -> str:
@@ -109,11 +110,11 @@ def build(out: Outgoing, dkim_key: DkimKey | None = None) -> bytes:
     quoted-printable can never produce, so no body can contain it.
     """
     headers = [
-        ("From", _address(out.from_address, out.from_name)),
+        ("From", _sender(out.from_address, out.from_name)),
         ("To", _address(out.to_address, "")),
     ]
     if out.reply_to:
-        headers.append(("Reply-To", _address(out.reply_to, "")))
+        headers.append(("Reply-To", _sender(out.reply_to, "")))
     headers += [
         ("Subject", _text_header("Subject", out.subject)),
         ("Date", format_datetime(out.date)),
@@ -137,7 +138,7 @@ def build(out: Outgoing, dkim_key: DkimKey | None = None) -> bytes:
     headers.append(("MIME-Version", "1.0"))
     text_headers, text_body = _text_part("plain", out.text or " ")
     if out.html:
-        boundary = f"=_{uuid.uuid4().hex}"
+        boundary = f"=_{os.urandom(16).hex()}"
         headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
         html_headers, html_body = _text_part("html", out.html)
         body = (
@@ -187,6 +188,12 @@ def sign(raw: bytes, key: DkimKey) -> bytes:
 def _has_header(raw: bytes, name: bytes) -> bool:
     head = raw.split(b"\r\n\r\n", 1)[0].lower()
     return head.startswith(name.lower() + b":") or b"\r\n" + name.lower() + b":" in head
+
+
+@functools.lru_cache(maxsize=4096)
+def _sender(addr_spec: str, display_name: str) -> str:
+    """:func:`_address` of a mailbox: a pool's few senders are parsed and encoded once."""
+    return _address(addr_spec, display_name)
 
 
 def _address(addr_spec: str, display_name: str) -> str:

@@ -160,5 +160,6 @@ def test_a_worker_alone_settles_what_its_dead_peer_left(_outbox: Path) -> None:
     assert "not resent without reconciliation" in message.last_error
     follow_up = Message.objects.get(pk=never_called.message.pk)
     # An expired claim for the scheduler's recovery, still named as its thread knows it.
-    assert follow_up.state == Message.State.CLAIMED and follow_up.lease_expires_at < LATER
+    assert follow_up.state == Message.State.CLAIMED
+    assert follow_up.lease_expires_at is not None and follow_up.lease_expires_at < LATER
     assert follow_up.message_id_header == never_called.message.message_id_header

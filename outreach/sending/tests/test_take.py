@@ -30,7 +30,9 @@ def test_it_does_not_take_a_message_whose_sequence_stopped_after_the_read(
         if stop == "the campaign is paused":
             Campaign.objects.update(state=Campaign.State.PAUSED)
         else:
-            Enrollment.objects.filter(pk=first.enrollment_id).update(state=Enrollment.State.STOPPED)
+            Enrollment.objects.filter(pk=first.enrollment_id or 0).update(
+                state=Enrollment.State.STOPPED
+            )
         return rows
 
     monkeypatch.setattr(take, "_candidates", read_then_stop)
