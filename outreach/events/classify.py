@@ -18,7 +18,7 @@ it match (the reason shown beside the label):
 Where the rules end at ``other``, a small statistical model trained on the labeled replies
 (outreach.events.classify_model) reads the reply: a probability of ``unsubscribe_request``
 of 0.3 or more makes it one (unsure between "other" and a request to stop, the law decides),
-and any other label of the model is taken at 0.7 or more. A refusal (6) the model reads as a
+and any other label of the model is taken at 0.9 or more. A refusal (6) the model reads as a
 request to stop (0.5 or more) becomes ``unsubscribe_request``. The model never takes a label
 away from the rules otherwise, never answers ``bounce``, and its reason names its
 probability and the words that weighed most: "model: 0.93 not_interested; words: 'not a
@@ -553,7 +553,7 @@ _REPLY_PREFIX = r"^\s*((re|aw|sv|antw|fwd?|wg|tr)\s*:\s*)+"
 # they were set on leave-one-set-out runs that never scored fresh6.txt (docs/inbox.md).
 MODEL_UNSUBSCRIBE = 0.3  # unsure between other and a request to stop: the law decides
 MODEL_REFUSAL_UNSUBSCRIBE = 0.5  # a refusal the model reads as a request to stop
-MODEL_CONFIDENT = 0.7  # any other label of the model
+MODEL_CONFIDENT = 0.9  # any other label of the model (interested, out_of_office …)
 # The model never answers these: a bounce needs the mail system's word (rules 1 and 2).
 _NOT_FROM_MODEL = (BOUNCE, OTHER)
 

@@ -15,6 +15,7 @@ text get the same probabilities, to the bit, on every run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -58,7 +59,7 @@ def features(text: str) -> set[str]:
     found = words(text)
     out = {f"w:{w}" for w in found}
     padded = ["^", *found, "$"]
-    out.update(f"b:{a} {b}" for a, b in zip(padded, padded[1:], strict=False))
+    out.update(f"b:{a} {b}" for a, b in itertools.pairwise(padded))
     line = f" {' '.join(found)} "
     for size in CHAR_SIZES:
         out.update(f"c:{line[i : i + size]}" for i in range(len(line) - size + 1))
@@ -136,12 +137,17 @@ class Model:
 
 def train(examples: Iterable[tuple[str, str]], labels: tuple[str, ...]) -> Model:
     """Count each feature once per (text, label) example."""
+    return train_on_features(((features(text), label) for text, label in examples), labels)
+
+
+def train_on_features(examples: Iterable[tuple[set[str], str]], labels: tuple[str, ...]) -> Model:
+    """``train`` from features already read (an evaluation trains many times on the same)."""
     docs = dict.fromkeys(labels, 0)
     counts: dict[str, list[int]] = {}
-    for text, label in examples:
+    for feats, label in examples:
         at = labels.index(label)
         docs[label] += 1
-        for feat in features(text):
+        for feat in feats:
             counts.setdefault(feat, [0] * len(labels))[at] += 1
     return Model(labels, docs, counts)
 
