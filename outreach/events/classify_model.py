@@ -109,6 +109,11 @@ class Model:
     def guess(self, text: str) -> Guess:
         scores, known = self.log_likelihoods(features(text))
         # Labels are equally likely before reading: the corpus's mix is not the inbox's.
+        # A label with no training example is never guessed.
+        scores = [
+            s if self.docs[label] else -math.inf
+            for s, label in zip(scores, self.labels, strict=True)
+        ]
         top = max(scores)
         exps = [math.exp((s - top) / TEMPERATURE) for s in scores]
         total = sum(exps)

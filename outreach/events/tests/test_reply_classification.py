@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from outreach.events.classify import classify, return_date
 from outreach.events.mailcontent import read_content
 from outreach.events.tests import replies
+from outreach.events.tests.replies import evaluation
 
 WEDNESDAY = date(2026, 12, 2)
 
@@ -168,40 +169,31 @@ def test_it_labels_by_the_visible_reply_not_the_quoted_history() -> None:
     )
 
 
-def test_it_meets_the_goals_on_the_labeled_corpus() -> None:
-    samples = [
-        s
-        for path in sorted(replies.CORPUS.parent.glob("*.txt"))
-        if path.name not in replies.HELD_OUT
-        for s in replies.load(path)
-    ]
-    assert len(samples) >= 200
-    assert {s.language for s in samples} >= {"en", "de", "fr", "es"}
-    guesses = []
-    for sample in samples:
-        content = read_content(sample.raw)
-        verdict = classify(
-            subject=content.subject,
-            visible=content.visible,
-            text=content.text,
-            from_address=content.from_address,
-            auto_submitted=content.auto_submitted,
-            is_report=content.is_report,
-            received=replies.RECEIVED_DAY,
-        )
-        guesses.append((sample.label, verdict.label))
+def test_it_meets_the_goals_on_sets_the_model_was_not_trained_on() -> None:
+    # Each corpus file is labeled by the rules and a model trained on the other files: the
+    # goals hold pooled over all of them, and accuracy and unsubscribe recall hold for each
+    # file alone. fresh6.txt was written after the last rule change, so its figures are
+    # those of wording neither the rules nor its model saw.
+    paths = sorted(replies.CORPUS.parent.glob("*.txt"))
+    readings = evaluation.leave_one_set_out(paths)
+    every = [r for rs in readings.values() for r in rs]
+    assert len(every) >= 200
+    assert {r.sample.language for r in every} >= {"en", "de", "fr", "es"}
+    assert set(replies.HELD_OUT) <= set(readings)
 
-    def precision(label: str) -> float:
-        predicted = [t for t, g in guesses if g == label]
-        return sum(1 for t in predicted if t == label) / len(predicted)
-
-    def recall(label: str) -> float:
-        actual = [g for t, g in guesses if t == label]
-        return sum(1 for g in actual if g == label) / len(actual)
-
-    assert recall("unsubscribe_request") >= 0.98
-    assert precision("out_of_office") >= 0.95 and precision("interested") >= 0.95
-    assert sum(1 for t, g in guesses if t == g) / len(guesses) >= 0.90
+    pooled = evaluation.figures([r.sample.label for r in every], [r.combined.label for r in every])
+    assert pooled["unsubscribe_request_recall"] >= 0.98
+    assert pooled["out_of_office_precision"] >= 0.95
+    assert pooled["interested_precision"] >= 0.95
+    assert pooled["accuracy"] >= 0.90
+    for name, rs in readings.items():
+        alone = evaluation.figures([r.sample.label for r in rs], [r.combined.label for r in rs])
+        assert alone["accuracy"] >= 0.90, name
+        assert alone["unsubscribe_request_recall"] >= 0.98, name
+    for reading in every:
+        # The model never takes away a rule's unsubscribe, bounce, absence or referral.
+        if reading.rules.label not in ("other", "not_interested"):
+            assert reading.combined == reading.rules
 
 
 def test_the_command_prints_one_json_object_per_file_without_a_database(
