@@ -86,11 +86,17 @@ class Model:
             for i, n in enumerate(row):
                 totals[i] += n
         vocabulary = len(counts)
-        denominators = [math.log(t + ALPHA * vocabulary) for t in totals]
-        self._logs = {
-            feat: [math.log(n + ALPHA) - d for n, d in zip(row, denominators, strict=True)]
-            for feat, row in counts.items()
-        }
+        self._denominators = [math.log(t + ALPHA * vocabulary) for t in totals]
+        # Filled as features are met; two threads racing compute the same list, harmlessly.
+        self._logs: dict[str, list[float]] = {}
+
+    def _logs_of(self, feat: str) -> list[float] | None:
+        """log P(feature | label) for each label; None for a feature never seen in training."""
+        logs = self._logs.get(feat)
+        if logs is None and (row := self.counts.get(feat)) is not None:
+            logs = [math.log(n + ALPHA) - d for n, d in zip(row, self._denominators, strict=True)]
+            self._logs[feat] = logs
+        return logs
 
     def log_likelihoods(
         self, feats: Iterable[str]
@@ -98,7 +104,7 @@ class Model:
         scores = [0.0] * len(self.labels)
         known = []
         for feat in sorted(feats):  # sorted: the same sum, bit for bit, on every run
-            logs = self._logs.get(feat)
+            logs = self._logs_of(feat)
             if logs is None:
                 continue  # a feature never seen in training says nothing
             known.append((feat, logs))
@@ -153,7 +159,10 @@ def train_on_features(examples: Iterable[tuple[set[str], str]], labels: tuple[st
         at = labels.index(label)
         docs[label] += 1
         for feat in feats:
-            counts.setdefault(feat, [0] * len(labels))[at] += 1
+            row = counts.get(feat)
+            if row is None:
+                row = counts[feat] = [0] * len(labels)
+            row[at] += 1
     return Model(labels, docs, counts)
 
 
