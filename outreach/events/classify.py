@@ -550,7 +550,7 @@ _REPLY_PREFIX = r"^\s*((re|aw|sv|antw|fwd?|wg|tr)\s*:\s*)+"
 
 # When the rules leave a reply at ``other`` (or read it as a refusal), the model of
 # outreach.events.classify_model reads it. Probabilities at or above these choose its label;
-# they were set on leave-one-set-out runs that never scored fresh6.txt (docs/inbox.md).
+# they were set on leave-one-set-out runs that never scored fresh6.txt (docs/events.md).
 MODEL_UNSUBSCRIBE = 0.3  # unsure between other and a request to stop: the law decides
 MODEL_REFUSAL_UNSUBSCRIBE = 0.5  # a refusal the model reads as a request to stop
 MODEL_CONFIDENT = 0.9  # any other label of the model (interested, out_of_office …)
