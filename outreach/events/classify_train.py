@@ -34,6 +34,8 @@ TRAINING = (
     "fresh4.txt",
     "fresh5.txt",
     "fresh6.txt",
+    "fresh7.txt",
+    "fresh8.txt",
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from outreach.events.classify import classify, return_date
+from outreach.events.classify import classify, return_date, rules
 from outreach.events.mailcontent import read_content
 from outreach.events.tests import replies
 from outreach.events.tests.replies import evaluation
@@ -107,6 +107,74 @@ def test_it_reads_interest_and_its_negation(text: str, label: str) -> None:
     assert label_of(text) == label
 
 
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        # Kept out of whatever sends the mail: a request to stop.
+        ("Please leave us off any future mailings.", "unsubscribe_request"),
+        ("Drop us from the campaign, thanks.", "unsubscribe_request"),
+        # "I'm in" is agreement only on its own.
+        ("I'm in!", "interested"),
+        ("I'm in finance.", "other"),
+        ("I'm in operations; our IT people handle that, not me.", "wrong_person"),
+        # No budget is a refusal in every language, not a question about the price.
+        ("No hay presupuesto este año.", "not_interested"),
+        ("Nous n'avons pas le budget cette année.", "not_interested"),
+        # A ticket desk's or a shared inbox's answer.
+        (
+            "Your enquiry was received. A member of our team will respond within two days.",
+            "auto_reply",
+        ),
+        ("This address is checked twice a week.", "auto_reply"),
+        # "Do not send <a thing> by email" is an instruction, not a request to stop.
+        ("Please do not send passwords or card data by email.", "other"),
+        ("Please do not send me anything else.", "unsubscribe_request"),
+        # Any leave, any way of saying mail is not read.
+        ("I'm on bereavement leave.", "out_of_office"),
+        ("I won't be checking email until the 14th.", "out_of_office"),
+        # Retired, or "you would have to talk to …": someone else.
+        ("He retired last spring.", "wrong_person"),
+        ("Tendría que escribir a contabilidad.", "wrong_person"),
+        ("Da müssten Sie sich an den Einkauf wenden.", "wrong_person"),
+        ("Il faudrait contacter notre DSI.", "wrong_person"),
+    ],
+)
+def test_it_reads_general_shapes_not_sentences(text: str, label: str) -> None:
+    assert rules(subject="Re: Quick question", visible=text, received=WEDNESDAY).label == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Your message to anna@corp.example could not be delivered: mailbox unavailable.",
+        "Sorry, no mailbox here by that name.",
+        "Remote server said: 550 5.1.1 <anna@corp.example> recipient rejected",
+        "Ihre Nachricht konnte nicht zugestellt werden.",
+        "Le message n'a pas pu être distribué : adresse introuvable.",
+        "Su mensaje no ha podido ser entregado.",
+    ],
+)
+def test_it_reads_a_failed_delivery_only_from_the_mail_system(text: str) -> None:
+    def by(sender: str) -> str:
+        return rules(subject="failure", visible=text, from_address=sender, received=WEDNESDAY).label
+
+    assert by("MAILER-DAEMON@mx.corp.example") == "bounce"
+    assert by("postmaster@gw.corp.example") == "bounce"
+    assert by("anna@corp.example") != "bounce"  # a person telling us about it
+
+
+def test_it_leaves_the_header_of_a_quoted_mail_out_of_the_visible_reply() -> None:
+    raw = (
+        "From: marta@beltran.example\r\nSubject: RV: Logística\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Paco, ¿sabes quién es?\r\n\r\n-----Mensaje original-----\r\n"
+        "De: Tom Rep <tom@send1.example.com>\r\nEnviado el: martes, 1 de diciembre de 2026\r\n"
+    ).encode()
+    content = read_content(raw)
+    assert content.visible == "Paco, ¿sabes quién es?"
+    assert content.quoted.startswith("-----Mensaje original-----\nDe: Tom Rep")
+
+
 def test_it_gives_each_label_with_its_reason_and_the_referred_address() -> None:
     verdict = classify(
         subject="Re: hi",
@@ -172,8 +240,8 @@ def test_it_labels_by_the_visible_reply_not_the_quoted_history() -> None:
 def test_it_meets_the_goals_on_sets_the_model_was_not_trained_on() -> None:
     # Each corpus file is labeled by the rules and a model trained on the other files: the
     # goals hold pooled over all of them, and accuracy and unsubscribe recall hold for each
-    # file alone. fresh6.txt was written after the last rule change, so its figures are
-    # those of wording neither the rules nor its model saw.
+    # file alone. A file named in replies.HELD_OUT (none now: each has been read once before
+    # the rules last changed) would be wording neither the rules nor its model saw.
     paths = sorted(replies.CORPUS.parent.glob("*.txt"))
     readings = evaluation.leave_one_set_out(paths)
     every = [r for rs in readings.values() for r in rs]

@@ -76,6 +76,24 @@ def test_it_never_overrides_what_the_rules_decide(text: str) -> None:
     assert verdict(text, contrary) == verdict(text, None) == verdict(text, ANIMALS)
 
 
+def test_it_reads_a_bounce_only_in_mail_the_mail_system_sent() -> None:
+    # A gateway's wording no rule knows ("zorblat"), read as a failed delivery by the model.
+    gateway = model_of(
+        ("the zorblat was not handed over", "bounce"),
+        ("zorblat handed back to the sender", "bounce"),
+        ("zorblat refused at the door", "bounce"),
+        ("the weather today", "other"),
+    )
+    text = "Zorblat not handed over, sorry."
+
+    from_gateway = verdict(text, gateway, from_address="postmaster@gw.corp.example")
+    from_person = verdict(text, gateway, from_address="anna@corp.example")
+
+    assert from_gateway.label == "bounce"
+    assert from_gateway.reason.startswith("from the mail system; model: ")
+    assert from_person.label == "other"
+
+
 def test_it_never_turns_an_unsubscribe_into_anything_else() -> None:
     refusing = model_of(("stop", "not_interested"), ("stop stop", "interested"))
 
