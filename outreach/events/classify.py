@@ -501,7 +501,7 @@ _NOT_INTERESTED = _words(
     r"\bpor ahora no\b|\bde momento no\b|\bno es (el momento|prioridad|para nosotros)\b",
     r"\bsin interés\b",
     r"\bno (tenemos|tengo|hay|contamos con|disponemos de) (\w+ )?(presupuesto|tiempo|necesidad)\b"
-    r"|\bsin presupuesto\b|\bahora mismo no\b",
+    r"|\bsin presupuesto\b",
     r"\b(pas|plus) (de |le )?budget\b|\bn'(avons|ai) pas (le |de )?(budget|temps)\b",
     r"\bsans façon\b|\btrès peu pour (moi|nous)\b|\b(passe|passons) (mon|notre) tour\b",
 )
