@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import email.utils
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message as EmailMessage
@@ -39,6 +40,14 @@ MAX_HEADER_VALUE = 2_000
 REPLY_LANGUAGES = ["en", "de", "fr", "es"]
 # The longest first line of a signature ("Mit freundlichen Grüßen", "Thanks for your time,").
 SIGN_OFF_WORDS = 4
+
+# The line that opens a quoted or forwarded mail in Outlook and its kin, in the four languages.
+_ORIGINAL_MESSAGE = re.compile(
+    r"\s*-{3,}\s*(original message|forwarded message|mensaje original|mensaje reenviado|"
+    r"ursprüngliche nachricht|originalnachricht|weitergeleitete nachricht|message d'origine|"
+    r"message original|message transféré)\s*-{3,}\s*$",
+    re.IGNORECASE,
+)
 
 # Allowed HTML: nh3's safe defaults without images (a remote image is a tracking pixel and a
 # request the sender controls; an inline one is an attachment, listed as such).
@@ -201,10 +210,19 @@ def _split_reply(content: Content) -> None:
     # Quoted lines (">") left in the newest part are history whose header line the parser
     # did not know.
     lines = body.splitlines()
+    # The parser leaves the separator and the header lines of the quoted mail ("-----Mensaje
+    # original-----", "De: …", "Enviado el: …") in the newest part when it does not know
+    # them: they are history, not the reply.
+    for number, line in enumerate(lines):
+        if _ORIGINAL_MESSAGE.match(line):
+            lines, history = lines[:number], "\n".join(lines[number:]).strip()
+            content.quoted = history
+            break
     content.visible = "\n".join(line for line in lines if not line.lstrip().startswith(">"))
     content.visible = content.visible.strip()
     content.signature = signature
-    content.quoted = "\n\n".join(r.full_body for r in replies[1:]).strip()
+    older = "\n\n".join(r.full_body for r in replies[1:]).strip()
+    content.quoted = "\n\n".join(part for part in (content.quoted, older) if part)
     quoted_inline = [line for line in lines if line.lstrip().startswith(">")]
     if quoted_inline and not content.quoted:
         content.quoted = "\n".join(quoted_inline)

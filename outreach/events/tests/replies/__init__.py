@@ -10,9 +10,10 @@ CORPUS = Path(__file__).with_name("corpus.txt")
 RECEIVED = "Wed, 02 Dec 2026 09:30:00 +0000"
 RECEIVED_DAY = date(2026, 12, 2)
 POOL_ADDRESS = "tom@send1.example.com"
-# Files written after the last change to the rules: the goals test leaves them out, so that
-# they stay a measure of wording the rules have not seen (see README.md beside this file).
-HELD_OUT: tuple[str, ...] = ("fresh6.txt",)
+# Files written after the last change to the rules: the bench marks them, as a measure of
+# wording the rules have not seen (see README.md beside this file). None now: the rules were
+# last changed after fresh7.txt and fresh8.txt were read.
+HELD_OUT: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
