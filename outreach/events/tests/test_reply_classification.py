@@ -247,10 +247,10 @@ def test_it_labels_by_the_visible_reply_not_the_quoted_history() -> None:
 
 
 def test_it_meets_the_goals_on_sets_the_model_was_not_trained_on() -> None:
-    # Each corpus file is labeled by the rules and a model trained on the other files: the
-    # goals hold pooled over all of them, and accuracy and unsubscribe recall hold for each
-    # file alone. A file named in replies.HELD_OUT (none now: each has been read once before
-    # the rules last changed) would be wording neither the rules nor its model saw.
+    # Each corpus file is labeled by the rules and a model trained on the other training files:
+    # the goals hold pooled over all of them, and accuracy and unsubscribe recall hold for each
+    # file the rules were tuned on. The files of replies.HELD_OUT are wording neither the rules
+    # nor the model saw: the goals hold pooled over them, as one reading of unseen wording.
     paths = sorted(replies.CORPUS.parent.glob("*.txt"))
     readings = evaluation.leave_one_set_out(paths)
     every = [r for rs in readings.values() for r in rs]
@@ -263,7 +263,16 @@ def test_it_meets_the_goals_on_sets_the_model_was_not_trained_on() -> None:
     assert pooled["out_of_office_precision"] >= 0.95
     assert pooled["interested_precision"] >= 0.95
     assert pooled["accuracy"] >= 0.90
+    unseen = [r for name in replies.HELD_OUT for r in readings[name]]
+    assert len(unseen) >= 200
+    fresh = evaluation.figures([r.sample.label for r in unseen], [r.combined.label for r in unseen])
+    assert fresh["unsubscribe_request_recall"] >= 0.98
+    assert fresh["out_of_office_precision"] >= 0.95
+    assert fresh["interested_precision"] >= 0.95
+    assert fresh["accuracy"] >= 0.90
     for name, rs in readings.items():
+        if name in replies.HELD_OUT:
+            continue
         alone = evaluation.figures([r.sample.label for r in rs], [r.combined.label for r in rs])
         assert alone["accuracy"] >= 0.90, name
         assert alone["unsubscribe_request_recall"] >= 0.98, name

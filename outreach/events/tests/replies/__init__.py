@@ -10,10 +10,11 @@ CORPUS = Path(__file__).with_name("corpus.txt")
 RECEIVED = "Wed, 02 Dec 2026 09:30:00 +0000"
 RECEIVED_DAY = date(2026, 12, 2)
 POOL_ADDRESS = "tom@send1.example.com"
-# Files written after the last change to the rules: the bench marks them, as a measure of
-# wording the rules have not seen (see README.md beside this file). None now: the rules were
-# last changed after fresh7.txt and fresh8.txt were read.
-HELD_OUT: tuple[str, ...] = ()
+# Files written after the last change to the rules and never trained on: the bench marks them,
+# as a measure of wording neither the rules nor the model have seen (see README.md beside this
+# file). fresh9.txt and fresh10.txt were written by someone who never read the rules, and first
+# scored on the rules and model as merged; a change tuned on them ends their use as held out.
+HELD_OUT: tuple[str, ...] = ("fresh9.txt", "fresh10.txt")
 
 
 @dataclass(frozen=True)
