@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -178,24 +179,34 @@ def claim_batch(
     """
     if not proposals:
         return []
+    implementation = "plpgsql" if connection.vendor == "postgresql" else "python"
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            return _claim_batch_postgresql(proposals, day, now, lease, worker, allowed_states)
-        return [
-            claim_one(
-                p.message_id,
-                mailbox_id=p.mailbox_id,
-                provider_account_id=p.provider_account_id,
-                reservation=p.reservation,
-                day=day,
-                now=now,
-                next_send_at=p.next_send_at,
-                lease=lease,
-                worker=worker,
-                allowed_states=allowed_states,
-            )
-            for p in proposals
-        ]
+        return IMPLEMENTATIONS[implementation](proposals, day, now, lease, worker, allowed_states)
+
+
+def _claim_batch_python(
+    proposals: list[Proposal],
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...],
+) -> list[ClaimOutcome]:
+    return [
+        claim_one(
+            p.message_id,
+            mailbox_id=p.mailbox_id,
+            provider_account_id=p.provider_account_id,
+            reservation=p.reservation,
+            day=day,
+            now=now,
+            next_send_at=p.next_send_at,
+            lease=lease,
+            worker=worker,
+            allowed_states=allowed_states,
+        )
+        for p in proposals
+    ]
 
 
 def _claim_batch_postgresql(
@@ -243,3 +254,14 @@ def _claim_batch_postgresql(
         by_reason.get(reason) or ClaimOutcome(False, "full", scope, key)
         for reason, scope, key in rows
     ]
+
+
+# The two implementations of a claim batch, which must answer alike (the parity tests run
+# both on PostgreSQL): each claim's steps as savepoints, or PostgreSQL's claim function.
+ClaimBatch = Callable[
+    [list[Proposal], date, datetime, timedelta, str, tuple[str, ...]], list[ClaimOutcome]
+]
+IMPLEMENTATIONS: dict[str, ClaimBatch] = {
+    "python": _claim_batch_python,
+    "plpgsql": _claim_batch_postgresql,
+}

@@ -13,8 +13,8 @@ import pytest
 from django.db import transaction
 
 from outreach.campaigns.models import Message
-from outreach.scheduler import simulate
 from outreach.management.commands.simulate import render_table
+from outreach.scheduler import simulate
 from outreach.scheduler.models import RecipientDomain
 
 ROOT = Path(__file__).resolve().parents[3]
