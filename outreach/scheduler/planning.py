@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
-from outreach.campaigns.suppression import is_suppressed
+from outreach.campaigns.suppression import is_suppressed, normalize, suppressed_among
 from outreach.pool.models import PoolSettings
 from outreach.scheduler import routing
 
@@ -97,8 +97,10 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
         )
         if not batch:
             break
+        # One look at the suppression list for the whole batch.
+        suppressed = suppressed_among([e.lead.email for e in batch])
         for enrollment in batch:
-            _plan_one(enrollment, campaigns, now, wait, report)
+            _plan_one(enrollment, campaigns, now, wait, report, suppressed)
         done += len(batch)
         last_id = batch[-1].pk
     return report
@@ -110,6 +112,7 @@ def _plan_one(
     now: datetime,
     wait: timedelta,
     report: PlanReport,
+    suppressed: set[str],
 ) -> None:
     lead = enrollment.lead
     position = enrollment.last_step + 1
@@ -118,7 +121,7 @@ def _plan_one(
         _finish(enrollment, Enrollment.State.FINISHED, "", now)
         report.finished += 1
         return
-    if is_suppressed(lead.email):
+    if normalize(lead.email) in suppressed:
         _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
         report.suppressed += 1
         return

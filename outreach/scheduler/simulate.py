@@ -202,7 +202,11 @@ def throwaway_database() -> Iterator[Path]:
     """
     from django.core.management import call_command
 
-    directory = Path(tempfile.mkdtemp(prefix="outreach-simulate-"))
+    # In memory when the system offers a tmpfs: the file is thrown away anyway.
+    shm = Path("/dev/shm")  # noqa: S108 (a private mkdtemp directory below it)
+    directory = Path(
+        tempfile.mkdtemp(prefix="outreach-simulate-", dir=shm if shm.is_dir() else None)
+    )
     original = connections.settings["default"]
     connections["default"].close()
     connections.settings["default"] = {
