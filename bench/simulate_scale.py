@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,31 +59,39 @@ def pool_toml(mailboxes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(mailboxes: int, days: int, workdir: Path) -> dict[str, object]:
+def run(mailboxes: int, days: int, workdir: Path, fill: float = 1.0) -> dict[str, object]:
     config = workdir / f"pool-{mailboxes}.toml"
     config.write_text(pool_toml(mailboxes))
     # The example campaign without its daily cap: the pool's capacity is what is measured.
     campaign = workdir / "campaign.toml"
     example = (ROOT / "examples" / "campaign.toml").read_text().splitlines()
     campaign.write_text("\n".join(x for x in example if not x.startswith("daily_cap")) + "\n")
-    leads = mailboxes * MAILBOX_CAP * days
+    leads = max(1, round(mailboxes * MAILBOX_CAP * days * fill))
     command = [sys.executable, "-m", "outreach", "simulate", "--json", "--seed", "1"]
     command += ["--config", str(config), "--campaign", str(campaign)]
     command += ["--days", str(days), "--leads", str(leads)]
     env = {**os.environ, "OUTREACH_LOG_LEVEL": "ERROR"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the whole process (migrations and setup included): on a shared machine the
+    # elapsed time also counts the waits for a core.
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     sent = int(data["totals"]["sent"])
     elapsed = float(data["elapsed_seconds"])
     return {
         "mailboxes": mailboxes,
         "days": days,
+        "leads": leads,
         "sent": sent,
         "cap_exceeded": data["totals"]["cap_exceeded"],
         "utilization": data["totals"]["utilization"],
         "elapsed_seconds": elapsed,
         "sends_per_second": round(sent / elapsed, 1) if elapsed else 0.0,
         "ms_per_send": round(1000 * elapsed / max(sent, 1), 3),
+        "process_cpu_seconds": round(cpu, 1),
+        "cpu_ms_per_send": round(1000 * cpu / max(sent, 1), 3),
     }
 
 
@@ -90,28 +99,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="30,300,3000", help="pool sizes, comma-separated")
     parser.add_argument("--days", type=int, default=1, help="simulated days per size")
+    parser.add_argument(
+        "--fill",
+        default="1",
+        help="leads as a share of the pool's send slots, one per size or one for all "
+        "(e.g. 1,0.25,0.05 to time 3,000 mailboxes without simulating 120,000 sends)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="outreach-simscale-") as tmp:
-        runs = [run(size, args.days, Path(tmp)) for size in sizes]
+        fills = [float(f) for f in args.fill.split(",")]
+        fills = fills if len(fills) == len(sizes) else [fills[0]] * len(sizes)
+        runs = [
+            run(size, args.days, Path(tmp), fill) for size, fill in zip(sizes, fills, strict=True)
+        ]
     base = runs[0]
     result: dict[str, object] = {"days": args.days, "runs": runs}
     for r in runs[1:]:
         result[f"cost_ratio_{r['mailboxes']}_vs_{base['mailboxes']}"] = round(
-            float(r["ms_per_send"]) / max(float(base["ms_per_send"]), 1e-9),
-            2,  # type: ignore[arg-type]
+            float(str(r["ms_per_send"])) / max(float(str(base["ms_per_send"])), 1e-9),
+            2,
         )
     if args.json:
         print(json.dumps(result))
         return
     print(f"outreach simulate, {args.days} day(s) per pool size")
-    print(f"{'mailboxes':>10}{'sent':>10}{'seconds':>10}{'sends/s':>10}{'ms/send':>10}{'ratio':>8}")
+    print(
+        f"{'mailboxes':>10}{'sent':>10}{'seconds':>10}{'sends/s':>10}{'ms/send':>10}"
+        f"{'ratio':>8}{'cpu ms/send':>13}"
+    )
     for r in runs:
         ratio = float(r["ms_per_send"]) / max(float(base["ms_per_send"]), 1e-9)  # type: ignore[arg-type]
         print(
             f"{r['mailboxes']:>10}{r['sent']:>10}{r['elapsed_seconds']:>10.1f}"
             f"{r['sends_per_second']:>10.1f}{r['ms_per_send']:>10.3f}{ratio:>8.2f}"
+            f"{r['cpu_ms_per_send']:>13.3f}"
         )
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
@@ -85,55 +87,15 @@ def claim_one(
     in one transaction (:func:`claim_batch`) can still wait on another group's rows in a
     cycle; the database then aborts one claim (a deadlock error), which comes back ``busy``.
     """
-    ops = connection.ops
-    message_table = Message._meta.db_table
-    if connection.vendor == "postgresql":
-        # SKIP LOCKED: a row another process is claiming right now is not worth waiting for;
-        # its UPDATE will win and ours would then find nothing anyway.
-        target = (
-            f"id = (SELECT id FROM {message_table} WHERE id = %s AND state = %s "  # noqa: S608
-            "FOR UPDATE SKIP LOCKED)"
-        )
-    else:
-        target = "id = %s AND state = %s"
-    states = ", ".join(["%s"] * len(allowed_states))
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             # 1. The message, still scheduled.
-            cursor.execute(
-                f"UPDATE {message_table} SET state = %s, mailbox_id = %s, "  # noqa: S608
-                "provider_account_id = %s, claimed_by = %s, lease_expires_at = %s, "
-                f"quota_day = %s, updated_at = %s WHERE {target}",
-                [
-                    Message.State.CLAIMED,
-                    mailbox_id,
-                    provider_account_id,
-                    worker[:128],
-                    ops.adapt_datetimefield_value(now + lease),
-                    ops.adapt_datefield_value(day),
-                    ops.adapt_datetimefield_value(now),
-                    message_id,
-                    Message.State.SCHEDULED,
-                ],
-            )
-            if cursor.rowcount != 1:
+            if not _take_message(
+                cursor, message_id, mailbox_id, provider_account_id, day, now, lease, worker
+            ):
                 raise _Refused(GONE)
             # 2. The mailbox's pacing slot, while it and its domain may still send.
-            cursor.execute(
-                f"UPDATE {Mailbox._meta.db_table} SET next_send_at = %s "  # noqa: S608
-                f"WHERE id = %s AND state IN ({states}) "
-                "AND (next_send_at IS NULL OR next_send_at <= %s) "
-                f"AND EXISTS (SELECT 1 FROM {Domain._meta.db_table} d "
-                f"WHERE d.id = {Mailbox._meta.db_table}.domain_id AND d.state = %s)",
-                [
-                    ops.adapt_datetimefield_value(next_send_at),
-                    mailbox_id,
-                    *allowed_states,
-                    ops.adapt_datetimefield_value(now),
-                    Domain.State.ACTIVE,
-                ],
-            )
-            if cursor.rowcount != 1:
+            if not _take_slot(cursor, mailbox_id, now, next_send_at, allowed_states):
                 raise _Refused(BUSY)
             # 3. One unit of every cap.
             if not reserve(cursor, day, reservation):
@@ -147,6 +109,74 @@ def claim_one(
         log.warning("claim of message %s rolled back: %s", message_id, exc)
         return BUSY
     return CLAIMED
+
+
+def _take_message(
+    cursor: Any,
+    message_id: int,
+    mailbox_id: int,
+    provider_account_id: int,
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+) -> bool:
+    """Step 1 of a claim: the message, if still ``scheduled``, becomes ``claimed``."""
+    ops = connection.ops
+    message_table = Message._meta.db_table
+    if connection.vendor == "postgresql":
+        # SKIP LOCKED: a row another process is claiming right now is not worth waiting for;
+        # its UPDATE will win and ours would then find nothing anyway.
+        target = (
+            f"id = (SELECT id FROM {message_table} WHERE id = %s AND state = %s "  # noqa: S608
+            "FOR UPDATE SKIP LOCKED)"
+        )
+    else:
+        target = "id = %s AND state = %s"
+    cursor.execute(
+        f"UPDATE {message_table} SET state = %s, mailbox_id = %s, "  # noqa: S608
+        "provider_account_id = %s, claimed_by = %s, lease_expires_at = %s, "
+        f"quota_day = %s, updated_at = %s WHERE {target}",
+        [
+            Message.State.CLAIMED,
+            mailbox_id,
+            provider_account_id,
+            worker[:128],
+            ops.adapt_datetimefield_value(now + lease),
+            ops.adapt_datefield_value(day),
+            ops.adapt_datetimefield_value(now),
+            message_id,
+            Message.State.SCHEDULED,
+        ],
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def _take_slot(
+    cursor: Any,
+    mailbox_id: int,
+    now: datetime,
+    next_send_at: datetime,
+    allowed_states: tuple[str, ...],
+) -> bool:
+    """Step 2 of a claim: the mailbox's pacing slot, while it and its domain may send."""
+    ops = connection.ops
+    states = ", ".join(["%s"] * len(allowed_states))
+    cursor.execute(
+        f"UPDATE {Mailbox._meta.db_table} SET next_send_at = %s "  # noqa: S608
+        f"WHERE id = %s AND state IN ({states}) "
+        "AND (next_send_at IS NULL OR next_send_at <= %s) "
+        f"AND EXISTS (SELECT 1 FROM {Domain._meta.db_table} d "
+        f"WHERE d.id = {Mailbox._meta.db_table}.domain_id AND d.state = %s)",
+        [
+            ops.adapt_datetimefield_value(next_send_at),
+            mailbox_id,
+            *allowed_states,
+            ops.adapt_datetimefield_value(now),
+            Domain.State.ACTIVE,
+        ],
+    )
+    return bool(cursor.rowcount == 1)
 
 
 @dataclass(frozen=True)
@@ -178,24 +208,34 @@ def claim_batch(
     """
     if not proposals:
         return []
+    implementation = "plpgsql" if connection.vendor == "postgresql" else "python"
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            return _claim_batch_postgresql(proposals, day, now, lease, worker, allowed_states)
-        return [
-            claim_one(
-                p.message_id,
-                mailbox_id=p.mailbox_id,
-                provider_account_id=p.provider_account_id,
-                reservation=p.reservation,
-                day=day,
-                now=now,
-                next_send_at=p.next_send_at,
-                lease=lease,
-                worker=worker,
-                allowed_states=allowed_states,
-            )
-            for p in proposals
-        ]
+        return IMPLEMENTATIONS[implementation](proposals, day, now, lease, worker, allowed_states)
+
+
+def _claim_batch_python(
+    proposals: list[Proposal],
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...],
+) -> list[ClaimOutcome]:
+    return [
+        claim_one(
+            p.message_id,
+            mailbox_id=p.mailbox_id,
+            provider_account_id=p.provider_account_id,
+            reservation=p.reservation,
+            day=day,
+            now=now,
+            next_send_at=p.next_send_at,
+            lease=lease,
+            worker=worker,
+            allowed_states=allowed_states,
+        )
+        for p in proposals
+    ]
 
 
 def _claim_batch_postgresql(
@@ -243,3 +283,14 @@ def _claim_batch_postgresql(
         by_reason.get(reason) or ClaimOutcome(False, "full", scope, key)
         for reason, scope, key in rows
     ]
+
+
+# The two implementations of a claim batch, which must answer alike (the parity tests run
+# both on PostgreSQL): each claim's steps as savepoints, or PostgreSQL's claim function.
+ClaimBatch = Callable[
+    [list[Proposal], date, datetime, timedelta, str, tuple[str, ...]], list[ClaimOutcome]
+]
+IMPLEMENTATIONS: dict[str, ClaimBatch] = {
+    "python": _claim_batch_python,
+    "plpgsql": _claim_batch_postgresql,
+}

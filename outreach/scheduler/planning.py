@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
-from outreach.campaigns.suppression import is_suppressed
+from outreach.campaigns.suppression import is_suppressed, normalize, suppressed_among
 from outreach.pool.models import PoolSettings
 from outreach.scheduler import routing
 
@@ -97,8 +97,10 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
         )
         if not batch:
             break
+        # One look at the suppression list for the whole batch.
+        suppressed = suppressed_among([e.lead.email for e in batch])
         for enrollment in batch:
-            _plan_one(enrollment, campaigns, now, wait, report)
+            _plan_one(enrollment, campaigns, now, wait, report, suppressed)
         done += len(batch)
         last_id = batch[-1].pk
     return report
@@ -110,6 +112,7 @@ def _plan_one(
     now: datetime,
     wait: timedelta,
     report: PlanReport,
+    suppressed: set[str],
 ) -> None:
     lead = enrollment.lead
     position = enrollment.last_step + 1
@@ -118,7 +121,7 @@ def _plan_one(
         _finish(enrollment, Enrollment.State.FINISHED, "", now)
         report.finished += 1
         return
-    if is_suppressed(lead.email):
+    if normalize(lead.email) in suppressed:
         _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
         report.suppressed += 1
         return
@@ -144,13 +147,29 @@ def _plan_one(
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
         return
+    message = _new_message(enrollment, step, campaign.pk, not_before, position, wait, now)
+    if _save_planned(message, enrollment, position):
+        report.planned += 1
+
+
+def _new_message(
+    enrollment: Enrollment,
+    step: _StepPlan,
+    campaign_id: int,
+    not_before: datetime,
+    position: int,
+    wait: timedelta,
+    now: datetime,
+) -> Message:
+    """The scheduled message of the enrollment's step at ``position`` (not saved)."""
+    lead = enrollment.lead
     variant_id = routing.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
     message = Message(
         kind=Message.Kind.CAMPAIGN,
         enrollment=enrollment,
         step_id=step.step_id,
         variant_id=variant_id,
-        campaign_id=campaign.pk,
+        campaign_id=campaign_id,
         to_email=lead.email,
         to_domain=lead.email_domain or lead.email.rpartition("@")[2],
         state=Message.State.SCHEDULED,
@@ -158,13 +177,19 @@ def _plan_one(
         created_at=now,
         updated_at=now,
     )
-    if follow_up:
+    if position > 1:
         message.pinned_mailbox_id = enrollment.thread_mailbox_id
         message.in_reply_to = enrollment.thread_message_id
         message.references = _thread_references(enrollment, position)
         # Waiting for the thread's mailbox has a limit; moving the follow-up to another
         # mailbox would break the thread, so past it the follow-up is cancelled instead.
         message.expires_at = not_before + wait
+    return message
+
+
+def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bool:
+    """Insert the message and move the enrollment on, together; False when the step was
+    already planned (each enrollment step yields at most one message): then only catch up."""
     try:
         with transaction.atomic():
             message.save(force_insert=True)
@@ -172,12 +197,11 @@ def _plan_one(
                 last_step=position, next_due_at=None
             )
     except IntegrityError:
-        # Already planned (each enrollment step yields at most one message): catch up.
         Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
             last_step=position, next_due_at=None
         )
-        return
-    report.planned += 1
+        return False
+    return True
 
 
 def _thread_references(enrollment: Enrollment, position: int) -> str:

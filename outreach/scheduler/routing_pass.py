@@ -365,25 +365,10 @@ class _Pass:
             if row["to_domain"] in self.full_recipient_domains:
                 return None
         allow_warming = not is_campaign or (campaign is not None and campaign.allow_warming)
-        pinned = row["pinned_mailbox_id"]
         recipient_provider = self.recipient_providers.get(row["to_domain"], "")
-        if pinned is not None:
-            if not self.router.can_send(pinned, allow_warming=allow_warming):
-                return None
-            if self.router.recipient_provider_left.get(recipient_provider, 1) <= 0:
-                return None
-            mailbox_id = pinned
-        else:
-            assert campaign is not None
-            choice = self.router.choose_for(
-                campaign.allowed,
-                recipient_provider,
-                allow_warming=allow_warming,
-                prefer_same_provider=self.limits.prefer_same_provider,
-            )
-            if choice is None:
-                return None
-            mailbox_id = choice.id
+        mailbox_id = self._mailbox_for(row, campaign, recipient_provider, allow_warming)
+        if mailbox_id is None:
+            return None
         info = self.info[mailbox_id]
         counts_for_campaign = campaign is not None and is_campaign
         reservation = reservation_for(
@@ -420,6 +405,31 @@ class _Pass:
             if left is not None:
                 self.campaign_left[item.campaign.id] = left - 1
         return item
+
+    def _mailbox_for(
+        self,
+        row: dict[str, Any],
+        campaign: CampaignRules | None,
+        recipient_provider: str,
+        allow_warming: bool,
+    ) -> int | None:
+        """The message's pinned mailbox if it may send now, else the router's best choice
+        (None: no mailbox for it in this pass)."""
+        pinned = row["pinned_mailbox_id"]
+        if pinned is not None:
+            if not self.router.can_send(pinned, allow_warming=allow_warming):
+                return None
+            if self.router.recipient_provider_left.get(recipient_provider, 1) <= 0:
+                return None
+            return int(pinned)
+        assert campaign is not None
+        choice = self.router.choose_for(
+            campaign.allowed,
+            recipient_provider,
+            allow_warming=allow_warming,
+            prefer_same_provider=self.limits.prefer_same_provider,
+        )
+        return None if choice is None else choice.id
 
     def _give_back(self, item: _Proposed) -> None:
         """Undo :meth:`_propose`'s in-memory hold of a claim the database refused."""

@@ -24,7 +24,7 @@ import random
 import shutil
 import tempfile
 import time as _time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,29 +38,21 @@ from django.db.models import Min
 
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns import lifecycle
-from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step
+from outreach.campaigns.models import Campaign, Enrollment, Lead, Message
 from outreach.lib import clock
 from outreach.pool import config as pool_config
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
 from outreach.pool.policy import SENDING_STATES
 from outreach.providers.simulated import sender as simulated
-from outreach.scheduler import evidence, routing
-from outreach.scheduler.capacity import domain_capacity, pool_capacity
 from outreach.scheduler.engine import run_pass
-from outreach.scheduler.forecast import finish_day
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.recipients import provider_mix
+from outreach.scheduler.simulate_day import DayBounds, close_day, finish_date
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL = Path("examples/pool.toml")
 DEFAULT_CAMPAIGN = Path("examples/campaign.toml")
-PENDING_STATES = (
-    Message.State.SCHEDULED,
-    Message.State.CLAIMED,
-    Message.State.SENDING,
-    Message.State.RETRY,
-)
 
 # Used when no campaign file is given and examples/campaign.toml is not there: the classic
 # three-touch sequence, weekdays 09:00-17:00 in the lead's time zone, no campaign cap.
@@ -210,7 +202,11 @@ def throwaway_database() -> Iterator[Path]:
     """
     from django.core.management import call_command
 
-    directory = Path(tempfile.mkdtemp(prefix="outreach-simulate-"))
+    # In memory when the system offers a tmpfs: the file is thrown away anyway.
+    shm = Path("/dev/shm")  # noqa: S108 (a private mkdtemp directory below it)
+    directory = Path(
+        tempfile.mkdtemp(prefix="outreach-simulate-", dir=shm if shm.is_dir() else None)
+    )
     original = connections.settings["default"]
     connections["default"].close()
     connections.settings["default"] = {
@@ -387,7 +383,13 @@ class _Run:
             clock.set_now(last_instant)
             simulated.record_due(last_instant)
             clock.set_now(day_end)
-            figures = self._close_day(day, day_start, day_end, caps)
+            figures = close_day(
+                DayBounds(day, day_start, day_end),
+                caps_at_start=caps,
+                caps_at_end=self._caps(day),
+                campaign=self.campaign,
+                ramp=self.ramp,
+            )
             self.result.days.append(figures)
             if self.on_day is not None:
                 self.on_day(figures)
@@ -508,116 +510,6 @@ class _Run:
             for m in Mailbox.objects.select_related("domain")
         }
 
-    def _close_day(
-        self, day: date, start: datetime, end: datetime, caps_at_start: dict[int, int]
-    ) -> dict[str, Any]:
-        """The day as an operator reads it, and every cap checked against the messages that
-        actually reached the provider that day."""
-        pool = PoolSettings.load()
-        limits = pool.limits
-        caps_at_end = self._caps(day)
-        mailboxes = {m.pk: m for m in Mailbox.objects.select_related("domain")}
-        domains = {d.pk: d for d in Domain.objects.all()}
-        sent_rows = list(
-            Message.objects.filter(sent_at__gte=start, sent_at__lt=end).values_list(
-                "mailbox_id", "kind", "campaign_id", "to_domain"
-            )
-        )
-        campaigns = {c.pk: c for c in Campaign.objects.all()}
-        sends = [
-            SendRecord(
-                mailbox=mailboxes[mailbox_id].address,
-                domain=mailboxes[mailbox_id].domain.name,
-                campaign=campaigns[campaign_id].slug
-                if kind == Message.Kind.CAMPAIGN and campaign_id is not None
-                else None,
-                to_domain=to_domain,
-            )
-            for mailbox_id, kind, campaign_id, to_domain in sent_rows
-        ]
-        by_mailbox = Counter(mailbox_id for mailbox_id, *_ in sent_rows)
-        # A mailbox paused during the day had its full cap before: the larger of the two.
-        mailbox_caps = {
-            pk: max(caps_at_start.get(pk, 0), caps_at_end.get(pk, 0)) for pk in mailboxes
-        }
-        exceeded = caps_exceeded(
-            sends,
-            DayCaps(
-                mailbox={m.address: mailbox_caps[pk] for pk, m in mailboxes.items()},
-                domain={d.name: d.cap(limits) for d in domains.values()},
-                total=limits.global_daily_cap,
-                campaign={
-                    c.slug: c.daily_cap if c.daily_cap is not None else limits.campaign_daily_cap
-                    for c in campaigns.values()
-                },
-                recipient_domain=limits.recipient_domain_daily_cap,
-            ),
-        )
-        campaign_sent = sum(1 for send in sends if send.campaign is not None)
-
-        # Capacity: what the pool could send today, by the rule `outreach status` and the
-        # dashboard use, from the mailboxes' caps at the start of the day.
-        per_domain: Counter[int] = Counter()
-        for pk, mailbox in mailboxes.items():
-            per_domain[mailbox.domain_id] += caps_at_start.get(pk, 0)
-        capacity = pool_capacity(
-            (domain_capacity(domains[pk].cap(limits), [n]) for pk, n in per_domain.items()),
-            limits.global_daily_cap,
-        )
-        sent = len(sent_rows)
-        changes = list(
-            StateChange.objects.filter(at__gte=start, at__lt=end)
-            .exclude(mailbox=None, domain=None)
-            .select_related("mailbox", "domain")
-            .order_by("at", "id")
-        )
-        pauses = [
-            {
-                "mailbox": c.mailbox.address if c.mailbox else "",
-                "domain": c.domain.name if c.domain else "",
-                "to_state": c.to_state,
-                "reason": c.reason,
-                "actor": c.actor,
-                "at": c.at.isoformat(),
-            }
-            for c in changes
-            if c.to_state in (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN, Mailbox.State.RETIRED)
-        ]
-        graduated = [
-            c.mailbox.address
-            for c in changes
-            if c.mailbox and c.from_state == Mailbox.State.WARMING and c.to_state == "active"
-        ]
-        outcomes = evidence.day_outcomes(start, end)
-        states = Counter(m.state for m in mailboxes.values())
-        for pk, mailbox in mailboxes.items():
-            ramp = self.ramp[pk]
-            ramp["sent"].append(by_mailbox.get(pk, 0))
-            ramp["cap"].append(mailbox_caps.get(pk, 0))
-            ramp["states"].append(mailbox.state)
-        return {
-            "date": day.isoformat(),
-            "weekday": day.strftime("%a"),
-            "capacity": capacity,
-            "sent": sent,
-            "campaign_sent": campaign_sent,
-            "warmup_sent": sent - campaign_sent,
-            "utilization": round(sent / capacity, 4) if capacity else 0.0,
-            "sent_by_mailbox_max": max(by_mailbox.values(), default=0),
-            "cap_exceeded": len(exceeded),
-            "cap_exceeded_details": exceeded,
-            "mailboxes_by_state": dict(sorted(states.items())),
-            "pauses": pauses,
-            "graduated": graduated,
-            "delivered": outcomes.get("delivered", 0),
-            "hard_bounces": outcomes.get("hard_bounces", 0),
-            "complaints": outcomes.get("complaints", 0),
-            "enrollments_active": Enrollment.objects.filter(
-                campaign=self.campaign, state=Enrollment.State.ACTIVE
-            ).count(),
-            "campaign_pending": _campaign_remaining(self.campaign),
-        }
-
     # -- the end --
 
     def _finish(self) -> None:
@@ -635,114 +527,6 @@ class _Run:
         self.result.finish_date, self.result.finish_date_projected = finish_date(
             self.campaign, self.result.days, self.tz
         )
-
-
-@dataclass(frozen=True)
-class SendRecord:
-    """One message that reached the provider: who sent it, for which campaign (None: warm-up),
-    to which company domain."""
-
-    mailbox: str
-    domain: str
-    campaign: str | None
-    to_domain: str
-
-
-@dataclass(frozen=True)
-class DayCaps:
-    """Every cap of one pool day by subject (None: not capped)."""
-
-    mailbox: dict[str, int]
-    domain: dict[str, int]
-    total: int
-    campaign: dict[str, int | None]
-    recipient_domain: int | None
-
-
-def caps_exceeded(sends: list[SendRecord], caps: DayCaps) -> list[str]:
-    """Each cap that the day's actual sends went over, as "scope subject: sent > cap".
-
-    Independent of the counters the claims reserve: it counts what reached the provider, so a
-    reservation bug would show here instead of being trusted. Campaign and recipient-domain
-    caps count campaign mail only (warm-up goes to seeds, not to companies).
-    """
-    counts: dict[str, Counter[str]] = {
-        "mailbox": Counter(s.mailbox for s in sends),
-        "domain": Counter(s.domain for s in sends),
-        "campaign": Counter(s.campaign for s in sends if s.campaign is not None),
-        "recipient domain": Counter(s.to_domain for s in sends if s.campaign is not None),
-    }
-    limits: dict[str, Callable[[str], int | None]] = {
-        "mailbox": lambda key: caps.mailbox.get(key, 0),
-        "domain": lambda key: caps.domain.get(key, 0),
-        "campaign": lambda key: caps.campaign.get(key),
-        "recipient domain": lambda key: caps.recipient_domain,
-    }
-    found = [f"global: {len(sends)} > {caps.total}"] if len(sends) > caps.total else []
-    for scope, counter in counts.items():
-        for key, n in sorted(counter.items()):
-            cap = limits[scope](key)
-            if cap is not None and n > cap:
-                found.append(f"{scope} {key}: {n} > {cap}")
-    return found
-
-
-def _campaign_remaining(campaign: Campaign) -> int:
-    """Messages the campaign still has to send: planned and not sent yet, plus the steps its
-    active enrollments have not planned."""
-    steps = Step.objects.filter(campaign=campaign).count()
-    pending = Message.objects.filter(
-        campaign=campaign, kind=Message.Kind.CAMPAIGN, state__in=PENDING_STATES
-    ).count()
-    unplanned = sum(
-        steps - last
-        for last in Enrollment.objects.filter(
-            campaign=campaign, state=Enrollment.State.ACTIVE
-        ).values_list("last_step", flat=True)
-    )
-    return pending + unplanned
-
-
-def finish_date(
-    campaign: Campaign, days: list[dict[str, Any]], tz: ZoneInfo
-) -> tuple[date | None, bool]:
-    """The pool day the campaign sent its last message, and whether it is a projection.
-
-    Inside the simulation: the last day on which campaign mail left, once nothing is pending.
-    Beyond it, the later of (1) the remaining messages at the recent pace (campaign sends per
-    window day over the last five window days that sent) and (2) the sequence itself: the
-    latest active enrollment still has its remaining steps' delays to wait.
-    """
-    if not days:
-        return None, False
-    if days[-1]["campaign_pending"] == 0:
-        sent_days = [d["date"] for d in days if d["campaign_sent"]]
-        return (date.fromisoformat(sent_days[-1]) if sent_days else None), False
-    window = set(campaign.window_days or range(1, 8))
-    recent = [d["campaign_sent"] for d in days if d["campaign_sent"]][-5:]
-    if not recent:
-        return None, True
-    pace = sum(recent) / len(recent)
-    after = date.fromisoformat(days[-1]["date"]) + timedelta(days=1)
-    day = finish_day(days[-1]["campaign_pending"], pace, after, window)
-    if day is None:
-        return None, True
-    steps = list(Step.objects.filter(campaign=campaign).order_by("position"))
-    latest = day
-    delays = {s.position: timedelta(days=s.delay_days, hours=s.delay_hours) for s in steps}
-    for last_step, due in Enrollment.objects.filter(
-        campaign=campaign, state=Enrollment.State.ACTIVE
-    ).values_list("last_step", "next_due_at"):
-        base = due or clock.now()
-        rest = sum((delays[p] for p in range(last_step + 2, len(steps) + 1)), timedelta())
-        opens = routing.next_window_start(
-            base + rest,
-            routing.Window.of(campaign.window_days, campaign.window_start, campaign.window_end),
-            ZoneInfo(campaign.timezone or "UTC"),
-        )
-        if opens is not None:
-            latest = max(latest, opens.astimezone(tz).date())
-    return latest, True
 
 
 def _campaign_summary(campaign: Campaign) -> dict[str, Any]:

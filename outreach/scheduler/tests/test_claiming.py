@@ -7,13 +7,16 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings
-from outreach.scheduler.claim import ClaimOutcome, Proposal, claim_batch
+from outreach.pool.policy import SENDING_STATES
+from outreach.scheduler import routing_pass
+from outreach.scheduler.claim import IMPLEMENTATIONS, ClaimOutcome, Proposal
 from outreach.scheduler.counters import Reservation, ensure_counters
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.recovery import recover_leases
@@ -362,9 +365,37 @@ def test_it_reads_pinned_messages_mailbox_by_mailbox_past_a_batch() -> None:
     )
 
 
+def test_a_stale_pass_cannot_claim_over_a_mailbox_cap_another_pass_used() -> None:
+    """The database's mailbox cap is the promise: a pass whose view of the pool was read before
+    another pass used the mailbox's whole cap still claims nothing over it. No pacing and
+    no other cap in the way, so only the mailbox counter's ``used < cap`` refuses."""
+    (box,) = make_pool(1, 1, limits={**NO_PACING, "mailbox_daily_cap": 3})
+    schedule(make_campaign(), 8)
+    stale = routing_pass._Pass(NOON, "stale", random.Random(1), None)
+    assert stale.router.mailboxes[box.pk].remaining == 3
+    assert claim_due(NOON, worker="fresh").claimed == 3
+    report = stale.run()
+    assert report.claimed == 0 and report.refused >= 1
+    assert claimed() == 3
+    assert used("mailbox", str(box.pk), DAY) == 3
+
+
+@pytest.fixture(params=["python", "plpgsql"])
+def claim_implementation(request: pytest.FixtureRequest) -> str:
+    """Both claim implementations on PostgreSQL; the Python one alone elsewhere."""
+    if request.param == "plpgsql" and connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's claim function")
+    return str(request.param)
+
+
 class TestClaimBatch:
-    """:func:`claim_batch` directly: each proposal all-or-nothing, in order, with the reason
-    of a refusal (the same on SQLite's savepoints and PostgreSQL's claim function)."""
+    """A claim batch directly: each proposal all-or-nothing, in order, with the reason of a
+    refusal; the parity suite of the two implementations (savepoints and PostgreSQL's claim
+    function), which must answer alike."""
+
+    @pytest.fixture(autouse=True)
+    def implementation(self, claim_implementation: str) -> None:
+        self.batch = IMPLEMENTATIONS[claim_implementation]
 
     def setup_method(self) -> None:
         self.boxes = make_pool(1, 2, limits=NO_PACING)
@@ -390,9 +421,11 @@ class TestClaimBatch:
 
     def claim(self, proposals: list[Proposal]) -> list[ClaimOutcome]:
         ensure_counters(DAY, [k for p in proposals for k in p.reservation.keys()])
-        return claim_batch(
-            proposals, day=DAY, now=NOON, lease=timedelta(minutes=10), worker="host:7"
-        )
+        return self.run(proposals, "host:7")
+
+    def run(self, proposals: list[Proposal], worker: str) -> list[ClaimOutcome]:
+        with transaction.atomic():
+            return self.batch(proposals, DAY, NOON, timedelta(minutes=10), worker, SENDING_STATES)
 
     def test_it_claims_in_order_and_refuses_the_paced_mailbox_and_the_taken_message(
         self,
@@ -441,8 +474,6 @@ class TestClaimBatch:
     def test_a_missing_counter_row_refuses_as_try_later(self) -> None:
         first = self.messages[0]
         proposal = self.proposal(first, self.boxes[0])
-        outcomes = claim_batch(
-            [proposal], day=DAY, now=NOON, lease=timedelta(minutes=10), worker="w"
-        )
+        outcomes = self.run([proposal], "w")
         assert (outcomes[0].reason, outcomes[0].scope) == ("full", "global")
         assert Message.objects.get(pk=first.pk).state == Message.State.SCHEDULED

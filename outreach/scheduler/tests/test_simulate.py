@@ -24,7 +24,7 @@ from django.db import transaction
 from outreach.campaigns.models import Message
 from outreach.pool.models import PoolSettings, StateChange
 from outreach.pool.policy import WarmupSchedule, warmup_cap
-from outreach.scheduler import simulate
+from outreach.scheduler import simulate, simulate_day
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_POOL = ROOT / "examples" / "pool.toml"
@@ -298,7 +298,7 @@ def test_it_refuses_a_pool_file_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_it_counts_a_send_over_any_cap_so_a_reservation_bug_would_show() -> None:
-    caps = simulate.DayCaps(
+    caps = simulate_day.DayCaps(
         mailbox={"a@send1.example.com": 2, "b@send1.example.com": 2},
         domain={"send1.example.com": 3},
         total=4,
@@ -307,10 +307,10 @@ def test_it_counts_a_send_over_any_cap_so_a_reservation_bug_would_show() -> None
     )
 
     def send(mailbox: str, campaign: str | None = "launch", to: str = "x.example") -> Any:
-        return simulate.SendRecord(mailbox, "send1.example.com", campaign, to)
+        return simulate_day.SendRecord(mailbox, "send1.example.com", campaign, to)
 
     within = [send("a@send1.example.com", to="x.example"), send("b@send1.example.com", None)]
-    assert simulate.caps_exceeded(within, caps) == []
+    assert simulate_day.caps_exceeded(within, caps) == []
     over = [
         send("a@send1.example.com", to="x.example"),
         send("a@send1.example.com", to="y.example"),
@@ -318,7 +318,7 @@ def test_it_counts_a_send_over_any_cap_so_a_reservation_bug_would_show() -> None
         send("b@send1.example.com", None),
         send("b@send1.example.com", None),
     ]
-    assert simulate.caps_exceeded(over, caps) == [
+    assert simulate_day.caps_exceeded(over, caps) == [
         "global: 5 > 4",
         "mailbox a@send1.example.com: 3 > 2",
         "domain send1.example.com: 5 > 3",
