@@ -79,6 +79,16 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @staticmethod
+    def tracking_in_use() -> bool:
+        """Whether a campaign not stopped or finished tracks opens or clicks (the pool's DNS
+        checks then expect each domain's tracking host)."""
+        return (
+            Campaign.objects.filter(Q(track_opens=True) | Q(track_clicks=True))
+            .exclude(state__in=[Campaign.State.STOPPED, Campaign.State.FINISHED])
+            .exists()
+        )
+
 
 class Step(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")

@@ -4,7 +4,9 @@ Effects (BRIEF §3 Sequences and Suppression):
 
 - hard bounce: the address is suppressed, its active enrollments stop;
 - the third soft bounce to one address counts as a hard bounce;
-- complaint: suppressed, enrollments stop, and the sending mailbox is paused at once, so the
+- complaint: suppressed, enrollments stop. Pausing the sending mailbox is the health rule's
+  (``outreach.metrics.health.mailbox_verdict``, with its ``complaint_pause_count``): it runs
+  on ``event_recorded`` inside this same transaction, so once the complaint is stored the
   worker's conditional UPDATE (mailbox still active/warming) lets nothing more leave it;
 - unsubscribe: suppressed, enrollments stop;
 - reply: the thread's enrollment stops; with ``campaign.stop_on_company_reply`` every active
@@ -15,7 +17,7 @@ Effects (BRIEF §3 Sequences and Suppression):
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 
@@ -26,7 +28,9 @@ from outreach.events.models import Event
 from outreach.events.signals import event_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
-from outreach.pool.states import IllegalTransition, transition_mailbox
+
+if TYPE_CHECKING:
+    from outreach.providers.simulated.sender import Notification
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,11 @@ FREEMAIL_DOMAINS = frozenset(
         "fastmail.com",
     }
 )
+
+
+def record_simulated(notification: Notification) -> bool:
+    """Store a notification of the simulated provider; True when it was new."""
+    return record(n.from_simulated(notification)) is not None
 
 
 def record(incoming: n.Incoming) -> Event | None:
@@ -262,8 +271,6 @@ def apply_effects(event: Event, message: Message | None) -> None:
     elif event.type == Event.Type.COMPLAINED:
         if address:
             _suppress_and_stop(address, Suppression.Source.COMPLAINT, event, "spam complaint")
-        if message is not None and message.mailbox_id is not None:
-            _pause_mailbox(message.mailbox_id, event)
     elif event.type == Event.Type.UNSUBSCRIBED and address:
         _suppress_and_stop(address, Suppression.Source.UNSUBSCRIBE, event, "unsubscribed")
         if event.source == "imap" and message is not None:
@@ -315,22 +322,6 @@ def stop_enrollments(enrollments: object, reason: str) -> int:
         state=Message.State.CANCELLED, last_error=f"enrollment stopped: {reason}", updated_at=now
     )
     return len(ids)
-
-
-def _pause_mailbox(mailbox_id: int, event: Event) -> None:
-    mailbox = Mailbox.objects.select_related("domain").get(pk=mailbox_id)
-    if mailbox.state in (Mailbox.State.PAUSED, Mailbox.State.RETIRED):
-        return
-    try:
-        transition_mailbox(
-            mailbox,
-            Mailbox.State.PAUSED,
-            reason=f"spam complaint from {event.recipient or 'a recipient'}",
-            actor="rule:complaint",
-            figures={"event_id": event.pk, "source": event.source, "message_id": event.message_id},
-        )
-    except IllegalTransition:  # pragma: no cover - paused/retired are filtered above
-        log.warning("complaint: cannot pause %s from %s", mailbox.address, mailbox.state)
 
 
 def _stop_on_reply(event: Event, message: Message) -> None:

@@ -121,6 +121,10 @@ class Domain(models.Model):
         return self.tracking_host or f"t.{self.name}"
 
 
+# How a mailbox (or a seed) connects to its IMAP server: implicit TLS, STARTTLS, or neither.
+IMAP_SECURITY = ("ssl", "starttls", "plain")
+
+
 class Mailbox(models.Model):
     """A sending address. State machine (BRIEF §3):
 

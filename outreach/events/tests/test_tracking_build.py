@@ -12,9 +12,9 @@ from django.test import Client
 
 from outreach.campaigns import config
 from outreach.campaigns.models import Campaign
+from outreach.campaigns.unsubscribe import unsubscribe_url
 from outreach.events import tracking
 from outreach.events.tests.tracking_helpers import GUIDE, PRICING, parts, send_messages
-from outreach.events.unsubscribe import unsubscribe_url
 from outreach.pool.models import Domain
 from outreach.testing import make_provider
 
