@@ -41,6 +41,7 @@ from outreach.alerts.models import Alert
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step, Variant
 from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.pool import models as pool_models
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import way_back
@@ -140,7 +141,7 @@ class MailboxInfo:
     )
 
     def target_cap(self, limits: policy.Limits) -> int:
-        return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
+        return pool_models.target_cap(self, limits)
 
 
 @dataclass(frozen=True)
@@ -404,19 +405,12 @@ def _cap_today(
     mb: MailboxInfo, today: date, limits: policy.Limits, warmup: policy.WarmupSchedule
 ) -> int:
     """``Mailbox.cap_today`` without rebuilding the pool's policies for each mailbox."""
-    if mb.state == Mailbox.State.ACTIVE:
-        return mb.target_cap(limits)
-    day = warmup_day(mb, today)
-    if day is None:
-        return 0
-    return policy.warmup_cap(day, warmup, target=mb.target_cap(limits))
+    return pool_models.cap_on(mb, today, limits, warmup)
 
 
 def warmup_day(mailbox: Mailbox | MailboxInfo, today: date) -> int | None:
     """Day of the warm-up schedule a warming mailbox is on (None for the others)."""
-    if mailbox.state != Mailbox.State.WARMING or mailbox.warmup_started_on is None:
-        return None
-    return (today - mailbox.warmup_started_on).days + mailbox.warmup_start_day
+    return pool_models.warmup_day(mailbox, today)
 
 
 def domain_rows(
@@ -614,20 +608,12 @@ class ProviderRow:
 
 
 def provider_rows() -> list[ProviderRow]:
-    """Provider accounts with their last account check and circuit breaker, when the alerting
-    and sending apps record them: one query (their one-to-one rows are joined)."""
-    from outreach.alerts import models as alert_models
-    from outreach.sending import models as sending_models
-
-    related = []
-    if hasattr(alert_models, "ProviderHealth"):
-        related.append("health")
-    if hasattr(sending_models, "ProviderCircuit"):
-        related.append("circuit")
+    """Provider accounts with their last account check and circuit breaker: one query (their
+    one-to-one rows are joined; an account without one reads None)."""
     rows = []
-    for account in ProviderAccount.objects.select_related(*related).order_by("name"):
-        health = getattr(account, "health", None) if "health" in related else None
-        circuit = getattr(account, "circuit", None) if "circuit" in related else None
+    for account in ProviderAccount.objects.select_related("health", "circuit").order_by("name"):
+        health = getattr(account, "health", None)
+        circuit = getattr(account, "circuit", None)
         rows.append(
             ProviderRow(
                 account=account,
@@ -708,7 +694,7 @@ def own_month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
 
 def monthly_budget(pool: PoolSettings) -> Decimal | None:
     """The operator's monthly budget (``OUTREACH_MONTHLY_BUDGET``) when one is configured."""
-    raw = getattr(settings, "OUTREACH_MONTHLY_BUDGET", None)
+    raw = settings.OUTREACH_MONTHLY_BUDGET
     if raw in (None, ""):
         return None
     try:

@@ -250,11 +250,6 @@ def _cached_domain_id(event: Event, mailbox_id: int) -> int | None:
     return mailbox.domain_id if mailbox is not None else None
 
 
-def record_attempt(attempt: SendAttempt) -> None:
-    """Count one provider call on the day it was made."""
-    record_attempts([attempt])
-
-
 def record_attempts(attempts: list[SendAttempt]) -> None:
     """Count provider calls on the days they were made: one UPSERT for the whole batch.
 
