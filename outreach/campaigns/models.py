@@ -175,7 +175,7 @@ class Enrollment(models.Model):
 
 
 class Message(models.Model):
-    """One email. Each (enrollment, step) yields at most one (BRIEF §3 Messages).
+    """One email. Each (enrollment, step) yields at most one (docs/rules.md, Messages).
 
     States: ``scheduled`` → ``claimed`` (mailbox chosen, one unit of every cap reserved, lease
     running) → ``sending`` (committed before the provider call) → ``sent`` | ``retry``
@@ -309,7 +309,7 @@ class Message(models.Model):
 
 
 class Suppression(models.Model):
-    """Addresses and whole domains that are never contacted (BRIEF §3 Suppression)."""
+    """Addresses and whole domains that are never contacted (docs/rules.md, Suppression)."""
 
     class Kind(models.TextChoices):
         ADDRESS = "address"

@@ -73,7 +73,8 @@ def act_on_mailbox(
 
     ``resume`` returns a paused mailbox to where it was paused from (an interrupted warm-up
     continues on the day it had reached); a mailbox in cooldown re-enters warm-up at the
-    schedule's re-entry day, as the automatic end of a cooldown does (BRIEF §3).
+    schedule's re-entry day, as the automatic end of a cooldown does (docs/rules.md, Mailbox
+    and domain states).
     """
     reason = reason.strip()
     if not reason:

@@ -64,7 +64,7 @@ class Rates:
 
     sent: int = 0
     delivered: int = 0
-    bounced: int = 0  # hard bounces: the BRIEF's bounce rate counts only those
+    bounced: int = 0  # hard bounces: docs/rules.md's bounce rate counts only those
     complained: int = 0
     replied: int = 0
 

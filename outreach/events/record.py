@@ -1,6 +1,6 @@
 """Storing normalized events, once each, and their effects in the same transaction.
 
-Effects (BRIEF §3 Sequences and Suppression):
+Effects (docs/rules.md, Sequences and Suppression):
 
 - hard bounce: the address is suppressed, its active enrollments stop;
 - the third soft bounce to one address counts as a hard bounce;

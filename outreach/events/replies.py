@@ -5,7 +5,7 @@ A mail read over IMAP belongs to us when it is a delivery report, answers one of
 comes from a known lead. Anything else (a stranger's mail, a newsletter) is skipped and
 counted per mailbox and day in :class:`InboxSkip`.
 
-Effects of a label (BRIEF §3 Sequences), on top of the event's own (record.apply_effects:
+Effects of a label (docs/rules.md, Sequences), on top of the event's own (record.apply_effects:
 a reply stops the thread's enrollment, an unsubscribe suppresses and stops):
 
 - ``unsubscribe_request``: recorded as an unsubscribe event, so suppression and stopping

@@ -1,4 +1,4 @@
-"""Health rules: pure decisions over figures and thresholds (BRIEF §3 Thresholds).
+"""Health rules: pure decisions over figures and thresholds (docs/rules.md, Health thresholds).
 
 Nothing here touches the database. :mod:`outreach.alerts.rules` gathers the figures, calls
 these, and applies the verdict through :mod:`outreach.pool.states`.

@@ -127,7 +127,7 @@ IMAP_SECURITY = ("ssl", "starttls", "plain")
 
 
 class Mailbox(models.Model):
-    """A sending address. State machine (BRIEF §3):
+    """A sending address. State machine (docs/rules.md, Mailbox and domain states):
 
     ``warming`` → ``active`` ⇄ ``paused`` (human review) / ``cooldown`` (until a date, then
     back to warm-up at a reduced level) → ``retired``.
