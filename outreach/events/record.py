@@ -202,7 +202,7 @@ def _first_message(where: str, params: list[Any]) -> Message | None:
         messages=q(Message._meta.db_table),
         mailboxes=q(mailbox.db_table),
         mailbox_id=_col("mailbox_id"),
-        mailbox_pk=q(mailbox.pk.column),  # type: ignore[union-attr]
+        mailbox_pk=q(mailbox.pk.column),
         where=where,
         pk=_col("id"),
     )
@@ -214,7 +214,7 @@ def _first_message(where: str, params: list[Any]) -> Message | None:
     *values, domain_id = row
     message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values)
     if message.mailbox_id is not None:
-        Message.mailbox.field.set_cached_value(  # type: ignore[attr-defined]
+        Message.mailbox.field.set_cached_value(
             message,
             Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
         )
@@ -237,7 +237,7 @@ def _insert_once(event: Event) -> bool:
         ", ".join(["%s"] * len(fields)),
         q(Event._meta.get_field("source").column),
         q(Event._meta.get_field("provider_event_id").column),
-        q(Event._meta.pk.column),  # type: ignore[union-attr]
+        q(Event._meta.pk.column),
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)

@@ -35,7 +35,7 @@ class V:
     body_text: str = ""
 
 
-def render(variant: V, thread_subject: str | None = None, **context: object):  # type: ignore[no-untyped-def]
+def render(variant: V, thread_subject: str | None = None, **context: object):
     return render_step(
         variant,
         context,

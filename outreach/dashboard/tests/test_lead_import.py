@@ -19,7 +19,7 @@ CSV = (
 )
 
 
-def upload(client: Client, **data: object):  # type: ignore[no-untyped-def]
+def upload(client: Client, **data: object):
     return client.post(
         reverse("dashboard:lead_import"),
         {"file": SimpleUploadedFile("leads.csv", CSV.encode(), "text/csv"), **data},
