@@ -21,6 +21,7 @@ class OutreachConfig(AppConfig):
 
 
 def _release_claim(sender: object, message: Any, **kwargs: object) -> None:
+    # Imported here: models cannot be imported while this module loads (before app loading).
     from outreach.scheduler.claiming import release_message
 
     release_message(message)
