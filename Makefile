@@ -31,6 +31,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy outreach
+	$(BIN)/lint-imports
 	$(BIN)/python scripts/audit_dependencies.py
 
 test-sqlite: install

@@ -48,7 +48,7 @@ def _step(request: HttpRequest) -> str:
         return ""
     # is_verified() is added to the user by django-otp's OTPMiddleware.
     return two_factor_step(
-        verified=user.is_verified(),  # type: ignore[union-attr,attr-defined]
+        verified=user.is_verified(),  # type: ignore[attr-defined]
         has_device=django_otp.user_has_device(user),
         staff=user.is_staff,
         required=settings.OUTREACH_REQUIRE_2FA,
@@ -90,7 +90,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     confirmed = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     if confirmed is None and not user.is_staff:
         return redirect("/")  # two-factor is offered to staff
-    if confirmed is not None and user.is_verified():  # type: ignore[union-attr,attr-defined]
+    if confirmed is not None and user.is_verified():  # type: ignore[union-attr]
         return render(request, "registration/two_factor.html", {"done": True})
     device = confirmed or _pending_device(user)
     form = TokenForm(request.POST or None)

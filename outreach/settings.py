@@ -14,9 +14,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from outreach.lib import env
+
+# Generic Django classes (ModelAdmin[Campaign], ModelForm[...]) subscriptable at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent
 OUTREACH_ENV = env.get_choice("OUTREACH_ENV", "development", ("development", "production", "test"))

@@ -1,7 +1,8 @@
 """Alerting: health rules applied to the pool, and alerts delivered through Apprise.
 
-``raise_alert`` is the one way to raise an alert (any app may call it); delivery happens in the
-``outreach alerts`` loop.
+Alerts are stored in the outbox and delivered by the ``outreach alerts`` loop. Packages below
+alerts raise them through :func:`outreach.lib.alerting.raise_alert` (the outbox registers itself
+there in ``AlertsConfig.ready``); ``raise_alert`` here serves the entry points above.
 """
 
 from __future__ import annotations

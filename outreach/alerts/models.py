@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
-from outreach.lib import clock
+from outreach.lib import alerting, clock
 
 
 class Alert(models.Model):
-    class Severity(models.TextChoices):
-        INFO = "info"
-        WARNING = "warning"
-        CRITICAL = "critical"
+    Severity = alerting.Severity
 
     class State(models.TextChoices):
         PENDING = "pending"

@@ -11,30 +11,11 @@ from django.db import IntegrityError, transaction
 
 from outreach.alerts.models import Alert, AlertKey
 from outreach.lib import clock
+from outreach.lib.alerting import Kind
+
+__all__ = ["Kind", "quiet_period", "raise_alert"]
 
 log = logging.getLogger(__name__)
-
-
-class Kind:
-    """The alert kinds (``Alert.kind``)."""
-
-    MAILBOX_PAUSED = "mailbox_paused"
-    MAILBOX_COOLDOWN = "mailbox_cooldown"
-    MAILBOX_REWARMING = "mailbox_rewarming"
-    DOMAIN_COOLDOWN = "domain_cooldown"
-    BOUNCE_WARNING = "bounce_warning"
-    COMPLAINT_WARNING = "complaint_warning"
-    DOMAIN_CAP_NEAR = "domain_cap_near"
-    DOMAIN_CAP_REACHED = "domain_cap_reached"
-    GLOBAL_CAP_REACHED = "global_cap_reached"
-    PROVIDER_PROBLEM = "provider_problem"
-    PROVIDER_RECOVERED = "provider_recovered"
-    WARMUP_GRADUATED = "warmup_graduated"
-    WEBHOOKS_SILENT = "webhooks_silent"
-    WEBHOOKS_REFUSED = "webhooks_refused"
-    IMAP_FAILING = "imap_failing"
-    LEAD_INTERESTED = "lead_interested"  # a reply labeled interested (outreach.events.replies)
-    DIGEST = "digest"
 
 
 def quiet_period() -> timedelta:

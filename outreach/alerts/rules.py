@@ -115,8 +115,10 @@ def failure_state(
 
 
 def evaluate_mailbox(mailbox: Mailbox) -> health.Verdict:
-    """Judge one mailbox on its current figures and act on the verdict."""
-    if mailbox.state not in SENDING_STATES:
+    """Judge one mailbox on its current figures and act on the verdict. A mailbox cooling down
+    is judged too, for complaints only: any complaint pauses it (docs/rules.md)."""
+    cooling = mailbox.state == Mailbox.State.COOLDOWN
+    if mailbox.state not in SENDING_STATES and not cooling:
         return health.OK
     thresholds = PoolSettings.load().thresholds
     figures, since = mailbox_figures(mailbox, thresholds)
@@ -124,6 +126,8 @@ def evaluate_mailbox(mailbox: Mailbox) -> health.Verdict:
     verdict = health.mailbox_verdict(
         figures, thresholds, failure_streak=streak, auth_failed=auth_failed
     )
+    if cooling and verdict.rule != "complaint":
+        return health.OK
     if since is not None and verdict.action != health.Action.NONE:
         verdict.figures["evidence_since"] = since.isoformat()
     if verdict.rule == "auth_failed":

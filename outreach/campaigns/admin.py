@@ -16,18 +16,18 @@ from outreach.campaigns.models import (
 )
 
 
-class VariantInline(admin.StackedInline):
+class VariantInline(admin.StackedInline[Variant, Step]):
     model = Variant
     extra = 0
 
 
 @admin.register(Step)
-class StepAdmin(admin.ModelAdmin):
+class StepAdmin(admin.ModelAdmin[Step]):
     list_display = ["campaign", "position", "delay_days", "delay_hours"]
     inlines = [VariantInline]
 
 
-class StepInline(admin.TabularInline):
+class StepInline(admin.TabularInline[Step, Campaign]):
     model = Step
     extra = 0
     show_change_link = True
@@ -35,11 +35,11 @@ class StepInline(admin.TabularInline):
 
 def _lifecycle_action(
     name: str, move: Callable[[Campaign, str], object]
-) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Campaign]], None]:
+) -> Callable[[admin.ModelAdmin[Campaign], HttpRequest, QuerySet[Campaign]], None]:
     """An admin action running ``move`` (start, pause...) on each selected campaign."""
 
     def action(
-        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Campaign]
+        modeladmin: admin.ModelAdmin[Campaign], request: HttpRequest, queryset: QuerySet[Campaign]
     ) -> None:
         for campaign in queryset:
             try:
@@ -59,7 +59,7 @@ def _lifecycle_action(
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(admin.ModelAdmin[Campaign]):
     """Campaign settings. State changes only through the actions (they validate first)."""
 
     list_display = ["slug", "name", "state", "daily_cap", "timezone"]
@@ -76,13 +76,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(admin.ModelAdmin[Lead]):
     list_display = ["email", "first_name", "last_name", "company", "timezone"]
     search_fields = ["email", "company"]
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(admin.ModelAdmin[Enrollment]):
     list_display = ["lead", "campaign", "state", "stop_reason", "last_step", "next_due_at"]
     list_filter = ["state", "campaign"]
     list_select_related = ["lead", "campaign"]
@@ -90,7 +90,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(admin.ModelAdmin[Message]):
     list_display = ["id", "to_email", "state", "mailbox", "not_before", "sent_at"]
     list_filter = ["state", "kind"]
     search_fields = ["to_email", "message_id_header", "provider_message_id"]
@@ -99,7 +99,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(admin.ModelAdmin[Suppression]):
     list_display = ["value", "kind", "source", "reason", "created_at"]
     list_filter = ["kind", "source"]
     search_fields = ["value"]

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F, QuerySet
 
-from outreach.alerts import raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
-from outreach.lib import clock
+from outreach.campaigns.signals import claim_cancelled
+from outreach.lib import alerting, clock
 from outreach.pool.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def record_build_failure(campaign_id: int, error: str) -> bool:
     log.warning(
         "campaign %s: paused after %d build failures", campaign.slug, campaign.build_failures
     )
-    raise_alert(
+    alerting.raise_alert(
         key=f"campaign-build-failed:{campaign.pk}:{clock.now().isoformat()}",
         kind="campaign_paused",
         severity="critical",
@@ -211,11 +211,10 @@ def _cancel_messages(messages: QuerySet[Message], why: str) -> int:
 def _release_units(message: Message) -> None:
     """Give back the units a claim reserved (it never reached a provider).
 
-    The control plane owns the counters and knows exactly which ones a claim holds.
+    The control plane owns the counters and knows exactly which ones a claim holds: it listens
+    to :data:`outreach.campaigns.signals.claim_cancelled`.
     """
-    from outreach.scheduler.counters import release_message
-
-    release_message(message)
+    claim_cancelled.send(sender=Message, message=message)
 
 
 # --- enrollment ------------------------------------------------------------------------------

@@ -79,6 +79,16 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @staticmethod
+    def tracking_in_use() -> bool:
+        """Whether a campaign not stopped or finished tracks opens or clicks (the pool's DNS
+        checks then expect each domain's tracking host)."""
+        return (
+            Campaign.objects.filter(Q(track_opens=True) | Q(track_clicks=True))
+            .exclude(state__in=[Campaign.State.STOPPED, Campaign.State.FINISHED])
+            .exists()
+        )
+
 
 class Step(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
@@ -165,7 +175,7 @@ class Enrollment(models.Model):
 
 
 class Message(models.Model):
-    """One email. Each (enrollment, step) yields at most one (BRIEF §3 Messages).
+    """One email. Each (enrollment, step) yields at most one (docs/rules.md, Messages).
 
     States: ``scheduled`` → ``claimed`` (mailbox chosen, one unit of every cap reserved, lease
     running) → ``sending`` (committed before the provider call) → ``sent`` | ``retry``
@@ -299,7 +309,7 @@ class Message(models.Model):
 
 
 class Suppression(models.Model):
-    """Addresses and whole domains that are never contacted (BRIEF §3 Suppression)."""
+    """Addresses and whole domains that are never contacted (docs/rules.md, Suppression)."""
 
     class Kind(models.TextChoices):
         ADDRESS = "address"

@@ -12,7 +12,7 @@ from outreach.campaigns.templates import (
     render_message,
     variant_seed,
 )
-from outreach.events.unsubscribe import unsubscribe_url
+from outreach.campaigns.unsubscribe import unsubscribe_url
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 

@@ -34,7 +34,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from outreach.campaigns import sandbox, spintax
 from outreach.campaigns.models import Enrollment, Lead, Message, Step, Variant
 from outreach.campaigns.plaintext import html_to_text
-from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
+from outreach.campaigns.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "timezone")
 

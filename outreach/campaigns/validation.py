@@ -37,7 +37,7 @@ from outreach.campaigns.templates import (
     step_seed,
     variant_seed,
 )
-from outreach.events.unsubscribe import unsubscribe_url as make_unsubscribe_url
+from outreach.campaigns.unsubscribe import unsubscribe_url as make_unsubscribe_url
 
 # Enough to show the operator what is wrong without flooding the terminal on 100k leads.
 MAX_PROBLEMS = 200

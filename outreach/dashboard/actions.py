@@ -8,9 +8,7 @@ read, so a click on a stale page never overwrites what the engine did meanwhile.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from outreach.alerts.models import Alert
-from outreach.campaigns import suppression
+from outreach.campaigns import lifecycle, suppression
 from outreach.campaigns.models import Campaign, Message, Suppression
 from outreach.lib import clock
 from outreach.pool import states
@@ -75,7 +73,8 @@ def act_on_mailbox(
 
     ``resume`` returns a paused mailbox to where it was paused from (an interrupted warm-up
     continues on the day it had reached); a mailbox in cooldown re-enters warm-up at the
-    schedule's re-entry day, as the automatic end of a cooldown does (BRIEF §3).
+    schedule's re-entry day, as the automatic end of a cooldown does (docs/rules.md, Mailbox
+    and domain states).
     """
     reason = reason.strip()
     if not reason:
@@ -196,38 +195,16 @@ def resolve_unknown(message_id: int, decision: str, *, reason: str, actor: str) 
 
 
 def set_campaign_state(campaign: Campaign, action: str, *, actor: str) -> Campaign:
-    """Pause or resume a campaign, through the campaigns app's own function when it has one."""
+    """Pause or resume a campaign through the campaigns app's lifecycle."""
     if action not in ("pause", "resume"):
         raise ActionError(f"unknown action {action!r}")
-    owner = _campaign_lifecycle(action)
-    if owner is not None:
-        try:
-            owner(campaign, actor=actor)
-        except Exception as exc:  # the owner's own refusal (e.g. does not validate)
-            raise ActionError(str(exc)) from exc
-        campaign.refresh_from_db()
-        return campaign
-    from_state, to_state = (
-        (Campaign.State.ACTIVE, Campaign.State.PAUSED)
-        if action == "pause"
-        else (Campaign.State.PAUSED, Campaign.State.ACTIVE)
-    )
-    if Campaign.objects.filter(pk=campaign.pk, state=from_state).update(state=to_state) != 1:
-        campaign.refresh_from_db()
-        raise ActionError(f"campaign {campaign.slug} is {campaign.state}: cannot {action}")
-    log.info("campaign %s %sd by %s", campaign.slug, action, actor)
+    owner = lifecycle.pause if action == "pause" else lifecycle.resume
+    try:
+        owner(campaign, actor=actor)
+    except Exception as exc:  # the owner's own refusal (e.g. does not validate)
+        raise ActionError(str(exc)) from exc
     campaign.refresh_from_db()
     return campaign
-
-
-def _campaign_lifecycle(action: str) -> Callable[..., Any] | None:
-    """``pause(campaign, actor=...)``/``resume(...)`` of the campaigns app's lifecycle."""
-    try:
-        module = importlib.import_module("outreach.campaigns.lifecycle")
-    except ImportError:
-        return None
-    func = getattr(module, action, None)
-    return func if callable(func) else None
 
 
 # Suppression ---------------------------------------------------------------------------------
@@ -249,21 +226,13 @@ def add_suppression(value: str, kind: str, *, reason: str, actor: str) -> bool:
 
 
 def remove_suppression(entry_id: int, *, reason: str, actor: str) -> Suppression:
-    """Take an entry off the list, through the suppression module's own function when it
-    has one; the reason and who did it are logged either way."""
+    """Take an entry off the list; the reason and who did it are logged."""
     if not reason.strip():
         raise ActionError("a reason is required")
     entry = Suppression.objects.filter(pk=entry_id).first()
     if entry is None:
         raise ActionError("no such entry")
-    owner = getattr(suppression, "unsuppress", None) or getattr(suppression, "remove", None)
-    if callable(owner):
-        try:
-            owner(entry.value, kind=entry.kind, reason=reason.strip(), removed_by=actor)
-        except TypeError:  # an older signature without the audit keywords
-            owner(entry.value, kind=entry.kind)
-    else:
-        Suppression.objects.filter(pk=entry.pk).delete()
+    Suppression.objects.filter(pk=entry.pk).delete()
     log.warning(
         "suppression removed: %s %s (was %s) by %s: %s",
         entry.kind,

@@ -39,6 +39,7 @@ from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.metrics.cost import month_cost as metrics_month_cost
 from outreach.metrics.models import DailyRollup
+from outreach.pool import models as pool_models
 from outreach.pool import policy
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.states import way_back
@@ -61,7 +62,7 @@ class Rates:
 
     sent: int = 0
     delivered: int = 0
-    bounced: int = 0  # hard bounces: the BRIEF's bounce rate counts only those
+    bounced: int = 0  # hard bounces: docs/rules.md's bounce rate counts only those
     complained: int = 0
     replied: int = 0
 
@@ -138,7 +139,7 @@ class MailboxInfo:
     )
 
     def target_cap(self, limits: policy.Limits) -> int:
-        return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
+        return pool_models.target_cap(self, limits)
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def counter_totals(
 
 # What the pages count of events, read from the daily rollups (outreach.metrics, the one owner
 # of such counts): a window is a sum over a few rows per mailbox and day, never a scan of raw
-# events. "bounced" is hard bounces only, as the BRIEF's bounce rate counts.
+# events. "bounced" is hard bounces only, as the bounce rate of docs/rules.md counts.
 _EVENT_COUNTS = {
     "delivered": Sum("delivered"),
     "bounced": Sum("bounced_hard"),
@@ -401,19 +402,12 @@ def _cap_today(
     mb: MailboxInfo, today: date, limits: policy.Limits, warmup: policy.WarmupSchedule
 ) -> int:
     """``Mailbox.cap_today`` without rebuilding the pool's policies for each mailbox."""
-    if mb.state == Mailbox.State.ACTIVE:
-        return mb.target_cap(limits)
-    day = warmup_day(mb, today)
-    if day is None:
-        return 0
-    return policy.warmup_cap(day, warmup, target=mb.target_cap(limits))
+    return pool_models.cap_on(mb, today, limits, warmup)
 
 
 def warmup_day(mailbox: Mailbox | MailboxInfo, today: date) -> int | None:
     """Day of the warm-up schedule a warming mailbox is on (None for the others)."""
-    if mailbox.state != Mailbox.State.WARMING or mailbox.warmup_started_on is None:
-        return None
-    return (today - mailbox.warmup_started_on).days + mailbox.warmup_start_day
+    return pool_models.warmup_day(mailbox, today)
 
 
 def domain_rows(
@@ -593,20 +587,12 @@ class ProviderRow:
 
 
 def provider_rows() -> list[ProviderRow]:
-    """Provider accounts with their last account check and circuit breaker, when the alerting
-    and sending apps record them: one query (their one-to-one rows are joined)."""
-    from outreach.alerts import models as alert_models
-    from outreach.sending import models as sending_models
-
-    related = []
-    if hasattr(alert_models, "ProviderHealth"):
-        related.append("health")
-    if hasattr(sending_models, "ProviderCircuit"):
-        related.append("circuit")
+    """Provider accounts with their last account check and circuit breaker: one query (their
+    one-to-one rows are joined; an account without one reads None)."""
     rows = []
-    for account in ProviderAccount.objects.select_related(*related).order_by("name"):
-        health = getattr(account, "health", None) if "health" in related else None
-        circuit = getattr(account, "circuit", None) if "circuit" in related else None
+    for account in ProviderAccount.objects.select_related("health", "circuit").order_by("name"):
+        health = getattr(account, "health", None)
+        circuit = getattr(account, "circuit", None)
         rows.append(
             ProviderRow(
                 account=account,
@@ -646,7 +632,7 @@ def month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
 
 def monthly_budget(pool: PoolSettings) -> Decimal | None:
     """The operator's monthly budget (``OUTREACH_MONTHLY_BUDGET``) when one is configured."""
-    raw = getattr(settings, "OUTREACH_MONTHLY_BUDGET", None)
+    raw = settings.OUTREACH_MONTHLY_BUDGET
     if raw in (None, ""):
         return None
     try:

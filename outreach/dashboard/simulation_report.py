@@ -167,7 +167,7 @@ def _ramp_chart(days: list[dict[str, Any]], mailboxes: list[dict[str, Any]]) -> 
             f'<span><i class="swatch" style="background:{color}"></i>{escape(m["address"])} '
             f"({escape(m['state'])})</span>"
         )
-    # The schedule itself (BRIEF §3 Warm-up), from the first warmed mailbox's caps.
+    # The schedule itself (docs/rules.md, Warm-up), from the first warmed mailbox's caps.
     cap_points = " ".join(
         f"{pad + slot * (i + 0.5):.1f},{height - pad - v * scale:.1f}"
         for i, v in enumerate(warmed[0]["cap"][: _warming_days(warmed[0])])

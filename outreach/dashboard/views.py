@@ -8,7 +8,6 @@ CSRF-protected and staff only (:func:`staff_required`). Pages read through
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Callable
 from functools import wraps
@@ -25,6 +24,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from outreach.campaigns.leads import ImportReport, import_leads
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
@@ -32,8 +32,7 @@ from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
 from outreach.lib import clock
 from outreach.metrics import abtest
-from outreach.pool import models as pool_models
-from outreach.pool.models import Mailbox, PoolSettings, StateChange
+from outreach.pool.models import DnsCheck, Mailbox, PoolSettings, StateChange
 from outreach.scheduler.capacity import domain_holds
 
 PAGE_SIZE = 100
@@ -286,22 +285,14 @@ def domain_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/domains.html",
-        {"rows": rows, "dns": _latest_dns_checks(), "dns_available": _dns_model() is not None},
+        {"rows": rows, "dns": _latest_dns_checks()},
     )
-
-
-def _dns_model() -> Any:
-    """The DNS checks' model once the DNS work has added it to the pool app, else None."""
-    return getattr(pool_models, "DnsCheck", None)
 
 
 def _latest_dns_checks() -> dict[int, Any]:
     """The latest DNS check of every domain, in one query."""
-    model = _dns_model()
-    if model is None:
-        return {}
-    latest = model.objects.filter(domain=OuterRef("domain")).order_by("-checked_at", "-id")
-    rows = model.objects.filter(pk=Subquery(latest.values("pk")[:1]))
+    latest = DnsCheck.objects.filter(domain=OuterRef("domain")).order_by("-checked_at", "-id")
+    rows = DnsCheck.objects.filter(pk=Subquery(latest.values("pk")[:1]))
     return {row.domain_id: row for row in rows}
 
 
@@ -554,32 +545,21 @@ def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
 # Lead import ---------------------------------------------------------------------------------
 
 
-def lead_importer() -> Callable[..., Any] | None:
-    """The campaigns app's ``import_leads``, once it exists."""
-    try:
-        module = importlib.import_module("outreach.campaigns.leads")
-    except ImportError:
-        return None
-    func = getattr(module, "import_leads", None)
-    return func if callable(func) else None
-
-
 @require_GET
 def lead_import_form(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/lead_import.html",
-        {"form": forms.LeadImportForm(), "available": lead_importer() is not None},
+        {"form": forms.LeadImportForm()},
     )
 
 
 @require_POST
 @staff_required
 def lead_import(request: HttpRequest) -> HttpResponse:
-    importer = lead_importer()
     form = forms.LeadImportForm(request.POST, request.FILES)
-    context: dict[str, Any] = {"form": form, "available": importer is not None}
-    if importer is None or not form.is_valid():
+    context: dict[str, Any] = {"form": form}
+    if not form.is_valid():
         return render(request, "dashboard/lead_import.html", context, status=400)
     upload = form.cleaned_data["file"]
     campaign = form.cleaned_data.get("campaign")
@@ -591,7 +571,7 @@ def lead_import(request: HttpRequest) -> HttpResponse:
             for chunk in upload.chunks():
                 out.write(chunk)
         try:
-            report = importer(path, campaign, dry_run=form.cleaned_data["dry_run"])
+            report = import_leads(path, campaign, dry_run=form.cleaned_data["dry_run"])
         except (ValueError, UnicodeError) as exc:
             messages.error(request, f"Import refused: {exc}")
             return render(request, "dashboard/lead_import.html", context, status=400)
@@ -600,23 +580,17 @@ def lead_import(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/lead_import.html", context)
 
 
-def import_report(report: Any) -> dict[str, Any]:
+def import_report(report: ImportReport) -> dict[str, Any]:
     """The importer's report as the command prints it: a summary (counts, skipped by reason)
     and the per-row errors with their line numbers."""
-    data = report.summary() if hasattr(report, "summary") else dict(vars(report))
+    data = report.summary()
     summary: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
             summary.update({f"{key}: {k}": v for k, v in value.items()})
         elif isinstance(value, int) and not isinstance(value, bool):
             summary[key] = value
-    errors = [
-        (
-            getattr(e, "line", None),
-            " ".join(str(p) for p in (getattr(e, "email", ""), getattr(e, "reason", e)) if p),
-        )
-        for e in getattr(report, "errors", [])
-    ]
+    errors = [(e.line, " ".join(p for p in (e.email, e.reason) if p)) for e in report.errors]
     return {"summary": summary, "errors": errors, "reported": True}
 
 

@@ -5,7 +5,7 @@ from outreach.lib.admin import ReadOnlyAdmin
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(admin.ModelAdmin[Event]):
     list_display = ["occurred_at", "type", "bounce_type", "recipient", "source", "unmatched"]
     list_filter = ["type", "source", "unmatched"]
     search_fields = ["recipient", "provider_message_id"]
@@ -13,7 +13,7 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     list_display = ["received_at", "endpoint", "status_code", "error", "replayed_at"]
 
 
@@ -26,11 +26,11 @@ class RefusedWebhookAdmin(ReadOnlyAdmin):
 
 
 @admin.register(InboxCursor)
-class InboxCursorAdmin(admin.ModelAdmin):
+class InboxCursorAdmin(admin.ModelAdmin[InboxCursor]):
     list_display = ["mailbox", "folder", "uid_validity", "last_uid", "checked_at", "last_error"]
     raw_id_fields = ["mailbox"]
 
 
 @admin.register(SeedCursor)
-class SeedCursorAdmin(admin.ModelAdmin):
+class SeedCursorAdmin(admin.ModelAdmin[SeedCursor]):
     list_display = ["address", "folder", "uid_validity", "last_uid", "checked_at", "last_error"]

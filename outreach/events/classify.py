@@ -1,4 +1,4 @@
-"""Reply labels (BRIEF §3 Sequences): a pure decision over what a reply says.
+"""Reply labels (docs/rules.md, Sequences): a pure decision over what a reply says.
 
 Rules run in a fixed order, the first that matches wins, and each names the words that made
 it match (the reason shown beside the label):

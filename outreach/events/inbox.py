@@ -55,7 +55,7 @@ from outreach.events.record import find_message, record
 from outreach.events.replies import keep_mail
 from outreach.lib import clock
 from outreach.lib.secrets import SecretError, resolve
-from outreach.pool.models import Mailbox
+from outreach.pool.models import IMAP_SECURITY, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,6 @@ class ImapConfig:
     folders: tuple[str, ...]
     # An OAuth2 access token: logs in with XOAUTH2 instead of the password.
     token: str = field(default="", repr=False)
-
-
-IMAP_SECURITY = ("ssl", "starttls", "plain")
 
 
 def imap_config(mailbox: Mailbox) -> ImapConfig | None:

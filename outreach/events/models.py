@@ -10,27 +10,28 @@ from django.db.models import F
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.events import classify
-from outreach.lib import clock
+from outreach.lib import clock, eventtypes
 from outreach.pool.models import Mailbox
 
 
 class Event(models.Model):
     class Type(models.TextChoices):
-        DELIVERED = "delivered"
-        BOUNCED = "bounced"
-        DEFERRED = "deferred"
-        COMPLAINED = "complained"
-        UNSUBSCRIBED = "unsubscribed"
-        OPENED = "opened"
-        CLICKED = "clicked"
-        REPLIED = "replied"
-        AUTO_REPLIED = "auto_replied"
-        BLOCKED = "blocked"
+        # The vocabulary of outreach.lib.eventtypes, which owns it.
+        DELIVERED = eventtypes.DELIVERED
+        BOUNCED = eventtypes.BOUNCED
+        DEFERRED = eventtypes.DEFERRED
+        COMPLAINED = eventtypes.COMPLAINED
+        UNSUBSCRIBED = eventtypes.UNSUBSCRIBED
+        OPENED = eventtypes.OPENED
+        CLICKED = eventtypes.CLICKED
+        REPLIED = eventtypes.REPLIED
+        AUTO_REPLIED = eventtypes.AUTO_REPLIED
+        BLOCKED = eventtypes.BLOCKED
 
     class BounceType(models.TextChoices):
         NONE = ""
-        HARD = "hard"
-        SOFT = "soft"
+        HARD = eventtypes.HARD
+        SOFT = eventtypes.SOFT
 
     # "ses", "mailgun", "postmark", "sendgrid", "imap", "unsubscribe", "smtp" ...
     source = models.CharField(max_length=32)

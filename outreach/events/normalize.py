@@ -12,26 +12,29 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 
-from outreach.lib import clock
+from outreach.lib import clock, eventtypes
 
-# Types of our vocabulary (outreach.events.models.Event.Type values).
-DELIVERED = "delivered"
-BOUNCED = "bounced"
-DEFERRED = "deferred"
-COMPLAINED = "complained"
-UNSUBSCRIBED = "unsubscribed"
-OPENED = "opened"
-CLICKED = "clicked"
-REPLIED = "replied"
-AUTO_REPLIED = "auto_replied"
-BLOCKED = "blocked"
+if TYPE_CHECKING:
+    from outreach.providers.simulated.sender import Notification
 
-HARD = "hard"
-SOFT = "soft"
+
+# The words of our vocabulary, owned by outreach.lib.eventtypes (callers write n.BOUNCED).
+DELIVERED = eventtypes.DELIVERED
+BOUNCED = eventtypes.BOUNCED
+DEFERRED = eventtypes.DEFERRED
+COMPLAINED = eventtypes.COMPLAINED
+UNSUBSCRIBED = eventtypes.UNSUBSCRIBED
+OPENED = eventtypes.OPENED
+CLICKED = eventtypes.CLICKED
+REPLIED = eventtypes.REPLIED
+AUTO_REPLIED = eventtypes.AUTO_REPLIED
+BLOCKED = eventtypes.BLOCKED
+HARD = eventtypes.HARD
+SOFT = eventtypes.SOFT
 
 # Where the sending engine leaves our message id: a header on the message and/or provider
 # metadata (SES X-Metadata, Mailgun user-variables, Postmark Metadata, SendGrid custom args).
@@ -77,6 +80,22 @@ class Incoming:
     bounce_type: str = ""
     diagnostic: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+def from_simulated(notification: Notification) -> Incoming:
+    """The simulated provider's notification (its "webhook") in our vocabulary."""
+    return Incoming(
+        source=notification.source,
+        type=notification.type,
+        recipient=notification.recipient,
+        occurred_at=notification.occurred_at,
+        provider_event_id=notification.provider_event_id,
+        provider_message_id=notification.provider_message_id,
+        outreach_message_id=notification.outreach_message_id,
+        bounce_type=notification.bounce_type,
+        diagnostic=notification.diagnostic,
+        raw=notification.raw,
+    )
 
 
 def is_policy_block(diagnostic: str) -> bool:

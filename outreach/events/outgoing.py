@@ -36,6 +36,7 @@ from outreach.events.signals import event_recorded
 from outreach.lib import clock
 from outreach.lib.loop import Loop
 from outreach.lib.secrets import SecretError, resolve
+from outreach.pool.config import Plan, WebhookSpec, diff, resolve_secrets
 from outreach.pool.models import Mailbox, StateChange
 
 log = logging.getLogger(__name__)
@@ -257,3 +258,29 @@ def retry_dead(delivery_id: int) -> bool:
 
 def make_loop(stop: threading.Event) -> Loop:
     return Loop(name="webhooks", handle_one=deliver_one, idle_seconds=2.0, stop=stop)
+
+
+def apply_endpoints(specs: list[WebhookSpec], plan: Plan) -> None:
+    """Apply the ``[[webhooks]]`` of ``outreach apply``: create, update, disable endpoints."""
+    existing = {w.name: w for w in WebhookEndpoint.objects.all()}
+    for ws in specs:
+        endpoint = existing.pop(ws.name, None)
+        created = endpoint is None
+        if endpoint is None:
+            endpoint = WebhookEndpoint(name=ws.name)
+        secret = resolve_secrets({"secret": ws.secret}, {"secret": endpoint.secret})["secret"]
+        lines = diff(endpoint, {"url": ws.url, "events": ws.events, "enabled": True})
+        secret_changed = endpoint.secret != secret
+        endpoint.secret = secret
+        if created:
+            endpoint.save()
+            plan.add(f"create webhook {ws.name} → {ws.url}")
+        elif lines or secret_changed:
+            endpoint.save()
+            for line in lines + (["secret changed"] if secret_changed else []):
+                plan.add(f"update webhook {ws.name}: {line}")
+    for endpoint in existing.values():
+        if endpoint.enabled:
+            endpoint.enabled = False
+            endpoint.save(update_fields=["enabled"])
+            plan.add(f"disable webhook {endpoint.name} (not in the file)")

@@ -1,10 +1,12 @@
 """Storing normalized events, once each, and their effects in the same transaction.
 
-Effects (BRIEF §3 Sequences and Suppression):
+Effects (docs/rules.md, Sequences and Suppression):
 
 - hard bounce: the address is suppressed, its active enrollments stop;
 - the third soft bounce to one address counts as a hard bounce;
-- complaint: suppressed, enrollments stop, and the sending mailbox is paused at once, so the
+- complaint: suppressed, enrollments stop. Pausing the sending mailbox is the health rule's
+  (``outreach.metrics.health.mailbox_verdict``, with its ``complaint_pause_count``): it runs
+  on ``event_recorded`` inside this same transaction, so once the complaint is stored the
   worker's conditional UPDATE (mailbox still active/warming) lets nothing more leave it;
 - unsubscribe: suppressed, enrollments stop;
 - reply: the thread's enrollment stops; with ``campaign.stop_on_company_reply`` every active
@@ -15,7 +17,7 @@ Effects (BRIEF §3 Sequences and Suppression):
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 
@@ -26,8 +28,10 @@ from outreach.events.models import Event
 from outreach.events.signals import event_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
-from outreach.pool.states import IllegalTransition, transition_mailbox
 from outreach.providers.base import Outcome, SendError
+
+if TYPE_CHECKING:
+    from outreach.providers.simulated.sender import Notification
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,11 @@ FREEMAIL_DOMAINS = frozenset(
         "fastmail.com",
     }
 )
+
+
+def record_simulated(notification: Notification) -> bool:
+    """Store a notification of the simulated provider; True when it was new."""
+    return record(n.from_simulated(notification)) is not None
 
 
 def record(incoming: n.Incoming) -> Event | None:
@@ -219,7 +228,7 @@ def _first_message(where: str, params: list[Any]) -> Message | None:
         messages=q(Message._meta.db_table),
         mailboxes=q(mailbox.db_table),
         mailbox_id=_col("mailbox_id"),
-        mailbox_pk=q(mailbox.pk.column),  # type: ignore[union-attr]
+        mailbox_pk=q(mailbox.pk.column),
         where=where,
         pk=_col("id"),
     )
@@ -231,7 +240,7 @@ def _first_message(where: str, params: list[Any]) -> Message | None:
     *values, domain_id = row
     message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values)
     if message.mailbox_id is not None:
-        Message.mailbox.field.set_cached_value(  # type: ignore[attr-defined]
+        Message.mailbox.field.set_cached_value(
             message,
             Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
         )
@@ -254,7 +263,7 @@ def _insert_once(event: Event) -> bool:
         ", ".join(["%s"] * len(fields)),
         q(Event._meta.get_field("source").column),
         q(Event._meta.get_field("provider_event_id").column),
-        q(Event._meta.pk.column),  # type: ignore[union-attr]
+        q(Event._meta.pk.column),
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
@@ -288,8 +297,6 @@ def apply_effects(event: Event, message: Message | None) -> None:
     elif event.type == Event.Type.COMPLAINED:
         if address:
             _suppress_and_stop(address, Suppression.Source.COMPLAINT, event, "spam complaint")
-        if message is not None and message.mailbox_id is not None:
-            _pause_mailbox(message.mailbox_id, event)
     elif event.type == Event.Type.UNSUBSCRIBED and address:
         _suppress_and_stop(address, Suppression.Source.UNSUBSCRIBE, event, "unsubscribed")
         if event.source == "imap" and message is not None:
@@ -341,22 +348,6 @@ def stop_enrollments(enrollments: object, reason: str) -> int:
         state=Message.State.CANCELLED, last_error=f"enrollment stopped: {reason}", updated_at=now
     )
     return len(ids)
-
-
-def _pause_mailbox(mailbox_id: int, event: Event) -> None:
-    mailbox = Mailbox.objects.select_related("domain").get(pk=mailbox_id)
-    if mailbox.state in (Mailbox.State.PAUSED, Mailbox.State.RETIRED):
-        return
-    try:
-        transition_mailbox(
-            mailbox,
-            Mailbox.State.PAUSED,
-            reason=f"spam complaint from {event.recipient or 'a recipient'}",
-            actor="rule:complaint",
-            figures={"event_id": event.pk, "source": event.source, "message_id": event.message_id},
-        )
-    except IllegalTransition:  # pragma: no cover - paused/retired are filtered above
-        log.warning("complaint: cannot pause %s from %s", mailbox.address, mailbox.state)
 
 
 def _stop_on_reply(event: Event, message: Message) -> None:

@@ -5,7 +5,7 @@ A mail read over IMAP belongs to us when it is a delivery report, answers one of
 comes from a known lead. Anything else (a stranger's mail, a newsletter) is skipped and
 counted per mailbox and day in :class:`InboxSkip`.
 
-Effects of a label (BRIEF §3 Sequences), on top of the event's own (record.apply_effects:
+Effects of a label (docs/rules.md, Sequences), on top of the event's own (record.apply_effects:
 a reply stops the thread's enrollment, an unsubscribe suppresses and stops):
 
 - ``unsubscribe_request``: recorded as an unsubscribe event, so suppression and stopping
@@ -28,8 +28,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 
-from outreach.alerts.models import Alert
-from outreach.alerts.outbox import Kind, raise_alert
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Suppression
 from outreach.campaigns.suppression import is_suppressed, suppress
 from outreach.events import normalize as n
@@ -45,6 +43,7 @@ from outreach.events.mailcontent import Content
 from outreach.events.models import InboundMail, InboxSkip, LabelChange
 from outreach.events.record import FREEMAIL_DOMAINS, record, stop_enrollments
 from outreach.lib import clock
+from outreach.lib.alerting import Kind, Severity, raise_alert
 from outreach.pool.models import Mailbox
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,7 @@ def _mark_interested(mail: InboundMail) -> None:
         f"interested:{mail.pk}",
         Kind.LEAD_INTERESTED,
         f"Interested reply from {mail.from_address}: “{excerpt}”\n{link}",
-        severity=Alert.Severity.INFO,
+        severity=Severity.INFO,
         figures={"inbound_mail": mail.pk, "lead": mail.lead_id, "link": link},
     )
     outgoing.emit(

@@ -10,7 +10,7 @@ as for a mailbox; ``spam_folders`` defaults to ``["Junk"]``). Its spam folders a
 way the IMAP reader reads a mailbox's folders: a :class:`SeedCursor` per folder (UIDVALIDITY
 and last UID), so no mail is looked at twice. Each of our messages found there becomes a
 ``blocked`` event about it, source ``seed``; the health rules then put its mailbox in
-cooldown, as for a policy rejection (BRIEF §3 Thresholds: spam-folder placement).
+cooldown, as for a policy rejection (docs/rules.md, Health thresholds: spam-folder placement).
 
 A message is ours when its Message-ID is one we sent *to that seed*: spam from anyone else,
 or a copy of one of our messages forwarded there, never blames a mailbox. The inbox itself

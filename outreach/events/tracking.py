@@ -251,7 +251,7 @@ def message_facts(message_pk: int) -> MessageFacts | None:
             return None
         facts = MessageFacts(to_email=row[0], sent_at=row[1])
         _facts.put(message_pk, facts)
-    return facts  # type: ignore[no-any-return]
+    return facts
 
 
 def allow(message_pk: int, now: float | None = None) -> bool:

@@ -17,9 +17,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from outreach.campaigns.models import Message
+from outreach.campaigns.unsubscribe import read_token
 from outreach.events import normalize as n
 from outreach.events.record import record
-from outreach.events.unsubscribe import read_token
 from outreach.lib import clock
 
 log = logging.getLogger(__name__)

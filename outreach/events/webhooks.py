@@ -251,7 +251,7 @@ def _process(request: HttpRequest, endpoint: Endpoint) -> tuple[int, int]:
         raise WebhookError(f"webhook not configured: {exc}", 503) from exc
     if _replaying(request):
         # The operator vouches for a replayed request; its credentials were never stored.
-        view.basic_auth = []  # type: ignore[attr-defined]
+        view.basic_auth = []
     view.run_validators(request)
     incoming = []
     for anymail_event in view.parse_events(request):

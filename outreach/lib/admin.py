@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from outreach.lib import secrets
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """Listed and viewed, never added, changed or deleted from the admin."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -31,7 +31,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class SecretsForm(forms.ModelForm):
+class SecretsForm(forms.ModelForm[Any]):
     """A model form whose ``secrets`` (name → reference) is write-only.
 
     ``new_secrets`` takes a JSON object of ``name: value``: a value ``env:NAME`` is kept as that
@@ -91,7 +91,7 @@ def _reference(value: str) -> str:
     return secrets.encrypt(value)
 
 
-class WriteOnlySecretsAdmin(admin.ModelAdmin):
+class WriteOnlySecretsAdmin(admin.ModelAdmin[Any]):
     """For a model with a ``secrets`` JSON field: shown as names only, set through the form."""
 
     form = SecretsForm

@@ -1,4 +1,4 @@
-"""Health rules: pure decisions over figures and thresholds (BRIEF §3 Thresholds).
+"""Health rules: pure decisions over figures and thresholds (docs/rules.md, Health thresholds).
 
 Nothing here touches the database. :mod:`outreach.alerts.rules` gathers the figures, calls
 these, and applies the verdict through :mod:`outreach.pool.states`.
@@ -48,9 +48,10 @@ def mailbox_verdict(
 
     In order of severity, the first that applies:
 
-    1. any block (policy rejection, spam-folder placement) → cooldown for
+    1. complaints ≥ ``complaint_pause_count`` → pause (a person must look, even when a block
+       came with it);
+    2. any block (policy rejection, spam-folder placement) → cooldown for
        ``block_cooldown_days``, then re-warm;
-    2. complaints ≥ ``complaint_pause_count`` → pause;
     3. hard-bounce rate above ``bounce_pause_rate`` on the evidence (:func:`bounce_rate_above`,
        over attempts: sent + refused) → pause;
     4. an authentication failure, or ``failure_streak_pause`` failed calls in a row → pause;
@@ -66,6 +67,13 @@ def mailbox_verdict(
     }
     enough = figures.attempts >= t.min_sends
     bounced, attempts = figures.bounced_hard, figures.attempts
+    if figures.complained >= t.complaint_pause_count:
+        return Verdict(
+            Action.PAUSE,
+            "complaint",
+            f"{figures.complained} spam complaint(s) in {t.window_days} days",
+            facts,
+        )
     if figures.blocked > 0:
         return Verdict(
             Action.COOLDOWN,
@@ -73,13 +81,6 @@ def mailbox_verdict(
             f"{figures.blocked} block(s) in {t.window_days} days: cooldown "
             f"{t.block_cooldown_days} days",
             {**facts, "cooldown_days": t.block_cooldown_days},
-        )
-    if figures.complained >= t.complaint_pause_count:
-        return Verdict(
-            Action.PAUSE,
-            "complaint",
-            f"{figures.complained} spam complaint(s) in {t.window_days} days",
-            facts,
         )
     if bounce_rate_above(bounced, attempts, t.bounce_pause_rate, t):
         return Verdict(

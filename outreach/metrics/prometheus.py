@@ -6,11 +6,10 @@ read now. A handful of grouped queries, whatever the history length.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.db.models import Count, Sum
 
-from outreach.alerts.models import Alert, ProviderHealth
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.events.models import RefusedWebhook
 from outreach.lib import clock
@@ -21,12 +20,21 @@ from outreach.scheduler.models import DailyCounter
 
 Sample = tuple[dict[str, str], float]
 
+# Families of the packages above metrics (alerts: the outbox and provider health), registered
+# in their AppConfig.ready with :func:`register_families`.
+_more_families: list[Callable[[], list[str]]] = []
+
+
+def register_families(families: Callable[[], list[str]]) -> None:
+    if families not in _more_families:
+        _more_families.append(families)
+
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
+def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
@@ -61,10 +69,10 @@ def render() -> str:
             counters[name].append((labels, row[name] or 0))
 
     out: list[str] = []
-    out += _family(
+    out += family(
         "outreach_sent_total", "counter", "Messages accepted by a provider.", counters["sent"]
     )
-    out += _family(
+    out += family(
         "outreach_send_failed_total", "counter", "Permanent send failures.", counters["failed"]
     )
     event_samples = [
@@ -73,17 +81,17 @@ def render() -> str:
         if name not in ("sent", "failed", "transient")
         for labels, value in counters[name]
     ]
-    out += _family(
+    out += family(
         "outreach_events_total", "counter", "Events by type (rollup counters).", event_samples
     )
-    out += _family(
+    out += family(
         "outreach_campaign_events_total",
         "counter",
         "Sends, replies, opens and clicks per campaign, step and variant; opened_human and"
         " clicked_human are the estimates of people (opened and clicked count every visitor).",
         _campaign_samples(),
     )
-    out += _family(
+    out += family(
         "outreach_mailbox_state",
         "gauge",
         "1 for the state each mailbox is in.",
@@ -92,7 +100,7 @@ def render() -> str:
             for m in mailboxes.values()
         ],
     )
-    out += _family(
+    out += family(
         "outreach_domain_state",
         "gauge",
         "1 for the state each domain is in.",
@@ -117,44 +125,30 @@ def render() -> str:
         else:
             continue
         cap_used.append((labels, n))
-    out += _family("outreach_cap_used", "gauge", "Units of today's caps used.", cap_used)
-    out += _family("outreach_cap_limit", "gauge", "Today's caps.", cap_limit)
+    out += family("outreach_cap_used", "gauge", "Units of today's caps used.", cap_used)
+    out += family("outreach_cap_limit", "gauge", "Today's caps.", cap_limit)
 
     states = Message.objects.values("state").annotate(n=Count("id")).order_by("state")
-    out += _family(
+    out += family(
         "outreach_messages",
         "gauge",
         "Messages by state.",
         [({"state": row["state"]}, row["n"]) for row in states],
-    )
-    alerts = Alert.objects.values("state").annotate(n=Count("id")).order_by("state")
-    out += _family(
-        "outreach_alerts",
-        "gauge",
-        "Alerts in the outbox by delivery state.",
-        [({"state": row["state"]}, row["n"]) for row in alerts],
-    )
-    out += _family(
-        "outreach_provider_healthy",
-        "gauge",
-        "1 when the provider account's last check was healthy.",
-        [
-            ({"provider": h.provider_account.name}, 1 if h.healthy else 0)
-            for h in ProviderHealth.objects.select_related("provider_account")
-        ],
     )
     refused = (
         RefusedWebhook.objects.values("endpoint", "status_code")
         .annotate(n=Sum("count"))
         .order_by("endpoint", "status_code")
     )
-    out += _family(
+    out += family(
         "outreach_webhook_refused_total",
         "counter",
         "Webhook requests refused for their credentials or signature (401, 403, 409) or "
         "because no webhook secret is set (503), within the dead-letter retention.",
         [({"endpoint": r["endpoint"], "status": str(r["status_code"])}, r["n"]) for r in refused],
     )
+    for families in _more_families:
+        out += families()
     return "\n".join(out) + "\n"
 
 

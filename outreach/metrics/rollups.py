@@ -102,7 +102,7 @@ def pool_timezone() -> ZoneInfo:
 _POOL_TIMEZONE_SQL = "SELECT {} FROM {} WHERE {} = %s".format(  # noqa: S608
     PoolSettings._meta.get_field("timezone").column,
     PoolSettings._meta.db_table,
-    PoolSettings._meta.pk.column,  # type: ignore[union-attr]
+    PoolSettings._meta.pk.column,
 )
 
 
@@ -196,7 +196,7 @@ def record_event(event: Event, tz: ZoneInfo | None = None) -> None:
         return
     msg: dict[str, Any] = {}
     if event.message_id:
-        cached = Event.message.is_cached(event)  # type: ignore[attr-defined]
+        cached = Event.message.is_cached(event)
         if cached and all(f in event.message.__dict__ for f in _ROLLUP_MESSAGE_FIELDS):
             msg = {f: getattr(event.message, f) for f in _ROLLUP_MESSAGE_FIELDS}
         else:
@@ -239,20 +239,15 @@ _ROLLUP_MESSAGE_FIELDS = (
 
 def _cached_domain_id(event: Event, mailbox_id: int) -> int | None:
     """The domain of the event's mailbox when the message's mailbox row is already loaded."""
-    if not Event.message.is_cached(event):  # type: ignore[attr-defined]
+    if not Event.message.is_cached(event):
         return None
     message = event.message
     if message is None or message.mailbox_id != mailbox_id:
         return None
-    if not Message.mailbox.is_cached(message):  # type: ignore[attr-defined]
+    if not Message.mailbox.is_cached(message):
         return None
     mailbox = message.mailbox
     return mailbox.domain_id if mailbox is not None else None
-
-
-def record_attempt(attempt: SendAttempt) -> None:
-    """Count one provider call on the day it was made."""
-    record_attempts([attempt])
 
 
 def record_attempts(attempts: list[SendAttempt]) -> None:
@@ -263,25 +258,25 @@ def record_attempts(attempts: list[SendAttempt]) -> None:
     """
     if not attempts:
         return
-    uncached = [a.message_id for a in attempts if not SendAttempt.message.is_cached(a)]  # type: ignore[attr-defined]
+    uncached = [a.message_id for a in attempts if not SendAttempt.message.is_cached(a)]
     messages = {
         row["pk"]: row
         for row in Message.objects.filter(pk__in=uncached).values(
             "pk", "campaign_id", "step_id", "variant_id"
         )
     }
-    missing_boxes = {a.mailbox_id for a in attempts if not SendAttempt.mailbox.is_cached(a)}  # type: ignore[attr-defined]
+    missing_boxes = {a.mailbox_id for a in attempts if not SendAttempt.mailbox.is_cached(a)}
     domains = _mailbox_domains(missing_boxes)
     tz = pool_timezone()
     increments: dict[tuple[date, Dims], Counter[str]] = defaultdict(Counter)
     for attempt in attempts:
         msg: dict[str, Any]
-        if SendAttempt.message.is_cached(attempt):  # type: ignore[attr-defined]
+        if SendAttempt.message.is_cached(attempt):
             m = attempt.message
             msg = {"campaign_id": m.campaign_id, "step_id": m.step_id, "variant_id": m.variant_id}
         else:
             msg = dict(messages.get(attempt.message_id, {}))
-        if SendAttempt.mailbox.is_cached(attempt):  # type: ignore[attr-defined]
+        if SendAttempt.mailbox.is_cached(attempt):
             domain_id = attempt.mailbox.domain_id
         else:
             domain_id = domains.get(attempt.mailbox_id, 0)

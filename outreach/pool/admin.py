@@ -5,7 +5,7 @@ from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount,
 
 
 @admin.register(PoolSettings)
-class PoolSettingsAdmin(admin.ModelAdmin):
+class PoolSettingsAdmin(admin.ModelAdmin[PoolSettings]):
     list_display = ["timezone", "updated_at"]
 
 
@@ -16,7 +16,7 @@ class ProviderAccountAdmin(WriteOnlySecretsAdmin):
 
 
 @admin.register(Domain)
-class DomainAdmin(admin.ModelAdmin):
+class DomainAdmin(admin.ModelAdmin[Domain]):
     """States move only through the audited actions (dashboard, health rules)."""
 
     list_display = ["name", "state", "provider", "daily_cap", "cooldown_until"]

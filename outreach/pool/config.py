@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -28,13 +29,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import transaction
 from email_validator import EmailNotValidError, validate_email
 
-from outreach.events.inbox import IMAP_SECURITY
-from outreach.events.models import WebhookEndpoint
-from outreach.events.outgoing import EVENT_TYPES
 from outreach.lib import clock, tomlcheck
 from outreach.lib import secrets as secret_refs
 from outreach.pool import policy
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
+from outreach.pool.models import (
+    IMAP_SECURITY,
+    Domain,
+    Mailbox,
+    PoolSettings,
+    ProviderAccount,
+    StateChange,
+)
 from outreach.pool.states import transition_domain, transition_mailbox
 from outreach.providers.base import SendingLimits, provider_class
 from outreach.providers.oauth2 import parse_service_account
@@ -341,6 +346,29 @@ def parse(text: str, base_dir: Path | None = None) -> PoolSpec:
     return PoolSpec(timezone, limits, warmup, thresholds, seeds, providers, domains, webhooks)
 
 
+@dataclass(frozen=True)
+class WebhookSection:
+    """The ``[[webhooks]]`` section's owner: the events collector, which sits above the pool,
+    registers it in ``EventsConfig.ready`` (:func:`register_webhook_section`)."""
+
+    event_types: tuple[str, ...]
+    apply: Callable[[list[WebhookSpec], Plan], None]
+
+
+_webhooks: WebhookSection | None = None
+
+
+def register_webhook_section(section: WebhookSection) -> None:
+    global _webhooks
+    _webhooks = section
+
+
+def _webhook_section() -> WebhookSection:
+    if _webhooks is None:
+        raise RuntimeError("no [[webhooks]] owner registered: is outreach.events installed?")
+    return _webhooks
+
+
 def _parse_webhooks(r: _Reader, raw: Any) -> list[WebhookSpec]:
     if not isinstance(raw, list):
         raise r.error("webhooks", "expected [[webhooks]] tables")
@@ -361,8 +389,9 @@ def _parse_webhooks(r: _Reader, raw: Any) -> list[WebhookSpec]:
             raise r.error(f"{key}.secret", "a webhook needs a signing secret (whsec_...)")
         secret = r.secret(body["secret"], f"{key}.secret")
         events = body.get("events", [])
-        if not isinstance(events, list) or any(e not in EVENT_TYPES for e in events):
-            raise r.error(f"{key}.events", f"a list of: {', '.join(EVENT_TYPES)}", None)
+        event_types = _webhook_section().event_types
+        if not isinstance(events, list) or any(e not in event_types for e in events):
+            raise r.error(f"{key}.events", f"a list of: {', '.join(event_types)}", None)
         specs.append(WebhookSpec(name, url, secret, list(events)))
     return specs
 
@@ -727,13 +756,13 @@ def apply(spec: PoolSpec, *, dry_run: bool = False) -> Plan:
         providers = _apply_providers(spec, plan)
         today = clock.today(spec.timezone)
         _apply_domains(spec, providers, today, plan)
-        _apply_webhooks(spec, plan)
+        _webhook_section().apply(spec.webhooks, plan)
         if dry_run:
             transaction.set_rollback(True)
     return plan
 
 
-def _diff(obj: Any, wanted: dict[str, Any]) -> list[str]:
+def diff(obj: Any, wanted: dict[str, Any]) -> list[str]:
     """Set ``wanted`` on ``obj``; the 'field: old → new' lines of what differed."""
     lines = []
     for name, value in wanted.items():
@@ -759,7 +788,7 @@ def _apply_settings(spec: PoolSpec, plan: Plan) -> None:
         "thresholds_json": spec.thresholds.to_dict(),
         "seed_addresses": [_stored_seed(seed, pool.seed_addresses) for seed in spec.seeds],
     }
-    lines = _diff(pool, wanted)
+    lines = diff(pool, wanted)
     if lines:
         pool.updated_at = clock.now()
         pool.save()
@@ -777,10 +806,10 @@ def _stored_seed(seed: str | dict[str, Any], stored: Any) -> str | dict[str, Any
     )
     secret = {"imap_password": seed["imap_password"]}
     stored_secret = {"imap_password": str(old.get("imap_password", ""))}
-    return {**seed, **_resolve_secrets(secret, stored_secret)}
+    return {**seed, **resolve_secrets(secret, stored_secret)}
 
 
-def _resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
+def resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
     """Secret refs to store: env refs as they are; plain values encrypted, unless unchanged."""
     result = {}
     for name, ref in wanted.items():
@@ -800,31 +829,6 @@ def _resolve_secrets(wanted: dict[str, str], stored: dict[str, str]) -> dict[str
     return result
 
 
-def _apply_webhooks(spec: PoolSpec, plan: Plan) -> None:
-    existing = {w.name: w for w in WebhookEndpoint.objects.all()}
-    for ws in spec.webhooks:
-        endpoint = existing.pop(ws.name, None)
-        created = endpoint is None
-        if endpoint is None:
-            endpoint = WebhookEndpoint(name=ws.name)
-        secret = _resolve_secrets({"secret": ws.secret}, {"secret": endpoint.secret})["secret"]
-        lines = _diff(endpoint, {"url": ws.url, "events": ws.events, "enabled": True})
-        secret_changed = endpoint.secret != secret
-        endpoint.secret = secret
-        if created:
-            endpoint.save()
-            plan.add(f"create webhook {ws.name} → {ws.url}")
-        elif lines or secret_changed:
-            endpoint.save()
-            for line in lines + (["secret changed"] if secret_changed else []):
-                plan.add(f"update webhook {ws.name}: {line}")
-    for endpoint in existing.values():
-        if endpoint.enabled:
-            endpoint.enabled = False
-            endpoint.save(update_fields=["enabled"])
-            plan.add(f"disable webhook {endpoint.name} (not in the file)")
-
-
 def _apply_providers(spec: PoolSpec, plan: Plan) -> dict[str, ProviderAccount]:
     existing = {p.name: p for p in ProviderAccount.objects.all()}
     by_name: dict[str, ProviderAccount] = {}
@@ -836,12 +840,12 @@ def _apply_providers(spec: PoolSpec, plan: Plan) -> dict[str, ProviderAccount]:
         wanted = {
             "kind": ps.kind,
             "settings": ps.settings,
-            "secrets": _resolve_secrets(ps.secrets, account.secrets or {}),
+            "secrets": resolve_secrets(ps.secrets, account.secrets or {}),
             "price_per_1000": ps.price_per_1000,
             "max_send_rate": ps.max_send_rate,
             "enabled": True,
         }
-        lines = _diff(account, wanted)
+        lines = diff(account, wanted)
         if created or lines:
             account.save()
         if created:
@@ -875,7 +879,7 @@ def _apply_domains(
         created = domain is None
         if domain is None:
             domain = Domain(name=ds.name, provider=providers[ds.provider])
-        lines = _diff(
+        lines = diff(
             domain,
             {
                 "provider": providers[ds.provider],
@@ -940,7 +944,7 @@ def _apply_mailbox(
         mailbox = Mailbox(address=ms.address, domain=domain, state=ms.state)
         if ms.state == Mailbox.State.WARMING:
             mailbox.warmup_started_on = today
-    lines = _diff(
+    lines = diff(
         mailbox,
         {
             "domain": domain,
@@ -950,7 +954,7 @@ def _apply_mailbox(
             "provider": providers[ms.provider] if ms.provider else None,
             "settings": ms.settings,
             "secrets": {
-                **_resolve_secrets(ms.secrets, mailbox.secrets or {}),
+                **resolve_secrets(ms.secrets, mailbox.secrets or {}),
                 **{
                     name: ref
                     for name, ref in (mailbox.secrets or {}).items()

@@ -2,7 +2,7 @@
 
 The reason and the moment are those of the audit-log entry that put it in its current state
 (:mod:`outreach.pool.states` writes one for every transition); what would resume it follows
-from the state machine of BRIEF §3: a cooldown ends by itself on its date, a pause waits for
+from the state machine of docs/rules.md: a cooldown ends by itself on its date, a pause waits for
 a person, a DNS hold for a passing check.
 """
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, Protocol
 
 from django.db import models
 
@@ -121,8 +122,12 @@ class Domain(models.Model):
         return self.tracking_host or f"t.{self.name}"
 
 
+# How a mailbox (or a seed) connects to its IMAP server: implicit TLS, STARTTLS, or neither.
+IMAP_SECURITY = ("ssl", "starttls", "plain")
+
+
 class Mailbox(models.Model):
-    """A sending address. State machine (BRIEF §3):
+    """A sending address. State machine (docs/rules.md, Mailbox and domain states):
 
     ``warming`` → ``active`` ⇄ ``paused`` (human review) / ``cooldown`` (until a date, then
     back to warm-up at a reduced level) → ``retired``.
@@ -179,7 +184,7 @@ class Mailbox(models.Model):
         return self.provider or self.domain.provider
 
     def target_cap(self, limits: policy.Limits) -> int:
-        return self.daily_cap if self.daily_cap is not None else limits.mailbox_daily_cap
+        return target_cap(self, limits)
 
     def cap_today(self, pool: PoolSettings, today: Any = None) -> int:
         """How many messages this mailbox may send on ``today`` (the pool's day)."""
@@ -187,14 +192,47 @@ class Mailbox(models.Model):
 
     def cap_on(self, day: Any, limits: policy.Limits, warmup: policy.WarmupSchedule) -> int:
         """:meth:`cap_today` with the pool's settings already read (a whole pool at once)."""
-        if self.state == self.State.ACTIVE:
-            return self.target_cap(limits)
-        if self.state == self.State.WARMING:
-            if self.warmup_started_on is None:
-                return 0
-            day_n = (day - self.warmup_started_on).days + self.warmup_start_day
-            return policy.warmup_cap(day_n, warmup, target=self.target_cap(limits))
+        return cap_on(self, day, limits, warmup)
+
+
+# The cap arithmetic of a mailbox, owned here, over any object with a mailbox's cap fields (a
+# Mailbox, or the dashboard's rows read with .values()).
+
+
+class CapFields(Protocol):
+    @property
+    def state(self) -> str: ...
+    @property
+    def daily_cap(self) -> int | None: ...
+    @property
+    def warmup_started_on(self) -> date | None: ...
+    @property
+    def warmup_start_day(self) -> int: ...
+
+
+def target_cap(mailbox: CapFields, limits: policy.Limits) -> int:
+    """The mailbox's own daily cap, or the pool's ``mailbox_daily_cap``."""
+    return mailbox.daily_cap if mailbox.daily_cap is not None else limits.mailbox_daily_cap
+
+
+def warmup_day(mailbox: CapFields, day: date) -> int | None:
+    """Day of the warm-up schedule a warming mailbox is on (None for the others)."""
+    if mailbox.state != Mailbox.State.WARMING or mailbox.warmup_started_on is None:
+        return None
+    return (day - mailbox.warmup_started_on).days + mailbox.warmup_start_day
+
+
+def cap_on(
+    mailbox: CapFields, day: date, limits: policy.Limits, warmup: policy.WarmupSchedule
+) -> int:
+    """How many messages the mailbox may send on ``day``: its target when active, the warm-up
+    ramp's cap when warming, nothing otherwise."""
+    if mailbox.state == Mailbox.State.ACTIVE:
+        return target_cap(mailbox, limits)
+    warmup_n = warmup_day(mailbox, day)
+    if warmup_n is None:
         return 0
+    return policy.warmup_cap(warmup_n, warmup, target=target_cap(mailbox, limits))
 
 
 class AccessToken(models.Model):

@@ -1,4 +1,4 @@
-"""Named policies of the pool: each number beside its reason (BRIEF §3), the pure warm-up rule,
+"""Named policies of the pool: each number beside its reason (docs/rules.md), the pure warm-up rule,
 and the one decision on bounce figures (:func:`bounce_rate_above`).
 
 Nothing here touches the database; ``PoolSettings`` stores these as JSON and rebuilds them.
@@ -41,7 +41,7 @@ class Limits:
     # A follow-up waits for its thread's mailbox at most this long, then is cancelled: moving
     # it to another mailbox would break the thread and look like spoofing.
     follow_up_wait_hours: int = 72
-    # A claimed message not sent within its lease is recovered (BRIEF §3 Messages).
+    # A claimed message not sent within its lease is recovered (docs/rules.md, Messages).
     claim_lease_seconds: int = 600
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from django.db import transaction
 from outreach.lib import clock
 from outreach.pool.models import Domain, Mailbox, StateChange
 
-# Which mailbox transitions are legal (BRIEF §3 Health states). Retired is final.
+# Which mailbox transitions are legal (docs/rules.md, Mailbox and domain states). Retired is final.
 MAILBOX_TRANSITIONS: dict[str, set[str]] = {
     Mailbox.State.WARMING: {"active", "paused", "cooldown", "retired"},
     Mailbox.State.ACTIVE: {"paused", "cooldown", "retired", "warming"},
@@ -30,7 +30,7 @@ class IllegalTransition(ValueError):
 
 
 # What puts a paused mailbox back into service, by who paused it: a pause waits for a person
-# (BRIEF §3 Health states), and the person needs to know what to look at first.
+# (docs/rules.md, Mailbox and domain states), and the person needs to know what to look at first.
 _RESUME_AFTER: dict[str, str] = {
     "rule:bounce_rate": "a person resumes it after cleaning the list that bounced",
     "rule:complaint": "a person resumes it after reading the complaint and checking the list",

@@ -94,7 +94,7 @@ class AnymailProvider(Provider):
         html_part = parsed.get_body(("html",))
         email = EmailMultiAlternatives(
             subject=str(parsed.get("Subject", "")),
-            body=text_part.get_content() if text_part is not None else "",  # type: ignore[attr-defined]
+            body=text_part.get_content() if text_part is not None else "",
             from_email=str(parsed["From"]),
             to=[envelope.recipient],
             reply_to=[str(parsed["Reply-To"])] if parsed.get("Reply-To") else None,
@@ -102,7 +102,7 @@ class AnymailProvider(Provider):
             connection=self.backend,
         )
         if html_part is not None:
-            email.attach_alternative(html_part.get_content(), "text/html")  # type: ignore[attr-defined]
+            email.attach_alternative(html_part.get_content(), "text/html")
         email.metadata = {METADATA_KEY: str(envelope.message_id)}  # type: ignore[attr-defined]
         extra = self.esp_extra()
         if extra:

@@ -1,4 +1,5 @@
-"""The standards-correct message (BRIEF §3 Content and compliance), as bytes ready for a provider.
+"""The standards-correct message (docs/rules.md, Content and compliance), as bytes ready for a
+provider.
 
 ``multipart/alternative`` (text first, then HTML; text alone when there is no HTML), a
 unique ``Message-ID`` on the sending domain, ``Date``, ``From`` with its display name, optional

@@ -52,7 +52,7 @@ def reservation_for(
     campaign_cap: int | None = None,
     to_domain: str = "",
 ) -> Reservation:
-    """Every cap a message falls under (BRIEF §3 Caps). Warm-up mail counts against the
+    """Every cap a message falls under (docs/rules.md, Caps). Warm-up mail counts against the
     mailbox, its domain and the global cap, not against campaigns or the recipient's company.
 
     Uncapped scopes are still counted so a release always knows what to give back, whatever

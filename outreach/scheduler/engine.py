@@ -8,10 +8,10 @@ simulation) hand the claimed messages to the sending engine when it is installed
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,9 +19,30 @@ from typing import Any
 from outreach.lib import clock, dbstats
 from outreach.lib.loop import Loop
 from outreach.scheduler import claim, planning, recovery, routing_pass, warmup
-from outreach.sending import reconcile
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassSteps:
+    """The steps of a pass that belong to layers above the scheduler, lent at start-up by
+    their apps' ``ready`` (the sending engine and the health rules), so that the scheduler
+    imports none of them. A step nobody lent is skipped."""
+
+    reconcile: Callable[[datetime], Any] | None = None  # messages in doubt -> .sent, .resent
+    send_due: Callable[[datetime], int] | None = None  # one batch of due messages sent
+    health: Callable[[], Any] | None = None  # the health rules' periodic evaluation
+
+
+steps = PassSteps()
+
+
+def lend(**given: Callable[..., Any]) -> None:
+    """Called by an app above the scheduler at start-up (idempotent)."""
+    for name, function in given.items():
+        if not hasattr(steps, name):
+            raise TypeError(f"a pass has no step {name!r}")
+        setattr(steps, name, function)
 
 
 @dataclass
@@ -83,7 +104,7 @@ def run_pass(
 
     1. Leases: expired claims go back to ``scheduled`` (units released), expired ``sending``
        is settled (``sent``, back to routing, or ``unknown`` when its call began), messages in
-       doubt are reconciled (:mod:`outreach.sending.reconcile`), retries of mailboxes that
+       doubt are reconciled (the sending engine's reconciliation), retries of mailboxes that
        cannot send go back to ``scheduled``; follow-ups past their wait limit are cancelled;
        enrollments left with nothing planned get their next step or their end
        (:func:`planning.settle_stranded`).
@@ -99,8 +120,9 @@ def run_pass(
     report.released, report.unknown = recovered.released, recovered.unknown
     report.stranded = recovered.stranded
     try:
-        settled = reconcile.reconcile_due(now)
-        report.found_sent, report.resent = settled.sent, settled.resent
+        if steps.reconcile is not None:
+            settled = steps.reconcile(now)
+            report.found_sent, report.resent = settled.sent, settled.resent
     except Exception:
         # Lookups reach IMAP servers and provider APIs: their failure must not stop routing.
         log.exception("reconciliation of messages in doubt failed during the pass")
@@ -114,9 +136,9 @@ def run_pass(
     )
     report.warmup_planned = warmup.plan_warmup(now, rng).planned
     report.graduated = warmup.graduate(now)
-    if health:
+    if health and steps.health is not None:
         try:
-            _optional_call("outreach.alerts.rules", "periodic_pass")
+            steps.health()
         except Exception:
             # The health rules are another part: their failure must not stop routing.
             log.exception("health evaluation failed during the pass")
@@ -134,26 +156,16 @@ def run_pass(
 
 def _send_all_due(now: datetime) -> int | None:
     """Hand every due message to the sending engine, batch after batch (bounded); None when
-    the sending engine is not installed."""
+    no sending engine lent its step."""
+    if steps.send_due is None:
+        return None
     total = 0
     for _ in range(1000):
-        taken = _optional_call("outreach.sending.engine", "send_due", now)
-        if not isinstance(taken, int):
-            return None
+        taken = steps.send_due(now)
         total += taken
         if taken == 0:
             break
     return total
-
-
-def _optional_call(module_name: str, function: str, *args: Any) -> Any:
-    """Call a part built separately (sending engine, health rules) when it is installed."""
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    target = getattr(module, function, None)
-    return target(*args) if callable(target) else None
 
 
 def make_loop(stop: threading.Event) -> Loop:

@@ -35,7 +35,7 @@ warmup_cap = functools.lru_cache(maxsize=4096)(_warmup_cap)
 
 # How far ahead the planner looks for the first day a target is reached.
 HORIZON_DAYS = 180
-# Mailboxes per bought domain: BRIEF §3 "2-3 mailboxes each".
+# Mailboxes per bought domain: two to three (docs/rules.md, Pool).
 DEFAULT_MAILBOXES_PER_DOMAIN = 3
 
 

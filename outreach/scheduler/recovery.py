@@ -43,7 +43,7 @@ class RecoveryReport:
 
 
 def recover_leases(now: datetime, *, limit: int = 1000) -> RecoveryReport:
-    """Expired leases, as BRIEF §3 Messages says.
+    """Expired leases, as docs/rules.md, Messages says.
 
     A ``claimed`` message whose lease expired never reached a provider (the worker moves it to
     ``sending`` and commits before any call): it goes back to ``scheduled`` and its units are
@@ -108,7 +108,7 @@ def return_stranded_retries(now: datetime, *, limit: int = 1000) -> int:
     Left in ``retry`` they would wait for that mailbox with no limit. Back in ``scheduled``
     (mailbox and claim cleared, backoff kept) a first message is routed to another mailbox,
     and a follow-up keeps waiting for its thread's mailbox until its wait limit, then is
-    cancelled (BRIEF §3 Routing: never silently moved). Their units stay used: a provider
+    cancelled (docs/rules.md, Routing: never silently moved). Their units stay used: a provider
     was called. Conditional on the message still being ``retry``: a worker taking it at the
     same moment and this pass cannot both win.
     """

@@ -57,7 +57,7 @@ class MailboxView:
 
 
 def is_eligible(mailbox: MailboxView, now: datetime, *, allow_warming: bool) -> bool:
-    """May ``mailbox`` take one more message at ``now``? (BRIEF §3 Routing.)
+    """May ``mailbox`` take one more message at ``now``? (docs/rules.md, Routing.)
 
     Its state sends (``warming`` only when ``allow_warming``), its domain sends, quota is left on
     the mailbox and on its domain, and the pacing gap since its last claim has elapsed. The
@@ -426,7 +426,7 @@ def spread(start: datetime, end: datetime, count: int, rng: random.Random) -> li
 
 @dataclass(frozen=True)
 class GraduationFigures:
-    """A warming mailbox's record over the thresholds' window (BRIEF §3 Warm-up)."""
+    """A warming mailbox's record over the thresholds' window (docs/rules.md, Warm-up)."""
 
     target: int
     # Units used on each of the most recent days, newest first (today included).

@@ -320,7 +320,9 @@ class _Pass:
             group = pending[:CLAIMS_PER_TRANSACTION]
             pending = self._claim_group(group) + pending[CLAIMS_PER_TRANSACTION:]
 
-    def _claim_group(self, group: list[tuple[dict[str, Any], int]]) -> list[tuple[dict, int]]:
+    def _claim_group(
+        self, group: list[tuple[dict[str, Any], int]]
+    ) -> list[tuple[dict[str, Any], int]]:
         """Propose and claim one group; returns the rows worth another attempt."""
         proposed: list[_Proposed] = []
         for row, attempt in group:

@@ -1,5 +1,5 @@
 """The warm-up loop: warming mailboxes send their day's volume to the seed addresses, and
-graduate to ``active`` by the BRIEF's rule (§3 Warm-up).
+graduate to ``active`` by the rule of docs/rules.md (Warm-up).
 
 Warm-up messages are ``Message(kind="warmup")`` pinned to their mailbox, spread across the
 warm-up window of the pool's day, and claimed like any other message: they reserve the

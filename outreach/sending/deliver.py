@@ -115,11 +115,11 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
     for step in steps.values():
         step.campaign = campaigns[step.campaign_id]
     for m in rows:
-        m.mailbox = mailboxes.get(m.mailbox_id)  # type: ignore[arg-type]
-        m.provider_account = accounts.get(m.provider_account_id)  # type: ignore[arg-type]
-        m.campaign = campaigns.get(m.campaign_id)  # type: ignore[arg-type]
-        m.step = steps.get(m.step_id)  # type: ignore[arg-type]
-        m.variant = variants.get(m.variant_id)  # type: ignore[arg-type]
+        m.mailbox = mailboxes.get(m.mailbox_id)
+        m.provider_account = accounts.get(m.provider_account_id)
+        m.campaign = campaigns.get(m.campaign_id)
+        m.step = steps.get(m.step_id)
+        m.variant = variants.get(m.variant_id)
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
 
 

@@ -1,6 +1,6 @@
 """The sending engine: claimed messages out through their provider, at most once.
 
-The flow of one message (BRIEF §3 Messages), one module per step:
+The flow of one message (docs/rules.md, Messages), one module per step:
 
 1. **Take** (:mod:`outreach.sending.take`): a conditional UPDATE ``claimed``/due ``retry`` →
    ``sending``, only while the mailbox (and its domain) may still send, the sequence is live

@@ -373,7 +373,7 @@ def per_message(values: dict[int, str], field: str, *, every_row: bool) -> Any:
     params = [item for pair in values.items() for item in pair]
     # Identifiers come from the model; every value is a parameter.
     return RawSQL(  # noqa: S611
-        f"CASE {q(Message._meta.pk.column)} {branches} ELSE {column} END",  # type: ignore[union-attr]
+        f"CASE {q(Message._meta.pk.column)} {branches} ELSE {column} END",
         params,
         output_field=target,
     )

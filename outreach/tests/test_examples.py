@@ -1,5 +1,5 @@
 """The example pool and campaign (examples/) meet the mission once warm-up ends: 1,200 cold
-emails a weekday, within the brief's caps (BRIEF §1, §3)."""
+emails a weekday, within the caps (docs/rules.md, Caps)."""
 
 from __future__ import annotations
 

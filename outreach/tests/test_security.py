@@ -27,9 +27,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from outreach.alerts import rules
 from outreach.alerts.models import Alert
 from outreach.campaigns.suppression import is_suppressed
+from outreach.campaigns.unsubscribe import make_token
 from outreach.events.models import DeadLetter, Event, RefusedWebhook
 from outreach.events.tests.conftest import make_sent_message, postmark_spam_complaint
-from outreach.events.unsubscribe import make_token
 from outreach.lib import clock, env, secrets
 from outreach.metrics import prometheus
 from outreach.models import Heartbeat

@@ -48,6 +48,26 @@ def test_it_pauses_a_mailbox_on_its_first_complaint_with_the_figures(pool: Pool)
     assert _state(pool.mailboxes[1]) == Mailbox.State.ACTIVE
 
 
+def test_a_complaint_pauses_a_mailbox_cooling_down_and_outranks_a_block(pool: Pool) -> None:
+    # Any complaint needs a person: a mailbox in cooldown for a block is paused by the
+    # complaint that arrives meanwhile, and a complaint beside a block pauses, not cools down.
+    mailbox, other = pool.mailboxes[0], pool.mailboxes[1]
+    messages = send(mailbox, 5)
+    record(messages[0], "blocked", source="smtp")
+    assert _state(mailbox) == Mailbox.State.COOLDOWN
+
+    record(messages[1], "complained")
+
+    assert _state(mailbox) == Mailbox.State.PAUSED
+    change = StateChange.objects.filter(mailbox=mailbox).latest("id")
+    assert (change.from_state, change.actor) == ("cooldown", "rule:complaint")
+    # Only a complaint moves a mailbox cooling down: its block alone keeps it there.
+    others = send(other, 5)
+    record(others[0], "blocked", source="smtp")
+    rules.periodic_pass()
+    assert _state(other) == Mailbox.State.COOLDOWN
+
+
 def test_it_warns_above_three_percent_bounces_once_and_pauses_above_five(pool: Pool) -> None:
     mailbox = pool.mailboxes[0]
     messages = send(mailbox, 200, campaign=pool.campaign)

@@ -21,7 +21,7 @@ from outreach.campaigns.templates import (
     render_step,
     variant_seed,
 )
-from outreach.events.unsubscribe import read_token
+from outreach.campaigns.unsubscribe import read_token
 from outreach.testing import enroll, make_leads
 
 UNSUB = "https://out.example.com/u/token"
@@ -35,7 +35,7 @@ class V:
     body_text: str = ""
 
 
-def render(variant: V, thread_subject: str | None = None, **context: object):  # type: ignore[no-untyped-def]
+def render(variant: V, thread_subject: str | None = None, **context: object):
     return render_step(
         variant,
         context,

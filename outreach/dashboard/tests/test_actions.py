@@ -21,7 +21,7 @@ from outreach.pool.states import transition_mailbox
 
 def act(
     client: Client, box: Mailbox, action: str, reason: str = "checked by hand", **extra: object
-):  # type: ignore[no-untyped-def]
+):
     return client.post(
         reverse("dashboard:mailbox_action", args=[box.pk]),
         {"action": action, "reason": reason, **extra},
@@ -80,7 +80,7 @@ def test_it_sends_anonymous_actions_to_the_login_page(activity: Activity) -> Non
     assert_nothing_changed(activity)
 
 
-def test_it_refuses_every_action_without_a_csrf_token(activity: Activity, staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_every_action_without_a_csrf_token(activity: Activity, staff) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff)
     for url, data in action_posts(activity):
@@ -88,7 +88,7 @@ def test_it_refuses_every_action_without_a_csrf_token(activity: Activity, staff)
     assert_nothing_changed(activity)
 
 
-def test_it_accepts_an_action_with_the_csrf_token_of_the_page(activity: Activity, staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_accepts_an_action_with_the_csrf_token_of_the_page(activity: Activity, staff) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff)
     box = activity.mailboxes[0]

@@ -10,10 +10,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from outreach.alerts import models as alert_models
 from outreach.dashboard.tests.conftest import Activity, seed_activity
 from outreach.events.models import Event
 from outreach.pool.models import Mailbox, StateChange
 from outreach.pool.states import transition_mailbox
+from outreach.sending import models as sending_models
 
 
 def page_urls(activity: Activity) -> list[str]:
@@ -251,14 +253,7 @@ def _grow(activity: Activity) -> None:
 def test_it_shows_provider_health_and_circuit_on_the_overview(
     activity: Activity, staff_client: Client
 ) -> None:
-    from outreach.alerts import models as alert_models
-    from outreach.sending import models as sending_models
-
     provider = activity.mailboxes[0].domain.provider
-    if not hasattr(alert_models, "ProviderHealth") or not hasattr(
-        sending_models, "ProviderCircuit"
-    ):
-        pytest.skip("provider health and circuits are not recorded in this installation")
     alert_models.ProviderHealth.objects.create(
         provider_account=provider, healthy=False, problems=["EnforcementStatus PROBATION"]
     )

@@ -21,7 +21,7 @@ def model_of(*examples: tuple[str, str]) -> classify_model.Model:
     return classify_model.train(list(examples), LABELS)
 
 
-def verdict(text: str, model: classify_model.Model | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+def verdict(text: str, model: classify_model.Model | None = None, **kwargs: object):
     return classify(
         subject="Re: Quick question",
         visible=text,

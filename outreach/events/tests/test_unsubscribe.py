@@ -9,9 +9,9 @@ import requests
 
 from outreach.campaigns.models import Enrollment
 from outreach.campaigns.suppression import is_suppressed
+from outreach.campaigns.unsubscribe import make_token, unsubscribe_url
 from outreach.events.models import Event
 from outreach.events.tests.conftest import make_sent_message
-from outreach.events.unsubscribe import make_token, unsubscribe_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}

@@ -143,6 +143,8 @@ def test_it_pauses_the_sending_mailbox_at_once_on_a_complaint(
     assert mailbox.state == Mailbox.State.PAUSED
     change = StateChange.objects.get(mailbox=mailbox)
     assert change.actor == "rule:complaint" and change.to_state == "paused"
+    # The health rule paused it (its figures), within the webhook's own transaction.
+    assert change.figures["complained"] == 1
     assert Suppression.objects.get(value=sent.message.to_email).source == "complaint"
     sent.enrollment.refresh_from_db()
     assert sent.enrollment.stop_reason == Enrollment.StopReason.COMPLAINT

@@ -56,7 +56,7 @@ def parts(outbox: Path, message: Message) -> tuple[str, str]:
     text = mail.get_body(("plain",))
     html = mail.get_body(("html",))
     assert text is not None and html is not None
-    return text.get_content(), html.get_content()  # type: ignore[attr-defined]
+    return text.get_content(), html.get_content()
 
 
 def raw(outbox: Path, message: Message) -> bytes:

@@ -77,10 +77,13 @@ def test_it_pauses_on_any_complaint_whatever_the_volume() -> None:
     assert (verdict.action, verdict.rule) == (Action.PAUSE, "complaint")
 
 
-def test_it_puts_a_blocked_mailbox_in_cooldown_before_anything_else() -> None:
-    verdict = mailbox_verdict(Figures(sent=50, complained=1, blocked=1), SEED)
+def test_it_puts_a_blocked_mailbox_in_cooldown_before_anything_but_a_complaint() -> None:
+    verdict = mailbox_verdict(Figures(sent=50, bounced_hard=10, blocked=1), SEED)
     assert (verdict.action, verdict.rule) == (Action.COOLDOWN, "block")
     assert verdict.figures["cooldown_days"] == 14
+    # A complaint needs a person: it pauses, even beside a block.
+    verdict = mailbox_verdict(Figures(sent=50, complained=1, blocked=1), SEED)
+    assert (verdict.action, verdict.rule) == (Action.PAUSE, "complaint")
 
 
 def test_it_pauses_on_authentication_failure_and_on_a_failure_streak() -> None:

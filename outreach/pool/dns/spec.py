@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Q
 
 from outreach.pool.dns.checks import DomainSpec
 from outreach.pool.models import Domain, Mailbox, ProviderAccount, SesIdentity
@@ -85,17 +85,25 @@ def build_spec(domain: Domain) -> DomainSpec:
     )
 
 
+def _never_registered() -> bool:
+    raise RuntimeError("no tracking probe registered: is outreach.campaigns installed?")
+
+
+# Whether some live campaign tracks opens or clicks. Campaigns sit above the pool: they fill
+# this in ``CampaignsConfig.ready`` (see :func:`set_tracking_probe`).
+_tracking_in_use: Callable[[], bool] = _never_registered
+
+
+def set_tracking_probe(probe: Callable[[], bool]) -> None:
+    global _tracking_in_use
+    _tracking_in_use = probe
+
+
 def _link_host(domain: Domain) -> dict[str, str]:
     """The domain's tracking host and its CNAME target, while some campaign tracks opens or
     clicks (without tracking the host serves nothing, and its absence is no finding)."""
-    # Imported here: the pool is below campaigns, and only this check looks up.
-    from outreach.campaigns.models import Campaign
-
     target = urlsplit(settings.OUTREACH_BASE_URL).hostname or ""
-    tracking = Campaign.objects.filter(Q(track_opens=True) | Q(track_clicks=True)).exclude(
-        state__in=[Campaign.State.STOPPED, Campaign.State.FINISHED]
-    )
-    if not target or not tracking.exists():
+    if not target or not _tracking_in_use():
         return {}
     return {"link_host": domain.tracking_hostname, "link_target": target}
 

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from outreach.lib import clock
+from outreach.lib import alerting, clock
 from outreach.pool.dns import blocklists, checks
 from outreach.pool.dns.findings import UNKNOWN, Finding, outcome
 from outreach.pool.dns.resolver import Resolver
@@ -162,12 +162,9 @@ def _cooldown_if_listed(domain: Domain, findings: list[Finding]) -> None:
 
 
 def raise_alert(**alert: Any) -> None:
-    """Hand an alert to :func:`outreach.alerts.raise_alert` (imported here: alerts depend on
-    the pool, not the other way round)."""
-    from outreach.alerts import raise_alert as deliver
-
+    """Hand an alert to the outbox (:func:`outreach.lib.alerting.raise_alert`)."""
     try:
-        deliver(**alert)
+        alerting.raise_alert(**alert)
     except Exception:
         # An alert that cannot be stored must not lose the check result stored before it.
         log.exception("dns: could not raise alert %s: %s", alert["key"], alert["text"])

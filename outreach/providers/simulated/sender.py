@@ -1,11 +1,12 @@
 """A provider that accepts every message and schedules what its recipient will "do".
 
 It never touches the database (the provider contract): each accepted message becomes one or
-two pending :class:`~outreach.events.normalize.Incoming` events in a :class:`Feed`, due at an
-instant of the simulated clock. The feed plays the provider's webhook: :func:`record_due`
-stores the events that have come due through the real events code
-(:func:`outreach.events.record.record`), so suppression, stopped enrollments, complaint
-pauses and the health rules react exactly as they would to SES notifications.
+two pending :class:`Notification` s in a :class:`Feed`, due at an instant of the simulated
+clock. The feed plays the provider's webhook: :func:`record_due` hands the notifications that
+have come due to the events collector (which registers itself with :func:`set_recorder`; it
+sits above the providers), where the real events code stores them, so suppression, stopped
+enrollments, complaint pauses and the health rules react exactly as they would to SES
+notifications.
 
 Outcomes are decided per recipient address from a hash of the address and the run's seed, so
 one address always bounces or never does (as real dead mailboxes do) and a run is
@@ -18,17 +19,34 @@ import hashlib
 import heapq
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from outreach.events import normalize as n
-from outreach.events.models import Event
 from outreach.lib import clock
+from outreach.lib.eventtypes import BOUNCED, COMPLAINED, DELIVERED, HARD
 from outreach.providers import base
 from outreach.providers.base import Envelope, Provider, SendResult
 
 KIND = "simulated"
 SOURCE = "simulated"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification of the simulated provider: what its webhook would have posted."""
+
+    type: str
+    recipient: str
+    occurred_at: datetime
+    provider_event_id: str
+    provider_message_id: str
+    outreach_message_id: int | None
+    bounce_type: str = ""
+    diagnostic: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+    source: str = SOURCE
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ def draw(seed: int, address: str, purpose: str) -> float:
 class _Pending:
     due: datetime
     order: int
-    incoming: n.Incoming = field(compare=False)
+    notification: Notification = field(compare=False)
 
 
 class Feed:
@@ -91,16 +109,15 @@ class Feed:
         events: list[tuple[datetime, str, str]] = []
         safe = recipient in rates.safe_addresses
         if not safe and draw(rates.seed, recipient, "bounce") < rates.bounce_rate:
-            events.append((at + rates.bounce_delay, Event.Type.BOUNCED, Event.BounceType.HARD))
+            events.append((at + rates.bounce_delay, BOUNCED, HARD))
         else:
-            events.append((at + rates.delivery_delay, Event.Type.DELIVERED, ""))
+            events.append((at + rates.delivery_delay, DELIVERED, ""))
             if not safe and draw(rates.seed, recipient, "complaint") < rates.complaint_rate:
-                events.append((at + rates.complaint_delay, Event.Type.COMPLAINED, ""))
+                events.append((at + rates.complaint_delay, COMPLAINED, ""))
         with self._lock:
             self.accepted += 1
             for due, type_, bounce_type in events:
-                incoming = n.Incoming(
-                    source=SOURCE,
+                notification = Notification(
                     type=type_,
                     recipient=recipient,
                     occurred_at=due,
@@ -111,17 +128,17 @@ class Feed:
                     diagnostic="5.1.1 user unknown (simulated)" if bounce_type else "",
                     raw={"simulated": True, "type": type_, "recipient": recipient},
                 )
-                heapq.heappush(self._heap, _Pending(due, next(self._order), incoming))
+                heapq.heappush(self._heap, _Pending(due, next(self._order), notification))
 
     def next_at(self) -> datetime | None:
         with self._lock:
             return self._heap[0].due if self._heap else None
 
-    def pop_due(self, now: datetime) -> list[n.Incoming]:
+    def pop_due(self, now: datetime) -> list[Notification]:
         out = []
         with self._lock:
             while self._heap and self._heap[0].due <= now:
-                out.append(heapq.heappop(self._heap).incoming)
+                out.append(heapq.heappop(self._heap).notification)
         return out
 
     def __len__(self) -> int:
@@ -144,16 +161,27 @@ class SimulatedProvider(Provider):
         return SendResult(provider_message_id=provider_id, code="250", response="accepted")
 
 
+# Stores one notification through the events code; True when it was new.
+Recorder = Callable[[Notification], bool]
+
+
+def _never_registered(notification: Notification) -> bool:
+    raise RuntimeError("no recorder registered: is outreach.events installed?")
+
+
+_recorder: Recorder = _never_registered
+
+
+def set_recorder(recorder: Recorder) -> None:
+    """Called by ``EventsConfig.ready``: where due notifications are stored."""
+    global _recorder
+    _recorder = recorder
+
+
 def record_due(now: datetime, feed: Feed = FEED) -> int:
     """Store every notification due at ``now`` through the real events code (the webhook's
     part); returns how many were new."""
-    from outreach.events.record import record
-
-    stored = 0
-    for incoming in feed.pop_due(now):
-        if record(incoming) is not None:
-            stored += 1
-    return stored
+    return sum(1 for notification in feed.pop_due(now) if _recorder(notification))
 
 
 def register() -> None:

@@ -31,7 +31,7 @@ def _outgoing(**overrides: str) -> mime.Outgoing:
     return mime.Outgoing(**fields)  # type: ignore[arg-type]
 
 
-def _parse(raw: bytes):  # type: ignore[no-untyped-def]
+def _parse(raw: bytes):
     return message_from_bytes(raw, policy=policy.default)
 
 

@@ -1,5 +1,5 @@
 """Warm-up: each warming mailbox sends its day's volume to the seeds, within the caps, and
-graduates to active by the BRIEF's rule, recorded in the audit log."""
+graduates to active by the rule of docs/rules.md, recorded in the audit log."""
 
 from __future__ import annotations
 
