@@ -65,8 +65,16 @@ def mailbox_verdict(
         "min_sends": t.min_sends,
         "preset": t.preset,
     }
-    enough = figures.attempts >= t.min_sends
-    bounced, attempts = figures.bounced_hard, figures.attempts
+    return (
+        _out_of_service(figures, t, facts)
+        or _failing(figures, t, facts, failure_streak, auth_failed)
+        or _warning(figures, t, facts)
+        or OK
+    )
+
+
+def _out_of_service(figures: Figures, t: Thresholds, facts: dict[str, Any]) -> Verdict | None:
+    """Rules 1-3: what the recipients and their servers said (complaints, blocks, bounces)."""
     if figures.complained >= t.complaint_pause_count:
         return Verdict(
             Action.PAUSE,
@@ -82,7 +90,7 @@ def mailbox_verdict(
             f"{t.block_cooldown_days} days",
             {**facts, "cooldown_days": t.block_cooldown_days},
         )
-    if bounce_rate_above(bounced, attempts, t.bounce_pause_rate, t):
+    if bounce_rate_above(figures.bounced_hard, figures.attempts, t.bounce_pause_rate, t):
         return Verdict(
             Action.PAUSE,
             "bounce_rate",
@@ -90,6 +98,17 @@ def mailbox_verdict(
             f"evidence{_undeliverable(figures)}",
             _with_evidence(facts, figures, t.bounce_pause_rate, t),
         )
+    return None
+
+
+def _failing(
+    figures: Figures,
+    t: Thresholds,
+    facts: dict[str, Any],
+    failure_streak: int,
+    auth_failed: bool,
+) -> Verdict | None:
+    """Rule 4: the provider itself refuses the mailbox (credentials, failed calls in a row)."""
     if auth_failed:
         return Verdict(Action.PAUSE, "auth_failed", "provider rejected the credentials", facts)
     if failure_streak >= t.failure_streak_pause:
@@ -99,7 +118,12 @@ def mailbox_verdict(
             f"{failure_streak} failed sends in a row",
             {**facts, "failure_streak": failure_streak},
         )
-    if bounce_rate_above(bounced, attempts, t.bounce_warning_rate, t):
+    return None
+
+
+def _warning(figures: Figures, t: Thresholds, facts: dict[str, Any]) -> Verdict | None:
+    """Rules 5-6: rates worth a look, not yet a pause."""
+    if bounce_rate_above(figures.bounced_hard, figures.attempts, t.bounce_warning_rate, t):
         return Verdict(
             Action.WARN,
             "bounce_warning",
@@ -107,14 +131,14 @@ def mailbox_verdict(
             f"evidence (pause above {_pct(t.bounce_pause_rate)})",
             _with_evidence(facts, figures, t.bounce_warning_rate, t),
         )
-    if enough and figures.complaint_rate > t.complaint_warning_rate:
+    if figures.attempts >= t.min_sends and figures.complaint_rate > t.complaint_warning_rate:
         return Verdict(
             Action.WARN,
             "complaint_warning",
             f"complaints {_pct(figures.complaint_rate)} of {figures.attempts} attempts",
             facts,
         )
-    return OK
+    return None
 
 
 def _bounces(figures: Figures) -> str:
