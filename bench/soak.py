@@ -25,7 +25,7 @@ files, the leads as CSV, in a temporary directory.
 Simulated clock: ``outreach scheduler`` and ``outreach worker`` loop on the system clock; the
 engine's one clock (:mod:`outreach.lib.clock`) can be pinned per process, and the soak driver
 processes pin it to each instant they read on stdin. The day advances one pass at a time
-(every hour from 08:00 to 19:00, UTC): the scheduler plans and claims, webhooks arrive a minute
+(from 08:00 to 19:00 UTC, one every pacing slot while there is work): the scheduler plans and claims, webhooks arrive a minute
 later, the workers send two minutes later; after the last pass the leads' replies are read
 over IMAP and the messages in doubt reconciled. Saturdays and Sundays are outside the
 campaign's window (nothing is due), which the table shows.
@@ -71,7 +71,13 @@ MAILBOX_CAP = 40
 PER_DOMAIN = 3
 WORKERS = 3
 CONCURRENCY = 4
-PASS_HOURS = range(8, 20)  # 08:00 ... 19:00 UTC; the campaign's window is 09:00-17:00
+# Passes from 08:00 to 19:00 UTC (the campaign's window is 09:00-17:00): one every PASS_STEP
+# while the pass claims something (a mailbox takes one message per pacing slot, 60-180 s),
+# else on the next hour. The workers send WORKER_DELAY after each pass.
+FIRST_PASS_HOUR = 8
+LAST_PASS_HOUR = 19
+PASS_STEP = timedelta(seconds=190)
+WORKER_DELAY = timedelta(seconds=20)
 WEBHOOK_AUTH = ("outreach", "soak-webhook-secret")
 POSTMARK_URL = "/webhooks/postmark/tracking/"
 IMAP_SECRET = "OUTREACH_SECRET_SOAK_IMAP"
@@ -284,7 +290,7 @@ def leads_csv(path: Path, day: int, count: int) -> None:
     rows = ["Email,First Name,Company"]
     for i in range(count):
         # Two leads a company: the recipient-domain cap (5 a day) never binds.
-        rows.append(f"lead{i}@d{day:03d}c{i // 2}.example.org,Lead{i},Company {day}-{i // 2}")
+        rows.append(f"lead{i}@soak{day:03d}c{i // 2}-corp.com,Lead{i},Company {day}-{i // 2}")
     path.write_text("\n".join(rows) + "\n")
 
 
@@ -292,6 +298,7 @@ def leads_csv(path: Path, day: int, count: int) -> None:
 class Totals:
     kills: int = 0
     kills_mid_batch: int = 0
+    passes: int = 0
     bounces: int = 0
     complaints: int = 0
     replies: int = 0
@@ -384,7 +391,7 @@ class Soak:
                 IMAP_SECRET: self.imap.password,
             }
             self.env.pop("OUTREACH_TEST_DATABASE_NAME", None)
-            os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="outreach.settings")
+            os.environ.update(self.env)
             import django
 
             django.setup()
@@ -433,38 +440,45 @@ class Soak:
 
     def days(self, scheduler: Driven, inbox: Driven, workers: list[Driven]) -> None:
         args = self.args
-        sending_passes = [
-            (day, hour)
-            for day in range(args.days)
-            if (self.start + timedelta(days=day)).weekday() < 5
-            for hour in PASS_HOURS
-            if 9 <= hour <= 17
+        sending_days = [
+            day for day in range(args.days) if (self.start + timedelta(days=day)).weekday() < 5
         ]
-        kill_at = set(self.rng.sample(sending_passes, min(args.kills, len(sending_passes))))
+        # A kill lands in one of the first passes of a sending day, while mail goes out.
+        kill_at = collections.Counter(
+            (self.rng.choice(sending_days), self.rng.randrange(1, 25)) for _ in range(args.kills)
+        )
         from outreach.lib import clock
         from outreach.scheduler.status import pool_status
 
         for day in range(args.days):
             morning = self.start + timedelta(days=day, hours=7)
             clock.set_now(morning)
-            if morning.weekday() < 5:
+            if day in sending_days:
                 count = args.per_day + args.per_day // 10
                 csv = self.work / f"leads{day}.csv"
                 leads_csv(csv, day, count)
                 self.at(morning, "leads", "import", str(csv), "--campaign", SLUG, cpu_is_engine=False)
-            self.totals.capacity[morning.date()] = min(args.per_day, pool_status().capacity)
-            for hour in PASS_HOURS:
-                at = self.start + timedelta(days=day, hours=hour)
+            self.totals.capacity[morning.date()] = min(args.per_day, pool_status().capacity_today)
+            at = self.start + timedelta(days=day, hours=FIRST_PASS_HOUR)
+            last = self.start + timedelta(days=day, hours=LAST_PASS_HOUR)
+            step = 0
+            while at <= last:
                 scheduler.send(at)
-                scheduler.answer()
-                clock.set_now(at + timedelta(minutes=1))
-                self.inject_webhooks(clock.now())
+                claimed = scheduler.answer()["claimed"]
+                clock.set_now(at)
+                self.inject_webhooks(at)
                 for worker in workers:
-                    worker.send(at + timedelta(minutes=2))
-                if (day, hour) in kill_at:
-                    self.kill_one(workers, at + timedelta(minutes=2))
+                    worker.send(at + WORKER_DELAY)
+                for _ in range(kill_at[(day, step)]):
+                    self.kill_one(workers, at + WORKER_DELAY)
                 for worker in workers:
                     worker.answer()
+                step += 1
+                self.totals.passes += 1
+                if claimed:
+                    at += PASS_STEP  # a pass per pacing slot while there is work
+                else:  # nothing to claim: the next hour
+                    at = at.replace(minute=0, second=0) + timedelta(hours=1)
             evening = self.start + timedelta(days=day, hours=19, minutes=30)
             clock.set_now(evening)
             self.inject_replies(evening - timedelta(days=1), evening)
@@ -475,7 +489,7 @@ class Soak:
                 print(f"day {day + 1}/{args.days} done", file=sys.stderr, flush=True)
 
     def kill_one(self, workers: list[Driven], instant: datetime) -> None:
-        time.sleep(self.rng.uniform(0.05, 0.4))
+        time.sleep(self.rng.uniform(0.02, 0.2))
         index = self.rng.randrange(len(workers))
         victim = workers[index]
         mid_batch = not victim.answered()
@@ -599,6 +613,7 @@ class Soak:
         self, cpu: float, elapsed: float, size_before: int, size_after: int
     ) -> dict[str, Any]:
         from outreach.campaigns.models import Message
+        from outreach.events.models import Event
         from outreach.pool.models import Domain, PoolSettings
 
         args = self.args
@@ -638,6 +653,7 @@ class Soak:
             )
         uses = [d["use"] for d in daily if d["use"] is not None]
         states = collections.Counter(Message.objects.values_list("state", flat=True))
+        events = collections.Counter(Event.objects.values_list("type", flat=True))
         sent_total = len(rows)
         growth = (size_after - size_before) / args.days * 30
         return {
@@ -658,10 +674,12 @@ class Soak:
             "daily": daily,
             "kills": self.totals.kills,
             "kills_mid_batch": self.totals.kills_mid_batch,
+            "passes": self.totals.passes,
             "bounces_injected": self.totals.bounces,
             "complaints_injected": self.totals.complaints,
             "replies_injected": self.totals.replies,
             "message_states": dict(states),
+            "events_recorded": dict(events),
             "cpu_seconds": round(cpu, 2),
             "cpu_ms_per_message": round(cpu * 1000 / sent_total, 3) if sent_total else None,
             "db_bytes_before": size_before,
@@ -737,6 +755,7 @@ def print_table(result: dict[str, Any]) -> None:
         ("capacity use, mean", result["capacity_use_mean"]),
         ("bounces / complaints / replies", "{bounces_injected} / {complaints_injected} / "
          "{replies_injected}".format(**result)),
+        ("events recorded", ", ".join(f"{k} {v}" for k, v in result["events_recorded"].items())),
         ("CPU ms per message", result["cpu_ms_per_message"]),
         ("DB growth per month", f"{result['db_growth_bytes_per_month'] / 2**20:,.1f} MiB"),
         ("wall time", f"{result['wall_seconds']:,.0f} s"),
