@@ -25,10 +25,10 @@ files, the leads as CSV, in a temporary directory.
 Simulated clock: ``outreach scheduler`` and ``outreach worker`` loop on the system clock; the
 engine's one clock (:mod:`outreach.lib.clock`) can be pinned per process, and the soak driver
 processes pin it to each instant they read on stdin. The day advances one pass at a time
-(from 08:00 to 19:00 UTC, one every pacing slot while there is work): the scheduler plans and claims, webhooks arrive a minute
-later, the workers send two minutes later; after the last pass the leads' replies are read
-over IMAP and the messages in doubt reconciled. Saturdays and Sundays are outside the
-campaign's window (nothing is due), which the table shows.
+(from 08:00 to 19:00 UTC, one per pacing slot while there is work, else one an hour): the
+scheduler plans and claims, webhooks arrive, the workers send 20 s later. After the last
+pass the leads' replies are read over IMAP and the messages in doubt reconciled. Saturdays
+and Sundays are outside the campaign's window (nothing is due), which the table shows.
 
 Reported: days, sent, duplicates, cap overshoots (mailbox, domain, campaign and global per
 day), unknown before and after reconciliation, capacity use per sending day (sent / what the
@@ -188,7 +188,7 @@ class Driven:
         stdout: IO[bytes] = self.proc.stdout  # type: ignore[assignment]
         line = stdout.readline()
         if not line:
-            raise RuntimeError(f"{self.proc.args} died: {self.log.read_text()[-3000:]}")
+            raise RuntimeError(f"{self.proc.args!r} died: {self.log.read_text()[-3000:]}")
         result: dict[str, Any] = json.loads(line)
         return result
 
@@ -202,6 +202,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def children_cpu() -> float:
@@ -375,7 +381,7 @@ class Soak:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            stack.callback(lambda: (sink.terminate(), sink.wait(timeout=30)))
+            stack.callback(stop_process, sink)
             assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
             self.imap = dovecot.start(addresses)
             stack.callback(self.imap.stop)
@@ -411,19 +417,23 @@ class Soak:
             cpu_before = children_cpu()
             wall = time.monotonic()
             web = subprocess.Popen(
-                self.child("-m", "outreach", "run", "--no-loops", "--bind", f"127.0.0.1:{web_port}"),
+                self.child(
+                    "-m", "outreach", "run", "--no-loops", "--bind", f"127.0.0.1:{web_port}"
+                ),
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=(self.logs / "web.log").open("ab"),
             )
-            stack.callback(lambda: web.poll() is None and (web.terminate(), web.wait(timeout=60)))
+            stack.callback(stop_process, web)
             self.wait_for_web()
             scheduler = Driven(
                 self.child("-m", "outreach.tests.soakdriver", "scheduler"),
                 self.env,
                 self.logs / "scheduler.log",
             )
-            inbox = Driven(self.child(__file__, "--inbox-reader"), self.env, self.logs / "inbox.log")
+            inbox = Driven(
+                self.child(__file__, "--inbox-reader"), self.env, self.logs / "inbox.log"
+            )
             workers = [self.worker(n) for n in range(WORKERS)]
             self.spawned = WORKERS
             try:
@@ -457,7 +467,9 @@ class Soak:
                 count = args.per_day + args.per_day // 10
                 csv = self.work / f"leads{day}.csv"
                 leads_csv(csv, day, count)
-                self.at(morning, "leads", "import", str(csv), "--campaign", SLUG, cpu_is_engine=False)
+                self.at(
+                    morning, "leads", "import", str(csv), "--campaign", SLUG, cpu_is_engine=False
+                )
             self.totals.capacity[morning.date()] = min(args.per_day, pool_status().capacity_today)
             at = self.start + timedelta(days=day, hours=FIRST_PASS_HOUR)
             last = self.start + timedelta(days=day, hours=LAST_PASS_HOUR)
@@ -638,7 +650,7 @@ class Soak:
         }
         message_ids = collections.Counter(mid for mid, _, _, _ in self.received())
         duplicates = sum(n - 1 for n in message_ids.values() if n > 1)
-        daily = []
+        daily: list[dict[str, Any]] = []
         for day, capacity in sorted(self.totals.capacity.items()):
             sent = per["global"].get((day,), 0)
             sending = day.weekday() < 5
@@ -651,7 +663,7 @@ class Soak:
                     "use": round(sent / capacity, 4) if sending and capacity else None,
                 }
             )
-        uses = [d["use"] for d in daily if d["use"] is not None]
+        uses: list[float] = [d["use"] for d in daily if d["use"] is not None]
         states = collections.Counter(Message.objects.values_list("state", flat=True))
         events = collections.Counter(Event.objects.values_list("type", flat=True))
         sent_total = len(rows)
@@ -753,8 +765,10 @@ def print_table(result: dict[str, Any]) -> None:
         ("unknown after reconcile", result["unknown_after_reconcile"]),
         ("capacity use, min (goal >= 0.95)", result["capacity_use_min"]),
         ("capacity use, mean", result["capacity_use_mean"]),
-        ("bounces / complaints / replies", "{bounces_injected} / {complaints_injected} / "
-         "{replies_injected}".format(**result)),
+        (
+            "bounces / complaints / replies",
+            "{bounces_injected} / {complaints_injected} / {replies_injected}".format(**result),
+        ),
         ("events recorded", ", ".join(f"{k} {v}" for k, v in result["events_recorded"].items())),
         ("CPU ms per message", result["cpu_ms_per_message"]),
         ("DB growth per month", f"{result['db_growth_bytes_per_month'] / 2**20:,.1f} MiB"),
