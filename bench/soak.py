@@ -3,7 +3,7 @@
     python bench/soak.py [--days 30] [--per-day 1200] [--mailboxes N] [--kills K] [--json]
 
 What runs, each in its own OS process, sharing only the database (``DATABASE_URL``, a
-PostgreSQL server; the bench creates and drops its own ``outreach_soak`` database):
+PostgreSQL server; the bench creates and drops its own database, ``--db-name outreach_soak``):
 
 - the web app, ``outreach run --no-loops`` (waitress): bounces and spam complaints arrive
   through its real Postmark webhook (basic auth, payloads as Postmark documents them);
@@ -66,7 +66,6 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "outreach_soak"
 MAILBOX_CAP = 40
 PER_DOMAIN = 3
 WORKERS = 3
@@ -415,7 +414,7 @@ class Soak:
 
             size_before = self.database_size()
             cpu_before = children_cpu()
-            wall = time.monotonic()
+            self.wall = wall = time.monotonic()
             web = subprocess.Popen(
                 self.child(
                     "-m", "outreach", "run", "--no-loops", "--bind", f"127.0.0.1:{web_port}"
@@ -497,8 +496,22 @@ class Soak:
             inbox.send(evening + timedelta(minutes=5))
             inbox.answer()
             self.reconcile(evening + timedelta(minutes=10))
-            if not args.json:
-                print(f"day {day + 1}/{args.days} done", file=sys.stderr, flush=True)
+            self.progress(day, morning.date())
+
+    def progress(self, day: int, today: date) -> None:
+        """One line a simulated day on stderr (what a long run has done so far)."""
+        from outreach.campaigns.models import Message
+
+        sent = Message.objects.filter(sent_at__isnull=False, quota_day=today).count()
+        unknown = Message.objects.filter(state=Message.State.UNKNOWN).count()
+        print(
+            f"day {day + 1}/{self.args.days} {today} {today:%a}: sent {sent} of "
+            f"{self.totals.capacity[today]}, kills {self.totals.kills}, in doubt so far "
+            f"{self.totals.unknown_before}, unknown now {unknown}, db "
+            f"{self.database_size() / 2**20:,.1f} MiB, {time.monotonic() - self.wall:,.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def kill_one(self, workers: list[Driven], instant: datetime) -> None:
         time.sleep(self.rng.uniform(0.02, 0.2))
@@ -713,9 +726,9 @@ class Soak:
             raise SystemExit("soak: DATABASE_URL must name a PostgreSQL server")
         admin = urlunparse(parsed._replace(path="/postgres"))
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DB_NAME}")
-        return urlunparse(parsed._replace(path=f"/{DB_NAME}")), admin
+            conn.execute(f"DROP DATABASE IF EXISTS {self.args.db_name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {self.args.db_name}")
+        return urlunparse(parsed._replace(path=f"/{self.args.db_name}")), admin
 
     def drop(self, admin: str) -> None:
         if self.args.keep:
@@ -725,7 +738,7 @@ class Soak:
 
         connections.close_all()
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {self.args.db_name} WITH (FORCE)")
 
     def database_size(self) -> int:
         from django.db import connection
@@ -798,7 +811,8 @@ def main() -> None:
     parser.add_argument("--complaint-rate", type=float, default=0.0001)
     parser.add_argument("--reply-rate", type=float, default=0.03)
     parser.add_argument("--seed", type=int, default=20260302)
-    parser.add_argument("--keep", action="store_true", help="keep the outreach_soak database")
+    parser.add_argument("--db-name", default="outreach_soak", help="database to (re)create")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--sink", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--at", help=argparse.SUPPRESS)
