@@ -166,7 +166,8 @@ def run_inbox_reader() -> None:
 class Driven:
     """A process that reads one instant a line and answers one JSON line."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, role: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.role = role
         self.log = log
         with log.open("ab") as err:
             self.proc = subprocess.Popen(
@@ -207,6 +208,12 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a live process has used so far (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu() -> float:
@@ -311,6 +318,7 @@ class Totals:
     reconciled_sent: int = 0
     reconciled_rerouted: int = 0
     import_cpu: float = 0.0
+    cpu_by_role: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     capacity: dict[date, int] = field(default_factory=dict)
 
 
@@ -341,7 +349,9 @@ class Soak:
             text=True,
             check=False,
         )
-        if not cpu_is_engine:
+        if cpu_is_engine:
+            self.totals.cpu_by_role[command[0]] += children_cpu() - before
+        else:
             self.totals.import_cpu += children_cpu() - before
         if out.returncode != 0:
             raise RuntimeError(f"outreach {' '.join(command)}: {out.stderr[-3000:]}")
@@ -349,7 +359,7 @@ class Soak:
 
     def worker(self, n: int) -> Driven:
         argv = ["-m", "outreach.tests.soakdriver", "worker", "--concurrency", str(CONCURRENCY)]
-        return Driven(self.child(*argv), self.env, self.logs / f"worker{n}.log")
+        return Driven("workers", self.child(*argv), self.env, self.logs / f"worker{n}.log")
 
     # -- the run --
 
@@ -426,12 +436,13 @@ class Soak:
             stack.callback(stop_process, web)
             self.wait_for_web()
             scheduler = Driven(
+                "scheduler",
                 self.child("-m", "outreach.tests.soakdriver", "scheduler"),
                 self.env,
                 self.logs / "scheduler.log",
             )
             inbox = Driven(
-                self.child(__file__, "--inbox-reader"), self.env, self.logs / "inbox.log"
+                "inbox", self.child(__file__, "--inbox-reader"), self.env, self.logs / "inbox.log"
             )
             workers = [self.worker(n) for n in range(WORKERS)]
             self.spawned = WORKERS
@@ -439,7 +450,9 @@ class Soak:
                 self.days(scheduler, inbox, workers)
             finally:
                 for proc in (scheduler, inbox, *workers):
+                    self.totals.cpu_by_role[proc.role] += process_cpu(proc.proc.pid)
                     proc.close()
+                self.totals.cpu_by_role["web"] += process_cpu(web.pid)
                 web.terminate()
                 web.wait(timeout=60)
             cpu = children_cpu() - cpu_before - self.totals.import_cpu
@@ -518,6 +531,7 @@ class Soak:
         index = self.rng.randrange(len(workers))
         victim = workers[index]
         mid_batch = not victim.answered()
+        self.totals.cpu_by_role["workers"] += process_cpu(victim.proc.pid)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=30)
         self.totals.kills += 1
@@ -707,6 +721,13 @@ class Soak:
             "events_recorded": dict(events),
             "cpu_seconds": round(cpu, 2),
             "cpu_ms_per_message": round(cpu * 1000 / sent_total, 3) if sent_total else None,
+            # The same CPU by process (from /proc just before each ended or was killed).
+            "cpu_ms_per_message_by_process": {
+                role: round(seconds * 1000 / sent_total, 3)
+                for role, seconds in sorted(self.totals.cpu_by_role.items())
+            }
+            if sent_total
+            else {},
             "db_bytes_before": size_before,
             "db_bytes_after": size_after,
             "db_growth_bytes_per_month": round(growth),
@@ -784,6 +805,10 @@ def print_table(result: dict[str, Any]) -> None:
         ),
         ("events recorded", ", ".join(f"{k} {v}" for k, v in result["events_recorded"].items())),
         ("CPU ms per message", result["cpu_ms_per_message"]),
+        (
+            "  by process",
+            ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_message_by_process"].items()),
+        ),
         ("DB growth per month", f"{result['db_growth_bytes_per_month'] / 2**20:,.1f} MiB"),
         ("wall time", f"{result['wall_seconds']:,.0f} s"),
     ]
