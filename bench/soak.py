@@ -333,6 +333,7 @@ class Soak:
         self.logs = work / "logs"
         self.logs.mkdir()
         self.event_id = 1000
+        self.measuring = False
         self.last_injection = self.start
 
     # -- processes --
@@ -349,7 +350,7 @@ class Soak:
             text=True,
             check=False,
         )
-        if cpu_is_engine:
+        if cpu_is_engine and self.measuring:
             self.totals.cpu_by_role[command[0]] += children_cpu() - before
         else:
             self.totals.import_cpu += children_cpu() - before
@@ -424,6 +425,7 @@ class Soak:
 
             size_before = self.database_size()
             cpu_before = children_cpu()
+            self.measuring = True
             self.wall = wall = time.monotonic()
             web = subprocess.Popen(
                 self.child(
