@@ -334,6 +334,8 @@ class Soak:
         self.logs.mkdir()
         self.event_id = 1000
         self.measuring = False
+        self.interrupted = False
+        self.days_done = 0
         self.last_injection = self.start
 
     # -- processes --
@@ -448,6 +450,9 @@ class Soak:
             )
             workers = [self.worker(n) for n in range(WORKERS)]
             self.spawned = WORKERS
+            # SIGINT or SIGTERM: finish the simulated day, then report the days done.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self.interrupt)
             try:
                 self.days(scheduler, inbox, workers)
             finally:
@@ -511,7 +516,14 @@ class Soak:
             inbox.send(evening + timedelta(minutes=5))
             inbox.answer()
             self.reconcile(evening + timedelta(minutes=10))
+            self.days_done = day + 1
             self.progress(day, morning.date())
+            if self.interrupted:
+                print("interrupted: the figures of the days done", file=sys.stderr, flush=True)
+                return
+
+    def interrupt(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
 
     def progress(self, day: int, today: date) -> None:
         """One line a simulated day on stderr (what a long run has done so far)."""
@@ -696,9 +708,10 @@ class Soak:
         states = collections.Counter(Message.objects.values_list("state", flat=True))
         events = collections.Counter(Event.objects.values_list("type", flat=True))
         sent_total = len(rows)
-        growth = (size_after - size_before) / args.days * 30
+        days = self.days_done
+        growth = (size_after - size_before) / days * 30 if days else 0.0
         return {
-            "days": args.days,
+            "days": days,
             "per_day": args.per_day,
             "mailboxes": args.mailboxes,
             "sent": sent_total,
