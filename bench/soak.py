@@ -450,7 +450,8 @@ class Soak:
             )
             workers = [self.worker(n) for n in range(WORKERS)]
             self.spawned = WORKERS
-            # SIGINT or SIGTERM: finish the simulated day, then report the days done.
+            # SIGTERM to this process (or SIGINT to it alone): finish the simulated day, then
+            # report the days done.
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, self.interrupt)
             try:
