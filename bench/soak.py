@@ -77,6 +77,7 @@ FIRST_PASS_HOUR = 8
 LAST_PASS_HOUR = 19
 PASS_STEP = timedelta(seconds=190)
 WORKER_DELAY = timedelta(seconds=20)
+INDEX_LINE_BYTES = 90  # about one message in the sink's index (Message-ID, tag, sender)
 WEBHOOK_AUTH = ("outreach", "soak-webhook-secret")
 POSTMARK_URL = "/webhooks/postmark/tracking/"
 IMAP_SECRET = "OUTREACH_SECRET_SOAK_IMAP"
@@ -499,10 +500,11 @@ class Soak:
                 claimed = scheduler.answer()["claimed"]
                 clock.set_now(at)
                 self.inject_webhooks(at)
+                received = self.received_bytes()
                 for worker in workers:
                     worker.send(at + WORKER_DELAY)
                 for _ in range(kill_at[(day, step)]):
-                    self.kill_one(workers, at + WORKER_DELAY)
+                    self.kill_one(workers, at + WORKER_DELAY, received)
                 for worker in workers:
                     worker.answer()
                 step += 1
@@ -541,10 +543,23 @@ class Soak:
             flush=True,
         )
 
-    def kill_one(self, workers: list[Driven], instant: datetime) -> None:
-        time.sleep(self.rng.uniform(0.02, 0.2))
+    def received_bytes(self) -> int:
+        index = self.spool / "index.tsv"
+        return index.stat().st_size if index.exists() else 0
+
+    def kill_one(self, workers: list[Driven], instant: datetime, received: int) -> None:
+        """SIGKILL a worker once mail of this pass is going out (the sink has taken a few
+        more messages), or when the workers are done; start a new one."""
         index = self.rng.randrange(len(workers))
         victim = workers[index]
+        wait_for = received + self.rng.randint(1, 10) * INDEX_LINE_BYTES
+        deadline = time.monotonic() + 30
+        while (
+            self.received_bytes() < wait_for
+            and not victim.answered()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
         mid_batch = not victim.answered()
         self.totals.cpu_by_role["workers"] += process_cpu(victim.proc.pid)
         victim.proc.send_signal(signal.SIGKILL)
