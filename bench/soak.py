@@ -549,17 +549,19 @@ class Soak:
 
     def kill_one(self, workers: list[Driven], instant: datetime, received: int) -> None:
         """SIGKILL a worker once mail of this pass is going out (the sink has taken a few
-        more messages), or when the workers are done; start a new one."""
-        index = self.rng.randrange(len(workers))
-        victim = workers[index]
+        more messages): one still busy with its batch if any is, else any (then the kill
+        lands between batches); start a new one."""
         wait_for = received + self.rng.randint(1, 10) * INDEX_LINE_BYTES
         deadline = time.monotonic() + 30
         while (
             self.received_bytes() < wait_for
-            and not victim.answered()
+            and not all(worker.answered() for worker in workers)
             and time.monotonic() < deadline
         ):
             time.sleep(0.005)
+        busy = [n for n, worker in enumerate(workers) if not worker.answered()]
+        index = self.rng.choice(busy) if busy else self.rng.randrange(len(workers))
+        victim = workers[index]
         mid_batch = not victim.answered()
         self.totals.cpu_by_role["workers"] += process_cpu(victim.proc.pid)
         victim.proc.send_signal(signal.SIGKILL)
