@@ -13,8 +13,9 @@ PostgreSQL server; the bench creates and drops its own database, ``--db-name out
 - an aiosmtpd sink answering each message after 20 ms (``--latency-ms``), that keeps every
   message it accepted (its Message-ID counts the duplicates);
 - dovecot (IMAP): replies from leads are delivered to the mailboxes' INBOX and read by the
-  real inbox reader; the sink's copy of each message in doubt is filed under the mailbox's
-  Sent folder, as Google Workspace and Microsoft 365 do, and ``outreach reconcile`` looks it up;
+  real inbox reader; the sink files every message it accepts under the sender's Sent folder,
+  as Google Workspace and Microsoft 365 do, where reconciliation looks for what is in doubt
+  (in each scheduler pass once past the grace, and ``outreach reconcile`` every evening);
 - the operator's commands, ``outreach apply``, ``campaign apply|start``, ``leads import``,
   ``reconcile``, run as ``outreach`` commands with the clock pinned (``--at``).
 
@@ -27,11 +28,12 @@ engine's one clock (:mod:`outreach.lib.clock`) can be pinned per process, and th
 processes pin it to each instant they read on stdin. The day advances one pass at a time
 (from 08:00 to 19:00 UTC, one per pacing slot while there is work, else one an hour): the
 scheduler plans and claims, webhooks arrive, the workers send 20 s later. After the last
-pass the leads' replies are read over IMAP and the messages in doubt reconciled. Saturdays
+pass the leads' replies are read over IMAP and what is still in doubt reconciled. Saturdays
 and Sundays are outside the campaign's window (nothing is due), which the table shows.
 
 Reported: days, sent, duplicates, cap overshoots (mailbox, domain, campaign and global per
-day), unknown before and after reconciliation, capacity use per sending day (sent / what the
+day), unknown before reconciliation (every message a scheduler pass found in doubt) and
+after it (left ``unknown`` at the end), capacity use per sending day (sent / what the
 pool and the campaign cap allowed that day, as ``outreach status`` computes it in the
 morning), CPU ms per message (all engine processes: scheduler, workers including the killed
 ones, web app, inbox reader and reconcile; the lead imports are not counted) and database
@@ -88,10 +90,13 @@ TAG = "X-Outreach-Message"
 # --- the sink process -------------------------------------------------------------------------
 
 
-def run_sink(port: int, spool: Path, latency_ms: float) -> None:
+def run_sink(port: int, spool: Path, latency_ms: float, homes: Path) -> None:
     """Accept every message after ``latency_ms``; keep it as ``spool/N.eml`` and one line
-    ``Message-ID <tab> outreach id <tab> MAIL FROM`` in ``spool/index.tsv``."""
+    ``Message-ID <tab> outreach id <tab> MAIL FROM`` in ``spool/index.tsv``; and file it
+    under the sender's Sent folder (dovecot's Maildir in ``homes``), as Google Workspace and
+    Microsoft 365 do with what they accept."""
     import asyncio
+    import pwd
     from email.parser import BytesHeaderParser
 
     from aiosmtpd.controller import Controller
@@ -109,11 +114,29 @@ def run_sink(port: int, spool: Path, latency_ms: float) -> None:
             headers = BytesHeaderParser().parsebytes(raw)
             count[0] += 1
             (spool / f"{count[0]}.eml").write_bytes(raw)
+            file_as_sent(homes / str(envelope.mail_from), raw, f"{count[0]}")
             index.write(
                 f"{headers.get('Message-ID', '').strip()}\t{headers.get(TAG, '')}\t"
                 f"{envelope.mail_from}\t{count[0]}\n"
             )
             return f"250 2.0.0 Ok: queued as Q{count[0]:08d}"
+
+    nobody = pwd.getpwnam("nobody")
+
+    def file_as_sent(home: Path, raw: bytes, name: str) -> None:
+        """Maildir delivery into ``.Sent``: written under tmp/, renamed into new/."""
+        folder = home / "Maildir" / ".Sent"
+        if not (folder / "new").exists():
+            for sub in (home, home / "Maildir", folder, folder / "tmp", folder / "new"):
+                sub.mkdir(exist_ok=True)
+                os.chown(sub, nobody.pw_uid, nobody.pw_gid)
+            (folder / "cur").mkdir(exist_ok=True)
+            os.chown(folder / "cur", nobody.pw_uid, nobody.pw_gid)
+            (folder / "maildirfolder").touch()
+        unique = f"{time.time_ns()}.{name}.soak"
+        (folder / "tmp" / unique).write_bytes(raw)
+        os.chown(folder / "tmp" / unique, nobody.pw_uid, nobody.pw_gid)
+        os.rename(folder / "tmp" / unique, folder / "new" / unique)
 
     stop = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # for every thread, before they start
@@ -382,6 +405,8 @@ class Soak:
             for m in range(min(PER_DOMAIN, args.mailboxes - d * PER_DOMAIN))
         ]
         with contextlib.ExitStack() as stack:
+            self.imap = dovecot.start(addresses)
+            stack.callback(self.imap.stop)
             sink = subprocess.Popen(
                 self.child(
                     __file__,
@@ -390,14 +415,14 @@ class Soak:
                     str(self.spool),
                     "--latency-ms",
                     str(args.latency_ms),
+                    "--homes",
+                    str(self.imap.root / "home"),
                 ),
                 stdout=subprocess.PIPE,
                 text=True,
             )
             stack.callback(stop_process, sink)
             assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-            self.imap = dovecot.start(addresses)
-            stack.callback(self.imap.stop)
             url, admin = self.database()
             stack.callback(lambda: self.drop(admin))
             self.env = {
@@ -497,7 +522,11 @@ class Soak:
             step = 0
             while at <= last:
                 scheduler.send(at)
-                claimed = scheduler.answer()["claimed"]
+                report = scheduler.answer()
+                claimed = report["claimed"]
+                self.totals.unknown_before += report.get("unknown", 0)
+                self.totals.reconciled_sent += report.get("found_sent", 0)
+                self.totals.reconciled_rerouted += report.get("resent", 0)
                 clock.set_now(at)
                 self.inject_webhooks(at)
                 received = self.received_bytes()
@@ -636,35 +665,15 @@ class Soak:
                     self.totals.replies += 1
 
     def reconcile(self, now: datetime) -> None:
-        """What is in doubt: the provider (the sink) filed it under Sent if it took it; then
-        ``outreach reconcile``."""
-        from imap_tools import MailBoxUnencrypted
-
+        """``outreach reconcile`` for what is still in doubt in the evening (each scheduler
+        pass also reconciles what is past the grace)."""
         from outreach.campaigns.models import Message
 
-        doubtful = dict(
-            Message.objects.filter(state=Message.State.UNKNOWN).values_list(
-                "pk", "mailbox__address"
-            )
-        )
+        doubtful = Message.objects.filter(state=Message.State.UNKNOWN).count()
         if not doubtful:
             return
-        self.totals.unknown_before += len(doubtful)
-        filed: dict[str, list[bytes]] = collections.defaultdict(list)
-        for _, tag, mail_from, n in self.received():
-            if tag.isdigit() and int(tag) in doubtful:
-                filed[mail_from].append((self.spool / f"{n}.eml").read_bytes())
-        for address in set(doubtful.values()):
-            with MailBoxUnencrypted(self.imap.host, self.imap.port).login(
-                address, self.imap.password
-            ) as client:
-                if not client.folder.exists("Sent"):
-                    client.folder.create("Sent")
-                for raw in filed.get(address, []):
-                    client.append(raw, "Sent")
-        out = self.at(
-            now, "reconcile", "--now", now.isoformat(), "--json", "--limit", str(len(doubtful))
-        )
+        command = ["reconcile", "--now", now.isoformat(), "--json", "--limit", str(doubtful)]
+        out = self.at(now, *command)
         report = json.loads(out.strip().splitlines()[-1])
         self.totals.reconciled_sent += report.get("sent", 0)
         self.totals.reconciled_rerouted += report.get("resent", 0)
@@ -873,12 +882,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--sink", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--homes", help=argparse.SUPPRESS)
     parser.add_argument("--at", help=argparse.SUPPRESS)
     parser.add_argument("--inbox-reader", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        run_sink(int(args.sink[0]), Path(args.sink[1]), args.latency_ms)
+        run_sink(int(args.sink[0]), Path(args.sink[1]), args.latency_ms, Path(args.homes))
         return
     if args.at:
         run_at(args.at, args.command)
