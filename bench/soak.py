@@ -394,6 +394,10 @@ class Soak:
         args = self.args
         from outreach.events.tests import dovecot
 
+        # SIGTERM to this process (or SIGINT to it alone): finish the simulated day (the first
+        # one during the setup), then report the days done and clean up.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.interrupt)
         reason = dovecot.available()
         if reason:
             raise SystemExit(f"soak: {reason}")
@@ -476,10 +480,6 @@ class Soak:
             )
             workers = [self.worker(n) for n in range(WORKERS)]
             self.spawned = WORKERS
-            # SIGTERM to this process (or SIGINT to it alone): finish the simulated day, then
-            # report the days done.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, self.interrupt)
             try:
                 self.days(scheduler, inbox, workers)
             finally:
