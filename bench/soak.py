@@ -774,6 +774,10 @@ class Soak:
             "db_bytes_after": size_after,
             "db_growth_bytes_per_month": round(growth),
             "db_growth_bytes_per_year": round(growth * 12),
+            # A run shorter than a week has no weekend: per month above counts 30 sending days.
+            "db_growth_bytes_per_sending_day": round((size_after - size_before) / len(uses))
+            if uses
+            else None,
             "wall_seconds": round(elapsed, 1),
             "sink_latency_ms": args.latency_ms,
         }
