@@ -38,7 +38,13 @@ def _scheduler() -> Callable[[datetime], dict[str, object]]:
 
     def step(now: datetime) -> dict[str, object]:
         report = run_pass(now, send=False, health=True, worker=name, rng=rng)
-        return {"claimed": report.claimed, "planned": report.planned}
+        return {
+            "claimed": report.claimed,
+            "planned": report.planned,
+            "unknown": report.unknown,
+            "found_sent": report.found_sent,
+            "resent": report.resent,
+        }
 
     return step
 
