@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -28,8 +28,10 @@ from outreach.events.replies import needs_answer, relabel
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 
-# Mails read for one page of threads: a morning's replies for a pool of 30 mailboxes fit.
-PAGE_MAILS = 500
+# Threads per page of the list, newest first; older ones are on the next pages.
+PAGE_THREADS = 50
+# Mails read at a time while looking for a page's threads (only their keys).
+SCAN_MAILS = 500
 # The columns of a mail the inbox list never shows (the thread page reads them).
 LIST_DEFERRED = (
     "headers",
@@ -85,28 +87,87 @@ def _filtered(form: InboxFilter) -> QuerySet[InboundMail]:
     return mails.order_by("-occurred_at", "-pk")
 
 
+def _older_than(at: datetime, pk: int) -> Q:
+    """Mails after the given one in the list's order (newest first)."""
+    return Q(occurred_at__lt=at) | Q(occurred_at=at, pk__lt=pk)
+
+
+def _of_threads(keys: list[Any]) -> Q:
+    """The mails of the given threads (a lead's id, or a sender's address without a lead)."""
+    leads = [k for k in keys if isinstance(k, int)]
+    senders = [k for k in keys if isinstance(k, str)]
+    return Q(lead_id__in=leads) | Q(lead__isnull=True, from_address__in=senders)
+
+
+def _page(mails: QuerySet[InboundMail], before: InboundMail | None) -> tuple[list[Thread], bool]:
+    """One page of threads, newest first: the threads whose newest mail comes after
+    ``before`` (keyset paging, the newest page without it), and whether older ones remain.
+    Reads the mails newest first in batches, only their keys, until a page is full."""
+    older = mails if before is None else mails.filter(_older_than(before.occurred_at, before.pk))
+    first: dict[Any, int] = {}  # thread key -> its newest mail on this page
+    cursor = Q()
+    while len(first) <= PAGE_THREADS:
+        batch = list(
+            older.filter(cursor).values_list("pk", "lead_id", "from_address", "occurred_at")[
+                :SCAN_MAILS
+            ]
+        )
+        fresh: dict[Any, int] = {}
+        for pk, lead_id, sender, _ in batch:
+            key = lead_id or sender
+            if key not in first and key not in fresh:
+                fresh[key] = pk
+        if before is not None and fresh:
+            # A thread with a mail at or before the cursor was listed on a newer page.
+            shown = mails.filter(_of_threads(list(fresh))).exclude(
+                _older_than(before.occurred_at, before.pk)
+            )
+            for lead_id, sender in shown.values_list("lead_id", "from_address"):
+                fresh.pop(lead_id or sender, None)
+        first.update(fresh)
+        if len(batch) < SCAN_MAILS:
+            break
+        cursor = _older_than(batch[-1][3], batch[-1][0])
+    keys = list(first)[:PAGE_THREADS]
+    if not keys:
+        return [], False
+    counts: dict[Any, tuple[int, int]] = {}
+    rows = (
+        older.filter(_of_threads(keys))
+        .order_by()
+        .values_list("lead_id", "from_address")
+        .annotate(count=Count("pk"), unread=Count("pk", filter=Q(read_at__isnull=True)))
+    )
+    for lead_id, sender, count, unread in rows:
+        key = lead_id or sender
+        total, new = counts.get(key, (0, 0))
+        counts[key] = (total + count, new + unread)
+    # The list shows no bodies but the visible reply: the rest stays in the database.
+    latest = mails.defer(*LIST_DEFERRED).in_bulk([first[k] for k in keys])
+    threads = [Thread(latest[first[k]], *counts[k]) for k in keys]
+    return threads, len(first) > PAGE_THREADS
+
+
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     form = InboxFilter(request.GET or None)
-    threads: dict[Any, Thread] = {}
-    # The list shows no bodies but the visible reply: the rest stays in the database.
-    for mail in _filtered(form).defer(*LIST_DEFERRED)[:PAGE_MAILS]:
-        key = mail.lead_id or mail.from_address
-        thread = threads.get(key)
-        if thread is None:
-            threads[key] = thread = Thread(latest=mail, count=0, unread=0)
-        thread.count += 1
-        thread.unread += mail.read_at is None
+    mails = _filtered(form)
+    before = None
+    if request.GET.get("before", "").isdigit():
+        before = InboundMail.objects.filter(pk=request.GET["before"]).first()
+    threads, more = _page(mails, before)
     return render(
         request,
         "dashboard/inbox.html",
         {
             "form": form,
-            "threads": list(threads.values()),
+            "threads": threads,
+            "older": threads[-1].latest.pk if more else None,
+            "paged": before is not None,
             "labels": InboundMail.Label.choices,
             "campaigns": Campaign.objects.order_by("slug").values_list("pk", "slug"),
             "mailboxes": Mailbox.objects.order_by("address").values_list("pk", "address"),
-            "filtered": bool(request.GET),
+            "filtered": any(key != "before" for key in request.GET),
         },
     )
 

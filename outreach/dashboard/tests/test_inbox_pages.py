@@ -4,6 +4,8 @@ real SMTP server (aiosmtpd), in the thread."""
 
 from __future__ import annotations
 
+import html
+import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import transition_mailbox
 from outreach.providers.smtp.testserver import SmtpTestServer, tls_files
 from outreach.scheduler.models import DailyCounter
-from outreach.testing import enroll
+from outreach.testing import enroll, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -281,3 +283,58 @@ def test_only_a_mailbox_that_cannot_send_at_all_refuses_an_answer(
 ) -> None:
     why = refusal(standing)
     assert (why is None) if refused is None else (why is not None and refused in why)
+
+
+def _older_link(page: str) -> str | None:
+    found = re.search(r'<a href="([^"]*)" rel="next">older</a>', page)
+    # The link is a query string, relative to the inbox page.
+    return "/inbox/" + html.unescape(found.group(1)) if found else None
+
+
+def _senders(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r"sender(\d{3})@far\.example", page)]
+
+
+def test_the_list_pages_back_to_older_threads_and_keeps_its_filters(
+    staff_client: Client,
+) -> None:
+    box = make_pool(domains=1, mailboxes_per_domain=1)[0]
+    clock.set_now(NOW)
+    mails = [
+        InboundMail(
+            mailbox=box,
+            key=f"m{i}",
+            kind=InboundMail.Kind.LEAD_MAIL,
+            from_address=f"sender{i:03d}@far.example",
+            subject=f"Mail {i}",
+            label=InboundMail.Label.INTERESTED if i % 2 == 0 else InboundMail.Label.OTHER,
+            occurred_at=NOW - timedelta(hours=i),
+        )
+        for i in range(120)
+    ]
+    # The newest thread also has the oldest mail: it stays on the first page only.
+    mails.append(
+        InboundMail(
+            mailbox=box,
+            key="old",
+            kind=InboundMail.Kind.LEAD_MAIL,
+            from_address="sender000@far.example",
+            occurred_at=NOW - timedelta(days=30),
+        )
+    )
+    InboundMail.objects.bulk_create(mails)
+
+    first = staff_client.get("/inbox/").content.decode()
+    assert _senders(first) == list(range(50))
+    assert 'id="inbox-unread">121<' in first
+    second = staff_client.get(_older_link(first) or "").content.decode()
+    assert _senders(second) == list(range(50, 100))
+    third = staff_client.get(_older_link(second) or "").content.decode()
+    assert _senders(third) == list(range(100, 120)) and _older_link(third) is None
+
+    interested = staff_client.get("/inbox/", {"label": "interested"}).content.decode()
+    assert _senders(interested) == list(range(0, 100, 2))
+    link = _older_link(interested)
+    assert link is not None and "label=interested" in link
+    rest = staff_client.get(link).content.decode()
+    assert _senders(rest) == list(range(100, 120, 2)) and _older_link(rest) is None
