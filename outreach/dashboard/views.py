@@ -26,7 +26,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.leads import ImportReport, import_leads
 from outreach.campaigns.models import Campaign, Suppression
-from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
+from outreach.dashboard import (
+    actions,
+    attention,
+    charts,
+    forms,
+    mailbox_table,
+    queries,
+    recipient_mix,
+    trends,
+)
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
@@ -199,6 +208,9 @@ def mailbox_list(request: HttpRequest) -> HttpResponse:
         "dashboard/mailboxes.html",
         {
             "rows": rows,
+            # Each row written out once: 300 rows through the template engine cost most
+            # of the page's render time.
+            "lines": [mailbox_table.row_html(r) for r in rows],
             "state": state,
             "states": Mailbox.State.values,
             "thresholds": pool.thresholds,
