@@ -61,3 +61,18 @@ def test_it_names_what_resumes_each_kind_of_pause() -> None:
     assert "provider" in way_back("paused", "rule:failure_streak", None)
     assert "reason is dealt with" in way_back("paused", "dashboard:alice", None)
     assert way_back("active", "rule:bounce_rate", None) == ""
+
+
+def test_the_mailbox_list_escapes_the_reason_it_writes_out(
+    activity: Activity, staff_client: Client
+) -> None:
+    box = activity.mailboxes[0]
+    reason = 'operator said <script>alert("x")</script> & stopped it'
+    transition_mailbox(box, Mailbox.State.PAUSED, reason=reason, actor="ann")
+
+    listing = staff_client.get(reverse("dashboard:mailboxes")).content.decode()
+
+    assert "<script>alert" not in listing
+    assert (
+        'title="operator said &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; ' in listing
+    )
