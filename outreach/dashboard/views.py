@@ -24,7 +24,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from outreach.campaigns.leads import ImportReport, import_leads
+from outreach.campaigns.leadrows import ImportReport
+from outreach.campaigns.leads import import_leads
 from outreach.campaigns.models import Campaign, Suppression
 from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
