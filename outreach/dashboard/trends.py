@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.utils.safestring import SafeString
 
 from outreach.campaigns.models import Lead
-from outreach.dashboard import charts, queries
+from outreach.dashboard import campaign_rows, charts, queries
 from outreach.metrics.models import DailyRollup
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 
@@ -167,10 +167,10 @@ def funnel_stages(sent: int, delivered: int, replied: int, interested: int) -> l
 
 def campaign_funnel(campaign_id: int, totals: dict[str, int] | None = None) -> list[Stage]:
     """Sent → delivered → replied (the rollups, all time; ``totals`` of
-    :func:`outreach.dashboard.queries.outcome_totals` when the caller has them) → interested
+    :func:`outreach.dashboard.campaign_rows.outcome_totals` when the caller has them) → interested
     (leads of the campaign whose reply was labeled interested). Two queries, or one."""
     if totals is None:
-        totals = queries.outcome_totals(queries.campaign_outcomes(campaign_id))
+        totals = campaign_rows.outcome_totals(campaign_rows.campaign_outcomes(campaign_id))
     interested = (
         Lead.objects.filter(enrollments__campaign_id=campaign_id, interested_at__isnull=False)
         .distinct()

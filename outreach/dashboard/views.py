@@ -2,7 +2,8 @@
 
 Every page needs a login (the project's LoginRequiredMiddleware); every action is POST only,
 CSRF-protected and staff only (:func:`staff_required`). Pages read through
-:mod:`outreach.dashboard.queries` (a fixed number of queries per page) and act through
+:mod:`outreach.dashboard.pool_rows`, :mod:`~outreach.dashboard.campaign_rows` and
+:mod:`~outreach.dashboard.costs` (a fixed number of queries per page) and act through
 :mod:`outreach.dashboard.actions` (which goes through the owning apps).
 """
 
@@ -26,7 +27,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.leads import ImportReport, import_leads
 from outreach.campaigns.models import Campaign, Suppression
-from outreach.dashboard import actions, attention, charts, forms, queries, recipient_mix, trends
+from outreach.dashboard import (
+    actions,
+    attention,
+    campaign_rows,
+    charts,
+    costs,
+    forms,
+    pool_rows,
+    queries,
+    recipient_mix,
+    trends,
+)
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
 from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
@@ -83,22 +95,22 @@ def overview(request: HttpRequest) -> HttpResponse:
     window_counts = queries.window_event_counts(pool)
     # What holds each domain, read once for both lists (three queries saved).
     holds = domain_holds()
-    mailboxes = queries.mailbox_rows(
+    mailboxes = pool_rows.mailbox_rows(
         pool, last_event=False, window_counts=window_counts, holds=holds
     )
-    domains = queries.domain_rows(pool, mailboxes, holds)
+    domains = pool_rows.domain_rows(pool, mailboxes, holds)
     window_days = pool.thresholds.window_days
     # The window's sends per day, read once for the rates and the chart.
-    sent_days = queries.sent_by_day(pool, window_days)
-    rates, checks = queries.pool_rates(pool, window_counts, sent_days)
-    unknown_total, unknown = queries.unknown_messages()
+    sent_days = pool_rows.sent_by_day(pool, window_days)
+    rates, checks = pool_rows.pool_rates(pool, window_counts, sent_days)
+    unknown_total, unknown = pool_rows.unknown_messages()
     by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
     for row in mailboxes:
         by_state[row.mailbox.state] += 1
-    series = queries.daily_series(
+    series = pool_rows.daily_series(
         pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
     )
-    today_use = queries.global_today(pool, mailboxes, domains)
+    today_use = pool_rows.global_today(pool, mailboxes, domains)
     chart = charts.bar_chart(
         [f"{d['day']:%d %b}" for d in series],
         charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
@@ -139,14 +151,14 @@ def overview(request: HttpRequest) -> HttpResponse:
             "by_state": by_state,
             "rates": rates,
             "checks": checks,
-            "alerts": queries.open_alerts(),
-            "providers": queries.provider_rows(),
+            "alerts": pool_rows.open_alerts(),
+            "providers": pool_rows.provider_rows(),
             "recipients": recipients,
             "recipient_totals": recipient_totals,
             "unknown_total": unknown_total,
             "unknown": unknown,
             "unknown_form": forms.UnknownMessageForm(),
-            "cost": queries.month_cost(pool, [d.domain for d in domains]),
+            "cost": costs.month_cost(pool, [d.domain for d in domains]),
             "chart": chart,
         },
     )
@@ -176,7 +188,7 @@ def resolve_unknown(request: HttpRequest, pk: int) -> HttpResponse:
 # Mailboxes -----------------------------------------------------------------------------------
 
 
-def _with_links(rows: list[queries.MailboxRow]) -> list[queries.MailboxRow]:
+def _with_links(rows: list[pool_rows.MailboxRow]) -> list[pool_rows.MailboxRow]:
     """Each row's page link, from one reverse() instead of one per row."""
     pattern = reverse("dashboard:mailbox", args=[987654321])
     for row in rows:
@@ -190,7 +202,7 @@ def mailbox_list(request: HttpRequest) -> HttpResponse:
     form = forms.MailboxFilterForm(request.GET)
     if not form.is_valid():
         return _bad_query(request, form)
-    rows = _with_links(queries.mailbox_rows(pool))
+    rows = _with_links(pool_rows.mailbox_rows(pool))
     state = form.cleaned_data["state"]
     if state:
         rows = [r for r in rows if r.mailbox.state == state]
@@ -211,7 +223,7 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pool = PoolSettings.load()
     mailbox = get_object_or_404(Mailbox.objects.select_related("domain", "provider"), pk=pk)
     today = queries.pool_day(pool)
-    series = queries.daily_series(pool, 30, mailbox=mailbox)
+    series = pool_rows.daily_series(pool, 30, mailbox=mailbox)
     cap = mailbox.cap_today(pool, today)
     chart = charts.bar_chart(
         [f"{d['day']:%d %b}" for d in series],
@@ -230,7 +242,7 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dashboard/mailbox_detail.html",
         {
             "mailbox": mailbox,
-            "row": queries.mailbox_rows(pool, mailbox=mailbox)[0],
+            "row": pool_rows.mailbox_rows(pool, mailbox=mailbox)[0],
             "series": series,
             "chart": chart,
             "audit": list(
@@ -281,7 +293,7 @@ def mailbox_action(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def domain_list(request: HttpRequest) -> HttpResponse:
     pool = PoolSettings.load()
-    rows = queries.domain_rows(pool, queries.mailbox_rows(pool, last_event=False))
+    rows = pool_rows.domain_rows(pool, pool_rows.mailbox_rows(pool, last_event=False))
     return render(
         request,
         "dashboard/domains.html",
@@ -302,7 +314,9 @@ def _latest_dns_checks() -> dict[int, Any]:
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "dashboard/campaigns.html", {"rows": queries.campaign_rows(), "today": _today()}
+        request,
+        "dashboard/campaigns.html",
+        {"rows": campaign_rows.campaign_rows(), "today": _today()},
     )
 
 
@@ -310,9 +324,9 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
     # The campaign's rollups per step and variant, read once for its row, steps and funnel.
-    outcomes = queries.campaign_outcomes(campaign.pk)
-    row = queries.campaign_rows(campaign, outcomes)[0]
-    steps = queries.campaign_steps(campaign, outcomes)
+    outcomes = campaign_rows.campaign_outcomes(campaign.pk)
+    row = campaign_rows.campaign_rows(campaign, outcomes)[0]
+    steps = campaign_rows.campaign_steps(campaign, outcomes)
     # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
     verdicts = {
         s.step.pk: abtest.verdict(
@@ -333,7 +347,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "daily_chart": trends.campaign_chart(
                 trends.campaign_daily(PoolSettings.load(), campaign.pk)
             ),
-            "funnel": trends.campaign_funnel(campaign.pk, queries.outcome_totals(outcomes)),
+            "funnel": trends.campaign_funnel(campaign.pk, campaign_rows.outcome_totals(outcomes)),
             "state_form": forms.CampaignStateForm(),
         },
     )
