@@ -6,8 +6,9 @@ on a phone, print, and need no static asset. Every label is escaped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -172,3 +173,30 @@ def _f(value: float) -> str:
 
 def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def sends_chart(
+    series: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    complaints: bool = False,
+    line: float | None = None,
+    line_label: str = "",
+) -> SafeString:
+    """The chart of a daily series (each day's ``day``, ``sent``, ``replied``, ``bounced`` and,
+    with ``complaints``, ``complained``): sends as bars, the rest drawn inside them, and an
+    optional cap ``line``. The overview, a mailbox, a campaign and the trends all draw it."""
+    overlays = [
+        Series("replied", [d["replied"] for d in series], "bar-replied"),
+        Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
+    ]
+    if complaints:
+        overlays.append(Series("complaints", [d["complained"] for d in series], "bar-complained"))
+    return bar_chart(
+        [f"{d['day']:%d %b}" for d in series],
+        Series("sent", [d["sent"] for d in series], "bar-sent"),
+        overlays=overlays,
+        line=line,
+        line_label=line_label,
+        title=title,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 from axes.models import AccessFailureLog
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -83,6 +83,38 @@ def _form_errors(request: HttpRequest, form: Any) -> None:
             messages.error(request, f"{field}: {error}" if field != "__all__" else error)
 
 
+def page_after(
+    request: HttpRequest,
+    qs: QuerySet[Any],
+    cursor: tuple[Any, int] | None,
+    at: str,
+    size: int = PAGE_SIZE,
+) -> tuple[list[Any], str | None]:
+    """One page of a list ordered newest first by (``at``, id): the rows after ``cursor`` (the
+    last (time, id) of the page before, from the filter form's ``before``), and the query
+    string of the next page, None on the last one."""
+    if cursor:
+        qs = qs.filter(Q(**{f"{at}__lt": cursor[0]}) | Q(**{at: cursor[0], "id__lt": cursor[1]}))
+    rows = list(qs[: size + 1])
+    if len(rows) <= size:
+        return rows, None
+    rows = rows[:size]
+    params = request.GET.copy()
+    params["before"] = f"{getattr(rows[-1], at).isoformat()}~{rows[-1].pk}"
+    return rows, params.urlencode()
+
+
+def back_to_next(request: HttpRequest) -> HttpResponse:
+    """Back to the page the form says (its "next" field), else to the alerts."""
+    target = request.POST.get("next", "")
+    # Only back to a page of this site: never an open redirect to wherever "next" says.
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("dashboard:alerts")
+    return redirect(target)
+
+
 # Overview ------------------------------------------------------------------------------------
 
 
@@ -99,69 +131,89 @@ def overview(request: HttpRequest) -> HttpResponse:
         pool, last_event=False, window_counts=window_counts, holds=holds
     )
     domains = pool_rows.domain_rows(pool, mailboxes, holds)
+    today_use = pool_rows.global_today(pool, mailboxes, domains)
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            **_pool_health(pool, window_counts, mailboxes, domains, today_use),
+            **_pool_trends(pool, form.cleaned_data["trend"], mailboxes, today_use["capacity"]),
+            "attention": attention.rows(pool, mailboxes, domains),
+            "today": queries.pool_day(pool),
+            "pool": pool,
+            "thresholds": pool.thresholds,
+            "global": today_use,
+            "domains": domains,
+            "alerts": pool_rows.open_alerts(),
+            "providers": pool_rows.provider_rows(),
+            **_unknown_messages(),
+            "cost": costs.month_cost(pool, [d.domain for d in domains]),
+        },
+    )
+
+
+def _pool_health(
+    pool: PoolSettings,
+    window_counts: queries.WindowCounts,
+    mailboxes: list[pool_rows.MailboxRow],
+    domains: list[pool_rows.DomainRow],
+    today_use: dict[str, int],
+) -> dict[str, Any]:
+    """The overview's health: mailboxes by state, the window's rates judged, the verdict, and
+    the window's chart against today's capacity."""
     window_days = pool.thresholds.window_days
     # The window's sends per day, read once for the rates and the chart.
     sent_days = pool_rows.sent_by_day(pool, window_days)
     rates, checks = pool_rows.pool_rates(pool, window_counts, sent_days)
-    unknown_total, unknown = pool_rows.unknown_messages()
     by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
     for row in mailboxes:
         by_state[row.mailbox.state] += 1
     series = pool_rows.daily_series(
         pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
     )
-    today_use = pool_rows.global_today(pool, mailboxes, domains)
-    chart = charts.bar_chart(
-        [f"{d['day']:%d %b}" for d in series],
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-        ],
-        # Today's capacity, not the global cap: a 1,500 line would flatten a 200-a-day pool.
-        line=today_use["capacity"],
-        line_label="capacity today",
-        title=f"Pool sends, last {window_days} days",
-    )
     statuses = {c.name: c.status for c in checks}
     held_domains = sum(1 for d in domains if d.held)
+    return {
+        "health": attention.judge(by_state, statuses, held_domains, len(domains)),
+        "window_days": window_days,
+        "by_state": by_state,
+        "rates": rates,
+        "checks": checks,
+        "chart": charts.sends_chart(
+            series,
+            # Today's capacity, not the global cap: a 1,500 line would flatten a 200-a-day pool.
+            line=today_use["capacity"],
+            line_label="capacity today",
+            title=f"Pool sends, last {window_days} days",
+        ),
+    }
+
+
+def _pool_trends(
+    pool: PoolSettings, days: int, mailboxes: list[pool_rows.MailboxRow], capacity: int
+) -> dict[str, Any]:
+    """The overview's trends over ``days`` and its recipients' mix."""
     recipients, recipient_totals = recipient_mix.rows(pool)
-    return render(
-        request,
-        "dashboard/overview.html",
-        {
-            "attention": attention.rows(pool, mailboxes, domains),
-            "trend_days": form.cleaned_data["trend"],
-            "trend_spans": trends.SPANS,
-            "trend_chart": trends.chart(
-                trends.daily(
-                    pool,
-                    form.cleaned_data["trend"],
-                    {r.mailbox.pk: r.mailbox.state for r in mailboxes},
-                ),
-                today_use["capacity"],
-            ),
-            "health": attention.judge(by_state, statuses, held_domains, len(domains)),
-            "today": queries.pool_day(pool),
-            "window_days": window_days,
-            "pool": pool,
-            "thresholds": pool.thresholds,
-            "global": today_use,
-            "domains": domains,
-            "by_state": by_state,
-            "rates": rates,
-            "checks": checks,
-            "alerts": pool_rows.open_alerts(),
-            "providers": pool_rows.provider_rows(),
-            "recipients": recipients,
-            "recipient_totals": recipient_totals,
-            "unknown_total": unknown_total,
-            "unknown": unknown,
-            "unknown_form": forms.UnknownMessageForm(),
-            "cost": costs.month_cost(pool, [d.domain for d in domains]),
-            "chart": chart,
-        },
-    )
+    return {
+        "trend_days": days,
+        "trend_spans": trends.SPANS,
+        "trend_chart": trends.chart(
+            trends.daily(pool, days, {r.mailbox.pk: r.mailbox.state for r in mailboxes}),
+            capacity,
+        ),
+        "recipients": recipients,
+        "recipient_totals": recipient_totals,
+    }
+
+
+def _unknown_messages() -> dict[str, Any]:
+    """The messages in doubt, for the operator to decide on."""
+    unknown_total, unknown = pool_rows.unknown_messages()
+    return {
+        "unknown_total": unknown_total,
+        "unknown": unknown,
+        "unknown_form": forms.UnknownMessageForm(),
+    }
 
 
 @require_POST
@@ -225,14 +277,9 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     today = queries.pool_day(pool)
     series = pool_rows.daily_series(pool, 30, mailbox=mailbox)
     cap = mailbox.cap_today(pool, today)
-    chart = charts.bar_chart(
-        [f"{d['day']:%d %b}" for d in series],
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-            charts.Series("complaints", [d["complained"] for d in series], "bar-complained"),
-        ],
+    chart = charts.sends_chart(
+        series,
+        complaints=True,
         line=cap,
         line_label="cap today",
         title=f"{mailbox.address}, last 30 days",
@@ -388,18 +435,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(campaign_id=filters["campaign"])
     if "recipient" in filters:
         qs = qs.filter(recipient=filters["recipient"].strip().lower())
-    cursor = filters.get("before")
-    if cursor:
-        qs = qs.filter(Q(occurred_at__lt=cursor[0]) | Q(occurred_at=cursor[0], id__lt=cursor[1]))
-    events = list(qs[: PAGE_SIZE + 1])
-    more = len(events) > PAGE_SIZE
-    events = events[:PAGE_SIZE]
-    next_query = None
-    if more:
-        params = request.GET.copy()
-        last = events[-1]
-        params["before"] = f"{last.occurred_at.isoformat()}~{last.pk}"
-        next_query = params.urlencode()
+    events, next_query = page_after(request, qs, filters.get("before"), "occurred_at")
     return render(
         request,
         "dashboard/events.html",
@@ -426,16 +462,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(actor__icontains=actor)
     if form.cleaned_data["mailbox"]:
         qs = qs.filter(mailbox_id=form.cleaned_data["mailbox"])
-    cursor = form.cleaned_data["before"]
-    if cursor:
-        qs = qs.filter(Q(at__lt=cursor[0]) | Q(at=cursor[0], id__lt=cursor[1]))
-    rows = list(qs[: PAGE_SIZE + 1])
-    next_query = None
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        params = request.GET.copy()
-        params["before"] = f"{rows[-1].at.isoformat()}~{rows[-1].pk}"
-        next_query = params.urlencode()
+    rows, next_query = page_after(request, qs, form.cleaned_data["before"], "at")
     # Failed logins (django-axes), newest first; a locked-out one is flagged.
     failed_logins = AccessFailureLog.objects.order_by("-attempt_time")[:FAILED_LOGINS_SHOWN]
     return render(
@@ -547,13 +574,7 @@ def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
 def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
     if actions.acknowledge_alert(pk, actor=_actor(request)):
         messages.success(request, "Alert acknowledged.")
-    target = request.POST.get("next", "")
-    # Only back to a page of this site: never an open redirect to wherever "next" says.
-    if not url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        target = reverse("dashboard:alerts")
-    return redirect(target)
+    return back_to_next(request)
 
 
 # Lead import ---------------------------------------------------------------------------------
