@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from outreach.alerts import inbox
@@ -16,7 +18,6 @@ from outreach.dashboard.views import (
     _actor,
     _bad_query,
     _form_errors,
-    back_to_next,
     page_after,
     staff_required,
 )
@@ -78,4 +79,23 @@ def alert_ack_many(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["alert"] or [], form.cleaned_data["kind"], actor=_actor(request)
         )
         messages.success(request, f"{done} alert{'s' if done != 1 else ''} acknowledged.")
-    return back_to_next(request)
+    return _back_to_next(request)
+
+
+@require_POST
+@staff_required
+def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+    if actions.acknowledge_alert(pk, actor=_actor(request)):
+        messages.success(request, "Alert acknowledged.")
+    return _back_to_next(request)
+
+
+def _back_to_next(request: HttpRequest) -> HttpResponse:
+    """Back to the page the form says (its "next" field), else to the alerts."""
+    target = request.POST.get("next", "")
+    # Only back to a page of this site: never an open redirect to wherever "next" says.
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("dashboard:alerts")
+    return redirect(target)

@@ -1,12 +1,10 @@
-"""The overview's month cost and the operator's budget, from the metrics app's rollups."""
+"""The overview's month cost against the budget, from the metrics app's rollups."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-
-from django.conf import settings
 
 from outreach.dashboard.queries import pool_day
 from outreach.metrics.cost import month_cost as metrics_month_cost
@@ -40,14 +38,3 @@ def month_cost(pool: PoolSettings, domains: Iterable[Domain]) -> Cost:
         projection=m.projection,
         budget=m.budget,
     )
-
-
-def monthly_budget(pool: PoolSettings) -> Decimal | None:
-    """The operator's monthly budget (``OUTREACH_MONTHLY_BUDGET``) when one is configured."""
-    raw = settings.OUTREACH_MONTHLY_BUDGET
-    if raw in (None, ""):
-        return None
-    try:
-        return Decimal(str(raw))
-    except ArithmeticError:
-        return None

@@ -18,15 +18,14 @@ from typing import Any
 from axes.models import AccessFailureLog
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from outreach.campaigns.leads import ImportReport, import_leads
-from outreach.campaigns.models import Campaign, Suppression
+from outreach.campaigns.models import Campaign
 from outreach.dashboard import (
     actions,
     attention,
@@ -40,9 +39,7 @@ from outreach.dashboard import (
     trends,
 )
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
-from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
-from outreach.lib import clock
 from outreach.metrics import abtest
 from outreach.pool.models import DnsCheck, Mailbox, PoolSettings, StateChange
 from outreach.scheduler.capacity import domain_holds
@@ -102,17 +99,6 @@ def page_after(
     params = request.GET.copy()
     params["before"] = f"{getattr(rows[-1], at).isoformat()}~{rows[-1].pk}"
     return rows, params.urlencode()
-
-
-def back_to_next(request: HttpRequest) -> HttpResponse:
-    """Back to the page the form says (its "next" field), else to the alerts."""
-    target = request.POST.get("next", "")
-    # Only back to a page of this site: never an open redirect to wherever "next" says.
-    if not url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        target = reverse("dashboard:alerts")
-    return redirect(target)
 
 
 # Overview ------------------------------------------------------------------------------------
@@ -475,106 +461,6 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "failed_logins": list(failed_logins),
         },
     )
-
-
-# Suppression ---------------------------------------------------------------------------------
-
-
-@require_GET
-def suppression_list(request: HttpRequest) -> HttpResponse:
-    form = forms.SuppressionFilterForm(request.GET)
-    if not form.is_valid():
-        return _bad_query(request, form)
-    q = form.cleaned_data["q"].strip().lower()
-    qs = Suppression.objects.order_by("-created_at", "-id")
-    if q:
-        qs = qs.filter(value__contains=q)
-    rows = list(qs[: PAGE_SIZE * 2])
-    by_source = dict(
-        Suppression.objects.values("source").annotate(n=Count("id")).values_list("source", "n")
-    )
-    return render(
-        request,
-        "dashboard/suppression.html",
-        {
-            "rows": rows,
-            "q": q,
-            "truncated": len(rows) == PAGE_SIZE * 2,
-            "by_source": by_source,
-            "total": sum(by_source.values()),
-            "add_form": forms.SuppressionAddForm(),
-        },
-    )
-
-
-@require_POST
-@staff_required
-def suppression_add(request: HttpRequest) -> HttpResponse:
-    form = forms.SuppressionAddForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-        return redirect("dashboard:suppression")
-    try:
-        added = actions.add_suppression(
-            form.cleaned_data["value"],
-            form.cleaned_data["kind"],
-            reason=form.cleaned_data["reason"],
-            actor=_actor(request),
-        )
-    except actions.ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        value = form.cleaned_data["value"].strip().lower()
-        if added:
-            messages.success(request, f"{value} is suppressed.")
-        else:
-            messages.info(request, f"{value} was already suppressed.")
-    return redirect("dashboard:suppression")
-
-
-@require_POST
-@staff_required
-def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    form = forms.ReasonForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-        return redirect("dashboard:suppression")
-    try:
-        entry = actions.remove_suppression(
-            pk, reason=form.cleaned_data["reason"], actor=_actor(request)
-        )
-    except actions.ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{entry.value} is no longer suppressed.")
-    return redirect("dashboard:suppression")
-
-
-@require_GET
-def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
-    rows = (
-        Suppression.objects.order_by("kind", "value")
-        .values_list("kind", "value", "source", "reason", "created_by", "created_at")
-        .iterator(chunk_size=2000)
-    )
-    response = StreamingHttpResponse(
-        csv_lines(["kind", "value", "source", "reason", "created_by", "created_at"], rows),
-        content_type="text/csv; charset=utf-8",
-    )
-    stamp = clock.now().strftime("%Y%m%d")
-    response["Content-Disposition"] = f'attachment; filename="suppression-{stamp}.csv"'
-    return response
-
-
-# Alerts --------------------------------------------------------------------------------------
-
-
-@require_POST
-@staff_required
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
-    if actions.acknowledge_alert(pk, actor=_actor(request)):
-        messages.success(request, "Alert acknowledged.")
-    return back_to_next(request)
 
 
 # Lead import ---------------------------------------------------------------------------------
