@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 
 from outreach import retention
 from outreach.alerts.digest import send_if_due
@@ -150,32 +150,29 @@ def apply_mailbox_verdict(
 # -- domains -----------------------------------------------------------------------------------
 
 
-def evaluate_domain(domain: Domain, *, blocklisted: list[str] | None = None) -> health.Verdict:
+def evaluate_domain(
+    domain: Domain,
+    *,
+    blocklisted: list[str] | None = None,
+    thresholds: Thresholds | None = None,
+    pauses: int | None = None,
+) -> health.Verdict:
     """Put a domain into cooldown when its mailboxes keep getting paused for reputation
     (complaints, bounces, blocks: rules, not people, not credentials) or it is blocklisted.
 
-    ``blocklisted`` names the lists the domain was found on (the DNS checks call this).
+    ``blocklisted`` names the lists the domain was found on (the DNS checks call this). The
+    periodic pass hands over the thresholds and the pauses it counted for every domain.
     """
-    domain.refresh_from_db(fields=["state", "cooldown_until"])
+    if pauses is None:
+        domain.refresh_from_db(fields=["state", "cooldown_until"])
     if domain.state != Domain.State.ACTIVE:
         return health.OK
-    thresholds = PoolSettings.load().thresholds
-    since = clock.now() - timedelta(days=thresholds.window_days)
-    back = StateChange.objects.filter(
-        domain=domain, mailbox__isnull=True, to_state=Domain.State.ACTIVE
-    ).aggregate(at=Max("at"))["at"]
-    if back is not None and back > since:
-        since = back
-    pauses = (
-        StateChange.objects.filter(
-            mailbox__domain=domain,
-            to_state__in=OUT_OF_SERVICE,
-            at__gt=since,
-            actor__startswith="rule:",
+    if thresholds is None:
+        thresholds = PoolSettings.load().thresholds
+    if pauses is None:
+        pauses = reputation_pauses(Domain.objects.filter(pk=domain.pk), thresholds).get(
+            domain.pk, 0
         )
-        .exclude(actor__in=NOT_REPUTATION)
-        .count()
-    )
     verdict = health.domain_verdict(pauses, thresholds, blocklisted=blocklisted)
     if verdict.action == health.Action.COOLDOWN:
         transition_domain(
@@ -187,6 +184,37 @@ def evaluate_domain(domain: Domain, *, blocklisted: list[str] | None = None) -> 
             cooldown_until=clock.now() + timedelta(days=thresholds.block_cooldown_days),
         )
     return verdict
+
+
+def reputation_pauses(domains: QuerySet[Domain], thresholds: Thresholds) -> dict[int, int]:
+    """Per domain: its mailboxes' pauses for reputation within the window, counted after the
+    domain last came back to ``active`` (two grouped queries, whatever the number of domains)."""
+    ids = domains.values("pk")
+    window_start = clock.now() - timedelta(days=thresholds.window_days)
+    back = dict(
+        StateChange.objects.filter(
+            domain_id__in=ids, mailbox__isnull=True, to_state=Domain.State.ACTIVE
+        )
+        .values("domain_id")
+        .annotate(at=Max("at"))
+        .values_list("domain_id", "at")
+    )
+    rows = (
+        StateChange.objects.filter(
+            mailbox__domain_id__in=ids,
+            to_state__in=OUT_OF_SERVICE,
+            at__gt=window_start,
+            actor__startswith="rule:",
+        )
+        .exclude(actor__in=NOT_REPUTATION)
+        .values_list("mailbox__domain_id", "at")
+    )
+    counts: dict[int, int] = {}
+    for domain_id, at in rows:
+        since = back.get(domain_id)
+        if since is None or at > since:
+            counts[domain_id] = counts.get(domain_id, 0) + 1
+    return counts
 
 
 # -- cooldowns ending --------------------------------------------------------------------------
@@ -423,8 +451,11 @@ def evaluate_pool() -> int:
     for mailbox in sending.select_related("domain"):
         found = evidence.get(mailbox.pk, NO_EVIDENCE)
         findings += evaluate_mailbox(mailbox, thresholds, found).action != health.Action.NONE
-    for domain in Domain.objects.filter(state=Domain.State.ACTIVE):
-        findings += evaluate_domain(domain).action != health.Action.NONE
+    active = Domain.objects.filter(state=Domain.State.ACTIVE)
+    pauses = reputation_pauses(active, thresholds)
+    for domain in active:
+        verdict = evaluate_domain(domain, thresholds=thresholds, pauses=pauses.get(domain.pk, 0))
+        findings += verdict.action != health.Action.NONE
     return findings
 
 
