@@ -78,7 +78,7 @@ def mailbox_evidence(mailboxes: QuerySet[Mailbox], thresholds: Thresholds) -> di
         if m not in resumed
     }
     figures.update(figures_since(resumed))
-    streaks = failure_states(ids, resumed, thresholds.failure_streak_pause)
+    streaks = failure_states(ids, resumed, thresholds.failure_streak_pause, window_start)
     return {
         m: Evidence(
             figures.get(m, Figures()),
@@ -135,16 +135,18 @@ def figures_since(since: dict[int, datetime]) -> dict[int, Figures]:
 
 
 def failure_states(
-    ids: QuerySet[Mailbox, Any], since: dict[int, datetime], depth: int
+    ids: QuerySet[Mailbox, Any], since: dict[int, datetime], depth: int, window_start: datetime
 ) -> dict[int, tuple[int, bool]]:
     """Per mailbox: (failed calls in a row, whether the latest call was an authentication
-    failure), over its last ``depth`` calls newer than its moment in ``since`` (if any).
+    failure), over its last ``depth`` calls newer than its moment in ``since`` (if any) and
+    inside the thresholds' window: ranking every call ever recorded would read the whole
+    table on each pass, and a streak is the latest calls of a mailbox that is sending.
 
     The last ``depth`` calls of every mailbox come in one query; those at or before the
     mailbox's moment are dropped after: newer calls come first, so what remains is exactly
     the mailbox's last calls after that moment, up to ``depth``."""
     rows = (
-        SendAttempt.objects.filter(mailbox_id__in=ids)
+        SendAttempt.objects.filter(mailbox_id__in=ids, at__gte=window_start)
         .exclude(outcome__in=NOT_ABOUT_THE_MAILBOX)
         .annotate(
             rank=Window(
