@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 
 from outreach import retention
 from outreach.alerts.digest import send_if_due
@@ -29,8 +29,10 @@ from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhoo
 from outreach.events.seeds import seeds_with_imap
 from outreach.lib import clock
 from outreach.lib.logins import prune_failed_logins
-from outreach.metrics import health, rollups
+from outreach.metrics import health
 from outreach.metrics.figures import Figures
+from outreach.metrics.mailbox_evidence import NONE as NO_EVIDENCE
+from outreach.metrics.mailbox_evidence import OUT_OF_SERVICE, Evidence, mailbox_evidence
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.pool.policy import SENDING_STATES, Thresholds
 from outreach.pool.states import mark_auth_failed, transition_domain, transition_mailbox
@@ -39,14 +41,6 @@ from outreach.sending.models import SendAttempt
 
 log = logging.getLogger(__name__)
 
-OUT_OF_SERVICE = (Mailbox.State.PAUSED, Mailbox.State.COOLDOWN)
-# Outcomes that say something about the mailbox itself (a hard bounce or a block says
-# something about one recipient or its provider, and is counted by the rollups instead).
-MAILBOX_FAILURES = (
-    SendAttempt.Outcome.TRANSIENT,
-    SendAttempt.Outcome.PERMANENT,
-    SendAttempt.Outcome.AUTH_FAILED,
-)
 # Pauses that say nothing about the domain's reputation (a rotated password, a provider
 # outage): they do not count towards putting the whole domain into cooldown.
 NOT_REPUTATION = ("rule:auth_failed", "rule:failure_streak")
@@ -68,63 +62,40 @@ ONE_DAY = timedelta(days=1)
 # -- mailboxes ---------------------------------------------------------------------------------
 
 
-def back_in_service_at(mailbox: Mailbox) -> datetime | None:
-    """When the mailbox last came back from ``paused`` or ``cooldown``, if ever."""
-    return (
-        StateChange.objects.filter(
-            mailbox=mailbox, from_state__in=OUT_OF_SERVICE, to_state__in=SENDING_STATES
-        )
-        .order_by("-at", "-id")
-        .values_list("at", flat=True)
-        .first()
-    )
-
-
 def mailbox_figures(mailbox: Mailbox, thresholds: Thresholds) -> tuple[Figures, datetime | None]:
     """The mailbox's figures over the window, counting only evidence newer than its return to
     service; the second value is that moment when it cut the window short."""
-    tz = rollups.pool_timezone()
-    first, last = rollups.window_days(thresholds.window_days, clock.today(tz))
-    window_start = rollups.day_bounds(first, tz)[0]
-    since = back_in_service_at(mailbox)
-    if since is not None and since > window_start:
-        return rollups.figures_since(mailbox.pk, since), since
-    return rollups.window_figures(
-        days=thresholds.window_days, today=last, mailbox_id=mailbox.pk
-    ), None
+    found = evidence_of(mailbox, thresholds)
+    return found.figures, found.since
 
 
-def failure_state(
-    mailbox: Mailbox, since: datetime | None, thresholds: Thresholds
-) -> tuple[int, bool]:
-    """(failed calls in a row, whether the latest call was an authentication failure)."""
-    attempts = SendAttempt.objects.filter(mailbox=mailbox)
-    if since is not None:
-        attempts = attempts.filter(at__gt=since)
-    outcomes = list(
-        attempts.exclude(outcome__in=[SendAttempt.Outcome.HARD_BOUNCE, SendAttempt.Outcome.BLOCKED])
-        .order_by("-at", "-id")
-        .values_list("outcome", flat=True)[: thresholds.failure_streak_pause]
-    )
-    streak = 0
-    for outcome in outcomes:
-        if outcome not in MAILBOX_FAILURES:
-            break
-        streak += 1
-    return streak, bool(outcomes) and outcomes[0] == SendAttempt.Outcome.AUTH_FAILED
+def evidence_of(mailbox: Mailbox, thresholds: Thresholds) -> Evidence:
+    """One mailbox's evidence: the pool's grouped read restricted to it."""
+    found = mailbox_evidence(Mailbox.objects.filter(pk=mailbox.pk), thresholds)
+    return found.get(mailbox.pk, NO_EVIDENCE)
 
 
-def evaluate_mailbox(mailbox: Mailbox) -> health.Verdict:
+def evaluate_mailbox(
+    mailbox: Mailbox, thresholds: Thresholds | None = None, evidence: Evidence | None = None
+) -> health.Verdict:
     """Judge one mailbox on its current figures and act on the verdict. A mailbox cooling down
-    is judged too, for complaints only: any complaint pauses it (docs/rules.md)."""
+    is judged too, for complaints only: any complaint pauses it (docs/rules.md).
+
+    The periodic pass hands over the thresholds and the evidence it read for the whole pool;
+    right after an event both are read here, for this mailbox only."""
     cooling = mailbox.state == Mailbox.State.COOLDOWN
     if mailbox.state not in SENDING_STATES and not cooling:
         return health.OK
-    thresholds = PoolSettings.load().thresholds
-    figures, since = mailbox_figures(mailbox, thresholds)
-    streak, auth_failed = failure_state(mailbox, since, thresholds)
+    if thresholds is None:
+        thresholds = PoolSettings.load().thresholds
+    if evidence is None:
+        evidence = evidence_of(mailbox, thresholds)
+    since = evidence.since
     verdict = health.mailbox_verdict(
-        figures, thresholds, failure_streak=streak, auth_failed=auth_failed
+        evidence.figures,
+        thresholds,
+        failure_streak=evidence.failure_streak,
+        auth_failed=evidence.auth_failed,
     )
     if cooling and verdict.rule != "complaint":
         return health.OK
@@ -179,32 +150,29 @@ def apply_mailbox_verdict(
 # -- domains -----------------------------------------------------------------------------------
 
 
-def evaluate_domain(domain: Domain, *, blocklisted: list[str] | None = None) -> health.Verdict:
+def evaluate_domain(
+    domain: Domain,
+    *,
+    blocklisted: list[str] | None = None,
+    thresholds: Thresholds | None = None,
+    pauses: int | None = None,
+) -> health.Verdict:
     """Put a domain into cooldown when its mailboxes keep getting paused for reputation
     (complaints, bounces, blocks: rules, not people, not credentials) or it is blocklisted.
 
-    ``blocklisted`` names the lists the domain was found on (the DNS checks call this).
+    ``blocklisted`` names the lists the domain was found on (the DNS checks call this). The
+    periodic pass hands over the thresholds and the pauses it counted for every domain.
     """
-    domain.refresh_from_db(fields=["state", "cooldown_until"])
+    if pauses is None:
+        domain.refresh_from_db(fields=["state", "cooldown_until"])
     if domain.state != Domain.State.ACTIVE:
         return health.OK
-    thresholds = PoolSettings.load().thresholds
-    since = clock.now() - timedelta(days=thresholds.window_days)
-    back = StateChange.objects.filter(
-        domain=domain, mailbox__isnull=True, to_state=Domain.State.ACTIVE
-    ).aggregate(at=Max("at"))["at"]
-    if back is not None and back > since:
-        since = back
-    pauses = (
-        StateChange.objects.filter(
-            mailbox__domain=domain,
-            to_state__in=OUT_OF_SERVICE,
-            at__gt=since,
-            actor__startswith="rule:",
+    if thresholds is None:
+        thresholds = PoolSettings.load().thresholds
+    if pauses is None:
+        pauses = reputation_pauses(Domain.objects.filter(pk=domain.pk), thresholds).get(
+            domain.pk, 0
         )
-        .exclude(actor__in=NOT_REPUTATION)
-        .count()
-    )
     verdict = health.domain_verdict(pauses, thresholds, blocklisted=blocklisted)
     if verdict.action == health.Action.COOLDOWN:
         transition_domain(
@@ -216,6 +184,37 @@ def evaluate_domain(domain: Domain, *, blocklisted: list[str] | None = None) -> 
             cooldown_until=clock.now() + timedelta(days=thresholds.block_cooldown_days),
         )
     return verdict
+
+
+def reputation_pauses(domains: QuerySet[Domain], thresholds: Thresholds) -> dict[int, int]:
+    """Per domain: its mailboxes' pauses for reputation within the window, counted after the
+    domain last came back to ``active`` (two grouped queries, whatever the number of domains)."""
+    ids = domains.values("pk")
+    window_start = clock.now() - timedelta(days=thresholds.window_days)
+    back = dict(
+        StateChange.objects.filter(
+            domain_id__in=ids, mailbox__isnull=True, to_state=Domain.State.ACTIVE
+        )
+        .values("domain_id")
+        .annotate(at=Max("at"))
+        .values_list("domain_id", "at")
+    )
+    rows = (
+        StateChange.objects.filter(
+            mailbox__domain_id__in=ids,
+            to_state__in=OUT_OF_SERVICE,
+            at__gt=window_start,
+            actor__startswith="rule:",
+        )
+        .exclude(actor__in=NOT_REPUTATION)
+        .values_list("mailbox__domain_id", "at")
+    )
+    counts: dict[int, int] = {}
+    for domain_id, at in rows:
+        since = back.get(domain_id)
+        if since is None or at > since:
+            counts[domain_id] = counts.get(domain_id, 0) + 1
+    return counts
 
 
 # -- cooldowns ending --------------------------------------------------------------------------
@@ -446,10 +445,17 @@ def check_imap_failing() -> int:
 def evaluate_pool() -> int:
     """Judge every sending mailbox; returns how many verdicts were not "ok"."""
     findings = 0
-    for mailbox in Mailbox.objects.filter(state__in=SENDING_STATES).select_related("domain"):
-        findings += evaluate_mailbox(mailbox).action != health.Action.NONE
-    for domain in Domain.objects.filter(state=Domain.State.ACTIVE):
-        findings += evaluate_domain(domain).action != health.Action.NONE
+    thresholds = PoolSettings.load().thresholds
+    sending = Mailbox.objects.filter(state__in=SENDING_STATES)
+    evidence = mailbox_evidence(sending, thresholds)
+    for mailbox in sending.select_related("domain"):
+        found = evidence.get(mailbox.pk, NO_EVIDENCE)
+        findings += evaluate_mailbox(mailbox, thresholds, found).action != health.Action.NONE
+    active = Domain.objects.filter(state=Domain.State.ACTIVE)
+    pauses = reputation_pauses(active, thresholds)
+    for domain in active:
+        verdict = evaluate_domain(domain, thresholds=thresholds, pauses=pauses.get(domain.pk, 0))
+        findings += verdict.action != health.Action.NONE
     return findings
 
 

@@ -143,6 +143,24 @@ def _parse(text: str, data: dict[str, Any]) -> CampaignSpec:
             value=value,
         )
     _known(data, TOP_KEYS, "")
+    slug, fields, senders = _campaign_fields(data)
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ConfigError("steps: at least one [[steps]] is needed")
+    steps = tuple(_step(raw, n) for n, raw in enumerate(raw_steps, start=1))
+    lines = _step_lines(text, steps, raw_steps)
+    return CampaignSpec(
+        slug=slug,
+        fields=fields,
+        domains=tuple(_str_list(senders, "domains", "senders.")),
+        mailboxes=tuple(_str_list(senders, "mailboxes", "senders.")),
+        steps=steps,
+        lines=lines,
+    )
+
+
+def _campaign_fields(data: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The campaign's slug, its model fields, and its ``[senders]`` table, checked."""
     slug = _str(data, "slug", "", required=True)
     if not SLUG.match(slug):
         raise ConfigError(f"slug: {slug!r} must be lower-case letters, digits, - and _")
@@ -185,26 +203,21 @@ def _parse(text: str, data: dict[str, Any]) -> CampaignSpec:
         "window_start": window_start,
         "window_end": window_end,
     }
-    raw_steps = data.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise ConfigError("steps: at least one [[steps]] is needed")
-    steps = tuple(_step(raw, n) for n, raw in enumerate(raw_steps, start=1))
+    return slug, fields, senders
+
+
+def _step_lines(
+    text: str, steps: tuple[StepSpec, ...], raw_steps: list[Any]
+) -> dict[tuple[int, str, str], tuple[int, int]]:
+    """Where each step's and variant's templates start in the file, for error messages."""
     found = _template_lines(text)
-    lines = {
+    return {
         (step.position, variant.label, part): where
         for step, raw in zip(steps, raw_steps, strict=True)
         for index, variant in enumerate(step.variants, start=1 if "variants" in raw else 0)
         for (position, at, part), where in found.items()
         if (position, at) == (step.position, index)
     }
-    return CampaignSpec(
-        slug=slug,
-        fields=fields,
-        domains=tuple(_str_list(senders, "domains", "senders.")),
-        mailboxes=tuple(_str_list(senders, "mailboxes", "senders.")),
-        steps=steps,
-        lines=lines,
-    )
 
 
 _TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.]+)\s*\]\]?")

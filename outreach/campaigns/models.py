@@ -10,7 +10,7 @@ from outreach.pool.models import Domain, Mailbox, ProviderAccount
 
 
 class Lead(models.Model):
-    email = models.EmailField(unique=True)  # normalized: see campaigns.leads.normalize_email
+    email = models.EmailField(unique=True)  # normalized: see campaigns.addresses.normalize_email
     email_domain = models.CharField(max_length=253, db_index=True)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)

@@ -21,6 +21,7 @@ from outreach.campaigns.models import Campaign, Message, Suppression
 from outreach.lib import clock
 from outreach.pool import states
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
+from outreach.sending import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,8 @@ def resolve_unknown(message_id: int, decision: str, *, reason: str, actor: str) 
 
     The engine never resends these on its own (a duplicate cold email is worse than a missing
     one); "resend" puts the message back to ``scheduled`` so the control plane claims it again
-    and reserves fresh units of every cap for it.
+    and reserves fresh units of every cap for it: the sending layer's own way back to routing
+    (:func:`outreach.sending.reconcile.send_back_to_routing`, which writes the audit entry).
     """
     reason = reason.strip()
     if not reason:
@@ -160,32 +162,21 @@ def resolve_unknown(message_id: int, decision: str, *, reason: str, actor: str) 
         raise ActionError(f"unknown decision {decision!r}")
     now = clock.now()
     note = f"{now:%Y-%m-%d %H:%M} {actor}: {UNKNOWN_DECISIONS[decision]} ({reason})"
-    changes: dict[str, Any] = {"updated_at": now}
-    if decision == "sent":
-        changes["state"] = Message.State.SENT
-    elif decision == "failed":
-        changes["state"] = Message.State.FAILED
-    else:
-        changes.update(
-            state=Message.State.SCHEDULED,
-            not_before=now,
-            claimed_by="",
-            lease_expires_at=None,
-            quota_day=None,
-            mailbox=None,
-            provider_account=None,
-        )
     with transaction.atomic():
         message = Message.objects.filter(pk=message_id).first()
         if message is None:
             raise ActionError("no such message")
-        changes["last_error"] = f"{message.last_error}\n{note}".strip()
         # Conditional on `unknown`: a second operator deciding at the same time, or a late
         # provider event that settled it, wins; we never overwrite a settled message.
-        if (
-            Message.objects.filter(pk=message_id, state=Message.State.UNKNOWN).update(**changes)
-            != 1
-        ):
+        if decision == "resend":
+            why = f"{UNKNOWN_DECISIONS[decision]} ({reason})"
+            done = reconcile.send_back_to_routing(message, why, now, actor=actor, note=note)
+        else:
+            state = Message.State.SENT if decision == "sent" else Message.State.FAILED
+            done = Message.objects.filter(pk=message_id, state=Message.State.UNKNOWN).update(
+                state=state, updated_at=now, last_error=f"{message.last_error}\n{note}".strip()
+            )
+        if done != 1:
             raise ActionError("the message is no longer in the unknown state")
     message.refresh_from_db()
     return message

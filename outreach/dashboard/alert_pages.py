@@ -4,7 +4,7 @@ kind and state, a page at a time; acknowledge one, a selection, or every open on
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 from outreach.alerts import inbox
 from outreach.alerts.models import Alert
 from outreach.dashboard import actions, forms
-from outreach.dashboard.views import _actor, _bad_query, _form_errors, staff_required
+from outreach.dashboard.views import (
+    _actor,
+    _bad_query,
+    _form_errors,
+    page_after,
+    staff_required,
+)
 
 PAGE_SIZE = 50
 
@@ -38,16 +44,9 @@ def alert_list(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(severity=severity)
     if kind:
         qs = qs.filter(kind=kind)
-    cursor = form.cleaned_data["before"]
-    if cursor:
-        qs = qs.filter(Q(created_at__lt=cursor[0]) | Q(created_at=cursor[0], id__lt=cursor[1]))
-    alerts = list(qs[: PAGE_SIZE + 1])
-    next_query = None
-    if len(alerts) > PAGE_SIZE:
-        alerts = alerts[:PAGE_SIZE]
-        params = request.GET.copy()
-        params["before"] = f"{alerts[-1].created_at.isoformat()}~{alerts[-1].pk}"
-        next_query = params.urlencode()
+    alerts, next_query = page_after(
+        request, qs, form.cleaned_data["before"], "created_at", PAGE_SIZE
+    )
     # The open ones by kind, for "acknowledge all of a kind" (one grouped query).
     open_kinds = list(
         inbox.open_alerts().order_by().values("kind").annotate(n=Count("id")).order_by("kind")
@@ -80,6 +79,19 @@ def alert_ack_many(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["alert"] or [], form.cleaned_data["kind"], actor=_actor(request)
         )
         messages.success(request, f"{done} alert{'s' if done != 1 else ''} acknowledged.")
+    return _back_to_next(request)
+
+
+@require_POST
+@staff_required
+def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+    if actions.acknowledge_alert(pk, actor=_actor(request)):
+        messages.success(request, "Alert acknowledged.")
+    return _back_to_next(request)
+
+
+def _back_to_next(request: HttpRequest) -> HttpResponse:
+    """Back to the page the form says (its "next" field), else to the alerts."""
     target = request.POST.get("next", "")
     # Only back to a page of this site: never an open redirect to wherever "next" says.
     if not url_has_allowed_host_and_scheme(

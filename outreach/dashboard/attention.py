@@ -2,8 +2,8 @@
 since when and what would resume it, and the pool's health judged on its mailboxes as well
 as on its pooled rates.
 
-Reads only: the rows come from :func:`outreach.dashboard.queries.mailbox_rows` and
-:func:`~outreach.dashboard.queries.domain_rows` (the overview has them already), the reasons
+Reads only: the rows come from :func:`outreach.dashboard.pool_rows.mailbox_rows` and
+:func:`~outreach.dashboard.pool_rows.domain_rows` (the overview has them already), the reasons
 from the audit log through :mod:`outreach.pool.holds`, the domain holds from
 :func:`outreach.scheduler.capacity.domain_holds` (carried on each domain row).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from outreach.dashboard import queries
+from outreach.dashboard import pool_rows
 from outreach.pool import holds
 from outreach.pool.models import Domain, Mailbox, PoolSettings
 
@@ -40,7 +40,7 @@ class Row:
 
 
 def rows(
-    pool: PoolSettings, mailboxes: list[queries.MailboxRow], domains: list[queries.DomainRow]
+    pool: PoolSettings, mailboxes: list[pool_rows.MailboxRow], domains: list[pool_rows.DomainRow]
 ) -> list[Row]:
     """Every held domain and every paused or cooling mailbox: one query on top of the rows
     the caller has."""

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Q, Sum
 
 from outreach.campaigns.models import Campaign
-from outreach.dashboard.queries import StepRow
+from outreach.dashboard.campaign_rows import StepRow
 from outreach.metrics.figures import COUNTERS, Figures
 from outreach.metrics.models import DailyRollup
 

@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from outreach.dashboard.queries import MailboxRow
+from outreach.dashboard.pool_rows import MailboxRow
 
 
 def row_html(row: MailboxRow) -> SafeString:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from outreach.campaigns.models import Message
-from outreach.dashboard.queries import _percent, window_start
+from outreach.dashboard.queries import percent, window_start
 from outreach.pool.models import PoolSettings
 from outreach.scheduler.recipients import CLASSES, UNCLASSED, provider_mix
 
@@ -51,9 +51,9 @@ def rows(pool: PoolSettings) -> tuple[list[Row], dict[str, int]]:
             provider=name,
             label=LABELS[name],
             today=today.get(name, 0),
-            today_percent=_percent(today.get(name, 0), totals["today"]),
+            today_percent=percent(today.get(name, 0), totals["today"]),
             week=week[name],
-            week_percent=_percent(week[name], totals["week"]),
+            week_percent=percent(week[name], totals["week"]),
         )
         for name in (*CLASSES, UNCLASSED)
         if name in week

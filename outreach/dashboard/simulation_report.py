@@ -22,49 +22,54 @@ def write_report(data: dict[str, Any], directory: Path) -> Path:
 
 
 def render_html(data: dict[str, Any]) -> str:
+    rows = "".join(_day_row(d) for d in data["days"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>outreach simulation from {escape(data["start"])}</title>
+{_STYLE}</head><body>
+{_summary(data)}
+<h2>Daily sends against capacity</h2>
+{_sends_chart(data["days"])}
+<h2>Warm-up ramp per mailbox</h2>
+{_ramp_chart(data["days"], data["mailboxes"])}
+<h2>Day by day</h2>
+<table><thead><tr><th>date</th><th></th><th>capacity</th><th>sent</th><th>campaign</th>
+<th>warm-up</th><th>util.</th><th>max/mailbox</th><th>caps exceeded</th><th>mailboxes</th>
+<th>bounces / complaints</th><th>pauses and graduations</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<p>{data["passes"]} passes of the control plane in {data["elapsed_seconds"]} s.</p>
+</body></html>
+"""
+
+
+_STYLE = """<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #1f2937; padding: 0 1rem; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+.cards { display: flex; flex-wrap: wrap; gap: .75rem; }
+.card { border: 1px solid #e5e7eb; border-radius: 6px; padding: .6rem .9rem; min-width: 9rem; }
+.card b { display: block; font-size: 1.3rem; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { border-bottom: 1px solid #e5e7eb; padding: .3rem .4rem; text-align: right;
+          vertical-align: top; }
+th:nth-child(n+10), td:nth-child(n+10) { text-align: left; }
+td.bad { color: #b91c1c; font-weight: bold; }
+td:first-child { white-space: nowrap; }
+svg text { font: 11px system-ui, sans-serif; fill: #4b5563; }
+.legend span { margin-right: 1rem; } .swatch { display: inline-block; width: .8rem;
+  height: .8rem; margin-right: .3rem; vertical-align: middle; }
+</style>"""
+
+
+def _summary(data: dict[str, Any]) -> str:
+    """The title, the simulation's settings and its totals as cards."""
     t = data["totals"]
     c = data["campaign"]
     finish = data["finish_date"] or "not within sight"
     if data["finish_date"] and data["finish_date_projected"]:
         finish += " (projected)"
-    rows = []
-    for d in data["days"]:
-        states = ", ".join(f"{k} {v}" for k, v in d["mailboxes_by_state"].items())
-        pauses = "".join(
-            f"<div>{escape(p['mailbox'] or p.get('domain', ''))} → {escape(p['to_state'])}: "
-            f"{escape(p['reason'])}</div>"
-            for p in d["pauses"]
-        )
-        graduated = f"<div>graduated: {len(d['graduated'])}</div>" if d["graduated"] else ""
-        bad = ' class="bad"' if d["cap_exceeded"] else ""
-        rows.append(
-            f"<tr><td>{d['date']}</td><td>{d['weekday']}</td><td>{d['capacity']}</td>"
-            f"<td>{d['sent']}</td><td>{d['campaign_sent']}</td><td>{d['warmup_sent']}</td>"
-            f"<td>{d['utilization']:.0%}</td><td>{d['sent_by_mailbox_max']}</td>"
-            f"<td{bad}>{d['cap_exceeded']}</td><td>{escape(states)}</td>"
-            f"<td>{d['hard_bounces']} / {d['complaints']}</td><td>{pauses}{graduated}</td></tr>"
-        )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>outreach simulation from {escape(data["start"])}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
-       color: #1f2937; padding: 0 1rem; }}
-h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: .75rem; }}
-.card {{ border: 1px solid #e5e7eb; border-radius: 6px; padding: .6rem .9rem; min-width: 9rem; }}
-.card b {{ display: block; font-size: 1.3rem; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #e5e7eb; padding: .3rem .4rem; text-align: right;
-          vertical-align: top; }}
-th:nth-child(n+10), td:nth-child(n+10) {{ text-align: left; }}
-td.bad {{ color: #b91c1c; font-weight: bold; }}
-td:first-child {{ white-space: nowrap; }}
-svg text {{ font: 11px system-ui, sans-serif; fill: #4b5563; }}
-.legend span {{ margin-right: 1rem; }} .swatch {{ display: inline-block; width: .8rem;
-  height: .8rem; margin-right: .3rem; vertical-align: middle; }}
-</style></head><body>
-<h1>Simulation: {escape(c["slug"])} on {len(data["days"])} days from {escape(data["start"])}</h1>
+    days, start = len(data["days"]), escape(data["start"])
+    return f"""<h1>Simulation: {escape(c["slug"])} on {days} days from {start}</h1>
 <p>Pool time zone {escape(data["timezone"])}; {c["enrolled"]} leads enrolled in a
 {c["steps"]}-step campaign (window {escape(c["window"]["start"])}–{escape(c["window"]["end"])}
 in the lead's time zone, campaign cap {c["daily_cap"] or "none"}); hard-bounce rate
@@ -78,19 +83,26 @@ seed {data["options"]["seed"]}.</p>
 <div class="card">caps exceeded<b>{t["cap_exceeded"]}</b>checked against every send</div>
 <div class="card">pauses<b>{t["pauses"]}</b>{t["hard_bounces"]} bounces,
 {t["complaints"]} complaints</div>
-</div>
-<h2>Daily sends against capacity</h2>
-{_sends_chart(data["days"])}
-<h2>Warm-up ramp per mailbox</h2>
-{_ramp_chart(data["days"], data["mailboxes"])}
-<h2>Day by day</h2>
-<table><thead><tr><th>date</th><th></th><th>capacity</th><th>sent</th><th>campaign</th>
-<th>warm-up</th><th>util.</th><th>max/mailbox</th><th>caps exceeded</th><th>mailboxes</th>
-<th>bounces / complaints</th><th>pauses and graduations</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
-<p>{data["passes"]} passes of the control plane in {data["elapsed_seconds"]} s.</p>
-</body></html>
-"""
+</div>"""
+
+
+def _day_row(d: dict[str, Any]) -> str:
+    """One day of the table: its sends, use, caps, mailboxes, bounces and pauses."""
+    states = ", ".join(f"{k} {v}" for k, v in d["mailboxes_by_state"].items())
+    pauses = "".join(
+        f"<div>{escape(p['mailbox'] or p.get('domain', ''))} → {escape(p['to_state'])}: "
+        f"{escape(p['reason'])}</div>"
+        for p in d["pauses"]
+    )
+    graduated = f"<div>graduated: {len(d['graduated'])}</div>" if d["graduated"] else ""
+    bad = ' class="bad"' if d["cap_exceeded"] else ""
+    return (
+        f"<tr><td>{d['date']}</td><td>{d['weekday']}</td><td>{d['capacity']}</td>"
+        f"<td>{d['sent']}</td><td>{d['campaign_sent']}</td><td>{d['warmup_sent']}</td>"
+        f"<td>{d['utilization']:.0%}</td><td>{d['sent_by_mailbox_max']}</td>"
+        f"<td{bad}>{d['cap_exceeded']}</td><td>{escape(states)}</td>"
+        f"<td>{d['hard_bounces']} / {d['complaints']}</td><td>{pauses}{graduated}</td></tr>"
+    )
 
 
 def _axis(width: int, height: int, pad: int, top: float, days: list[dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.utils.safestring import SafeString
 
 from outreach.campaigns.models import Lead
-from outreach.dashboard import charts, queries
+from outreach.dashboard import campaign_rows, charts, queries
 from outreach.metrics.models import DailyRollup
 from outreach.pool.models import Mailbox, PoolSettings, StateChange
 
@@ -94,21 +94,15 @@ def _not_sending_by_day(
 
 
 def chart(series: list[dict[str, Any]], capacity_today: int) -> SafeString:
-    labels = [f"{d['day']:%d %b}" for d in series]
-    sends = charts.bar_chart(
-        labels,
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-            charts.Series("complaints", [d["complained"] for d in series], "bar-complained"),
-        ],
+    sends = charts.sends_chart(
+        series,
+        complaints=True,
         line=capacity_today,
         line_label="capacity today",
         title=f"Sent, replies, bounces and complaints, last {len(series)} days",
     )
     stopped = charts.bar_chart(
-        labels,
+        [f"{d['day']:%d %b}" for d in series],
         charts.Series("mailboxes not sending", [d["not_sending"] for d in series], "bar-bounced"),
         title=f"Mailboxes paused or in cooldown, last {len(series)} days",
     )
@@ -141,15 +135,7 @@ def campaign_daily(pool: PoolSettings, campaign_id: int, days: int = 30) -> list
 
 
 def campaign_chart(series: list[dict[str, Any]]) -> SafeString:
-    return charts.bar_chart(
-        [f"{d['day']:%d %b}" for d in series],
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-        ],
-        title=f"Sent, replies and bounces, last {len(series)} days",
-    )
+    return charts.sends_chart(series, title=f"Sent, replies and bounces, last {len(series)} days")
 
 
 def funnel_stages(sent: int, delivered: int, replied: int, interested: int) -> list[Stage]:
@@ -167,10 +153,10 @@ def funnel_stages(sent: int, delivered: int, replied: int, interested: int) -> l
 
 def campaign_funnel(campaign_id: int, totals: dict[str, int] | None = None) -> list[Stage]:
     """Sent → delivered → replied (the rollups, all time; ``totals`` of
-    :func:`outreach.dashboard.queries.outcome_totals` when the caller has them) → interested
+    :func:`outreach.dashboard.campaign_rows.outcome_totals` when the caller has them) → interested
     (leads of the campaign whose reply was labeled interested). Two queries, or one."""
     if totals is None:
-        totals = queries.outcome_totals(queries.campaign_outcomes(campaign_id))
+        totals = campaign_rows.outcome_totals(campaign_rows.campaign_outcomes(campaign_id))
     interested = (
         Lead.objects.filter(enrollments__campaign_id=campaign_id, interested_at__isnull=False)
         .distinct()

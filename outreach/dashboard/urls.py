@@ -1,6 +1,14 @@
 from django.urls import path
 
-from outreach.dashboard import alert_pages, cockpit, inbox, plan_page, views, webhooks
+from outreach.dashboard import (
+    alert_pages,
+    cockpit,
+    inbox,
+    plan_page,
+    suppression_pages,
+    views,
+    webhooks,
+)
 
 app_name = "dashboard"
 urlpatterns = [
@@ -16,14 +24,18 @@ urlpatterns = [
     path("campaigns/<slug:slug>/state", views.campaign_state, name="campaign_state"),
     path("events/", views.event_list, name="events"),
     path("audit/", views.audit_log, name="audit"),
-    path("suppression/", views.suppression_list, name="suppression"),
-    path("suppression/add", views.suppression_add, name="suppression_add"),
-    path("suppression/<int:pk>/remove", views.suppression_remove, name="suppression_remove"),
-    path("suppression.csv", views.suppression_export, name="suppression_export"),
+    path("suppression/", suppression_pages.suppression_list, name="suppression"),
+    path("suppression/add", suppression_pages.suppression_add, name="suppression_add"),
+    path(
+        "suppression/<int:pk>/remove",
+        suppression_pages.suppression_remove,
+        name="suppression_remove",
+    ),
+    path("suppression.csv", suppression_pages.suppression_export, name="suppression_export"),
     path("plan/", plan_page.capacity_plan, name="plan"),
     path("alerts/", alert_pages.alert_list, name="alerts"),
     path("alerts/ack", alert_pages.alert_ack_many, name="alert_ack_many"),
-    path("alerts/<int:pk>/ack", views.alert_ack, name="alert_ack"),
+    path("alerts/<int:pk>/ack", alert_pages.alert_ack, name="alert_ack"),
     path("leads/import", views.lead_import_form, name="lead_import_form"),
     path("leads/import/upload", views.lead_import, name="lead_import"),
     path("inbox/", inbox.inbox, name="inbox"),

@@ -2,7 +2,8 @@
 
 Every page needs a login (the project's LoginRequiredMiddleware); every action is POST only,
 CSRF-protected and staff only (:func:`staff_required`). Pages read through
-:mod:`outreach.dashboard.queries` (a fixed number of queries per page) and act through
+:mod:`outreach.dashboard.pool_rows`, :mod:`~outreach.dashboard.campaign_rows` and
+:mod:`~outreach.dashboard.costs` (a fixed number of queries per page) and act through
 :mod:`outreach.dashboard.actions` (which goes through the owning apps).
 """
 
@@ -17,29 +18,30 @@ from typing import Any
 from axes.models import AccessFailureLog
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from outreach.campaigns.leads import ImportReport, import_leads
-from outreach.campaigns.models import Campaign, Suppression
+from outreach.campaigns.leadrows import ImportReport
+from outreach.campaigns.leads import import_leads
+from outreach.campaigns.models import Campaign
 from outreach.dashboard import (
     actions,
     attention,
+    campaign_rows,
     charts,
+    costs,
     forms,
     mailbox_table,
+    pool_rows,
     queries,
     recipient_mix,
     trends,
 )
 from outreach.dashboard.engagement import add_engagement, mailbox_engagement
-from outreach.dashboard.exports import csv_lines
 from outreach.events.models import Event
-from outreach.lib import clock
 from outreach.metrics import abtest
 from outreach.pool.models import DnsCheck, Mailbox, PoolSettings, StateChange
 from outreach.scheduler.capacity import domain_holds
@@ -80,6 +82,27 @@ def _form_errors(request: HttpRequest, form: Any) -> None:
             messages.error(request, f"{field}: {error}" if field != "__all__" else error)
 
 
+def page_after(
+    request: HttpRequest,
+    qs: QuerySet[Any],
+    cursor: tuple[Any, int] | None,
+    at: str,
+    size: int = PAGE_SIZE,
+) -> tuple[list[Any], str | None]:
+    """One page of a list ordered newest first by (``at``, id): the rows after ``cursor`` (the
+    last (time, id) of the page before, from the filter form's ``before``), and the query
+    string of the next page, None on the last one."""
+    if cursor:
+        qs = qs.filter(Q(**{f"{at}__lt": cursor[0]}) | Q(**{at: cursor[0], "id__lt": cursor[1]}))
+    rows = list(qs[: size + 1])
+    if len(rows) <= size:
+        return rows, None
+    rows = rows[:size]
+    params = request.GET.copy()
+    params["before"] = f"{getattr(rows[-1], at).isoformat()}~{rows[-1].pk}"
+    return rows, params.urlencode()
+
+
 # Overview ------------------------------------------------------------------------------------
 
 
@@ -92,73 +115,93 @@ def overview(request: HttpRequest) -> HttpResponse:
     window_counts = queries.window_event_counts(pool)
     # What holds each domain, read once for both lists (three queries saved).
     holds = domain_holds()
-    mailboxes = queries.mailbox_rows(
+    mailboxes = pool_rows.mailbox_rows(
         pool, last_event=False, window_counts=window_counts, holds=holds
     )
-    domains = queries.domain_rows(pool, mailboxes, holds)
-    window_days = pool.thresholds.window_days
-    # The window's sends per day, read once for the rates and the chart.
-    sent_days = queries.sent_by_day(pool, window_days)
-    rates, checks = queries.pool_rates(pool, window_counts, sent_days)
-    unknown_total, unknown = queries.unknown_messages()
-    by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
-    for row in mailboxes:
-        by_state[row.mailbox.state] += 1
-    series = queries.daily_series(
-        pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
-    )
-    today_use = queries.global_today(pool, mailboxes, domains)
-    chart = charts.bar_chart(
-        [f"{d['day']:%d %b}" for d in series],
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-        ],
-        # Today's capacity, not the global cap: a 1,500 line would flatten a 200-a-day pool.
-        line=today_use["capacity"],
-        line_label="capacity today",
-        title=f"Pool sends, last {window_days} days",
-    )
-    statuses = {c.name: c.status for c in checks}
-    held_domains = sum(1 for d in domains if d.held)
-    recipients, recipient_totals = recipient_mix.rows(pool)
+    domains = pool_rows.domain_rows(pool, mailboxes, holds)
+    today_use = pool_rows.global_today(pool, mailboxes, domains)
     return render(
         request,
         "dashboard/overview.html",
         {
+            **_pool_health(pool, window_counts, mailboxes, domains, today_use),
+            **_pool_trends(pool, form.cleaned_data["trend"], mailboxes, today_use["capacity"]),
             "attention": attention.rows(pool, mailboxes, domains),
-            "trend_days": form.cleaned_data["trend"],
-            "trend_spans": trends.SPANS,
-            "trend_chart": trends.chart(
-                trends.daily(
-                    pool,
-                    form.cleaned_data["trend"],
-                    {r.mailbox.pk: r.mailbox.state for r in mailboxes},
-                ),
-                today_use["capacity"],
-            ),
-            "health": attention.judge(by_state, statuses, held_domains, len(domains)),
             "today": queries.pool_day(pool),
-            "window_days": window_days,
             "pool": pool,
             "thresholds": pool.thresholds,
             "global": today_use,
             "domains": domains,
-            "by_state": by_state,
-            "rates": rates,
-            "checks": checks,
-            "alerts": queries.open_alerts(),
-            "providers": queries.provider_rows(),
-            "recipients": recipients,
-            "recipient_totals": recipient_totals,
-            "unknown_total": unknown_total,
-            "unknown": unknown,
-            "unknown_form": forms.UnknownMessageForm(),
-            "cost": queries.month_cost(pool, [d.domain for d in domains]),
-            "chart": chart,
+            "alerts": pool_rows.open_alerts(),
+            "providers": pool_rows.provider_rows(),
+            **_unknown_messages(),
+            "cost": costs.month_cost(pool, [d.domain for d in domains]),
         },
     )
+
+
+def _pool_health(
+    pool: PoolSettings,
+    window_counts: queries.WindowCounts,
+    mailboxes: list[pool_rows.MailboxRow],
+    domains: list[pool_rows.DomainRow],
+    today_use: dict[str, int],
+) -> dict[str, Any]:
+    """The overview's health: mailboxes by state, the window's rates judged, the verdict, and
+    the window's chart against today's capacity."""
+    window_days = pool.thresholds.window_days
+    # The window's sends per day, read once for the rates and the chart.
+    sent_days = pool_rows.sent_by_day(pool, window_days)
+    rates, checks = pool_rows.pool_rates(pool, window_counts, sent_days)
+    by_state: dict[str, int] = {state: 0 for state in Mailbox.State.values}
+    for row in mailboxes:
+        by_state[row.mailbox.state] += 1
+    series = pool_rows.daily_series(
+        pool, window_days, per_day=window_counts.by_day, sent_days=sent_days
+    )
+    statuses = {c.name: c.status for c in checks}
+    held_domains = sum(1 for d in domains if d.held)
+    return {
+        "health": attention.judge(by_state, statuses, held_domains, len(domains)),
+        "window_days": window_days,
+        "by_state": by_state,
+        "rates": rates,
+        "checks": checks,
+        "chart": charts.sends_chart(
+            series,
+            # Today's capacity, not the global cap: a 1,500 line would flatten a 200-a-day pool.
+            line=today_use["capacity"],
+            line_label="capacity today",
+            title=f"Pool sends, last {window_days} days",
+        ),
+    }
+
+
+def _pool_trends(
+    pool: PoolSettings, days: int, mailboxes: list[pool_rows.MailboxRow], capacity: int
+) -> dict[str, Any]:
+    """The overview's trends over ``days`` and its recipients' mix."""
+    recipients, recipient_totals = recipient_mix.rows(pool)
+    return {
+        "trend_days": days,
+        "trend_spans": trends.SPANS,
+        "trend_chart": trends.chart(
+            trends.daily(pool, days, {r.mailbox.pk: r.mailbox.state for r in mailboxes}),
+            capacity,
+        ),
+        "recipients": recipients,
+        "recipient_totals": recipient_totals,
+    }
+
+
+def _unknown_messages() -> dict[str, Any]:
+    """The messages in doubt, for the operator to decide on."""
+    unknown_total, unknown = pool_rows.unknown_messages()
+    return {
+        "unknown_total": unknown_total,
+        "unknown": unknown,
+        "unknown_form": forms.UnknownMessageForm(),
+    }
 
 
 @require_POST
@@ -185,7 +228,7 @@ def resolve_unknown(request: HttpRequest, pk: int) -> HttpResponse:
 # Mailboxes -----------------------------------------------------------------------------------
 
 
-def _with_links(rows: list[queries.MailboxRow]) -> list[queries.MailboxRow]:
+def _with_links(rows: list[pool_rows.MailboxRow]) -> list[pool_rows.MailboxRow]:
     """Each row's page link, from one reverse() instead of one per row."""
     pattern = reverse("dashboard:mailbox", args=[987654321])
     for row in rows:
@@ -199,7 +242,7 @@ def mailbox_list(request: HttpRequest) -> HttpResponse:
     form = forms.MailboxFilterForm(request.GET)
     if not form.is_valid():
         return _bad_query(request, form)
-    rows = _with_links(queries.mailbox_rows(pool))
+    rows = _with_links(pool_rows.mailbox_rows(pool))
     state = form.cleaned_data["state"]
     if state:
         rows = [r for r in rows if r.mailbox.state == state]
@@ -223,16 +266,11 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pool = PoolSettings.load()
     mailbox = get_object_or_404(Mailbox.objects.select_related("domain", "provider"), pk=pk)
     today = queries.pool_day(pool)
-    series = queries.daily_series(pool, 30, mailbox=mailbox)
+    series = pool_rows.daily_series(pool, 30, mailbox=mailbox)
     cap = mailbox.cap_today(pool, today)
-    chart = charts.bar_chart(
-        [f"{d['day']:%d %b}" for d in series],
-        charts.Series("sent", [d["sent"] for d in series], "bar-sent"),
-        overlays=[
-            charts.Series("replied", [d["replied"] for d in series], "bar-replied"),
-            charts.Series("bounced", [d["bounced"] for d in series], "bar-bounced"),
-            charts.Series("complaints", [d["complained"] for d in series], "bar-complained"),
-        ],
+    chart = charts.sends_chart(
+        series,
+        complaints=True,
         line=cap,
         line_label="cap today",
         title=f"{mailbox.address}, last 30 days",
@@ -242,7 +280,7 @@ def mailbox_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "dashboard/mailbox_detail.html",
         {
             "mailbox": mailbox,
-            "row": queries.mailbox_rows(pool, mailbox=mailbox)[0],
+            "row": pool_rows.mailbox_rows(pool, mailbox=mailbox)[0],
             "series": series,
             "chart": chart,
             "audit": list(
@@ -293,7 +331,7 @@ def mailbox_action(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def domain_list(request: HttpRequest) -> HttpResponse:
     pool = PoolSettings.load()
-    rows = queries.domain_rows(pool, queries.mailbox_rows(pool, last_event=False))
+    rows = pool_rows.domain_rows(pool, pool_rows.mailbox_rows(pool, last_event=False))
     return render(
         request,
         "dashboard/domains.html",
@@ -314,7 +352,9 @@ def _latest_dns_checks() -> dict[int, Any]:
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
     return render(
-        request, "dashboard/campaigns.html", {"rows": queries.campaign_rows(), "today": _today()}
+        request,
+        "dashboard/campaigns.html",
+        {"rows": campaign_rows.campaign_rows(), "today": _today()},
     )
 
 
@@ -322,9 +362,9 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_object_or_404(Campaign, slug=slug)
     # The campaign's rollups per step and variant, read once for its row, steps and funnel.
-    outcomes = queries.campaign_outcomes(campaign.pk)
-    row = queries.campaign_rows(campaign, outcomes)[0]
-    steps = queries.campaign_steps(campaign, outcomes)
+    outcomes = campaign_rows.campaign_outcomes(campaign.pk)
+    row = campaign_rows.campaign_rows(campaign, outcomes)[0]
+    steps = campaign_rows.campaign_steps(campaign, outcomes)
     # Each step's A/B verdict on reply rates (outreach.metrics.abtest names its test).
     verdicts = {
         s.step.pk: abtest.verdict(
@@ -345,7 +385,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "daily_chart": trends.campaign_chart(
                 trends.campaign_daily(PoolSettings.load(), campaign.pk)
             ),
-            "funnel": trends.campaign_funnel(campaign.pk, queries.outcome_totals(outcomes)),
+            "funnel": trends.campaign_funnel(campaign.pk, campaign_rows.outcome_totals(outcomes)),
             "state_form": forms.CampaignStateForm(),
         },
     )
@@ -386,18 +426,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(campaign_id=filters["campaign"])
     if "recipient" in filters:
         qs = qs.filter(recipient=filters["recipient"].strip().lower())
-    cursor = filters.get("before")
-    if cursor:
-        qs = qs.filter(Q(occurred_at__lt=cursor[0]) | Q(occurred_at=cursor[0], id__lt=cursor[1]))
-    events = list(qs[: PAGE_SIZE + 1])
-    more = len(events) > PAGE_SIZE
-    events = events[:PAGE_SIZE]
-    next_query = None
-    if more:
-        params = request.GET.copy()
-        last = events[-1]
-        params["before"] = f"{last.occurred_at.isoformat()}~{last.pk}"
-        next_query = params.urlencode()
+    events, next_query = page_after(request, qs, filters.get("before"), "occurred_at")
     return render(
         request,
         "dashboard/events.html",
@@ -424,16 +453,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(actor__icontains=actor)
     if form.cleaned_data["mailbox"]:
         qs = qs.filter(mailbox_id=form.cleaned_data["mailbox"])
-    cursor = form.cleaned_data["before"]
-    if cursor:
-        qs = qs.filter(Q(at__lt=cursor[0]) | Q(at=cursor[0], id__lt=cursor[1]))
-    rows = list(qs[: PAGE_SIZE + 1])
-    next_query = None
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        params = request.GET.copy()
-        params["before"] = f"{rows[-1].at.isoformat()}~{rows[-1].pk}"
-        next_query = params.urlencode()
+    rows, next_query = page_after(request, qs, form.cleaned_data["before"], "at")
     # Failed logins (django-axes), newest first; a locked-out one is flagged.
     failed_logins = AccessFailureLog.objects.order_by("-attempt_time")[:FAILED_LOGINS_SHOWN]
     return render(
@@ -446,112 +466,6 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "failed_logins": list(failed_logins),
         },
     )
-
-
-# Suppression ---------------------------------------------------------------------------------
-
-
-@require_GET
-def suppression_list(request: HttpRequest) -> HttpResponse:
-    form = forms.SuppressionFilterForm(request.GET)
-    if not form.is_valid():
-        return _bad_query(request, form)
-    q = form.cleaned_data["q"].strip().lower()
-    qs = Suppression.objects.order_by("-created_at", "-id")
-    if q:
-        qs = qs.filter(value__contains=q)
-    rows = list(qs[: PAGE_SIZE * 2])
-    by_source = dict(
-        Suppression.objects.values("source").annotate(n=Count("id")).values_list("source", "n")
-    )
-    return render(
-        request,
-        "dashboard/suppression.html",
-        {
-            "rows": rows,
-            "q": q,
-            "truncated": len(rows) == PAGE_SIZE * 2,
-            "by_source": by_source,
-            "total": sum(by_source.values()),
-            "add_form": forms.SuppressionAddForm(),
-        },
-    )
-
-
-@require_POST
-@staff_required
-def suppression_add(request: HttpRequest) -> HttpResponse:
-    form = forms.SuppressionAddForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-        return redirect("dashboard:suppression")
-    try:
-        added = actions.add_suppression(
-            form.cleaned_data["value"],
-            form.cleaned_data["kind"],
-            reason=form.cleaned_data["reason"],
-            actor=_actor(request),
-        )
-    except actions.ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        value = form.cleaned_data["value"].strip().lower()
-        if added:
-            messages.success(request, f"{value} is suppressed.")
-        else:
-            messages.info(request, f"{value} was already suppressed.")
-    return redirect("dashboard:suppression")
-
-
-@require_POST
-@staff_required
-def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    form = forms.ReasonForm(request.POST)
-    if not form.is_valid():
-        _form_errors(request, form)
-        return redirect("dashboard:suppression")
-    try:
-        entry = actions.remove_suppression(
-            pk, reason=form.cleaned_data["reason"], actor=_actor(request)
-        )
-    except actions.ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{entry.value} is no longer suppressed.")
-    return redirect("dashboard:suppression")
-
-
-@require_GET
-def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
-    rows = (
-        Suppression.objects.order_by("kind", "value")
-        .values_list("kind", "value", "source", "reason", "created_by", "created_at")
-        .iterator(chunk_size=2000)
-    )
-    response = StreamingHttpResponse(
-        csv_lines(["kind", "value", "source", "reason", "created_by", "created_at"], rows),
-        content_type="text/csv; charset=utf-8",
-    )
-    stamp = clock.now().strftime("%Y%m%d")
-    response["Content-Disposition"] = f'attachment; filename="suppression-{stamp}.csv"'
-    return response
-
-
-# Alerts --------------------------------------------------------------------------------------
-
-
-@require_POST
-@staff_required
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
-    if actions.acknowledge_alert(pk, actor=_actor(request)):
-        messages.success(request, "Alert acknowledged.")
-    target = request.POST.get("next", "")
-    # Only back to a page of this site: never an open redirect to wherever "next" says.
-    if not url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        target = reverse("dashboard:alerts")
-    return redirect(target)
 
 
 # Lead import ---------------------------------------------------------------------------------

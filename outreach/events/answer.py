@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -94,6 +95,27 @@ def send_answer(mail: InboundMail, text: str, *, actor: str) -> Message:
 
     Raises :class:`AnswerRefused` with the reason when it cannot be sent.
     """
+    text = _checked_text(mail, text)
+    mailbox = _answering_mailbox(mail)
+    now = clock.now()
+    message = _new_reply(mail, mailbox, actor=actor, now=now)
+    _count(message, mailbox)
+    Answer.objects.create(mail=mail, message=message, text=text, actor=actor[:150], at=now)
+    raw, envelope = _build(message, mailbox, f"{text}\n\n{quoted(mail)}\n")
+    result = _call_provider(message, mailbox, raw, envelope)
+    sent_at = clock.now()
+    _finish(
+        message,
+        Message.State.SENT,
+        sent_at=sent_at,
+        provider_message_id=result.provider_message_id[:255],
+    )
+    InboundMail.objects.filter(pk=mail.pk).update(answered_at=sent_at)
+    return message
+
+
+def _checked_text(mail: InboundMail, text: str) -> str:
+    """The answer's text, stripped; refused when empty, too long or with no one to answer."""
     text = text.strip()
     if not text:
         raise AnswerRefused("the answer is empty")
@@ -101,22 +123,30 @@ def send_answer(mail: InboundMail, text: str, *, actor: str) -> Message:
         raise AnswerRefused(f"the answer is longer than {MAX_ANSWER_CHARS} characters")
     if not mail.from_address:
         raise AnswerRefused("the mail has no sender address to answer")
+    return text
+
+
+def _answering_mailbox(mail: InboundMail) -> Mailbox:
+    """The mailbox that received ``mail``; refused when it cannot send at all."""
     mailbox = Mailbox.objects.select_related("domain", "provider", "domain__provider").get(
         pk=mail.mailbox_id
     )
     why = refusal(standing_of(mailbox))
     if why:
         raise AnswerRefused(why)
-    account = mailbox.provider_account
-    now = clock.now()
+    return mailbox
+
+
+def _new_reply(mail: InboundMail, mailbox: Mailbox, *, actor: str, now: datetime) -> Message:
+    """The answer's ``reply`` message in the thread, committed as ``sending``."""
     thread = mail.references.split() + ([mail.message_id_header] if mail.message_id_header else [])
     references = " ".join(dict.fromkeys(thread))
-    message = Message.objects.create(
+    return Message.objects.create(
         kind=Message.Kind.REPLY,
         to_email=mail.from_address,
         to_domain=mail.from_address.rpartition("@")[2],
         mailbox=mailbox,
-        provider_account=account,
+        provider_account=mailbox.provider_account,
         state=Message.State.SENDING,
         subject=answer_subject(mail.subject),
         message_id_header=mime.new_message_id(mailbox.domain.name),
@@ -127,13 +157,18 @@ def send_answer(mail: InboundMail, text: str, *, actor: str) -> Message:
         created_at=now,
         updated_at=now,
     )
-    _count(message, mailbox)
-    Answer.objects.create(mail=mail, message=message, text=text, actor=actor[:150], at=now)
-    raw, envelope = _build(message, mailbox, f"{text}\n\n{quoted(mail)}\n")
+
+
+def _call_provider(
+    message: Message, mailbox: Mailbox, raw: bytes, envelope: base.Envelope
+) -> base.SendResult:
+    """The provider's answer to the send; the message ends ``failed`` on a refusal and
+    ``unknown`` on anything else, and :class:`AnswerRefused` says which."""
+    account = mailbox.provider_account
     try:
         provider = base.build(account.kind, account.settings, account.secrets)
         try:
-            result = provider.send(raw, envelope)
+            return provider.send(raw, envelope)
         finally:
             provider.close()
     except base.SendError as err:
@@ -143,15 +178,6 @@ def send_answer(mail: InboundMail, text: str, *, actor: str) -> Message:
         log.exception("answer %s: provider call ended unexpectedly", message.pk)
         _finish(message, Message.State.UNKNOWN, last_error=repr(exc)[:2000])
         raise AnswerRefused(f"unknown whether it was sent: {exc}") from exc
-    sent_at = clock.now()
-    _finish(
-        message,
-        Message.State.SENT,
-        sent_at=sent_at,
-        provider_message_id=result.provider_message_id[:255],
-    )
-    InboundMail.objects.filter(pk=mail.pk).update(answered_at=sent_at)
-    return message
 
 
 def _count(message: Message, mailbox: Mailbox) -> None:

@@ -7,7 +7,7 @@ class EventsConfig(AppConfig):
 
     def ready(self) -> None:
         from outreach.events import counts, inbox, outgoing, record, tracking, unsubscribe
-        from outreach.pool import config
+        from outreach.pool import config_spec
         from outreach.providers.simulated import sender as simulated
         from outreach.scheduler import evidence
         from outreach.sending import hooks
@@ -28,6 +28,6 @@ class EventsConfig(AppConfig):
         # The simulated provider's notifications come due here, as a webhook's would.
         simulated.set_recorder(record.record_simulated)
         # `outreach apply` reads the [[webhooks]] of pool.toml; the endpoints are ours.
-        config.register_webhook_section(
-            config.WebhookSection(outgoing.EVENT_TYPES, outgoing.apply_endpoints)
+        config_spec.register_webhook_section(
+            config_spec.WebhookSection(outgoing.EVENT_TYPES, outgoing.apply_endpoints)
         )

@@ -36,7 +36,8 @@ from outreach.events.signals import event_recorded
 from outreach.lib import clock
 from outreach.lib.loop import Loop
 from outreach.lib.secrets import SecretError, resolve
-from outreach.pool.config import Plan, WebhookSpec, diff, resolve_secrets
+from outreach.pool.config_apply import diff, resolve_secrets
+from outreach.pool.config_spec import Plan, WebhookSpec
 from outreach.pool.models import Mailbox, StateChange
 
 log = logging.getLogger(__name__)

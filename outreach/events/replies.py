@@ -64,27 +64,70 @@ def keep_mail(
 ) -> InboundMail | None:
     """Store the mail if it belongs to us and apply its label; None when it was stored
     already or is not ours (then counted as skipped)."""
+    lead = _lead_of(content, ours)
+    kind = _kind_of(content, ours, lead)
+    if kind is None:
+        _count_skip(mailbox)
+        return None
+    if InboundMail.objects.filter(mailbox=mailbox, key=content.key).exists():
+        return None
+    mail = _inbound_mail(content, verdict, mailbox, ours, lead, kind=kind, folder=folder)
+    try:
+        with transaction.atomic():
+            mail.save(force_insert=True)
+    except IntegrityError:  # another reader stored it a moment ago
+        return None
+    apply_label(mail, verdict.label)
+    outgoing.emit(
+        "reply.received",
+        {**outgoing.mail_summary(mail), "label": mail.label, "reason": mail.label_reason},
+        key=f"reply.received:{mail.pk}",
+    )
+    return mail
+
+
+def _lead_of(content: Content, ours: Message | None) -> Lead | None:
+    """The lead of our message's enrollment, else the lead with the sender's address."""
     lead = None
     if ours is not None and ours.enrollment_id is not None:
         lead = Lead.objects.filter(enrollments__pk=ours.enrollment_id).first()
     if lead is None and content.from_address:
         lead = Lead.objects.filter(email__iexact=content.from_address).first()
+    return lead
+
+
+def _kind_of(content: Content, ours: Message | None, lead: Lead | None) -> str | None:
+    """What the mail is to us: a delivery report, a reply, a lead's own mail; None if not ours."""
     if content.is_report:
-        kind = InboundMail.Kind.DSN
-    elif ours is not None:
-        kind = InboundMail.Kind.REPLY
-    elif lead is not None:
-        kind = InboundMail.Kind.LEAD_MAIL
-    else:
-        _count_skip(mailbox)
-        return None
-    if InboundMail.objects.filter(mailbox=mailbox, key=content.key).exists():
-        return None
+        return InboundMail.Kind.DSN
+    if ours is not None:
+        return InboundMail.Kind.REPLY
+    if lead is not None:
+        return InboundMail.Kind.LEAD_MAIL
+    return None
+
+
+def _enrollment_of(ours: Message | None, lead: Lead | None) -> int | None:
+    """Our message's enrollment, else the lead's latest."""
     enrollment_id = ours.enrollment_id if ours is not None else None
     if enrollment_id is None and lead is not None:
         latest = lead.enrollments.order_by("-created_at", "-pk").first()
         enrollment_id = latest.pk if latest is not None else None
-    mail = InboundMail(
+    return enrollment_id
+
+
+def _inbound_mail(
+    content: Content,
+    verdict: Verdict,
+    mailbox: Mailbox,
+    ours: Message | None,
+    lead: Lead | None,
+    *,
+    kind: str,
+    folder: str,
+) -> InboundMail:
+    """The row to store for the mail (not saved)."""
+    return InboundMail(
         mailbox=mailbox,
         key=content.key,
         kind=kind,
@@ -107,7 +150,7 @@ def keep_mail(
         problems=content.problems,
         message=ours,
         lead=lead,
-        enrollment_id=enrollment_id,
+        enrollment_id=_enrollment_of(ours, lead),
         campaign_id=ours.campaign_id if ours is not None else None,
         label=verdict.label,
         label_reason=verdict.reason[:500],
@@ -115,18 +158,6 @@ def keep_mail(
         referred_address=verdict.referred_address[:254],
         occurred_at=content.date or clock.now(),
     )
-    try:
-        with transaction.atomic():
-            mail.save(force_insert=True)
-    except IntegrityError:  # another reader stored it a moment ago
-        return None
-    apply_label(mail, verdict.label)
-    outgoing.emit(
-        "reply.received",
-        {**outgoing.mail_summary(mail), "label": mail.label, "reason": mail.label_reason},
-        key=f"reply.received:{mail.pk}",
-    )
-    return mail
 
 
 def _count_skip(mailbox: Mailbox) -> None:

@@ -9,6 +9,8 @@ query string longer than any client sends is a 400, and a flood of one message's
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -51,63 +53,76 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
-@login_not_required
-@require_http_methods(["GET", "HEAD"])
-def pixel(request: HttpRequest, token: str) -> HttpResponse:
+@dataclass(frozen=True)
+class _Fetch:
+    """One tracking URL a token stands for, and what its fetch answers."""
+
+    message_pk: int
+    kind: str  # "o" the pixel, "c" a link
+    answer: HttpResponse  # recorded or not
+    flooded: HttpResponse  # when the message's URLs are flooded: nothing is recorded
+    click: tracking.ClickTarget | None = None
+
+
+def _serve(request: HttpRequest, read: Callable[[], _Fetch | None]) -> HttpResponse:
+    """The shape both URLs share: the query check, the token, the rate limit, the visitor's
+    class, and the event recorded once per message, kind and class."""
     refused = _common(request)
     if refused is not None:
         return refused
-    message_pk = tracking.read_open(token)
-    facts = tracking.message_facts(message_pk) if message_pk is not None else None
-    if message_pk is None or facts is None:
+    fetch = read()
+    facts = tracking.message_facts(fetch.message_pk) if fetch is not None else None
+    if fetch is None or facts is None:
         return _not_found()
-    if not tracking.allow(message_pk):
-        return HttpResponse(status=429)
+    if not tracking.allow(fetch.message_pk):
+        return fetch.flooded
     agent, ip = request.META.get("HTTP_USER_AGENT", ""), _client_ip(request)
+    click = fetch.click
     visit = visitors.classify(
         method=request.method or "GET",
         user_agent=agent,
         ip=ip,
         seconds_since_sent=tracking.seconds_since_sent(facts),
+        is_click=click is not None,
+        opened_before=click is None
+        or not click.opens_tracked
+        or tracking.opened_before(click.message_pk),
     )
-    tracking.record_visit(message_pk, facts, visit, kind="o", user_agent=agent, ip=ip)
-    return _no_store(HttpResponse(tracking.PIXEL, content_type="image/gif"))
+    extra = {"link": click.index, "url": click.url[:500]} if click is not None else None
+    tracking.record_visit(
+        fetch.message_pk, facts, visit, kind=fetch.kind, user_agent=agent, ip=ip, extra=extra
+    )
+    return fetch.answer
+
+
+def _open_of(token: str) -> _Fetch | None:
+    message_pk = tracking.read_open(token)
+    if message_pk is None:
+        return None
+    pixel_gif = _no_store(HttpResponse(tracking.PIXEL, content_type="image/gif"))
+    return _Fetch(message_pk, "o", answer=pixel_gif, flooded=HttpResponse(status=429))
+
+
+def _click_of(token: str) -> _Fetch | None:
+    target = tracking.read_click(token)
+    if target is None:
+        return None
+    # The person still reaches the link when the message's URLs are flooded; only the
+    # recording stops.
+    redirect = _no_store(HttpResponseRedirect(target.url))
+    return _Fetch(target.message_pk, "c", answer=redirect, flooded=redirect, click=target)
+
+
+@login_not_required
+@require_http_methods(["GET", "HEAD"])
+def pixel(request: HttpRequest, token: str) -> HttpResponse:
+    return _serve(request, lambda: _open_of(token))
 
 
 @login_not_required
 @require_http_methods(["GET", "HEAD"])
 def click(request: HttpRequest, token: str) -> HttpResponse:
-    refused = _common(request)
-    if refused is not None:
-        return refused
-    target = tracking.read_click(token)
-    facts = tracking.message_facts(target.message_pk) if target is not None else None
-    if target is None or facts is None:
-        return _not_found()
-    # The person still reaches the link when the message's URLs are flooded; only the
-    # recording stops.
-    redirect = _no_store(HttpResponseRedirect(target.url))
-    if not tracking.allow(target.message_pk):
-        return redirect
-    agent, ip = request.META.get("HTTP_USER_AGENT", ""), _client_ip(request)
-    visit = visitors.classify(
-        method=request.method or "GET",
-        user_agent=agent,
-        ip=ip,
-        seconds_since_sent=tracking.seconds_since_sent(facts),
-        is_click=True,
-        opened_before=not target.opens_tracked or tracking.opened_before(target.message_pk),
-    )
-    tracking.record_visit(
-        target.message_pk,
-        facts,
-        visit,
-        kind="c",
-        user_agent=agent,
-        ip=ip,
-        extra={"link": target.index, "url": target.url[:500]},
-    )
-    return redirect
+    return _serve(request, lambda: _click_of(token))
 
 
 @login_not_required

@@ -45,12 +45,23 @@ def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> l
 
 def render() -> str:
     pool = PoolSettings.load()
-    limits = pool.limits
-    day = clock.today(pool.timezone)
     mailboxes = {m.pk: m for m in Mailbox.objects.select_related("domain")}
     domains = {d.pk: d for d in Domain.objects.all()}
     providers = {p.pk: p for p in ProviderAccount.objects.all()}
+    out = _rollup_families(mailboxes, providers)
+    out += _state_families(mailboxes, domains)
+    out += _cap_families(pool, mailboxes, domains)
+    out += _message_families()
+    for families in _more_families:
+        out += families()
+    return "\n".join(out) + "\n"
 
+
+def _rollup_families(
+    mailboxes: dict[int, Mailbox], providers: dict[int, ProviderAccount]
+) -> list[str]:
+    """The rollups' counters: sends, failures and events per mailbox and provider, and the
+    campaigns' per step and variant."""
     per_mailbox = (
         DailyRollup.objects.values("mailbox_id", "provider_id")
         .annotate(**{name: Sum(name) for name in COUNTERS})
@@ -91,7 +102,12 @@ def render() -> str:
         " clicked_human are the estimates of people (opened and clicked count every visitor).",
         _campaign_samples(),
     )
-    out += family(
+    return out
+
+
+def _state_families(mailboxes: dict[int, Mailbox], domains: dict[int, Domain]) -> list[str]:
+    """The state each mailbox and each domain is in."""
+    out = family(
         "outreach_mailbox_state",
         "gauge",
         "1 for the state each mailbox is in.",
@@ -106,7 +122,15 @@ def render() -> str:
         "1 for the state each domain is in.",
         [({"domain": d.name, "state": d.state}, 1) for d in domains.values()],
     )
+    return out
 
+
+def _cap_families(
+    pool: PoolSettings, mailboxes: dict[int, Mailbox], domains: dict[int, Domain]
+) -> list[str]:
+    """Today's caps and the units of each used: per mailbox, domain and the whole pool."""
+    limits = pool.limits
+    day = clock.today(pool.timezone)
     used = DailyCounter.objects.filter(day=day).values_list("scope", "key", "used")
     cap_used: list[Sample] = []
     cap_limit: list[Sample] = []
@@ -125,11 +149,15 @@ def render() -> str:
         else:
             continue
         cap_used.append((labels, n))
-    out += family("outreach_cap_used", "gauge", "Units of today's caps used.", cap_used)
+    out = family("outreach_cap_used", "gauge", "Units of today's caps used.", cap_used)
     out += family("outreach_cap_limit", "gauge", "Today's caps.", cap_limit)
+    return out
 
+
+def _message_families() -> list[str]:
+    """Messages by state, and the webhook requests refused."""
     states = Message.objects.values("state").annotate(n=Count("id")).order_by("state")
-    out += family(
+    out = family(
         "outreach_messages",
         "gauge",
         "Messages by state.",
@@ -147,9 +175,7 @@ def render() -> str:
         "because no webhook secret is set (503), within the dead-letter retention.",
         [({"endpoint": r["endpoint"], "status": str(r["status_code"])}, r["n"]) for r in refused],
     )
-    for families in _more_families:
-        out += families()
-    return "\n".join(out) + "\n"
+    return out
 
 
 # Per campaign, step and variant: what the A/B comparison reads. Replies first: they are the

@@ -299,10 +299,35 @@ def rebuild(day: date) -> int:
     2. Count events that occurred that day by dimensions and type.
     3. Replace the day's rows in one transaction (readers see the old or the new day).
     """
-    tz = pool_timezone()
-    start, end = day_bounds(day, tz)
-    totals: dict[tuple[int, int, int, int, int], Counter[str]] = defaultdict(Counter)
+    start, end = day_bounds(day, pool_timezone())
+    totals: _Totals = defaultdict(Counter)
+    _count_attempts(totals, start, end)
+    _count_events(totals, start, end)
+    domains = _mailbox_domains({key[0] for key in totals})
+    rows = [
+        DailyRollup(
+            day=day,
+            mailbox_id=key[0],
+            domain_id=domains.get(key[0], 0),
+            campaign_id=key[1],
+            step_id=key[2],
+            variant_id=key[3],
+            provider_id=key[4],
+            **counts,
+        )
+        for key, counts in totals.items()
+    ]
+    with transaction.atomic():
+        DailyRollup.objects.filter(day=day).delete()
+        DailyRollup.objects.bulk_create(rows)
+    return len(rows)
 
+
+# (mailbox, campaign, step, variant, provider account) -> counter -> n
+_Totals = dict[tuple[int, int, int, int, int], Counter[str]]
+
+
+def _count_attempts(totals: _Totals, start: datetime, end: datetime) -> None:
     attempts = (
         SendAttempt.objects.filter(at__gte=start, at__lt=end)
         .values(
@@ -326,6 +351,8 @@ def rebuild(day: date) -> int:
         for name, n in ATTEMPT_COUNTERS.get(row["outcome"], {}).items():
             totals[key][name] += n * row["n"]
 
+
+def _count_events(totals: _Totals, start: datetime, end: datetime) -> None:
     events = (
         Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
         .values("type", "bounce_type", *_EVENT_DIMS)
@@ -344,25 +371,6 @@ def rebuild(day: date) -> int:
     )
     for row in humans:
         totals[_event_key(row)][_HUMAN_COUNTER[row["type"]]] += row["n"]
-
-    domains = _mailbox_domains({key[0] for key in totals})
-    rows = [
-        DailyRollup(
-            day=day,
-            mailbox_id=key[0],
-            domain_id=domains.get(key[0], 0),
-            campaign_id=key[1],
-            step_id=key[2],
-            variant_id=key[3],
-            provider_id=key[4],
-            **counts,
-        )
-        for key, counts in totals.items()
-    ]
-    with transaction.atomic():
-        DailyRollup.objects.filter(day=day).delete()
-        DailyRollup.objects.bulk_create(rows)
-    return len(rows)
 
 
 # The columns an event's rollup row is found by (the event's own, else its message's).

@@ -41,6 +41,8 @@ from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message
 from outreach.lib import clock
 from outreach.pool import config as pool_config
+from outreach.pool import config_apply as pool_config_apply
+from outreach.pool.config_spec import ConfigError as PoolConfigError
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
 from outreach.pool.policy import SENDING_STATES
 from outreach.providers.simulated import sender as simulated
@@ -250,9 +252,9 @@ def setup(options: Options, start: datetime) -> Campaign:
     try:
         text = options.config.read_text(encoding="utf-8")
     except OSError as exc:
-        raise pool_config.ConfigError(f"cannot read {options.config}: {exc}") from None
+        raise PoolConfigError(f"cannot read {options.config}: {exc}") from None
     spec = pool_config.parse(text)
-    pool_config.apply(spec)
+    pool_config_apply.apply(spec)
     # Every account sends through the simulated provider: no credentials, no network, no
     # provider-side rate limit (it would sleep on the real clock).
     ProviderAccount.objects.update(

@@ -252,10 +252,17 @@ def settle_sent(message: Message, why: str, now: datetime) -> int:
     return 1
 
 
-def send_back_to_routing(message: Message, why: str, now: datetime) -> int:
+def send_back_to_routing(
+    message: Message, why: str, now: datetime, *, actor: str = ACTOR, note: str = ""
+) -> int:
     """``message`` goes back to ``scheduled``: routed again (a follow-up waits for its own
     mailbox). Its units stay used: a provider was called. Its Message-ID is kept: a
-    receiver that did get the first copy can recognize the second. 1 if this call did it."""
+    receiver that did get the first copy can recognize the second. 1 if this call did it.
+
+    The one way back to routing for a message in doubt: the reconciler's, and the operator's
+    "send again" on the dashboard (``actor``, and ``note``, the line added to its last error;
+    by default when and why it was reconciled). Either writes its audit-log entry."""
+    note = note or f"reconciled {now:%Y-%m-%d %H:%M}: {why}"
     with transaction.atomic():
         back = Message.objects.filter(pk=message.pk, state=State.UNKNOWN).update(
             state=State.SCHEDULED,
@@ -267,15 +274,15 @@ def send_back_to_routing(message: Message, why: str, now: datetime) -> int:
             quota_day=None,
             doubt="",
             reconciled_at=now,
-            last_error=f"{message.last_error}\nreconciled {now:%Y-%m-%d %H:%M}: {why}".strip(),
+            last_error=f"{message.last_error}\n{note}".strip(),
             updated_at=now,
         )
         if back == 1:
-            _audit(message, State.SCHEDULED, why, now)
+            _audit(message, State.SCHEDULED, why, now, actor)
     return back
 
 
-def _audit(message: Message, to_state: str, why: str, now: datetime) -> None:
+def _audit(message: Message, to_state: str, why: str, now: datetime, actor: str = ACTOR) -> None:
     StateChange.objects.create(
         mailbox_id=message.mailbox_id,
         from_state=State.UNKNOWN,
@@ -288,6 +295,6 @@ def _audit(message: Message, to_state: str, why: str, now: datetime) -> None:
             if message.call_started_at
             else None,
         },
-        actor=ACTOR,
+        actor=actor,
         at=now,
     )

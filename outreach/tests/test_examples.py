@@ -12,6 +12,7 @@ import pytest
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns.models import Campaign
 from outreach.pool import config as pool_config
+from outreach.pool import config_apply as pool_config_apply
 from outreach.pool.models import Mailbox, PoolSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_examples_reach_the_missions_daily_volume_once_warm_up_ends() -> None:
-    pool_config.apply(pool_config.parse((EXAMPLES / "pool.toml").read_text()))
+    pool_config_apply.apply(pool_config.parse((EXAMPLES / "pool.toml").read_text()))
     campaign_config.apply(campaign_config.load(EXAMPLES / "campaign.toml"))
     # Warm-up over: every mailbox has graduated.
     Mailbox.objects.update(state=Mailbox.State.ACTIVE)

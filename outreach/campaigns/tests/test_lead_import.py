@@ -11,14 +11,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from outreach.campaigns.addresses import InvalidAddress, normalize_email
 from outreach.campaigns.csvsafe import safe_cell
-from outreach.campaigns.leads import (
-    ImportFileError,
-    ImportOptions,
-    InvalidAddress,
-    import_leads,
-    normalize_email,
-)
+from outreach.campaigns.leadfile import ImportFileError
+from outreach.campaigns.leadrows import ImportOptions
+from outreach.campaigns.leads import import_leads
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Suppression
 from outreach.campaigns.suppression import suppress
 from outreach.lib import clock

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from outreach.campaigns.leads import ImportOptions, MxChecker, import_leads
+from outreach.campaigns.addresses import MxChecker
+from outreach.campaigns.leadrows import ImportOptions
+from outreach.campaigns.leads import import_leads
 from outreach.campaigns.models import Lead
 from outreach.pool.dns.tests.dnsserver import DnsServer, Zone
 

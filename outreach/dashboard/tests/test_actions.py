@@ -305,3 +305,14 @@ def test_it_prefixes_every_formula_start(value: str) -> None:
 
     line = list(csv_lines(["v"], [[value]]))[1]
     assert next(csv.reader([line]))[0] == "'" + value
+
+
+def test_a_resend_goes_back_through_the_sending_layer_with_its_audit_entry(
+    activity: Activity, staff_client: Client
+) -> None:
+    message = activity.messages[-1]
+    url = reverse("dashboard:resolve_unknown", args=[message.pk])
+    staff_client.post(url, {"decision": "resend", "reason": "not in the SES log"})
+    entry = StateChange.objects.get(to_state="scheduled")
+    assert (entry.from_state, entry.actor) == ("unknown", "user:ann")
+    assert "not in the SES log" in entry.reason and entry.figures["message"] == message.pk

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from outreach.dashboard.campaign_rows import forecast_finish
 from outreach.dashboard.charts import Series, bar_chart
-from outreach.dashboard.queries import Rates, forecast_finish, rate_checks
+from outreach.dashboard.pool_rows import rate_checks
+from outreach.dashboard.queries import Rates
 from outreach.pool.policy import Thresholds
 
 

@@ -24,7 +24,8 @@ from outreach.events.models import WebhookDelivery, WebhookEndpoint
 from outreach.events.record import record
 from outreach.events.tests.conftest import Sent, make_sent_message
 from outreach.lib import clock
-from outreach.pool import config
+from outreach.pool import config, config_apply
+from outreach.pool.config_spec import ConfigError
 from outreach.pool.models import Mailbox
 from outreach.pool.states import transition_mailbox
 
@@ -89,7 +90,7 @@ url = "{receiver.url}"
 secret = {{ env = "{SECRET_ENV}" }}
 """
     )
-    config.apply(spec)
+    config_apply.apply(spec)
     yield receiver
     receiver.stop()
 
@@ -232,15 +233,15 @@ def test_endpoints_come_from_the_pool_file(receiver: Receiver) -> None:
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.secret == f"env:{SECRET_ENV}" and endpoint.events == []
 
-    with pytest.raises(config.ConfigError, match=r"webhooks\[0\].events"):
+    with pytest.raises(ConfigError, match=r"webhooks\[0\].events"):
         config.parse(
             '[[webhooks]]\nname = "x"\nurl = "https://x.example"\nsecret = "s"\n'
             'events = ["lead.sneezed"]\n'
         )
-    with pytest.raises(config.ConfigError, match="signing secret"):
+    with pytest.raises(ConfigError, match="signing secret"):
         config.parse('[[webhooks]]\nname = "x"\nurl = "https://x.example"\n')
 
-    plan = config.apply(config.parse('timezone = "UTC"\n'))
+    plan = config_apply.apply(config.parse('timezone = "UTC"\n'))
     assert "disable webhook crm (not in the file)" in plan.changes
     assert not WebhookEndpoint.objects.get().enabled
 

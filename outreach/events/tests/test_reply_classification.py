@@ -11,8 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from outreach.events.classify import classify, return_date, rules
+from outreach.events.classify import classify, rules
 from outreach.events.mailcontent import read_content
+from outreach.events.return_dates import return_date
 from outreach.events.tests import replies
 from outreach.events.tests.replies import evaluation
 

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from outreach.campaigns.config import ConfigError as CampaignConfigError
 from outreach.campaigns.lifecycle import CampaignError
 from outreach.dashboard import simulation_report
-from outreach.pool.config import ConfigError as PoolConfigError
+from outreach.pool.config_spec import ConfigError as PoolConfigError
 from outreach.scheduler import simulate
 
 

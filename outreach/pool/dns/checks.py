@@ -139,31 +139,47 @@ def walk_spf(name: str, record: str, resolver: Resolver, walk: SpfWalk, depth: i
 
 def check_spf(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
     found = spf_records(resolver.query(spec.name, "TXT").records)
-    includes = " ".join(f"include:{i}" for i in spec.spf_includes)
-    wanted = f"v=spf1 {includes} ~all".replace("  ", " ")
-    if not found:
-        return [
-            fail(
-                "spf",
-                "critical",
-                f"{spec.name} has no SPF record",
-                f'add TXT "{wanted}" at {spec.name}',
-            )
-        ]
-    if len(found) > 1:
-        # RFC 7208 §4.5: more than one v=spf1 record is a permerror, i.e. no SPF at all.
-        return [
-            fail(
-                "spf",
-                "critical",
-                f"{spec.name} has {len(found)} SPF records (receivers treat that as none)",
-                f"merge them into one TXT record at {spec.name}",
-                records=found,
-            )
-        ]
+    not_one = _spf_count_finding(spec, found)
+    if not_one is not None:
+        return [not_one]
     record = found[0]
     walk = SpfWalk()
     walk_spf(spec.name, record, resolver, walk)
+    findings = _spf_walk_findings(spec, record, walk)
+    ending = _spf_all_finding(spec, record)
+    if ending is not None:
+        findings.append(ending)
+    if not findings:
+        findings.append(ok("spf", f"SPF: {record} ({walk.lookups} lookups)", lookups=walk.lookups))
+    return findings
+
+
+def _spf_count_finding(spec: DomainSpec, found: list[str]) -> Finding | None:
+    """The failure when the domain has no SPF record or several; None when it has one."""
+    if not found:
+        includes = " ".join(f"include:{i}" for i in spec.spf_includes)
+        wanted = f"v=spf1 {includes} ~all".replace("  ", " ")
+        return fail(
+            "spf",
+            "critical",
+            f"{spec.name} has no SPF record",
+            f'add TXT "{wanted}" at {spec.name}',
+        )
+    if len(found) > 1:
+        # RFC 7208 §4.5: more than one v=spf1 record is a permerror, i.e. no SPF at all.
+        return fail(
+            "spf",
+            "critical",
+            f"{spec.name} has {len(found)} SPF records (receivers treat that as none)",
+            f"merge them into one TXT record at {spec.name}",
+            records=found,
+        )
+    return None
+
+
+def _spf_walk_findings(spec: DomainSpec, record: str, walk: SpfWalk) -> list[Finding]:
+    """What the walk of the record's includes found: too many lookups, broken or missing
+    includes."""
     findings: list[Finding] = []
     if walk.lookups > SPF_LOOKUP_LIMIT:
         findings.append(
@@ -198,33 +214,32 @@ def check_spf(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
                 subject="includes",
             )
         )
+    return findings
+
+
+def _spf_all_finding(spec: DomainSpec, record: str) -> Finding | None:
+    """The failure of the record's final ``all``: +all lets anyone send, none is too lax."""
     qualifier = next(
         (t[0] if t[0] in "+-~?" else "+" for t in record.split() if t.lstrip("+-~?") == "all"),
         None,
     )
     if qualifier == "+":
-        findings.append(
-            fail(
-                "spf",
-                "critical",
-                f"SPF of {spec.name} ends in +all: anyone may send as this domain",
-                f'replace "+all" by "~all" in the TXT at {spec.name}',
-                subject="all",
-            )
+        return fail(
+            "spf",
+            "critical",
+            f"SPF of {spec.name} ends in +all: anyone may send as this domain",
+            f'replace "+all" by "~all" in the TXT at {spec.name}',
+            subject="all",
         )
-    elif qualifier is None and "redirect=" not in record:
-        findings.append(
-            fail(
-                "spf",
-                "warning",
-                f"SPF of {spec.name} has no final ~all/-all",
-                f'end the TXT at {spec.name} with "~all"',
-                subject="all",
-            )
+    if qualifier is None and "redirect=" not in record:
+        return fail(
+            "spf",
+            "warning",
+            f"SPF of {spec.name} has no final ~all/-all",
+            f'end the TXT at {spec.name} with "~all"',
+            subject="all",
         )
-    if not findings:
-        findings.append(ok("spf", f"SPF: {record} ({walk.lookups} lookups)", lookups=walk.lookups))
-    return findings
+    return None
 
 
 # -- DKIM -----------------------------------------------------------------------------------
@@ -247,44 +262,7 @@ def _dkim_key_finding(host: str, records: list[str], subject: str) -> Finding | 
 
 
 def check_dkim(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
-    findings: list[Finding] = []
-    for token in spec.ses_dkim_tokens:
-        host = f"{token}._domainkey.{spec.name}"
-        target = f"{token}.dkim.amazonses.com"
-        cname = resolver.cname(host)
-        if cname is None:
-            findings.append(
-                fail(
-                    "dkim",
-                    "critical",
-                    f"SES DKIM CNAME missing at {host}",
-                    f"add CNAME {host} → {target}",
-                    subject=token,
-                )
-            )
-            continue
-        if cname.lower() != target:
-            findings.append(
-                fail(
-                    "dkim",
-                    "critical",
-                    f"SES DKIM CNAME at {host} points to {cname}, not {target}",
-                    f"change CNAME {host} to {target}",
-                    subject=token,
-                )
-            )
-            continue
-        key = _dkim_key_finding(host, resolver.query(host, "TXT").records, token)
-        findings.append(
-            key
-            or fail(
-                "dkim",
-                "critical",
-                f"DKIM CNAME {host} → {cname} resolves to no key",
-                f"check the SES identity's DKIM tokens (outreach ses setup {spec.name})",
-                subject=token,
-            )
-        )
+    findings = [_ses_dkim_finding(spec, token, resolver) for token in spec.ses_dkim_tokens]
     for selector in spec.dkim_selectors:
         host = f"{selector}._domainkey.{spec.name}"
         answer = resolver.query(host, "TXT")
@@ -309,6 +287,37 @@ def check_dkim(spec: DomainSpec, resolver: Resolver) -> list[Finding]:
             )
         )
     return findings
+
+
+def _ses_dkim_finding(spec: DomainSpec, token: str, resolver: Resolver) -> Finding:
+    """One SES DKIM token: its CNAME to Amazon's host, and the key that CNAME leads to."""
+    host = f"{token}._domainkey.{spec.name}"
+    target = f"{token}.dkim.amazonses.com"
+    cname = resolver.cname(host)
+    if cname is None:
+        return fail(
+            "dkim",
+            "critical",
+            f"SES DKIM CNAME missing at {host}",
+            f"add CNAME {host} → {target}",
+            subject=token,
+        )
+    if cname.lower() != target:
+        return fail(
+            "dkim",
+            "critical",
+            f"SES DKIM CNAME at {host} points to {cname}, not {target}",
+            f"change CNAME {host} to {target}",
+            subject=token,
+        )
+    key = _dkim_key_finding(host, resolver.query(host, "TXT").records, token)
+    return key or fail(
+        "dkim",
+        "critical",
+        f"DKIM CNAME {host} → {cname} resolves to no key",
+        f"check the SES identity's DKIM tokens (outreach ses setup {spec.name})",
+        subject=token,
+    )
 
 
 # -- DMARC ----------------------------------------------------------------------------------

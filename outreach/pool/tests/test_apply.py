@@ -9,7 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from outreach.events.inbox import imap_config
-from outreach.pool.config import ConfigError, apply, parse
+from outreach.pool.config import parse
+from outreach.pool.config_apply import apply
+from outreach.pool.config_spec import ConfigError
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "pool.toml"
@@ -389,12 +391,12 @@ def test_it_names_the_line_of_a_bad_value() -> None:
 @pytest.mark.django_db
 def test_a_failure_halfway_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = parse(SMALL)
-    import outreach.pool.config as config
+    import outreach.pool.config_apply as config_apply
 
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(config, "_apply_mailbox", explode)
+    monkeypatch.setattr(config_apply, "_apply_mailbox", explode)
     with pytest.raises(RuntimeError):
         apply(spec)
     assert ProviderAccount.objects.count() == 0 and Domain.objects.count() == 0

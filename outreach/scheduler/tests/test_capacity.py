@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from outreach.dashboard import queries
+from outreach.dashboard import pool_rows
 from outreach.lib import clock
 from outreach.pool.models import DnsCheck, Domain, Mailbox, PoolSettings
 from outreach.scheduler.capacity import domain_capacity, pool_capacity
@@ -34,9 +34,9 @@ def status_text() -> str:
 
 def dashboard_capacity() -> int:
     pool = PoolSettings.load()
-    mailboxes = queries.mailbox_rows(pool, last_event=False)
-    domains = queries.domain_rows(pool, mailboxes)
-    return queries.global_today(pool, mailboxes, domains)["capacity"]
+    mailboxes = pool_rows.mailbox_rows(pool, last_event=False)
+    domains = pool_rows.domain_rows(pool, mailboxes)
+    return pool_rows.global_today(pool, mailboxes, domains)["capacity"]
 
 
 def test_the_cli_and_the_dashboard_agree_on_capacity_today() -> None:
@@ -67,8 +67,8 @@ def test_the_mailbox_rows_say_what_holds_their_domain() -> None:
     DnsCheck.objects.create(domain=domain, outcome="critical", blocks_sending=True)
     pool = PoolSettings.load()
 
-    (row,) = queries.mailbox_rows(pool)
-    (domain_row,) = queries.domain_rows(pool, [row])
+    (row,) = pool_rows.mailbox_rows(pool)
+    (domain_row,) = pool_rows.domain_rows(pool, [row])
 
     assert row.held == domain_row.held == "DNS: critical failure"
     assert domain_row.capacity_today == 0

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from outreach.lib import clock
 from outreach.pool import config as pool_config
+from outreach.pool import config_apply as pool_config_apply
 from outreach.pool.models import Mailbox
 from outreach.pool.policy import Limits, WarmupSchedule
 from outreach.scheduler import plan, simulate
@@ -108,7 +109,7 @@ def test_it_agrees_with_a_30_day_simulation_on_the_day_the_target_is_reached(
     target = 140  # 80 warm + 2 warming mailboxes at 30 or more: warm-up day 13
     with clock.frozen(datetime.combine(START, time(0), tzinfo=UTC)):
         with transaction.atomic():
-            pool_config.apply(pool_config.parse(pool_file.read_text(encoding="utf-8")))
+            pool_config_apply.apply(pool_config.parse(pool_file.read_text(encoding="utf-8")))
             projected = plan.make_plan(plan.load_pool(START), target, days=30)
             transaction.set_rollback(True)
     options = simulate.Options(
@@ -131,7 +132,7 @@ def test_it_agrees_with_a_30_day_simulation_on_the_day_the_target_is_reached(
 @pytest.mark.django_db
 def test_the_command_prints_the_plan_as_json(pool_file: Path) -> None:
     with clock.frozen(datetime.combine(START, time(12), tzinfo=UTC)):
-        pool_config.apply(pool_config.parse(pool_file.read_text(encoding="utf-8")))
+        pool_config_apply.apply(pool_config.parse(pool_file.read_text(encoding="utf-8")))
         out = StringIO()
         call_command("plan", "--target", "140", "--by", "2026-03-10", "--json", stdout=out)
     data: dict[str, Any] = json.loads(out.getvalue())

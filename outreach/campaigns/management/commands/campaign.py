@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from outreach.campaigns import config, lifecycle
+from outreach.campaigns.addresses import InvalidAddress, normalize_email
 from outreach.campaigns.cold_mail import FIX, cold_mail_warning
-from outreach.campaigns.leads import InvalidAddress, normalize_email
 from outreach.campaigns.models import Campaign, Lead
 from outreach.campaigns.preview import PreviewError, format_preview, preview_message
 from outreach.campaigns.templates import RenderError

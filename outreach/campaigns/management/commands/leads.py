@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from outreach.campaigns.leads import ImportFileError, ImportOptions, ImportReport, import_leads
+from outreach.campaigns.leadfile import ImportFileError
+from outreach.campaigns.leadrows import ImportOptions, ImportReport
+from outreach.campaigns.leads import import_leads
 from outreach.campaigns.models import Campaign
 
 # Below this size an import takes about a second: no progress bar.

@@ -8,7 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from outreach.pool.config import ConfigError, apply, parse
+from outreach.pool.config import parse
+from outreach.pool.config_apply import apply
+from outreach.pool.config_spec import ConfigError
 from outreach.pool.logins import check_logins
 
 
