@@ -261,12 +261,26 @@ def acknowledge_alert(alert_id: int, *, actor: str, via: str = "dashboard") -> b
 
 
 def acknowledge_alerts(ids: list[int], kind: str, *, actor: str) -> int:
-    """Mark a selection of alerts, or every open one of ``kind``, as seen; how many were."""
+    """Mark a selection of alerts, or every open one of ``kind``, as seen, in one audit entry
+    under ``actor`` that lists them; how many were."""
     qs = Alert.objects.filter(acknowledged_at__isnull=True)
     if ids:
         qs = qs.filter(pk__in=ids)
     if kind:
         qs = qs.filter(kind=kind)
-    done = qs.update(acknowledged_at=clock.now())
+    with transaction.atomic():
+        seen = list(qs.select_for_update().order_by("pk").values_list("pk", flat=True))
+        done = Alert.objects.filter(pk__in=seen, acknowledged_at__isnull=True).update(
+            acknowledged_at=clock.now()
+        )
+        if done:
+            what = f"every open {kind} alert" if kind and not ids else "a selection of alerts"
+            StateChange.objects.create(
+                from_state="open",
+                to_state="acknowledged",
+                reason=f"{done} alert{'s' if done != 1 else ''} acknowledged: {what}"[:500],
+                figures={"via": "dashboard", "alerts": seen, "kind": kind},
+                actor=actor,
+            )
     log.info("%s alert(s) acknowledged by %s (ids %s, kind %r)", done, actor, ids[:20], kind)
     return done

@@ -12,6 +12,7 @@ from django.urls import reverse
 from outreach.alerts.models import Alert
 from outreach.dashboard.tests.conftest import Activity
 from outreach.lib import clock
+from outreach.pool.models import StateChange
 
 
 def _alert(kind: str, severity: str = "warning", n: int = 0) -> Alert:
@@ -68,6 +69,12 @@ def test_it_acknowledges_every_open_alert_of_a_kind_and_no_other(
     assert not Alert.objects.filter(kind="bounce_warning", acknowledged_at__isnull=True).exists()
     other.refresh_from_db()
     assert other.acknowledged_at is None
+    entry = StateChange.objects.get(to_state="acknowledged")
+    assert entry.actor == "user:ann"
+    assert entry.figures["kind"] == "bounce_warning"
+    warnings = sorted(Alert.objects.filter(kind="bounce_warning").values_list("pk", flat=True))
+    assert sorted(entry.figures["alerts"]) == warnings
+    assert entry.reason.startswith(f"{len(warnings)} alerts acknowledged")
 
 
 def test_it_acknowledges_a_selection(staff_client: Client, activity: Activity) -> None:
@@ -75,6 +82,8 @@ def test_it_acknowledges_a_selection(staff_client: Client, activity: Activity) -
     staff_client.post(reverse("dashboard:alert_ack_many"), {"alert": [a.pk, c.pk]})
     seen = Alert.objects.filter(pk__in=[a.pk, b.pk, c.pk]).order_by("pk")
     assert [x.acknowledged_at is not None for x in seen] == [True, False, True]
+    entry = StateChange.objects.get(to_state="acknowledged")
+    assert entry.figures["alerts"] == [a.pk, c.pk]
     response = staff_client.post(reverse("dashboard:alert_ack_many"), {}, follow=True)
     assert "select alerts, or name a kind" in response.content.decode()
     response = staff_client.post(reverse("dashboard:alert_ack_many"), {"alert": ["x"]}, follow=True)
