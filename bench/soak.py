@@ -5,8 +5,10 @@
 What runs, each in its own OS process, sharing only the database (``DATABASE_URL``, a
 PostgreSQL server; the bench creates and drops its own database, ``--db-name outreach_soak``):
 
-- the web app, ``outreach run --no-loops`` (waitress): bounces and spam complaints arrive
-  through its real Postmark webhook (basic auth, payloads as Postmark documents them);
+- the web app (the WSGI application ``outreach run`` serves, on waitress, through
+  ``python -m outreach.tests.soakdriver web``, which dates each request on the simulated
+  instant the bench sends with it): bounces and spam complaints arrive through its real
+  Postmark webhook (basic auth, payloads as Postmark documents them);
 - the scheduler and three sending workers, ``python -m outreach.tests.soakdriver``: the
   production ``run_pass`` and ``Worker.on_tick``/``handle_one`` on simulated time (see below);
   every few passes a worker is SIGKILLed in the middle of its batch and a new one started;
@@ -247,7 +249,7 @@ def children_cpu() -> float:
 
 def first_monday_after(day: date) -> datetime:
     """Simulated time starts on a Monday after the real today, so anything that reads the
-    system clock (the web app) sees an instant before the simulation's."""
+    system clock (the web app between webhooks) sees an instant before the simulation's."""
     days = (7 - day.weekday()) % 7 or 7
     start = day + timedelta(days=days)
     return datetime(start.year, start.month, start.day, tzinfo=UTC)
@@ -461,7 +463,7 @@ class Soak:
             self.wall = wall = time.monotonic()
             web = subprocess.Popen(
                 self.child(
-                    "-m", "outreach", "run", "--no-loops", "--bind", f"127.0.0.1:{web_port}"
+                    "-m", "outreach.tests.soakdriver", "web", "--bind", f"127.0.0.1:{web_port}"
                 ),
                 env=self.env,
                 stdout=subprocess.DEVNULL,
@@ -628,6 +630,7 @@ class Soak:
                 self.web_url + POSTMARK_URL,
                 json=_postmark(record, message, self.event_id, now),
                 auth=WEBHOOK_AUTH,
+                headers={"X-Soak-Clock": now.isoformat()},
                 timeout=30,
             )
             if response.status_code != 200:
