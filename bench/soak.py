@@ -242,6 +242,31 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float | None:
+    """CPU seconds the local PostgreSQL server has used so far: every ``postgres`` process
+    (user + system), plus what its postmaster collected from backends that have ended. None
+    when the server is not on this machine (or /proc does not show it). The whole cluster
+    counts: the figure means something only while nothing else uses the server."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    found = False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        if name != "postgres":
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        found = True
+        total += int(fields[11]) + int(fields[12])  # its own user + system time
+        parent = Path(f"/proc/{fields[1]}/comm")
+        if parent.exists() and parent.read_text().strip() != "postgres":  # the postmaster
+            total += int(fields[13]) + int(fields[14])  # its reaped children's
+    return total / tick if found else None
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -344,6 +369,7 @@ class Totals:
     reconciled_sent: int = 0
     reconciled_rerouted: int = 0
     import_cpu: float = 0.0
+    server_cpu: float | None = None
     cpu_by_role: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     capacity: dict[date, int] = field(default_factory=dict)
 
@@ -459,6 +485,7 @@ class Soak:
 
             size_before = self.database_size()
             cpu_before = children_cpu()
+            server_before = postgres_cpu()
             self.measuring = True
             self.wall = wall = time.monotonic()
             web = subprocess.Popen(
@@ -492,6 +519,9 @@ class Soak:
                 web.terminate()
                 web.wait(timeout=60)
             cpu = children_cpu() - cpu_before - self.totals.import_cpu
+            server_after = postgres_cpu()
+            if server_before is not None and server_after is not None:
+                self.totals.server_cpu = server_after - server_before
             elapsed = time.monotonic() - wall
             size_after = self.database_size()
             return self.figures(cpu, elapsed, size_before, size_after)
@@ -773,6 +803,11 @@ class Soak:
             }
             if sent_total
             else {},
+            # The PostgreSQL server's own CPU over the run (the whole cluster, from /proc),
+            # per message: what one database core spends on a send (see docs/scaling.md).
+            "db_server_cpu_ms_per_message": round(self.totals.server_cpu * 1000 / sent_total, 3)
+            if sent_total and self.totals.server_cpu is not None
+            else None,
             "db_bytes_before": size_before,
             "db_bytes_after": size_after,
             "db_growth_bytes_per_month": round(growth),
@@ -858,6 +893,7 @@ def print_table(result: dict[str, Any]) -> None:
             "  by process",
             ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_message_by_process"].items()),
         ),
+        ("database server CPU ms per message", result["db_server_cpu_ms_per_message"]),
         ("DB growth per month", f"{result['db_growth_bytes_per_month'] / 2**20:,.1f} MiB"),
         ("wall time", f"{result['wall_seconds']:,.0f} s"),
     ]
