@@ -214,9 +214,17 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
         *(message.pk, State.SENDING, message.claimed_by),
         *(prev_pk, State.SENDING, prev_worker),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_begin_call_sql(connection.vendor), params)
-        changed = {row[0] for row in cursor.fetchall()}
+    # The driver's own cursor, in autocommit: one statement per provider call, where the
+    # ORM's cursor wrapper cost as much again as the statement (errors still come up as
+    # Django's DatabaseError, and mark the connection for _close_thread_connection).
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_begin_call_sql(connection.vendor), params)
+            changed = {row[0] for row in cursor.fetchall()}
+        finally:
+            cursor.close()
     providers.accepted = None
     return message.pk in changed
 
@@ -237,14 +245,16 @@ def _begin_call_sql(vendor: str) -> str:
             "claimed_by",
         )
     )
-    # Identifiers come from the model; every value is a parameter.
+    # Identifiers come from the model; every value is a parameter (the driver's own
+    # placeholder: the statement goes to it directly).
+    mark = "?" if vendor == "sqlite" else "%s"
     return (
         f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
-        f"{started} = CASE WHEN {pk} = %s THEN %s ELSE {started} END, "
-        f"{accepted} = CASE WHEN {pk} = %s THEN %s ELSE {accepted} END, "
-        f"{provider_id} = CASE WHEN {pk} = %s THEN %s ELSE {provider_id} END "
-        f"WHERE ({pk} = %s AND {state} = %s AND {claimed_by} = %s AND {started} IS NULL) "
-        f"OR ({pk} = %s AND {state} = %s AND {claimed_by} = %s) "
+        f"{started} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {started} END, "
+        f"{accepted} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {accepted} END, "
+        f"{provider_id} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {provider_id} END "
+        f"WHERE ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark} "
+        f"AND {started} IS NULL) OR ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark}) "
         f"RETURNING {pk}"
     )
 
