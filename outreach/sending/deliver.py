@@ -12,11 +12,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection
+from django.db.models import F, Model, QuerySet
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.templates import render_message
@@ -25,10 +27,12 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.providers import base, mime
 from outreach.providers.base import Envelope, SendError, SendResult
 from outreach.scheduler.warmup import warmup_content
-from outreach.sending import hooks
+from outreach.sending import hooks, sql
 from outreach.sending.take import State, Taken
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Model)
 
 # The SendError code of a message that cannot be built (no provider was called).
 BUILD_FAILED = "build"
@@ -101,17 +105,18 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
     domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
     query each, rather than joined into every row and built again for every message.
     """
-    by_pk = Message.objects.select_related("enrollment__lead").in_bulk(
-        [t.message_id for t in taken]
+    by_pk = _by_pk(
+        Message.objects.select_related("enrollment__lead"), [t.message_id for t in taken]
     )
     rows = list(by_pk.values())
-    mailboxes = Mailbox.objects.select_related("domain").in_bulk({m.mailbox_id for m in rows})
-    accounts = ProviderAccount.objects.in_bulk({m.provider_account_id for m in rows})
-    steps = Step.objects.in_bulk({m.step_id for m in rows})
-    campaigns = Campaign.objects.in_bulk(
-        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()}
+    mailboxes = _by_pk(Mailbox.objects.select_related("domain"), {m.mailbox_id for m in rows})
+    accounts = _by_pk(ProviderAccount.objects.all(), {m.provider_account_id for m in rows})
+    steps = _by_pk(Step.objects.all(), {m.step_id for m in rows})
+    campaigns = _by_pk(
+        Campaign.objects.all(),
+        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()},
     )
-    variants = Variant.objects.in_bulk({m.variant_id for m in rows})
+    variants = _by_pk(Variant.objects.all(), {m.variant_id for m in rows})
     for step in steps.values():
         step.campaign = campaigns[step.campaign_id]
     for m in rows:
@@ -121,6 +126,12 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
         m.step = steps.get(m.step_id)
         m.variant = variants.get(m.variant_id)
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
+
+
+def _by_pk(queryset: QuerySet[_M], pks: Iterable[int | None]) -> dict[Any, _M]:
+    """``in_bulk``, with the ids as one parameter on PostgreSQL (:mod:`outreach.sending.sql`)."""
+    wanted = sorted({pk for pk in pks if pk is not None})
+    return {row.pk: row for row in queryset.filter(sql.AnyOf(F("pk"), wanted))} if wanted else {}
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,14 @@ def any_of(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     return f"{expression} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
-def pick(key: str, values: dict[int, str], default: str) -> tuple[str, list[Any]]:
+def pick(
+    key: str, values: dict[int, str], default: str, *, every_row: bool = True
+) -> tuple[str, list[Any]]:
     """An expression worth ``values[key]`` for the rows whose ``key`` is in ``values``, else
     ``default`` (a column): ``CASE`` on SQLite, an array lookup on PostgreSQL (two
-    parameters however many rows). For a statement that changes only rows of ``values``."""
-    if len(set(values.values())) == 1:
+    parameters however many rows). ``every_row``: the statement changes only rows of
+    ``values``."""
+    if every_row and len(set(values.values())) == 1:
         # One value for all (an SMTP server that names no queue id): no lookup per row.
         return "%s", [next(iter(values.values()))]
     if connection.vendor == "postgresql":
