@@ -54,7 +54,7 @@ def _finish(queue_ids: list[str]) -> list[Message]:
 def test_it_records_a_sent_batch_column_by_column(distinct: bool) -> None:
     account = _account()
     messages = claimed_campaign_messages(6, provider=account, steps=2, mailboxes_per_domain=3)
-    step2 = Step.objects.get(campaign_id=messages[0].campaign_id, position=2)
+    step2 = Step.objects.get(campaign_id=messages[0].campaign_id or 0, position=2)
     # Two of them are the last step (their enrollment finishes), one of those threaded already;
     # one enrollment was stopped by a reply after the claim (its message is not taken).
     last = messages[4:]
@@ -64,10 +64,10 @@ def test_it_records_a_sent_batch_column_by_column(distinct: bool) -> None:
     )
     stopped, ahead = messages[3], messages[2]
     # One enrollment is further along than its step-1 message (and threaded): it stays so.
-    Enrollment.objects.filter(pk=ahead.enrollment_id).update(
+    Enrollment.objects.filter(pk=ahead.enrollment_id or 0).update(
         last_step=2, thread_message_id="<ahead@send1.example.com>", thread_mailbox=last[0].mailbox
     )
-    Enrollment.objects.filter(pk=stopped.enrollment_id).update(state=Enrollment.State.STOPPED)
+    Enrollment.objects.filter(pk=stopped.enrollment_id or 0).update(state=Enrollment.State.STOPPED)
     Mailbox.objects.update(consecutive_failures=3)
     sent = [m for m in messages if m.pk != stopped.pk]
     ids = [f"Q{i}" if distinct else "same" for i in range(len(sent))]
