@@ -151,8 +151,9 @@ class Worker:
         handled = False
         try:
             while True:
-                stopping = time.monotonic() >= deadline or (
-                    self._stop is not None and self._stop.is_set()
+                # The first batch is always taken: the loop checked the stop before calling.
+                stopping = bool(in_flight) and (
+                    time.monotonic() >= deadline or (self._stop is not None and self._stop.is_set())
                 )
                 taken = [] if stopping else self._take()
                 if taken:
