@@ -9,7 +9,7 @@ SMTP connections, doing all its bookkeeping (take, render, build, send, record, 
 the baseline sends the same number of pre-built messages with plain smtplib over the same
 number of connections to the same sink, once before the engine and once after (their mean is
 the baseline: this machine's speed drifts). The ratio engine/baseline says how much the engine's
-own work costs next to the protocol (goal: >= 0.7).
+own work costs next to the protocol (goal: >= 0.9 with the sink at 20 ms).
 
 Each run also measures CPU: the process time the engine's process (or worker processes) spent
 per message sent, against the process time of the smtplib baseline per message
@@ -21,6 +21,12 @@ and the ratio is the engine's CPU per message (render, build, record) against sm
 worst case. Then the sink takes 20 ms per message, as a real server does (SES, Google and
 Microsoft take tens to hundreds of milliseconds): the ratio says how much of the connections'
 time the engine's bookkeeping leaves unused. ``--latency-ms N`` runs once, at N.
+
+Measured (5,000 messages, one worker of 4 connections, the machine shared; docs/scaling.md has
+the runs): the engine spends 1.0-1.7 ms of CPU per message against smtplib's 0.15-0.25
+(``cpu_ratio`` 6-7.5, goal <= 2.0, not met), and reaches 0.83 (PostgreSQL) to 0.91 (SQLite) of
+smtplib's rate at 20 ms. What a send itself needs (the SMTP exchange, the call marker's commit,
+rendering and building) is about 0.8-1.0 ms of it: see docs/scaling.md, Cost of a send.
 
 ``--workers 2`` runs the engine as two worker processes sharing the connections (one per
 core, as docs/scaling.md advises), started together after their set-up.

@@ -12,11 +12,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection
+from django.db.models import F, Model, QuerySet
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.templates import render_message
@@ -25,10 +27,12 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.providers import base, mime
 from outreach.providers.base import Envelope, SendError, SendResult
 from outreach.scheduler.warmup import warmup_content
-from outreach.sending import hooks
+from outreach.sending import hooks, sql
 from outreach.sending.take import State, Taken
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Model)
 
 # The SendError code of a message that cannot be built (no provider was called).
 BUILD_FAILED = "build"
@@ -101,17 +105,18 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
     domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
     query each, rather than joined into every row and built again for every message.
     """
-    by_pk = Message.objects.select_related("enrollment__lead").in_bulk(
-        [t.message_id for t in taken]
+    by_pk = _by_pk(
+        Message.objects.select_related("enrollment__lead"), [t.message_id for t in taken]
     )
     rows = list(by_pk.values())
-    mailboxes = Mailbox.objects.select_related("domain").in_bulk({m.mailbox_id for m in rows})
-    accounts = ProviderAccount.objects.in_bulk({m.provider_account_id for m in rows})
-    steps = Step.objects.in_bulk({m.step_id for m in rows})
-    campaigns = Campaign.objects.in_bulk(
-        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()}
+    mailboxes = _by_pk(Mailbox.objects.select_related("domain"), {m.mailbox_id for m in rows})
+    accounts = _by_pk(ProviderAccount.objects.all(), {m.provider_account_id for m in rows})
+    steps = _by_pk(Step.objects.all(), {m.step_id for m in rows})
+    campaigns = _by_pk(
+        Campaign.objects.all(),
+        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()},
     )
-    variants = Variant.objects.in_bulk({m.variant_id for m in rows})
+    variants = _by_pk(Variant.objects.all(), {m.variant_id for m in rows})
     for step in steps.values():
         step.campaign = campaigns[step.campaign_id]
     for m in rows:
@@ -121,6 +126,12 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
         m.step = steps.get(m.step_id)
         m.variant = variants.get(m.variant_id)
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
+
+
+def _by_pk(queryset: QuerySet[_M], pks: Iterable[int | None]) -> dict[Any, _M]:
+    """``in_bulk``, with the ids as one parameter on PostgreSQL (:mod:`outreach.sending.sql`)."""
+    wanted = sorted({pk for pk in pks if pk is not None})
+    return {row.pk: row for row in queryset.filter(sql.AnyOf(F("pk"), wanted))} if wanted else {}
 
 
 @dataclass(frozen=True)
@@ -214,9 +225,17 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
         *(message.pk, State.SENDING, message.claimed_by),
         *(prev_pk, State.SENDING, prev_worker),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_begin_call_sql(connection.vendor), params)
-        changed = {row[0] for row in cursor.fetchall()}
+    # The driver's own cursor, in autocommit: one statement per provider call, where the
+    # ORM's cursor wrapper cost as much again as the statement (errors still come up as
+    # Django's DatabaseError, and mark the connection for _close_thread_connection).
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_begin_call_sql(connection.vendor), params)
+            changed = {row[0] for row in cursor.fetchall()}
+        finally:
+            cursor.close()
     providers.accepted = None
     return message.pk in changed
 
@@ -237,14 +256,16 @@ def _begin_call_sql(vendor: str) -> str:
             "claimed_by",
         )
     )
-    # Identifiers come from the model; every value is a parameter.
+    # Identifiers come from the model; every value is a parameter (the driver's own
+    # placeholder: the statement goes to it directly).
+    mark = "?" if vendor == "sqlite" else "%s"
     return (
         f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
-        f"{started} = CASE WHEN {pk} = %s THEN %s ELSE {started} END, "
-        f"{accepted} = CASE WHEN {pk} = %s THEN %s ELSE {accepted} END, "
-        f"{provider_id} = CASE WHEN {pk} = %s THEN %s ELSE {provider_id} END "
-        f"WHERE ({pk} = %s AND {state} = %s AND {claimed_by} = %s AND {started} IS NULL) "
-        f"OR ({pk} = %s AND {state} = %s AND {claimed_by} = %s) "
+        f"{started} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {started} END, "
+        f"{accepted} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {accepted} END, "
+        f"{provider_id} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {provider_id} END "
+        f"WHERE ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark} "
+        f"AND {started} IS NULL) OR ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark}) "
         f"RETURNING {pk}"
     )
 

@@ -30,7 +30,8 @@ This module is the worker that runs the steps: :class:`Worker` (``outreach worke
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from outreach.lib import clock, dbstats
@@ -48,7 +49,7 @@ from outreach.sending.deliver import (
 )
 from outreach.sending.finish import finish_batch
 from outreach.sending.recovery import expire_sending
-from outreach.sending.take import default_policy, take_batch, worker_name
+from outreach.sending.take import Taken, default_policy, take_batch, worker_name
 
 
 def sync_provider_health() -> int:
@@ -84,20 +85,33 @@ def send_due(now: datetime | None = None, *, limit: int = 100, worker: str | Non
 
 class Worker:
     """``outreach worker``: takes due messages in batches and sends them on ``concurrency``
-    threads; a batch is finished before the next is taken and before a stop is honoured."""
+    threads. With more than one thread the batches overlap: the next batch is taken and
+    built, and the previous one finished, while the threads send the current one, so the
+    connections never wait for the bookkeeping. Every batch taken is finished before
+    :meth:`handle_one` returns, so a stop never leaves one half done."""
 
     HEALTH_EVERY = timedelta(minutes=1)
     # Messages taken per thread and batch: the take, the loading and the finish cost about as
-    # much for one message as for a hundred (a few dozen ORM statements), so a batch spreads
+    # much for one message as for a hundred (a few statements each), so a batch spreads
     # them; a stop request still waits for at most a few seconds of work (50 sends at a
     # provider's usual 20-100 ms). A kill leaves at most one message per connection in doubt
     # whatever the batch (begin_call).
     BATCH_PER_THREAD = 50
+    # One handle_one() keeps batches overlapping for at most this long, then lets the last
+    # one finish and returns: the loop's tick (recovery, provider health) and a stop request
+    # (when the loop's stop event is given) come between two calls.
+    PIPELINE_SECONDS = 5.0
 
-    def __init__(self, concurrency: int | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        name: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.policy = default_policy()
         self.concurrency = max(1, concurrency or self.policy.concurrency)
         self.name = name or worker_name()
+        self._stop = stop
         self._local = threading.local()
         self._caches: list[ProviderCache] = []
         self._caches_lock = threading.Lock()
@@ -109,26 +123,62 @@ class Worker:
         self._next_health: datetime | None = None
 
     def handle_one(self) -> bool:
-        taken = take_batch(
+        """Send due batches; False when none was due.
+
+        1. Take a batch, and build its messages one after the other in this thread, each
+           handed to the sending threads as soon as it is built: the threads only talk to
+           providers (waiting on sockets, not competing for the interpreter).
+        2. While they send it, take and build the next batch (queued behind it), then wait
+           for the current batch's calls and finish it, from this thread: the sending
+           threads never wait for the batch's database writes.
+        3. Repeat until nothing is due, the stop event is set or ``PIPELINE_SECONDS`` ran
+           out; finish the last batch.
+
+        Overlapping changes no promise: each message is ``sending`` for this worker from its
+        take on, and its call begins only through :func:`begin_call`.
+        """
+        if self._pool is None:
+            taken = self._take()
+            if not taken:
+                return False
+            batch = [self._deliver(prepare_call(m, t)) for m, t in load_taken(taken)]
+            finish_batch(batch, self.policy)
+            return True
+        pool = self._pool
+        deadline = time.monotonic() + self.PIPELINE_SECONDS
+        # The batches handed to the threads and not finished yet, oldest first (two at most).
+        in_flight: list[list[Future[Called]]] = []
+        handled = False
+        try:
+            while True:
+                # The first batch is always taken: the loop checked the stop before calling.
+                stopping = bool(in_flight) and (
+                    time.monotonic() >= deadline or (self._stop is not None and self._stop.is_set())
+                )
+                taken = [] if stopping else self._take()
+                if taken:
+                    handled = True
+                    futures: list[Future[Called]] = []
+                    in_flight.append(futures)
+                    for message, t in load_taken(taken):
+                        futures.append(pool.submit(self._deliver, prepare_call(message, t)))
+                if in_flight and (len(in_flight) > 1 or not taken):
+                    self._finish(in_flight.pop(0))
+                if not taken:
+                    return handled
+        finally:
+            # After an error too: the calls handed to the threads go out, and are recorded
+            # as a batch that ends normally would be.
+            while in_flight:
+                self._finish(in_flight.pop(0))
+
+    def _finish(self, futures: list[Future[Called]]) -> None:
+        finish_batch([future.result() for future in futures], self.policy)
+
+    def _take(self) -> list[Taken]:
+        return take_batch(
             self.name, clock.now(), self.concurrency * self.BATCH_PER_THREAD, self.policy
         )
-        if not taken:
-            return False
-        # Rendering and building happen here, one message after the other, each handed to
-        # the sending threads as soon as it is built: the threads only talk to providers
-        # (waiting on sockets, not competing for the interpreter) while the next is built.
-        ready = (prepare_call(message, t) for message, t in load_taken(taken))
-        if self._pool is None:
-            batch = [self._deliver(item) for item in ready]
-        else:
-            batch = [
-                future.result()
-                for future in [self._pool.submit(self._deliver, item) for item in ready]
-            ]
-        # The batch's bookkeeping in one transaction, from this thread: the sending threads
-        # never wait for each other's database writes.
-        finish_batch(batch, self.policy)
-        return True
 
     def on_tick(self) -> None:
         now = clock.now()
@@ -188,7 +238,7 @@ def _close_thread_connection() -> None:
 
 def make_loop(stop: threading.Event) -> Loop:
     """The worker loop for ``outreach run`` (listed in ``settings.OUTREACH_LOOPS``)."""
-    worker = Worker()
+    worker = Worker(stop=stop)
     return Loop(
         name="worker",
         handle_one=worker.handle_one,

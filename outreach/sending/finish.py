@@ -10,13 +10,13 @@ them all.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 
 from outreach.campaigns.lifecycle import record_build_failure
 from outreach.campaigns.models import Enrollment, Message, Step
@@ -25,7 +25,7 @@ from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import IllegalTransition, mark_auth_failed, transition_mailbox
 from outreach.providers.base import Outcome, SendError
 from outreach.scheduler.counters import release_message
-from outreach.sending import circuit
+from outreach.sending import circuit, sql
 from outreach.sending.deliver import BUILD_FAILED, BUILD_RETRY_DELAY, Called
 from outreach.sending.models import SendAttempt
 from outreach.sending.signals import send_attempted, send_refused
@@ -35,7 +35,6 @@ from outreach.sending.take import (
     State,
     backoff,
     default_policy,
-    per_message,
 )
 
 log = logging.getLogger(__name__)
@@ -93,35 +92,41 @@ def _mine(message: Message) -> Any:
 
 
 def _mark_sent(sent: list[Called], now: datetime) -> None:
+    """The accepted messages become ``sent`` (one UPDATE per worker, as SQL: see
+    :mod:`outreach.sending.sql`), their mailboxes record the send and their enrollments move
+    on."""
     if not sent:
         return
     by_worker: dict[str, list[Called]] = {}
     for item in sent:
         by_worker.setdefault(item.message.claimed_by, []).append(item)
+    m = functools.partial(sql.column, Message)
+    at = sql.when(now)
     for worker, items in by_worker.items():
+        ids = {c.message.pk: c.result.provider_message_id[:255] for c in items if c.result}
+        provider_id, provider_params = sql.pick(m("pk"), ids, m("provider_message_id"))
+        mine, mine_params = sql.any_of(m("pk"), list(ids))
         # Also from `unknown`: if the lease ran out while the provider was slow but it did
         # accept the message, the truth is `sent`.
-        Message.objects.filter(
-            pk__in=[c.message.pk for c in items],
-            state__in=[State.SENDING, State.UNKNOWN],
-            claimed_by=worker,
-        ).update(
-            state=State.SENT,
-            provider_message_id=per_message(
-                {c.message.pk: c.result.provider_message_id[:255] for c in items if c.result},
-                "provider_message_id",
-                every_row=True,
-            ),
-            sent_at=now,
-            attempts=F("attempts") + 1,
-            last_error="",
-            lease_expires_at=None,
-            updated_at=now,
+        sql.execute(
+            f"UPDATE {sql.table(Message)} SET {m('state')} = %s, "  # noqa: S608
+            f"{m('provider_message_id')} = {provider_id}, {m('sent_at')} = %s, "
+            f"{m('attempts')} = {m('attempts')} + 1, {m('last_error')} = '', "
+            f"{m('lease_expires_at')} = NULL, {m('updated_at')} = %s "
+            f"WHERE {mine} AND {m('state')} IN (%s, %s) AND {m('claimed_by')} = %s",
+            [State.SENT, *provider_params, at, at, *mine_params, *_STILL_MINE, worker],
         )
-    Mailbox.objects.filter(pk__in=sorted({c.message.mailbox_id or 0 for c in sent})).update(
-        last_sent_at=now, consecutive_failures=0
+    b = functools.partial(sql.column, Mailbox)
+    boxes, boxes_params = sql.any_of(b("pk"), sorted({c.message.mailbox_id or 0 for c in sent}))
+    sql.execute(
+        f"UPDATE {sql.table(Mailbox)} SET {b('last_sent_at')} = %s, "  # noqa: S608
+        f"{b('consecutive_failures')} = 0 WHERE {boxes}",
+        [at, *boxes_params],
     )
     _advance_enrollments([c.message for c in sent], now)
+
+
+_STILL_MINE = (State.SENDING, State.UNKNOWN)
 
 
 def _attempt(item: Called, now: datetime) -> SendAttempt:
@@ -323,48 +328,63 @@ def _signal(attempts: list[SendAttempt]) -> None:
 
 def _advance_enrollments(sent: list[Message], sent_at: datetime) -> None:
     """After steps went out: the thread is set on step 1, the next step falls due after its
-    delay, or the enrollment finishes after the last step. One UPDATE per step of the batch."""
+    delay, or the enrollment finishes after the last step. One UPDATE per step of the batch,
+    as SQL (:mod:`outreach.sending.sql`)."""
     sent = [m for m in sent if m.enrollment_id is not None and m.step is not None]
     if not sent:
         return
-    firsts = [m for m in sent if m.step is not None and m.step.position == 1]
+    e = functools.partial(sql.column, Enrollment)
+    m = functools.partial(sql.column, Message)
+    firsts = [m_ for m_ in sent if m_.step is not None and m_.step.position == 1]
     if firsts:
         # The thread is the step-1 message just sent: read from its row (one correlated
         # subquery) rather than spelled out per enrollment.
-        first = Message.objects.filter(
-            pk__in=[m.pk for m in firsts], enrollment_id=OuterRef("pk")
-        ).order_by("pk")[:1]
-        Enrollment.objects.filter(
-            pk__in=[m.enrollment_id for m in firsts], thread_mailbox__isnull=True
-        ).update(
-            thread_mailbox_id=Subquery(first.values("mailbox_id")),
-            thread_message_id=Coalesce(Subquery(first.values("message_id_header")), Value("")),
+        messages, messages_params = sql.any_of(f"t.{m('pk')}", [x.pk for x in firsts])
+        first = (
+            f"FROM {sql.table(Message)} t WHERE {messages} "
+            f"AND t.{m('enrollment')} = {sql.table(Enrollment)}.{e('pk')} "
+            f"ORDER BY t.{m('pk')} LIMIT 1"
         )
-    campaigns = {m.step.campaign_id for m in sent if m.step is not None}
+        mine, mine_params = sql.any_of(e("pk"), [x.enrollment_id for x in firsts])
+        sql.execute(
+            f"UPDATE {sql.table(Enrollment)} SET "  # noqa: S608
+            f"{e('thread_mailbox')} = (SELECT t.{m('mailbox')} {first}), "
+            f"{e('thread_message_id')} = COALESCE((SELECT t.{m('message_id_header')} {first}), '') "
+            f"WHERE {mine} AND {e('thread_mailbox')} IS NULL",
+            [*messages_params, *messages_params, *mine_params],
+        )
+    s_ = functools.partial(sql.column, Step)
+    campaigns, campaigns_params = sql.any_of(
+        s_("campaign"), sorted({x.step.campaign_id for x in sent if x.step is not None})
+    )
     delays: dict[int, list[tuple[int, int, int]]] = {}
-    for campaign_id, position, days, hours in Step.objects.filter(
-        campaign_id__in=campaigns
-    ).values_list("campaign_id", "position", "delay_days", "delay_hours"):
+    for campaign_id, position, days, hours in sql.fetch(
+        f"SELECT {s_('campaign')}, {s_('position')}, {s_('delay_days')}, "  # noqa: S608
+        f"{s_('delay_hours')} FROM {sql.table(Step)} WHERE {campaigns}",
+        campaigns_params,
+    ):
         delays.setdefault(campaign_id, []).append((position, days, hours))
     by_step: dict[int, list[Message]] = {}
     steps: dict[int, Step] = {}
-    for m in sent:
-        assert m.step is not None
-        by_step.setdefault(m.step.pk, []).append(m)
-        steps[m.step.pk] = m.step
-    for step_id, messages in sorted(by_step.items()):
+    for x in sent:
+        assert x.step is not None
+        by_step.setdefault(x.step.pk, []).append(x)
+        steps[x.step.pk] = x.step
+    for step_id, messages_of_step in sorted(by_step.items()):
         step = steps[step_id]
         following = min(
             (d for d in delays.get(step.campaign_id, []) if d[0] > step.position), default=None
         )
-        changes: dict[str, Any] = {"last_step": step.position}
         if following is not None:
-            changes["next_due_at"] = sent_at + timedelta(days=following[1], hours=following[2])
+            due = sent_at + timedelta(days=following[1], hours=following[2])
+            changes, params = f"{e('next_due_at')} = %s", [sql.when(due)]
         else:
-            changes.update(state=Enrollment.State.FINISHED, next_due_at=None)
+            changes = f"{e('state')} = %s, {e('next_due_at')} = NULL"
+            params = [Enrollment.State.FINISHED]
+        mine, mine_params = sql.any_of(e("pk"), [x.enrollment_id for x in messages_of_step])
         # Only an active enrollment moves on: one stopped by a reply meanwhile stays stopped.
-        Enrollment.objects.filter(
-            pk__in=[m.enrollment_id for m in messages],
-            state=Enrollment.State.ACTIVE,
-            last_step__lte=step.position,
-        ).update(**changes)
+        sql.execute(
+            f"UPDATE {sql.table(Enrollment)} SET {e('last_step')} = %s, {changes} "  # noqa: S608
+            f"WHERE {mine} AND {e('state')} = %s AND {e('last_step')} <= %s",
+            [step.position, *params, *mine_params, Enrollment.State.ACTIVE, step.position],
+        )

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Field, OuterRef, Q
+from django.db.models import Exists, F, Field, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
@@ -30,7 +30,7 @@ from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.pool.policy import SENDING_STATES as SENDING_MAILBOX_STATES
 from outreach.providers import mime
 from outreach.scheduler.counters import release_message
-from outreach.sending import circuit
+from outreach.sending import circuit, sql
 
 State = Message.State
 
@@ -239,7 +239,7 @@ def _take(
         changes["message_id_header"] = per_message(
             new_ids, "message_id_header", every_row=len(new_ids) == len(pks)
         )
-    Message.objects.filter(_due(now), pk__in=pks).filter(
+    Message.objects.filter(_due(now), sql.AnyOf(F("pk"), pks)).filter(
         _mailbox_can_send(), _sequence_live(), _not_suppressed()
     ).update(**changes)
 
@@ -248,7 +248,7 @@ def _taken_by(worker: str, lease_until: datetime, pks: list[int]) -> list[tuple[
     """Which of ``pks`` this take won: ``(pk, provider account)``."""
     return list(
         Message.objects.filter(
-            pk__in=pks,
+            sql.AnyOf(F("pk"), pks),
             state=State.SENDING,
             claimed_by=worker[:128],
             lease_expires_at=lease_until,
@@ -357,23 +357,16 @@ def _cancel_if_suppressed(pk: int, now: datetime) -> None:
 def per_message(values: dict[int, str], field: str, *, every_row: bool) -> Any:
     """One column's new value per message pk, as one expression for an UPDATE: a plain value
     when they all agree (an SMTP server's reply) and ``every_row`` of the UPDATE is among
-    ``values``, else ``CASE id WHEN ... ELSE <the column> END`` (other rows keep theirs).
+    ``values``, else the value of the row's pk, the column's own for other rows
+    (:func:`outreach.sending.sql.pick`).
 
     Written as SQL with parameters: the ORM's ``Case(When(pk=...))`` resolves one filter per
     branch, which cost more than the whole UPDATE for a batch of a hundred messages.
     """
-    distinct = set(values.values())
-    if every_row and len(distinct) == 1:
-        return distinct.pop()
-    q = connection.ops.quote_name
     target = Message._meta.get_field(field)
     assert isinstance(target, Field) and target.column
-    column = q(target.column)
-    branches = " ".join(["WHEN %s THEN %s"] * len(values))
-    params = [item for pair in values.items() for item in pair]
-    # Identifiers come from the model; every value is a parameter.
-    return RawSQL(  # noqa: S611
-        f"CASE {q(Message._meta.pk.column)} {branches} ELSE {column} END",
-        params,
-        output_field=target,
+    expression, params = sql.pick(
+        sql.column(Message, "pk"), values, sql.column(Message, field), every_row=every_row
     )
+    # Identifiers come from the model; every value is a parameter.
+    return RawSQL(expression, params, output_field=target)  # noqa: S611

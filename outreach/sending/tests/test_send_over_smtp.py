@@ -7,6 +7,7 @@ import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -428,6 +429,70 @@ def test_it_sends_on_several_threads_each_message_once(
     assert set(states(messages)) == {Message.State.SENT}
     tags = sorted(int(r.message["X-Outreach-Message"]) for r in smtp_server.received)
     assert tags == [m.pk for m in messages]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_overlaps_batches_and_finishes_every_one_before_returning(
+    smtp_server: SmtpTestServer, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.set_now(None)
+    account = smtp_account("relay", smtp_server.port, ca_file)
+    messages = claimed_campaign_messages(30, provider=account, domains=2, mailboxes_per_domain=3)
+    # Batches of 4 (2 threads x 2): one handle_one() takes eight while the others send.
+    monkeypatch.setattr(Worker, "BATCH_PER_THREAD", 2)
+    finished: list[int] = []
+    original = Worker._finish
+
+    def counting(self: Worker, futures: list[Any]) -> None:
+        # While a batch is recorded, the next one was taken already (it is `sending`).
+        finished.append(Message.objects.filter(state=Message.State.SENDING).count())
+        original(self, futures)
+
+    monkeypatch.setattr(Worker, "_finish", counting)
+    worker = Worker(concurrency=2)
+    try:
+        assert worker.handle_one()
+        # Nothing is left half done when it returns.
+        assert not Message.objects.filter(state=Message.State.SENDING).exists()
+        while worker.handle_one():
+            pass
+    finally:
+        worker.close()
+
+    assert set(states(messages)) == {Message.State.SENT}
+    assert len(finished) == 8
+    assert max(finished[:-1]) == 8 and finished[-1] == 2
+    tags = sorted(int(r.message["X-Outreach-Message"]) for r in smtp_server.received)
+    assert tags == [m.pk for m in messages]
+    assert SendAttempt.objects.count() == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_ends_the_overlapping_batches_after_the_ones_taken(
+    smtp_server: SmtpTestServer, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock.set_now(None)
+    account = smtp_account("relay", smtp_server.port, ca_file)
+    messages = claimed_campaign_messages(20, provider=account, domains=2, mailboxes_per_domain=3)
+    monkeypatch.setattr(Worker, "BATCH_PER_THREAD", 2)
+    stop = threading.Event()
+    original = Worker._take
+
+    def take_then_stop(self: Worker) -> list[Any]:
+        taken = original(self)
+        stop.set()  # asked to stop while the first batch is out
+        return taken
+
+    monkeypatch.setattr(Worker, "_take", take_then_stop)
+    worker = Worker(concurrency=2, stop=stop)
+    try:
+        assert worker.handle_one()
+    finally:
+        worker.close()
+
+    # The batch taken went out and was recorded; nothing else was taken.
+    assert sorted(states(messages)) == [Message.State.CLAIMED] * 16 + [Message.State.SENT] * 4
+    assert len(smtp_server.received) == 4
 
 
 def test_it_sends_a_warm_up_message_as_plain_text(

@@ -27,7 +27,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        worker = Worker(concurrency=options["concurrency"])
+        stop = threading.Event()
+        worker = Worker(concurrency=options["concurrency"], stop=stop)
         try:
             if options["once"]:
                 worker.on_tick()
@@ -36,7 +37,6 @@ class Command(BaseCommand):
                     sent += 1
                 self.stdout.write(f"{sent} batch(es) sent")
                 return
-            stop = threading.Event()
             with stop_on_signals(stop):
                 run_loop(
                     Loop(

@@ -1,0 +1,158 @@
+"""The send path's hand-written SQL (outreach/sending/sql.py) writes what the ORM statements it
+replaced wrote: every column of the messages, mailboxes and enrollments of a finished batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import F
+
+from outreach.campaigns.models import Enrollment, Message, Step
+from outreach.lib import clock
+from outreach.pool.models import Mailbox, ProviderAccount
+from outreach.providers.base import SendResult
+from outreach.sending import sql
+from outreach.sending.deliver import Called, load_taken
+from outreach.sending.finish import finish_batch
+from outreach.sending.take import per_message, take_batch
+from outreach.sending.tests.helpers import claimed_campaign_messages
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+T1 = T0 + timedelta(seconds=7)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock() -> None:
+    clock.set_now(T0)
+
+
+def _account() -> ProviderAccount:
+    return ProviderAccount.objects.create(
+        name="relay", kind=ProviderAccount.Kind.SMTP, settings={"host": "127.0.0.1"}
+    )
+
+
+def _finish(queue_ids: list[str]) -> list[Message]:
+    """Take every due message and finish them as accepted, the i-th with ``queue_ids[i]``."""
+    taken = take_batch("sql-test", clock.now(), limit=100)
+    loaded = load_taken(taken)
+    assert len(loaded) == len(queue_ids)
+    clock.set_now(T1)
+    called = [
+        Called(message, message.provider_account, result=SendResult(queue_id, code="250"))
+        for (message, _), queue_id in zip(loaded, queue_ids, strict=True)
+        if message.provider_account is not None
+    ]
+    assert set(finish_batch(called)) == {Message.State.SENT}
+    return [message for message, _ in loaded]
+
+
+@pytest.mark.parametrize("distinct", [True, False], ids=["own-queue-ids", "one-reply"])
+def test_it_records_a_sent_batch_column_by_column(distinct: bool) -> None:
+    account = _account()
+    messages = claimed_campaign_messages(6, provider=account, steps=2, mailboxes_per_domain=3)
+    step2 = Step.objects.get(campaign_id=messages[0].campaign_id or 0, position=2)
+    # Two of them are the last step (their enrollment finishes), one of those threaded already;
+    # one enrollment was stopped by a reply after the claim (its message is not taken).
+    last = messages[4:]
+    Message.objects.filter(pk__in=[m.pk for m in last]).update(step=step2)
+    Enrollment.objects.filter(pk__in=[m.enrollment_id for m in last]).update(
+        last_step=1, thread_message_id="<old@send1.example.com>", thread_mailbox=last[0].mailbox
+    )
+    stopped, ahead = messages[3], messages[2]
+    # One enrollment is further along than its step-1 message (and threaded): it stays so.
+    Enrollment.objects.filter(pk=ahead.enrollment_id or 0).update(
+        last_step=2, thread_message_id="<ahead@send1.example.com>", thread_mailbox=last[0].mailbox
+    )
+    Enrollment.objects.filter(pk=stopped.enrollment_id or 0).update(state=Enrollment.State.STOPPED)
+    Mailbox.objects.update(consecutive_failures=3)
+    sent = [m for m in messages if m.pk != stopped.pk]
+    ids = [f"Q{i}" if distinct else "same" for i in range(len(sent))]
+
+    _finish(ids)
+
+    rows = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+    for message, queue_id in zip(sent, ids, strict=True):
+        row = rows[message.pk]
+        assert (row.state, row.provider_message_id, row.sent_at) == ("sent", queue_id, T1)
+        assert (row.attempts, row.last_error, row.lease_expires_at) == (1, "", None)
+        assert row.updated_at == T1
+        assert row.claimed_by == "sql-test"
+    assert rows[stopped.pk].state == Message.State.CLAIMED
+    for mailbox in Mailbox.objects.filter(pk__in={m.mailbox_id for m in sent}):
+        assert (mailbox.last_sent_at, mailbox.consecutive_failures) == (T1, 0)
+    enrollments = Enrollment.objects.in_bulk([m.enrollment_id for m in messages])
+    for message in sent[:2]:
+        # Step 1 went out: the thread is its message, the next step is due after 3 days.
+        enrollment = enrollments[message.enrollment_id]
+        assert enrollment.state == Enrollment.State.ACTIVE
+        assert (enrollment.last_step, enrollment.next_due_at) == (1, T1 + timedelta(days=3))
+        assert enrollment.thread_mailbox_id == rows[message.pk].mailbox_id
+        assert enrollment.thread_message_id == rows[message.pk].message_id_header
+        assert enrollment.thread_message_id
+    for message in last:
+        # The last step went out: finished, the thread as it was.
+        enrollment = enrollments[message.enrollment_id]
+        assert (enrollment.state, enrollment.last_step) == (Enrollment.State.FINISHED, 2)
+        assert enrollment.next_due_at is None
+        assert enrollment.thread_message_id == "<old@send1.example.com>"
+    assert enrollments[stopped.enrollment_id].last_step == 0
+    enrollment = enrollments[ahead.enrollment_id]
+    assert (enrollment.last_step, enrollment.next_due_at) == (2, None)
+    assert enrollment.thread_message_id == "<ahead@send1.example.com>"
+
+
+def test_it_sends_a_message_taken_over_meanwhile_nowhere() -> None:
+    account = _account()
+    first, second = claimed_campaign_messages(2, provider=account)
+    taken = take_batch("sql-test", clock.now(), limit=10)
+    loaded = load_taken(taken)
+    Message.objects.filter(pk=first.pk).update(state=Message.State.UNKNOWN)
+    Message.objects.filter(pk=second.pk).update(claimed_by="recovery:other")
+
+    finish_batch(
+        [Called(m, account, result=SendResult(f"id-{m.pk}", code="250")) for m, _ in loaded]
+    )
+
+    # `unknown` of its own worker becomes `sent` (the provider did accept it); another's stays.
+    assert Message.objects.get(pk=first.pk).state == Message.State.SENT
+    assert Message.objects.get(pk=first.pk).provider_message_id == f"id-{first.pk}"
+    assert Message.objects.get(pk=second.pk).state == Message.State.SENDING
+
+
+def test_per_message_values_leave_other_rows_alone() -> None:
+    account = _account()
+    messages = claimed_campaign_messages(3, provider=account)
+    a, b, c = (m.pk for m in messages)
+
+    Message.objects.filter(pk__in=[a, b, c]).update(
+        message_id_header=per_message(
+            {a: "<a@x>", b: "<b@x>"}, "message_id_header", every_row=False
+        )
+    )
+    Message.objects.filter(pk__in=[a, c]).update(
+        subject=per_message({a: "same", c: "same"}, "subject", every_row=True)
+    )
+
+    headers = dict(Message.objects.values_list("pk", "message_id_header"))
+    assert (headers[a], headers[b], headers[c]) == ("<a@x>", "<b@x>", None)
+    subjects = dict(Message.objects.values_list("pk", "subject"))
+    assert (subjects[a], subjects[b], subjects[c]) == ("same", "", "same")
+
+
+def test_any_of_matches_exactly_the_ids_given() -> None:
+    account = _account()
+    messages = claimed_campaign_messages(4, provider=account)
+    wanted = [messages[0].pk, messages[2].pk]
+
+    found = Message.objects.filter(sql.AnyOf(F("pk"), wanted)).values_list("pk", flat=True)
+    condition, params = sql.any_of(sql.column(Message, "pk"), wanted)
+    raw = sql.fetch(f"SELECT id FROM {sql.table(Message)} WHERE {condition}", params)  # noqa: S608
+
+    assert sorted(found) == sorted(wanted) == sorted(r[0] for r in raw)
+    assert not Message.objects.filter(sql.AnyOf(F("pk"), []))
+    condition, params = sql.any_of(sql.column(Message, "pk"), [])
+    assert not sql.fetch(f"SELECT id FROM {sql.table(Message)} WHERE {condition}", params)  # noqa: S608
