@@ -150,7 +150,8 @@ def render_table(data: dict[str, Any]) -> str:
         f"campaign {data['campaign']['slug']} ({data['campaign']['enrolled']} enrolled) "
         f"finishes: {finish}",
         "recipients by provider: " + _mix(data["recipient_providers"], t["sent"]),
-        f"{data['passes']} passes in {data['elapsed_seconds']} s",
+        f"{data['passes']} passes in {data['elapsed_seconds']} s "
+        f"({data['sends_per_second']} simulated sends a second)",
     ]
     return "\n".join(lines)
 
