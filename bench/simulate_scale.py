@@ -1,6 +1,7 @@
 """The simulator's speed by pool size: simulated sends per second at 30, 300, 3,000 mailboxes.
 
-    .venv/bin/python bench/simulate_scale.py [--sizes 30,300,3000] [--days 1] [--json]
+    .venv/bin/python bench/simulate_scale.py [--sizes 30,300,3000] [--days 1] [--fill 1]
+                                              [--full-send] [--json]
 
 For each size it writes a pool of that many warmed mailboxes (three per domain, 40 a day each,
 no global ceiling below the pool's capacity), runs ``outreach simulate`` on it for ``--days``
@@ -8,7 +9,9 @@ days with enough leads to fill every send slot (the example campaign, without it
 cap), and reads the simulated sends and the simulator's own elapsed time. The cost of a
 simulated send should not grow with the pool: ``cost_ratio_<N>_vs_<smallest>`` is seconds
 per send at N over seconds per send at the smallest size (goal <= 1.5). Each size runs in
-its own process and throwaway SQLite database.
+its own process and throwaway SQLite database. ``--full-send`` runs the engine's complete send
+for every message (``outreach simulate --full-send``) instead of the simulator's take and
+finish alone.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ def pool_toml(mailboxes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(mailboxes: int, days: int, workdir: Path, fill: float = 1.0) -> dict[str, object]:
+def run(
+    mailboxes: int, days: int, workdir: Path, fill: float = 1.0, *, full_send: bool = False
+) -> dict[str, object]:
     config = workdir / f"pool-{mailboxes}.toml"
     config.write_text(pool_toml(mailboxes))
     # The example campaign without its daily cap: the pool's capacity is what is measured.
@@ -70,6 +75,7 @@ def run(mailboxes: int, days: int, workdir: Path, fill: float = 1.0) -> dict[str
     command = [sys.executable, "-m", "outreach", "simulate", "--json", "--seed", "1"]
     command += ["--config", str(config), "--campaign", str(campaign)]
     command += ["--days", str(days), "--leads", str(leads)]
+    command += ["--full-send"] if full_send else []
     env = {**os.environ, "OUTREACH_LOG_LEVEL": "ERROR"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
@@ -105,6 +111,9 @@ def main() -> None:
         help="leads as a share of the pool's send slots, one per size or one for all "
         "(e.g. 1,0.25,0.05 to time 3,000 mailboxes without simulating 120,000 sends)",
     )
+    parser.add_argument(
+        "--full-send", action="store_true", help="the engine's complete send for every message"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -112,10 +121,11 @@ def main() -> None:
         fills = [float(f) for f in args.fill.split(",")]
         fills = fills if len(fills) == len(sizes) else [fills[0]] * len(sizes)
         runs = [
-            run(size, args.days, Path(tmp), fill) for size, fill in zip(sizes, fills, strict=True)
+            run(size, args.days, Path(tmp), fill, full_send=args.full_send)
+            for size, fill in zip(sizes, fills, strict=True)
         ]
     base = runs[0]
-    result: dict[str, object] = {"days": args.days, "runs": runs}
+    result: dict[str, object] = {"days": args.days, "full_send": args.full_send, "runs": runs}
     for r in runs[1:]:
         result[f"cost_ratio_{r['mailboxes']}_vs_{base['mailboxes']}"] = round(
             float(str(r["ms_per_send"])) / max(float(str(base["ms_per_send"])), 1e-9),

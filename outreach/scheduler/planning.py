@@ -99,8 +99,12 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
             break
         # One look at the suppression list for the whole batch.
         suppressed = suppressed_among([e.lead.email for e in batch])
-        for enrollment in batch:
-            _plan_one(enrollment, campaigns, now, wait, report, suppressed)
+        planned = [
+            (message, enrollment)
+            for enrollment in batch
+            if (message := _plan_one(enrollment, campaigns, now, wait, report, suppressed))
+        ]
+        report.planned += _save_all_planned(planned)
         done += len(batch)
         last_id = batch[-1].pk
     return report
@@ -113,18 +117,20 @@ def _plan_one(
     wait: timedelta,
     report: PlanReport,
     suppressed: set[str],
-) -> None:
+) -> Message | None:
+    """The message to plan for ``enrollment`` (not saved), or None when there is none: the
+    enrollment finished, stopped, or waits (counted in ``report``)."""
     lead = enrollment.lead
     position = enrollment.last_step + 1
     step = campaigns.steps.get((enrollment.campaign_id, position))
     if step is None:
         _finish(enrollment, Enrollment.State.FINISHED, "", now)
         report.finished += 1
-        return
+        return None
     if normalize(lead.email) in suppressed:
         _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
         report.suppressed += 1
-        return
+        return None
     follow_up = position > 1
     if follow_up and (enrollment.thread_mailbox_id is None or not enrollment.thread_message_id):
         # The first message's mailbox and Message-ID are not known yet (it has not been sent):
@@ -140,16 +146,14 @@ def _plan_one(
             report.gave_up += 1
         else:
             report.waiting += 1
-        return
+        return None
     campaign = campaigns.campaigns[enrollment.campaign_id]
     tz = _zone(lead.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
     not_before = routing.next_window_start(now, campaigns.window(campaign.pk), tz)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
-        return
-    message = _new_message(enrollment, step, campaign.pk, not_before, position, wait, now)
-    if _save_planned(message, enrollment, position):
-        report.planned += 1
+        return None
+    return _new_message(enrollment, step, campaign.pk, not_before, position, wait, now)
 
 
 def _new_message(
@@ -185,6 +189,35 @@ def _new_message(
         # mailbox would break the thread, so past it the follow-up is cancelled instead.
         message.expires_at = not_before + wait
     return message
+
+
+def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
+    """Insert a batch's planned messages and move their enrollments on, in one transaction:
+    one INSERT, and one UPDATE per step position. When any of the steps was already planned
+    (another scheduler got there first: each enrollment step yields at most one message), the
+    whole batch is rolled back and saved one message at a time, as :func:`_save_planned`
+    does. Returns how many messages were inserted."""
+    if not planned:
+        return 0
+    by_position: dict[int, list[int]] = {}
+    for _, enrollment in planned:
+        by_position.setdefault(enrollment.last_step + 1, []).append(enrollment.pk)
+    try:
+        with transaction.atomic():
+            Message.objects.bulk_create([message for message, _ in planned])
+            for position, pks in sorted(by_position.items()):
+                Enrollment.objects.filter(pk__in=pks, state=Enrollment.State.ACTIVE).update(
+                    last_step=position, next_due_at=None
+                )
+    except IntegrityError:
+        saved = 0
+        for message, enrollment in planned:
+            # The rolled-back INSERT may have given the instance a primary key.
+            message.pk = None
+            message._state.adding = True
+            saved += _save_planned(message, enrollment, enrollment.last_step + 1)
+        return saved
+    return len(planned)
 
 
 def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bool:

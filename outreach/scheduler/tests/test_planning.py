@@ -71,6 +71,34 @@ def test_it_plans_each_step_once() -> None:
     assert Message.objects.count() == 3
 
 
+def test_it_plans_a_batch_in_one_insert_yet_skips_a_step_another_scheduler_planned() -> None:
+    make_pool(1, 1)
+    campaign = make_campaign(steps=2)
+    enrollments = enroll(campaign, make_leads(3))
+    # A second scheduler inserted step 1 of the middle enrollment and has not moved the
+    # enrollment on yet: this planner still sees it due.
+    step = campaign.steps.get(position=1)
+    taken = enrollments[1]
+    Message.objects.create(
+        kind=Message.Kind.CAMPAIGN,
+        enrollment=taken,
+        step=step,
+        campaign=campaign,
+        to_email=taken.lead.email,
+        to_domain=taken.lead.email_domain,
+        state=Message.State.SCHEDULED,
+        not_before=NOON,
+    )
+    report = plan_due(NOON)
+    assert report.planned == 2
+    assert Message.objects.filter(step=step).count() == 3
+    assert sorted(Message.objects.values_list("enrollment_id", flat=True)) == sorted(
+        e.pk for e in enrollments
+    )
+    for enrollment in Enrollment.objects.all():
+        assert enrollment.last_step == 1 and enrollment.next_due_at is None
+
+
 def test_it_stops_a_suppressed_leads_enrollment_and_plans_nothing() -> None:
     make_pool(1, 1)
     campaign = make_campaign()

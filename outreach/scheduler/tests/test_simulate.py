@@ -22,6 +22,7 @@ import pytest
 from django.db import transaction
 
 from outreach.campaigns.models import Message
+from outreach.management import simulated_sending
 from outreach.pool.models import PoolSettings, StateChange
 from outreach.pool.policy import WarmupSchedule, warmup_cap
 from outreach.scheduler import simulate, simulate_day
@@ -90,7 +91,9 @@ def month(django_db_setup: None, django_db_blocker: Any) -> Month:
         start=START,
     )
     with django_db_blocker.unblock(), transaction.atomic():
-        result = simulate.simulate(options)
+        # As `outreach simulate` runs it: the engine's take and finish without building each
+        # message (test_simulate_fast shows both sends come out the same).
+        result = simulate.simulate(options, send_due=simulated_sending.send_due)
         data = json.loads(json.dumps(result.to_dict()))
         sent = [
             _sent(m)
