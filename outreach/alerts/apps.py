@@ -9,7 +9,7 @@ class AlertsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from outreach.alerts import outbox, prometheus, receivers, rules
-        from outreach.events.signals import event_recorded
+        from outreach.events.signals import events_recorded
         from outreach.lib import alerting
         from outreach.metrics.prometheus import register_families
         from outreach.pool.models import StateChange
@@ -21,7 +21,7 @@ class AlertsConfig(AppConfig):
         # A pass of the control plane runs the health rules' periodic evaluation when asked.
         control_plane.lend(health=rules.periodic_pass)
         register_families(prometheus.families)
-        event_recorded.connect(receivers.on_event_recorded, dispatch_uid="alerts.rules_event")
+        events_recorded.connect(receivers.on_events_recorded, dispatch_uid="alerts.rules_events")
         send_attempted.connect(receivers.on_send_attempted, dispatch_uid="alerts.rules_attempt")
         circuit_changed.connect(receivers.on_circuit_changed, dispatch_uid="alerts.circuit")
         # The sending engine's circuit breakers avoid the accounts our provider watch flags.

@@ -29,20 +29,36 @@ log = logging.getLogger(__name__)
 EVIDENCE_TYPES = {Event.Type.BOUNCED, Event.Type.COMPLAINED, Event.Type.BLOCKED}
 
 
-def on_event_recorded(sender: Any, event: Event, **kwargs: Any) -> None:
-    if event.type not in EVIDENCE_TYPES:
-        return
-    mailbox_id = event.mailbox_id
-    if not mailbox_id and event.message is not None:
-        mailbox_id = event.message.mailbox_id
-    if not mailbox_id:
+def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
+    """A batch of stored events: every mailbox with new evidence is judged once, on its
+    figures with the whole batch counted (the rollups' receiver has run), in one read of
+    the mailboxes. A mailbox that crosses a threshold anywhere in the batch is paused the
+    same minute, before the transaction that stored the evidence commits."""
+    mailbox_ids = set()
+    for event in events:
+        if event.type not in EVIDENCE_TYPES:
+            continue
+        mailbox_id = event.mailbox_id
+        if not mailbox_id and event.message is not None:
+            mailbox_id = event.message.mailbox_id
+        if mailbox_id:
+            mailbox_ids.add(mailbox_id)
+    if not mailbox_ids:
         return
     try:
-        with transaction.atomic():
-            mailbox = Mailbox.objects.select_related("domain").get(pk=mailbox_id)
-            rules.evaluate_mailbox(mailbox)
+        mailboxes = list(
+            Mailbox.objects.select_related("domain").filter(pk__in=mailbox_ids).order_by("pk")
+        )
     except Exception:
-        log.exception("health rules on event %s failed", event.pk)
+        log.exception("health rules on events %s failed", [e.pk for e in events])
+        return
+    for mailbox in mailboxes:
+        # One savepoint each: a rule failing on one mailbox must not undo another's pause.
+        try:
+            with transaction.atomic():
+                rules.evaluate_mailbox(mailbox)
+        except Exception:
+            log.exception("health rules on events of mailbox %s failed", mailbox.pk)
 
 
 def on_send_attempted(

@@ -1,7 +1,7 @@
 """Health rules applied to the pool: figures gathered, verdicts of :mod:`outreach.metrics.health`
 carried out through :mod:`outreach.pool.states`, alerts raised.
 
-Rules run when evidence arrives (``event_recorded``, ``send_attempted``: see
+Rules run when evidence arrives (``events_recorded``, ``send_attempted``: see
 :mod:`outreach.alerts.receivers`) and periodically (:func:`periodic_pass`, in the ``outreach
 alerts`` loop). Both paths are idempotent: transitions are conditional UPDATEs and alerts are
 keyed, so running a rule twice on the same figures changes nothing.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
 
 from outreach.campaigns.models import Suppression
@@ -59,3 +61,36 @@ def suppress(
     except IntegrityError:  # a concurrent writer got there first
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One address (or domain) to add to the list, with where it comes from and why."""
+
+    value: str
+    source: str
+    reason: str = ""
+    kind: str = Suppression.Kind.ADDRESS
+
+
+def suppress_many(entries: list[Entry], *, created_by: str = "") -> int:
+    """:func:`suppress` for each of ``entries`` in order, in two statements: the first entry
+    for a value stays, whether it was on the list already or comes earlier in ``entries``.
+    Returns how many were added (a concurrent writer's entry wins silently)."""
+    first: dict[tuple[str, str], Entry] = {}
+    for entry in entries:
+        first.setdefault((entry.kind, normalize(entry.value)), entry)
+    if not first:
+        return 0
+    listed = set(
+        Suppression.objects.filter(
+            kind__in={kind for kind, _ in first}, value__in={value for _, value in first}
+        ).values_list("kind", "value")
+    )
+    new = [
+        Suppression(kind=kind, value=value, source=e.source, reason=e.reason, created_by=created_by)
+        for (kind, value), e in first.items()
+        if (kind, value) not in listed
+    ]
+    Suppression.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)

@@ -32,7 +32,7 @@ from standardwebhooks.webhooks import Webhook
 
 from outreach.events import normalize as n
 from outreach.events.models import Event, InboundMail, WebhookDelivery, WebhookEndpoint
-from outreach.events.signals import event_recorded
+from outreach.events.signals import events_recorded
 from outreach.lib import clock
 from outreach.lib.loop import Loop
 from outreach.lib.secrets import SecretError, resolve
@@ -124,8 +124,22 @@ def mail_summary(mail: InboundMail) -> dict[str, Any]:
 # --- what emits ----------------------------------------------------------------------------
 
 
-def _on_event(sender: object, event: Event, **kwargs: Any) -> None:
+def _on_events(sender: object, events: list[Event], **kwargs: Any) -> None:
     """Unsubscribes and hard bounces, whatever their source (IMAP, webhooks, one-click)."""
+    wanted = [e for e in events if _emits(e)]
+    if not wanted or not WebhookEndpoint.objects.filter(enabled=True).exists():
+        return
+    for event in wanted:
+        _on_event(event)
+
+
+def _emits(event: Event) -> bool:
+    return (event.type == n.UNSUBSCRIBED and bool(event.recipient)) or (
+        event.type == n.BOUNCED and event.bounce_type == Event.BounceType.HARD
+    )
+
+
+def _on_event(event: Event) -> None:
     data = {
         "email": event.recipient,
         "source": event.source,
@@ -158,7 +172,7 @@ def _on_state_change(sender: object, instance: StateChange, created: bool, **kwa
 
 
 def connect_signals() -> None:
-    event_recorded.connect(_on_event, dispatch_uid="outgoing-webhooks-events")
+    events_recorded.connect(_on_events, dispatch_uid="outgoing-webhooks-events")
     post_save.connect(_on_state_change, sender=StateChange, dispatch_uid="outgoing-webhooks-sc")
 
 

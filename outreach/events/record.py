@@ -6,7 +6,7 @@ Effects (docs/rules.md, Sequences and Suppression):
 - the third soft bounce to one address counts as a hard bounce;
 - complaint: suppressed, enrollments stop. Pausing the sending mailbox is the health rule's
   (``outreach.metrics.health.mailbox_verdict``, with its ``complaint_pause_count``): it runs
-  on ``event_recorded`` inside this same transaction, so once the complaint is stored the
+  on ``events_recorded`` inside this same transaction, so once the complaint is stored the
   worker's conditional UPDATE (mailbox still active/warming) lets nothing more leave it;
 - unsubscribe: suppressed, enrollments stop;
 - reply: the thread's enrollment stops; with ``campaign.stop_on_company_reply`` every active
@@ -17,15 +17,19 @@ Effects (docs/rules.md, Sequences and Suppression):
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
+from django.db.models import Count, Q
 
-from outreach.campaigns.models import Enrollment, Message, Suppression
-from outreach.campaigns.suppression import suppress
+from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
+from outreach.campaigns.suppression import Entry, suppress_many
 from outreach.events import normalize as n
 from outreach.events.models import Event
-from outreach.events.signals import event_recorded
+from outreach.events.signals import events_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 from outreach.providers.base import Outcome, SendError
@@ -69,47 +73,82 @@ FREEMAIL_DOMAINS = frozenset(
 )
 
 
-def record_simulated(notification: Notification) -> bool:
-    """Store a notification of the simulated provider; True when it was new."""
-    return record(n.from_simulated(notification)) is not None
+def record_simulated(notifications: Sequence[Notification]) -> int:
+    """Store a batch of the simulated provider's notifications; returns how many were new."""
+    stored = record_batch([n.from_simulated(notification) for notification in notifications])
+    return sum(1 for event in stored if event is not None)
 
 
 def record(incoming: n.Incoming) -> Event | None:
     """Store ``incoming`` and apply its effects atomically; None when it was already stored.
 
-    ``event_recorded`` is sent inside the transaction, so listeners' writes commit or roll
-    back with the event.
+    A batch of one: see :func:`record_batch`.
     """
+    return record_batch([incoming])[0]
+
+
+# Events per round of statements: each round reads its messages, inserts its events and
+# applies their effects in a constant number of statements. Bounded so a round stays under
+# the databases' parameter limits (an event row binds 14 values; SQLite allows 32,766).
+BATCH = 1000
+
+
+def record_batch(incomings: Sequence[n.Incoming]) -> list[Event | None]:
+    """Store ``incomings`` in their order and apply their effects atomically; for each one
+    the stored event, or None when it was already stored (a repeat, in the database or
+    earlier in the batch).
+
+    What is decided is what storing them one at a time would decide: the message each is
+    about, which are new, who is suppressed and whose enrollments stop with which reason
+    (the first event in the batch to stop an enrollment names its reason). The work is done
+    set-wise: one lookup of the messages, one INSERT of the events, one pass of effects, and
+    ``events_recorded`` sent once with the new events, inside the transaction, so listeners'
+    writes commit or roll back with them.
+    """
+    out: list[Event | None] = []
     # No savepoint of its own inside a caller's transaction (a webhook's batch): every
     # statement counts on the ingest path, and an error aborts the batch anyway.
     with transaction.atomic(savepoint=False):
-        message = find_message(incoming)
+        for start in range(0, len(incomings), BATCH):
+            out += _record_round(incomings[start : start + BATCH])
+    return out
+
+
+def _record_round(incomings: Sequence[n.Incoming]) -> list[Event | None]:
+    messages = find_messages(incomings)
+    received_at = clock.now()
+    events: list[Event] = []
+    for incoming, found in zip(incomings, messages, strict=True):
+        message = found
         if message is not None and not same_recipient(incoming, message):
             # An id echoed back for another address (a forwarded copy, a provider mixing up
             # batches, a forged id): the event is kept, unmatched, and touches neither that
             # message's mailbox nor its lead.
             message = None
-        event = Event(
-            source=incoming.source,
-            provider_event_id=incoming.provider_event_id,
-            type=incoming.type,
-            bounce_type=incoming.bounce_type,
-            diagnostic=incoming.diagnostic,
-            recipient=incoming.recipient,
-            message=message,
-            mailbox_id=(message.mailbox_id or incoming.mailbox_id) if message else None,
-            campaign_id=message.campaign_id if message else None,
-            provider_message_id=incoming.provider_message_id,
-            unmatched=message is None,
-            occurred_at=incoming.occurred_at,
-            received_at=clock.now(),
-            raw=incoming.raw,
+        events.append(
+            Event(
+                source=incoming.source,
+                provider_event_id=incoming.provider_event_id,
+                type=incoming.type,
+                bounce_type=incoming.bounce_type,
+                diagnostic=incoming.diagnostic,
+                recipient=incoming.recipient,
+                message=message,
+                mailbox_id=(message.mailbox_id or incoming.mailbox_id) if message else None,
+                campaign_id=message.campaign_id if message else None,
+                provider_message_id=incoming.provider_message_id,
+                unmatched=message is None,
+                occurred_at=incoming.occurred_at,
+                received_at=received_at,
+                raw=incoming.raw,
+            )
         )
-        if not _insert_once(event):
-            return None
-        apply_effects(event, message)
-        event_recorded.send(sender=Event, event=event)
-    return event
+    new = _insert_new(events)
+    if new:
+        apply_effects(new)
+        events_recorded.send(sender=Event, events=new)
+    stored = {id(event) for event in new}
+    return [event if id(event) in stored else None for event in events]
 
 
 def on_send_refused(
@@ -143,26 +182,45 @@ def find_message(incoming: n.Incoming) -> Message | None:
     The message comes with the columns the effects and the rollups read and its mailbox's
     domain id: nothing downstream reads the message again.
     """
-    if incoming.outreach_message_id:
-        found = _first_message(f"m.{_col('id')} = %s", [incoming.outreach_message_id])
-        if found:
-            return found
-    provider_ids = _id_variants(incoming.provider_message_id)
-    if provider_ids:
-        found = _first_message(
-            f"m.{_col('provider_message_id')} IN (%s, %s)"
-            f" OR m.{_col('message_id_header')} IN (%s, %s)",
-            provider_ids * 2,
+    return find_messages([incoming])[0]
+
+
+def find_messages(incomings: Sequence[n.Incoming]) -> list[Message | None]:
+    """:func:`find_message` for each of ``incomings``, in at most three queries: our ids,
+    then the provider's ids of those still unmatched, then their referenced Message-IDs.
+    Each one finds the newest message that matches, as one query per event would."""
+    found: list[Message | None] = [None] * len(incomings)
+    ours = {i.outreach_message_id for i in incomings if i.outreach_message_id}
+    if ours:
+        by_pk = {m.pk: m for m, _ in _messages(_col("id"), sorted(ours))}
+        for k, incoming in enumerate(incomings):
+            if incoming.outreach_message_id:
+                found[k] = by_pk.get(incoming.outreach_message_id)
+    wanted = {
+        k: set(_id_variants(incoming.provider_message_id))
+        for k, incoming in enumerate(incomings)
+        if found[k] is None and incoming.provider_message_id
+    }
+    wanted = {k: ids for k, ids in wanted.items() if ids}
+    if wanted:
+        rows = _messages(
+            _col("provider_message_id"),
+            sorted(set().union(*wanted.values())),
+            _col("message_id_header"),
         )
-        if found:
-            return found
-    header_ids = [v for ref in incoming.referenced_message_ids for v in _id_variants(ref)]
-    if header_ids:
-        marks = ", ".join(["%s"] * len(header_ids))
-        found = _first_message(f"m.{_col('message_id_header')} IN ({marks})", header_ids)
-        if found:
-            return found
-    return None
+        for k, ids in wanted.items():
+            found[k] = next((m for m, keys in rows if keys & ids), None)
+    wanted = {
+        k: {v for ref in incoming.referenced_message_ids for v in _id_variants(ref)}
+        for k, incoming in enumerate(incomings)
+        if found[k] is None and incoming.referenced_message_ids
+    }
+    wanted = {k: ids for k, ids in wanted.items() if ids}
+    if wanted:
+        rows = _messages(None, sorted(set().union(*wanted.values())), _col("message_id_header"))
+        for k, ids in wanted.items():
+            found[k] = next((m for m, keys in rows if keys & ids), None)
+    return found
 
 
 # Types whose sender may rightly differ from the message's recipient: a colleague answers,
@@ -205,26 +263,33 @@ assert _MAILBOX_FIELDS == ["id", "domain_id"]
 
 
 def _col(attname: str) -> str:
-    for field in Message._meta.concrete_fields:
-        if field.attname == attname:
-            return connection.ops.quote_name(field.column)
+    for column in Message._meta.concrete_fields:
+        if column.attname == attname:
+            return connection.ops.quote_name(column.column)
     raise LookupError(attname)
 
 
-def _first_message(where: str, params: list[Any]) -> Message | None:
-    """The newest message matching ``where`` (over alias ``m``), its mailbox (id and domain
-    id) attached. Plain SQL: this runs for every webhook event, and building the same ORM
-    query each time cost more than the query itself."""
+def _messages(
+    column: str | None, values: list[Any], header: str | None = None
+) -> list[tuple[Message, set[Any]]]:
+    """The messages whose ``column`` or ``header`` column (over alias ``m``) is one of
+    ``values``, newest first, each with its mailbox (id and domain id) attached and the set
+    of its values in those columns (what it was matched by). Plain SQL: this runs for every
+    batch of webhook events, and building the ORM query cost more than the query itself."""
     q = connection.ops.quote_name
     mailbox = Mailbox._meta
+    marks = ", ".join(["%s"] * len(values))
+    keys = [c for c in (column, header) if c is not None]
+    where = " OR ".join(f"m.{c} IN ({marks})" for c in keys)
     # Identifiers come from the models; values are parameters.
     sql = (  # noqa: S608
-        "SELECT {columns}, b.{domain} FROM {messages} m "
+        "SELECT {columns}, b.{domain}, {keys} FROM {messages} m "
         "LEFT OUTER JOIN {mailboxes} b ON m.{mailbox_id} = b.{mailbox_pk} "
-        "WHERE {where} ORDER BY m.{pk} DESC LIMIT 1"
+        "WHERE {where} ORDER BY m.{pk} DESC"
     ).format(
         columns=", ".join(f"m.{_col(f)}" for f in _MESSAGE_FIELDS),
         domain=q(mailbox.get_field("domain").column),
+        keys=", ".join(f"m.{c}" for c in keys),
         messages=q(Message._meta.db_table),
         mailboxes=q(mailbox.db_table),
         mailbox_id=_col("mailbox_id"),
@@ -233,47 +298,79 @@ def _first_message(where: str, params: list[Any]) -> Message | None:
         pk=_col("id"),
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    *values, domain_id = row
-    message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values)
-    if message.mailbox_id is not None:
-        Message.mailbox.field.set_cached_value(
-            message,
-            Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
-        )
-    return message
+        cursor.execute(sql, values * len(keys))
+        rows = cursor.fetchall()
+    width = len(_MESSAGE_FIELDS)
+    out = []
+    for row in rows:
+        values_, domain_id, matched = list(row[:width]), row[width], set(row[width + 1 :])
+        message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values_)
+        if message.mailbox_id is not None:
+            Message.mailbox.field.set_cached_value(
+                message,
+                Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
+            )
+        out.append((message, matched))
+    return out
 
 
-def _insert_once(event: Event) -> bool:
-    """INSERT ``event`` unless its (source, provider event id) is stored already.
+def _insert_new(events: list[Event]) -> list[Event]:
+    """INSERT those of ``events`` whose (source, provider event id) is not stored yet, nor
+    earlier in the list; returns them, in order, with their primary keys.
 
-    One statement, ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (SQLite 3.35+,
-    PostgreSQL): a repeat (a provider's retry, or two deliveries racing) inserts nothing and
-    leaves the transaction usable, with no savepoint around it.
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (SQLite 3.35+, PostgreSQL): a repeat (a
+    provider's retry, or two deliveries racing) inserts nothing and leaves the transaction
+    usable, with no savepoint around it. Events with a provider id go in one statement and
+    are told apart by that id in what it returns; one without (never a conflict) is
+    inserted on its own, so its key is not left to the order of a RETURNING.
     """
+    keyed: dict[tuple[str, str], Event] = {}
+    alone: list[Event] = []
+    for event in events:
+        if event.provider_event_id is None:
+            alone.append(event)
+        else:
+            keyed.setdefault((event.source, event.provider_event_id), event)
+    stored: set[int] = set()
+    for group in ([*keyed.values()], *([e] for e in alone)):
+        if not group:
+            continue
+        for event, pk in _insert_rows(group):
+            event.pk = pk
+            event._state.adding = False
+            event._state.db = connection.alias
+            stored.add(id(event))
+    return [event for event in events if id(event) in stored]
+
+
+def _insert_rows(events: list[Event]) -> list[tuple[Event, int]]:
     fields = [f for f in Event._meta.local_concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
     q = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}, {}) DO NOTHING RETURNING {}".format(  # noqa: S608
-        q(Event._meta.db_table),
-        ", ".join(q(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-        q(Event._meta.get_field("source").column),
-        q(Event._meta.get_field("provider_event_id").column),
-        q(Event._meta.pk.column),
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    source = q(Event._meta.get_field("source").column)
+    provider_event_id = q(Event._meta.get_field("provider_event_id").column)
+    sql = (
+        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}, {}) DO NOTHING RETURNING {}, {}, {}".format(  # noqa: S608
+            q(Event._meta.db_table),
+            ", ".join(q(f.column) for f in fields),
+            ", ".join([row] * len(events)),
+            source,
+            provider_event_id,
+            q(Event._meta.pk.column),
+            source,
+            provider_event_id,
+        )
     )
+    params = [
+        f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    event.pk = row[0]
-    event._state.adding = False
-    event._state.db = connection.alias
-    return True
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    if len(events) == 1:
+        return [(events[0], returned[0][0])] if returned else []
+    by_key = {(e.source, e.provider_event_id): e for e in events}
+    return [(by_key[(src, pid)], pk) for pk, src, pid in returned]
 
 
 def _id_variants(value: str) -> list[str]:
@@ -282,33 +379,113 @@ def _id_variants(value: str) -> list[str]:
     return [bare, f"<{bare}>"] if bare else []
 
 
-def apply_effects(event: Event, message: Message | None) -> None:
+def apply_effects(events: Sequence[Event]) -> None:
+    """The effects of newly stored ``events``, as applying them one after another would
+    leave them, in a constant number of statements.
+
+    Each event's rule (:func:`_effects_of`) says what it suppresses and whose enrollments it
+    stops; the suppressions are then written in one go (the first entry for an address
+    stays) and every enrollment stops with the reason of the first event in the batch that
+    stops it (:func:`_stop_in_order`).
+    """
+    effects = _Effects(
+        soft_before=_soft_bounces_before(events),
+        campaigns=_reply_campaigns(events),
+    )
+    for event in events:
+        _effects_of(event, event.message, effects)
+    if effects.suppress:
+        suppress_many(effects.suppress, created_by="events")
+    if effects.stops:
+        _stop_in_order(effects.stops)
+
+
+@dataclass
+class _Effects:
+    """What a batch of events does, gathered in the events' order."""
+
+    # Per address bounced softly (or untyped) in the batch: its soft bounces stored before
+    # the batch; ``seen`` counts those of the batch up to the current event.
+    soft_before: Counter[str]
+    campaigns: dict[int, Campaign]
+    seen_soft: Counter[str] = field(default_factory=Counter)
+    suppress: list[Entry] = field(default_factory=list)
+    stops: list[_Stop] = field(default_factory=list)
+
+    def soft_bounces(self, event: Event) -> int:
+        """Soft bounces to the event's address stored up to and including this event (what
+        counting them in the database right after storing it alone would find)."""
+        if event.bounce_type == Event.BounceType.SOFT:
+            self.seen_soft[event.recipient] += 1
+        return self.soft_before[event.recipient] + self.seen_soft[event.recipient]
+
+
+def _effects_of(event: Event, message: Message | None, effects: _Effects) -> None:
+    """Docs/rules.md, Sequences and Suppression: what one event suppresses and stops."""
     address = event.recipient
     if event.type == Event.Type.BOUNCED and address:
         if event.bounce_type == Event.BounceType.HARD:
-            _suppress_and_stop(address, Suppression.Source.HARD_BOUNCE, event, "hard bounce")
-        elif _soft_bounces(address) >= SOFT_BOUNCES_AS_HARD:
+            _suppress_and_stop(
+                address, Suppression.Source.HARD_BOUNCE, event, "hard bounce", effects
+            )
+        elif effects.soft_bounces(event) >= SOFT_BOUNCES_AS_HARD:
             _suppress_and_stop(
                 address,
                 Suppression.Source.HARD_BOUNCE,
                 event,
                 f"{SOFT_BOUNCES_AS_HARD} soft bounces",
+                effects,
             )
     elif event.type == Event.Type.COMPLAINED:
         if address:
-            _suppress_and_stop(address, Suppression.Source.COMPLAINT, event, "spam complaint")
+            _suppress_and_stop(
+                address, Suppression.Source.COMPLAINT, event, "spam complaint", effects
+            )
     elif event.type == Event.Type.UNSUBSCRIBED and address:
-        _suppress_and_stop(address, Suppression.Source.UNSUBSCRIBE, event, "unsubscribed")
+        _suppress_and_stop(address, Suppression.Source.UNSUBSCRIBE, event, "unsubscribed", effects)
         if event.source == "imap" and message is not None:
-            _stop_on_reply(event, message)  # a reply asking to be removed is a reply too
+            _stop_on_reply(event, message, effects)  # a reply asking to be removed is a reply too
     elif event.type == Event.Type.REPLIED and message is not None:
-        _stop_on_reply(event, message)
+        _stop_on_reply(event, message, effects)
 
 
-def _soft_bounces(address: str) -> int:
-    return Event.objects.filter(
-        recipient=address, type=Event.Type.BOUNCED, bounce_type=Event.BounceType.SOFT
-    ).count()
+def _soft_bounces_before(events: Sequence[Event]) -> Counter[str]:
+    """For each address that ``events`` bounce without a hard bounce type: its soft bounces
+    stored before them (one query: all stored, minus the batch's own)."""
+    bounced = [
+        e
+        for e in events
+        if e.type == Event.Type.BOUNCED and e.bounce_type != Event.BounceType.HARD and e.recipient
+    ]
+    if not bounced:
+        return Counter()
+    stored = dict(
+        Event.objects.filter(
+            recipient__in={e.recipient for e in bounced},
+            type=Event.Type.BOUNCED,
+            bounce_type=Event.BounceType.SOFT,
+        )
+        .values("recipient")
+        .annotate(n=Count("id"))
+        .values_list("recipient", "n")
+    )
+    in_batch = Counter(e.recipient for e in bounced if e.bounce_type == Event.BounceType.SOFT)
+    return Counter(
+        {e.recipient: stored.get(e.recipient, 0) - in_batch[e.recipient] for e in bounced}
+    )
+
+
+_REPLY_TYPES = frozenset({Event.Type.REPLIED, Event.Type.UNSUBSCRIBED})
+
+
+def _reply_campaigns(events: Sequence[Event]) -> dict[int, Campaign]:
+    """The campaigns of the messages replied to, read once for the batch."""
+    ids = {
+        e.message.campaign_id
+        for e in events
+        if e.type in _REPLY_TYPES and e.message is not None and e.message.campaign_id
+    }
+    return Campaign.objects.in_bulk(ids) if ids else {}
 
 
 _STOP_REASONS: dict[str, str] = {
@@ -318,48 +495,117 @@ _STOP_REASONS: dict[str, str] = {
 }
 
 
-def _suppress_and_stop(address: str, source: str, event: Event, why: str) -> None:
-    suppress(address, source, reason=f"{why} ({event.source} event)", created_by="events")
-    enrollments = Enrollment.objects.filter(lead__email__iexact=address)
-    stop_enrollments(enrollments, _STOP_REASONS[source])
+@dataclass(frozen=True)
+class _Stop:
+    """Stop the active enrollments of a lead's address, of one enrollment, or of a campaign
+    at a company domain, with ``reason``."""
+
+    reason: str
+    address: str = ""
+    enrollment_id: int | None = None
+    campaign_id: int | None = None
+    company_domain: str = ""
+
+    def matches(self, row: _EnrollmentRow) -> bool:
+        if self.address:
+            return row.email.lower() == self.address.lower()
+        if self.enrollment_id is not None:
+            return row.pk == self.enrollment_id
+        return row.campaign_id == self.campaign_id and (
+            row.email_domain.lower() == self.company_domain.lower()
+        )
+
+    def where(self) -> Q:
+        if self.address:
+            return Q(lead__email__iexact=self.address)
+        if self.enrollment_id is not None:
+            return Q(pk=self.enrollment_id)
+        return Q(campaign_id=self.campaign_id, lead__email_domain__iexact=self.company_domain)
 
 
-def stop_enrollments(enrollments: object, reason: str) -> int:
-    """Stop the active ones among ``enrollments`` and cancel their unsent messages.
-
-    ``scheduled`` ones hold no quota yet; a ``retry`` one's units were used by its provider
-    call and stay used. Both changes are conditional on the state, so a worker taking a
-    retry at the same moment and this stop cannot both win. A claimed or sending message is
-    the engine's: the live-sequence and suppression checks at send time stop it.
-    """
-    now = clock.now()
-    active = Enrollment.objects.filter(
-        pk__in=enrollments.values("pk"),  # type: ignore[attr-defined]
-        state=Enrollment.State.ACTIVE,
-    )
-    ids = list(active.values_list("pk", flat=True))
-    if not ids:
-        return 0
-    Enrollment.objects.filter(pk__in=ids, state=Enrollment.State.ACTIVE).update(
-        state=Enrollment.State.STOPPED, stop_reason=reason, stopped_at=now, next_due_at=None
-    )
-    unsent = (Message.State.SCHEDULED, Message.State.RETRY)
-    Message.objects.filter(enrollment_id__in=ids, state__in=unsent).update(
-        state=Message.State.CANCELLED, last_error=f"enrollment stopped: {reason}", updated_at=now
-    )
-    return len(ids)
+@dataclass(frozen=True)
+class _EnrollmentRow:
+    pk: int
+    email: str
+    email_domain: str
+    campaign_id: int
 
 
-def _stop_on_reply(event: Event, message: Message) -> None:
+def _suppress_and_stop(
+    address: str, source: str, event: Event, why: str, effects: _Effects
+) -> None:
+    effects.suppress.append(Entry(address, source, reason=f"{why} ({event.source} event)"))
+    effects.stops.append(_Stop(_STOP_REASONS[source], address=address))
+
+
+def _stop_on_reply(event: Event, message: Message, effects: _Effects) -> None:
     if message.enrollment_id is not None:
-        stop_enrollments(Enrollment.objects.filter(pk=message.enrollment_id), "reply")
-    campaign = message.campaign
+        effects.stops.append(_Stop("reply", enrollment_id=message.enrollment_id))
+    campaign = effects.campaigns.get(message.campaign_id) if message.campaign_id else None
     domain = event.recipient.rpartition("@")[2]
     if campaign is None or not campaign.stop_on_company_reply or not domain:
         return
     if domain in FREEMAIL_DOMAINS:
         return
-    stop_enrollments(
-        Enrollment.objects.filter(campaign=campaign, lead__email_domain__iexact=domain),
-        Enrollment.StopReason.COMPANY_REPLY,
+    effects.stops.append(
+        _Stop(Enrollment.StopReason.COMPANY_REPLY, campaign_id=campaign.pk, company_domain=domain)
     )
+
+
+def _stop_in_order(stops: list[_Stop]) -> None:
+    """Stop the active enrollments ``stops`` name, each with the reason of the first stop
+    that names it (as stopping them one after another would: a stopped enrollment is not
+    stopped again). One query reads them all; :func:`_stop` writes them by reason."""
+    where = Q()
+    for stop in stops:
+        where |= stop.where()
+    rows = [
+        _EnrollmentRow(pk, email, email_domain, campaign_id)
+        for pk, email, email_domain, campaign_id in Enrollment.objects.filter(
+            where, state=Enrollment.State.ACTIVE
+        ).values_list("pk", "lead__email", "lead__email_domain", "campaign_id")
+    ]
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    left = rows
+    for stop in stops:
+        taken = [row for row in left if stop.matches(row)]
+        if taken:
+            by_reason[stop.reason] += [row.pk for row in taken]
+            left = [row for row in left if not stop.matches(row)]
+    _stop(by_reason)
+
+
+def stop_enrollments(enrollments: object, reason: str) -> int:
+    """Stop the active ones among ``enrollments`` and cancel their unsent messages."""
+    active = Enrollment.objects.filter(
+        pk__in=enrollments.values("pk"),  # type: ignore[attr-defined]
+        state=Enrollment.State.ACTIVE,
+    )
+    return _stop({reason: list(active.values_list("pk", flat=True))})
+
+
+def _stop(ids_by_reason: dict[str, list[int]]) -> int:
+    """Stop the enrollments ``ids_by_reason`` names, still active, with their reason, and
+    cancel their unsent messages; returns how many were named.
+
+    ``scheduled`` messages hold no quota yet; a ``retry`` one's units were used by its
+    provider call and stay used. Both changes are conditional on the state, so a worker
+    taking a retry at the same moment and this stop cannot both win. A claimed or sending
+    message is the engine's: the live-sequence and suppression checks at send time stop it.
+    """
+    now = clock.now()
+    unsent = (Message.State.SCHEDULED, Message.State.RETRY)
+    named = 0
+    for reason, ids in ids_by_reason.items():
+        if not ids:
+            continue
+        Enrollment.objects.filter(pk__in=ids, state=Enrollment.State.ACTIVE).update(
+            state=Enrollment.State.STOPPED, stop_reason=reason, stopped_at=now, next_due_at=None
+        )
+        Message.objects.filter(enrollment_id__in=ids, state__in=unsent).update(
+            state=Message.State.CANCELLED,
+            last_error=f"enrollment stopped: {reason}",
+            updated_at=now,
+        )
+        named += len(ids)
+    return named

@@ -2,5 +2,6 @@
 
 from django.dispatch import Signal
 
-# Sent after an Event is stored (inside the transaction that stored it); kwargs: event.
-event_recorded = Signal()
+# Sent once per batch of newly stored events (inside the transaction that stored them);
+# kwargs: events, the list of them in the order they were stored (one for a single event).
+events_recorded = Signal()

@@ -1,4 +1,4 @@
-"""Keep the rollups current: one increment per stored event and per batch of provider calls."""
+"""Keep the rollups current: one increment per batch of stored events and of provider calls."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from outreach.sending.models import SendAttempt
 log = logging.getLogger(__name__)
 
 
-def on_event_recorded(sender: Any, event: Event, **kwargs: Any) -> None:
-    # A savepoint: a failing rollup must never lose the event stored in the same transaction;
-    # `outreach rollups --rebuild DAY` repairs the count.
+def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
+    # A savepoint: a failing rollup must never lose the events stored in the same
+    # transaction; `outreach rollups --rebuild DAY` repairs the counts.
     try:
         with transaction.atomic():
-            rollups.record_event(event)
+            rollups.record_events(events)
     except Exception:
-        log.exception("rollup of event %s failed", event.pk)
+        log.exception("rollup of events %s failed", [e.pk for e in events])
 
 
 def on_send_attempted(

@@ -197,47 +197,67 @@ def _mailbox_domains(mailbox_ids: set[int]) -> dict[int, int]:
     return dict(Mailbox.objects.filter(pk__in=ids).values_list("pk", "domain_id"))
 
 
-def record_event(event: Event, tz: ZoneInfo | None = None) -> None:
-    """Count one stored event on the day it occurred.
+def record_events(events: list[Event], tz: ZoneInfo | None = None) -> None:
+    """Count stored events on the days they occurred: one UPSERT for the whole batch.
 
-    The event's message is read from the event when it is already in hand (the events
-    collector loads the columns needed here), otherwise from the database.
+    Each event's message is read from the event when it is already in hand (the events
+    collector loads the columns needed here), otherwise with the others in one query; the
+    domains of mailboxes not in hand likewise.
     """
-    counter = event_counter(event.type, event.bounce_type)
-    if counter is None:
+    counted = [(e, c) for e in events if (c := event_counter(e.type, e.bounce_type)) is not None]
+    if not counted:
         return
-    msg: dict[str, Any] = {}
-    if event.message_id:
-        cached = Event.message.is_cached(event)
-        if cached and all(f in event.message.__dict__ for f in _ROLLUP_MESSAGE_FIELDS):
-            msg = {f: getattr(event.message, f) for f in _ROLLUP_MESSAGE_FIELDS}
+    in_hand: dict[int, dict[str, Any]] = {}
+    wanted: set[int] = set()
+    for event, _ in counted:
+        if not event.message_id:
+            continue
+        if Event.message.is_cached(event) and all(
+            f in event.message.__dict__ for f in _ROLLUP_MESSAGE_FIELDS
+        ):
+            in_hand[id(event)] = {f: getattr(event.message, f) for f in _ROLLUP_MESSAGE_FIELDS}
         else:
-            msg = dict(
-                Message.objects.filter(pk=event.message_id).values(*_ROLLUP_MESSAGE_FIELDS).first()
-                or {}
-            )
-    mailbox_id = event.mailbox_id or msg.get("mailbox_id") or 0
-    domain_id = 0
-    if mailbox_id:
-        cached_domain = _cached_domain_id(event, mailbox_id)
-        domain_id = (
-            cached_domain
-            if cached_domain is not None
-            else _mailbox_domains({mailbox_id}).get(mailbox_id, 0)
-        )
-    dims = Dims(
-        mailbox_id=mailbox_id,
-        domain_id=domain_id,
-        campaign_id=event.campaign_id or msg.get("campaign_id") or 0,
-        step_id=msg.get("step_id") or 0,
-        variant_id=msg.get("variant_id") or 0,
-        provider_id=msg.get("provider_account_id") or 0,
+            wanted.add(event.message_id)
+    read = (
+        {
+            row.pop("pk"): row
+            for row in Message.objects.filter(pk__in=wanted).values("pk", *_ROLLUP_MESSAGE_FIELDS)
+        }
+        if wanted
+        else {}
     )
-    counters = {counter: 1}
-    human = human_counter(event.type, event.raw)
-    if human:
-        counters[human] = 1
-    bump(day_of(event.occurred_at, tz or pool_timezone()), dims, counters)
+    rows: list[tuple[Event, str, dict[str, Any], int]] = []
+    for event, counter in counted:
+        msg = in_hand.get(id(event)) or (read.get(event.message_id, {}) if event.message_id else {})
+        rows.append((event, counter, msg, event.mailbox_id or msg.get("mailbox_id") or 0))
+    cached_domains = {
+        id(event): _cached_domain_id(event, mailbox_id)
+        for event, _, _, mailbox_id in rows
+        if mailbox_id
+    }
+    domains = _mailbox_domains(
+        {m for event, _, _, m in rows if m and cached_domains.get(id(event)) is None}
+    )
+    tz = tz or pool_timezone()
+    increments: dict[tuple[date, Dims], Counter[str]] = defaultdict(Counter)
+    for event, counter, msg, mailbox_id in rows:
+        cached = cached_domains.get(id(event))
+        dims = Dims(
+            mailbox_id=mailbox_id,
+            domain_id=(cached if cached is not None else domains.get(mailbox_id, 0))
+            if mailbox_id
+            else 0,
+            campaign_id=event.campaign_id or msg.get("campaign_id") or 0,
+            step_id=msg.get("step_id") or 0,
+            variant_id=msg.get("variant_id") or 0,
+            provider_id=msg.get("provider_account_id") or 0,
+        )
+        counts = increments[(day_of(event.occurred_at, tz), dims)]
+        counts[counter] += 1
+        human = human_counter(event.type, event.raw)
+        if human:
+            counts[human] += 1
+    bump_many(increments)
 
 
 _ROLLUP_MESSAGE_FIELDS = (

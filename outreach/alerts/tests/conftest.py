@@ -18,7 +18,7 @@ from django.db import transaction
 
 from outreach.campaigns.models import Campaign, Message
 from outreach.events.models import Event
-from outreach.events.signals import event_recorded
+from outreach.events.signals import events_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.sending.models import SendAttempt
@@ -112,7 +112,7 @@ def record(
     occurred_at: datetime | None = None,
 ) -> Event:
     """An event about ``message`` stored as the collector stores it: in one transaction with
-    ``event_recorded`` sent inside it."""
+    ``events_recorded`` sent inside it."""
     with transaction.atomic():
         event = Event.objects.create(
             source=source,
@@ -127,7 +127,7 @@ def record(
             occurred_at=occurred_at or clock.now(),
             received_at=clock.now(),
         )
-        event_recorded.send(sender=Event, event=event)
+        events_recorded.send(sender=Event, events=[event])
     return event
 
 

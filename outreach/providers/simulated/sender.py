@@ -161,11 +161,11 @@ class SimulatedProvider(Provider):
         return SendResult(provider_message_id=provider_id, code="250", response="accepted")
 
 
-# Stores one notification through the events code; True when it was new.
-Recorder = Callable[[Notification], bool]
+# Stores a batch of notifications through the events code; returns how many were new.
+Recorder = Callable[[list[Notification]], int]
 
 
-def _never_registered(notification: Notification) -> bool:
+def _never_registered(notifications: list[Notification]) -> int:
     raise RuntimeError("no recorder registered: is outreach.events installed?")
 
 
@@ -180,8 +180,9 @@ def set_recorder(recorder: Recorder) -> None:
 
 def record_due(now: datetime, feed: Feed = FEED) -> int:
     """Store every notification due at ``now`` through the real events code (the webhook's
-    part); returns how many were new."""
-    return sum(1 for notification in feed.pop_due(now) if _recorder(notification))
+    part), as one batch, as a webhook delivers several; returns how many were new."""
+    due = feed.pop_due(now)
+    return _recorder(due) if due else 0
 
 
 def register() -> None:
