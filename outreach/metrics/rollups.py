@@ -9,7 +9,7 @@ recomputes one day from ``Event`` and ``SendAttempt`` (repair after a bug or a r
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -83,6 +83,18 @@ class Dims:
     variant_id: int = 0
     provider_id: int = 0
 
+    def values(self) -> tuple[int, int, int, int, int, int]:
+        """The dimensions in field order (``dataclasses.astuple`` copies each value deeply:
+        too slow for a sort key over thousands of rows)."""
+        return (
+            self.mailbox_id,
+            self.domain_id,
+            self.campaign_id,
+            self.step_id,
+            self.variant_id,
+            self.provider_id,
+        )
+
     def key(self) -> dict[str, int]:
         """The columns of the unique constraint (the domain follows from the mailbox)."""
         data = asdict(self)
@@ -132,7 +144,7 @@ def bump_many(increments: dict[tuple[date, Dims], Counter[str]]) -> None:
     """
     groups = sorted(
         ((day, dims, counts) for (day, dims), counts in increments.items() if +counts),
-        key=lambda g: (g[0], *astuple(g[1])),
+        key=lambda g: (g[0], *g[1].values()),
     )
     if not groups:
         return
@@ -146,7 +158,7 @@ def bump_many(increments: dict[tuple[date, Dims], Counter[str]]) -> None:
     rows = [
         [
             connection.ops.adapt_datefield_value(day),
-            *(getattr(dims, c) for c in _DIM_COLUMNS[1:]),
+            *dims.values(),
             *(counts[name] for name in COUNTERS),
         ]
         for day, dims, counts in groups
@@ -188,6 +200,7 @@ _DIM_COLUMNS = (
     "variant_id",
     "provider_id",
 )
+assert _DIM_COLUMNS[1:] == tuple(f.name for f in fields(Dims))  # the order of Dims.values()
 
 
 def _mailbox_domains(mailbox_ids: set[int]) -> dict[int, int]:
