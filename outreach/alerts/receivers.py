@@ -19,6 +19,8 @@ from outreach.alerts.models import ProviderHealth
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.events.models import Event
 from outreach.metrics import rollups
+from outreach.metrics.mailbox_evidence import NONE as NO_EVIDENCE
+from outreach.metrics.mailbox_evidence import mailbox_evidence
 from outreach.metrics.receivers import attempts_of
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, StateChange
 from outreach.sending.models import ProviderCircuit, SendAttempt
@@ -31,8 +33,8 @@ EVIDENCE_TYPES = {Event.Type.BOUNCED, Event.Type.COMPLAINED, Event.Type.BLOCKED}
 
 def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
     """A batch of stored events: every mailbox with new evidence is judged once, on its
-    figures with the whole batch counted (the rollups' receiver has run), in one read of
-    the mailboxes. A mailbox that crosses a threshold anywhere in the batch is paused the
+    figures with the whole batch counted (the rollups' receiver has run), on evidence read
+    for all of them at once. A mailbox that crosses a threshold anywhere in the batch is paused the
     same minute, before the transaction that stored the evidence commits."""
     mailbox_ids = set()
     for event in events:
@@ -46,9 +48,12 @@ def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
     if not mailbox_ids:
         return
     try:
-        mailboxes = list(
-            Mailbox.objects.select_related("domain").filter(pk__in=mailbox_ids).order_by("pk")
-        )
+        # The thresholds and the evidence of all of them in one grouped read, as the
+        # periodic pass reads the pool's.
+        thresholds = PoolSettings.load().thresholds
+        touched = Mailbox.objects.filter(pk__in=mailbox_ids)
+        evidence = mailbox_evidence(touched, thresholds)
+        mailboxes = list(touched.select_related("domain").order_by("pk"))
     except Exception:
         log.exception("health rules on events %s failed", [e.pk for e in events])
         return
@@ -56,7 +61,8 @@ def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
         # One savepoint each: a rule failing on one mailbox must not undo another's pause.
         try:
             with transaction.atomic():
-                rules.evaluate_mailbox(mailbox)
+                found = evidence.get(mailbox.pk, NO_EVIDENCE)
+                rules.evaluate_mailbox(mailbox, thresholds, found)
         except Exception:
             log.exception("health rules on events of mailbox %s failed", mailbox.pk)
 
