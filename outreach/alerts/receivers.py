@@ -36,7 +36,9 @@ def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
     figures with the whole batch counted (the rollups' receiver has run), on evidence read
     for all of them at once. A mailbox that crosses a threshold anywhere in the batch is paused the
     same minute, before the transaction that stored the evidence commits."""
-    mailbox_ids = set()
+    # In the order of their first evidence in the batch, as one event at a time would judge
+    # them (a domain's cooldown follows its mailboxes' pauses in the same order).
+    mailbox_ids: dict[int, None] = {}
     for event in events:
         if event.type not in EVIDENCE_TYPES:
             continue
@@ -44,16 +46,17 @@ def on_events_recorded(sender: Any, events: list[Event], **kwargs: Any) -> None:
         if not mailbox_id and event.message is not None:
             mailbox_id = event.message.mailbox_id
         if mailbox_id:
-            mailbox_ids.add(mailbox_id)
+            mailbox_ids.setdefault(mailbox_id)
     if not mailbox_ids:
         return
     try:
         # The thresholds and the evidence of all of them in one grouped read, as the
         # periodic pass reads the pool's.
         thresholds = PoolSettings.load().thresholds
-        touched = Mailbox.objects.filter(pk__in=mailbox_ids)
+        touched = Mailbox.objects.filter(pk__in=list(mailbox_ids))
         evidence = mailbox_evidence(touched, thresholds)
-        mailboxes = list(touched.select_related("domain").order_by("pk"))
+        loaded = touched.select_related("domain").in_bulk()
+        mailboxes = [loaded[pk] for pk in mailbox_ids if pk in loaded]
     except Exception:
         log.exception("health rules on events %s failed", [e.pk for e in events])
         return

@@ -41,7 +41,8 @@ def test_a_threshold_crossed_inside_a_batch_pauses_the_mailbox(pool: Pool) -> No
     for k, message in enumerate(sent[:8]):
         batch.insert(k * 11, _incoming(message, "bounced", "b", bounce_type="hard"))
     batch += [_incoming(m, "delivered", "d") for m in others[1:] + calm]
-    batch.insert(50, _incoming(others[0], "complained", "c"))
+    # The complaint comes first: its mailbox is judged first, as one event at a time would.
+    batch.insert(0, _incoming(others[0], "complained", "c"))
 
     record_batch(batch)
 
@@ -53,3 +54,5 @@ def test_a_threshold_crossed_inside_a_batch_pauses_the_mailbox(pool: Pool) -> No
     assert bounce_change.figures["bounced_hard"] == 8
     assert bounce_change.figures["attempts"] == 200
     assert StateChange.objects.get(mailbox=complained).actor == "rule:complaint"
+    pauses = StateChange.objects.filter(mailbox__isnull=False).order_by("id")
+    assert [c.mailbox_id for c in pauses] == [complained.pk, bouncing.pk]
