@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from outreach.campaigns.models import Enrollment, Message, Suppression
 from outreach.events import normalize as n
+from outreach.events import record as record_module
 from outreach.events.models import Event
 from outreach.events.record import record, record_batch
 from outreach.lib import clock
@@ -170,7 +171,12 @@ def _state() -> dict[str, Any]:
     }
 
 
-def test_a_batch_stores_and_acts_as_one_event_at_a_time() -> None:
+@pytest.mark.parametrize("round_size", [1000, 3])
+def test_a_batch_stores_and_acts_as_one_event_at_a_time(
+    round_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rounds of 3: repeats and soft bounces that span rounds of one batch.
+    monkeypatch.setattr(record_module, "BATCH", round_size)
     messages = _sent_messages(9)
     record(_incoming(messages[6], "delivered", "e-stored-before"))
     batch = _mixed_batch(messages)
