@@ -276,33 +276,18 @@ def _messages(
     ``values``, newest first, each with its mailbox (id and domain id) attached and the set
     of its values in those columns (what it was matched by). Plain SQL: this runs for every
     batch of webhook events, and building the ORM query cost more than the query itself."""
-    q = connection.ops.quote_name
-    mailbox = Mailbox._meta
-    marks = ", ".join(["%s"] * len(values))
     keys = [c for c in (column, header) if c is not None]
-    where = " OR ".join(f"m.{c} IN ({marks})" for c in keys)
-    # Identifiers come from the models; values are parameters.
-    sql = (  # noqa: S608
-        "SELECT {columns}, b.{domain}, {keys} FROM {messages} m "
-        "LEFT OUTER JOIN {mailboxes} b ON m.{mailbox_id} = b.{mailbox_pk} "
-        "WHERE {where} ORDER BY m.{pk} DESC"
-    ).format(
-        columns=", ".join(f"m.{_col(f)}" for f in _MESSAGE_FIELDS),
-        domain=q(mailbox.get_field("domain").column),
-        keys=", ".join(f"m.{c}" for c in keys),
-        messages=q(Message._meta.db_table),
-        mailboxes=q(mailbox.db_table),
-        mailbox_id=_col("mailbox_id"),
-        mailbox_pk=q(mailbox.pk.column),
-        where=where,
-        pk=_col("id"),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values * len(keys))
-        rows = cursor.fetchall()
+    rows: dict[int, tuple[Any, ...]] = {}
+    # In parts, under the databases' parameter limits (a batch of replies may reference
+    # many Message-IDs each); a message found by two parts is the same row.
+    for start in range(0, len(values), _LOOKUP_CHUNK):
+        part = values[start : start + _LOOKUP_CHUNK]
+        with connection.cursor() as cursor:
+            cursor.execute(_messages_sql(keys, len(part)), part * len(keys))
+            rows.update((row[0], row) for row in cursor.fetchall())
     width = len(_MESSAGE_FIELDS)
     out = []
-    for row in rows:
+    for _, row in sorted(rows.items(), reverse=True):
         values_, domain_id, matched = list(row[:width]), row[width], set(row[width + 1 :])
         message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values_)
         if message.mailbox_id is not None:
@@ -312,6 +297,34 @@ def _messages(
             )
         out.append((message, matched))
     return out
+
+
+# Values per lookup statement (each bound once per column searched).
+_LOOKUP_CHUNK = 5000
+assert _MESSAGE_FIELDS[0] == "id"  # rows are told apart by their first column
+
+
+def _messages_sql(keys: list[str], count: int) -> str:
+    q = connection.ops.quote_name
+    mailbox = Mailbox._meta
+    marks = ", ".join(["%s"] * count)
+    where = " OR ".join(f"m.{c} IN ({marks})" for c in keys)
+    # Identifiers come from the models; values are parameters.
+    sql = (  # noqa: S608
+        "SELECT {columns}, b.{domain}, {keys} FROM {messages} m "
+        "LEFT OUTER JOIN {mailboxes} b ON m.{mailbox_id} = b.{mailbox_pk} "
+        "WHERE {where}"
+    ).format(
+        columns=", ".join(f"m.{_col(f)}" for f in _MESSAGE_FIELDS),
+        domain=q(mailbox.get_field("domain").column),
+        keys=", ".join(f"m.{c}" for c in keys),
+        messages=q(Message._meta.db_table),
+        mailboxes=q(mailbox.db_table),
+        mailbox_id=_col("mailbox_id"),
+        mailbox_pk=q(mailbox.pk.column),
+        where=where,
+    )
+    return sql
 
 
 def _insert_new(events: list[Event]) -> list[Event]:
