@@ -273,25 +273,28 @@ def children_cpu() -> float:
 
 
 def available_capacity(morning: Any, evening: Any) -> int:
-    """The morning's capacity (two :func:`~outreach.scheduler.status.pool_status` readings of
-    one pool day) less what a mailbox or domain that stopped sending during the day left
-    unused: such a mailbox counts for the units it used before it stopped, through the same
-    capacity arithmetic `outreach status` uses."""
+    """What the pool could send on one pool day, from two
+    :func:`~outreach.scheduler.status.pool_status` readings of that day: a mailbox still able to
+    send in the evening counts for its cap (one that came back during the day, a domain's
+    cooldown ended, included), one that stopped during the day (a pause by the health rules)
+    for the units it used before it stopped, through the capacity arithmetic `outreach status`
+    uses."""
     from outreach.pool.models import Domain, PoolSettings
     from outreach.scheduler.capacity import domain_capacity, pool_capacity
 
     limits = PoolSettings.load().limits
     domain_caps = {d.name: d.cap(limits) for d in Domain.objects.all()}
-    later = {row.address: row for row in evening.mailboxes}
+    earlier = {row.address: row for row in morning.mailboxes}
     caps: dict[str, list[int]] = collections.defaultdict(list)
-    held: dict[str, str] = {}
-    for row in morning.mailboxes:
-        now = later[row.address]
-        still = now.cap_today > 0 and not now.held
-        caps[row.domain].append(row.cap_today if still else min(row.cap_today, now.sent_today))
-        held[row.domain] = row.held
+    for row in evening.mailboxes:
+        if row.cap_today > 0 and not row.held:
+            caps[row.domain].append(row.cap_today)
+            continue
+        before = earlier.get(row.address)
+        could = before.cap_today if before is not None and not before.held else 0
+        caps[row.domain].append(min(could, row.sent_today))
     return pool_capacity(
-        (domain_capacity(domain_caps[name], mine, held=held[name]) for name, mine in caps.items()),
+        (domain_capacity(domain_caps[name], mine) for name, mine in caps.items()),
         limits.global_daily_cap,
     )
 
@@ -396,8 +399,9 @@ class Totals:
     server_cpu: float | None = None
     cpu_by_role: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     capacity: dict[date, int] = field(default_factory=dict)
-    # The morning's capacity less what mailboxes and domains that stopped sending during the
-    # day (a pause by the health rules) left unused: what the engine could still use.
+    # What the pool could send that day: the morning's capacity less what mailboxes and domains
+    # that stopped during the day (a pause by the health rules) left unused, plus those that
+    # came back (available_capacity).
     available: dict[date, int] = field(default_factory=dict)
 
 
