@@ -272,6 +272,33 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def available_capacity(morning: Any, evening: Any) -> int:
+    """What the pool could send on one pool day, from two
+    :func:`~outreach.scheduler.status.pool_status` readings of that day: a mailbox still able to
+    send in the evening counts for its cap (one that came back during the day, a domain's
+    cooldown ended, included), one that stopped during the day (a pause by the health rules)
+    for the units it used before it stopped, through the capacity arithmetic `outreach status`
+    uses."""
+    from outreach.pool.models import Domain, PoolSettings
+    from outreach.scheduler.capacity import domain_capacity, pool_capacity
+
+    limits = PoolSettings.load().limits
+    domain_caps = {d.name: d.cap(limits) for d in Domain.objects.all()}
+    earlier = {row.address: row for row in morning.mailboxes}
+    caps: dict[str, list[int]] = collections.defaultdict(list)
+    for row in evening.mailboxes:
+        if row.cap_today > 0 and not row.held:
+            caps[row.domain].append(row.cap_today)
+            continue
+        before = earlier.get(row.address)
+        could = before.cap_today if before is not None and not before.held else 0
+        caps[row.domain].append(min(could, row.sent_today))
+    return pool_capacity(
+        (domain_capacity(domain_caps[name], mine) for name, mine in caps.items()),
+        limits.global_daily_cap,
+    )
+
+
 def first_monday_after(day: date) -> datetime:
     """Simulated time starts on a Monday after the real today, so anything that reads the
     system clock (the web app between webhooks) sees an instant before the simulation's."""
@@ -372,6 +399,10 @@ class Totals:
     server_cpu: float | None = None
     cpu_by_role: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     capacity: dict[date, int] = field(default_factory=dict)
+    # What the pool could send that day: the morning's capacity less what mailboxes and domains
+    # that stopped during the day (a pause by the health rules) left unused, plus those that
+    # came back (available_capacity).
+    available: dict[date, int] = field(default_factory=dict)
 
 
 class Soak:
@@ -548,7 +579,8 @@ class Soak:
                 self.at(
                     morning, "leads", "import", str(csv), "--campaign", SLUG, cpu_is_engine=False
                 )
-            self.totals.capacity[morning.date()] = min(args.per_day, pool_status().capacity_today)
+            status = pool_status()
+            self.totals.capacity[morning.date()] = min(args.per_day, status.capacity_today)
             at = self.start + timedelta(days=day, hours=FIRST_PASS_HOUR)
             last = self.start + timedelta(days=day, hours=LAST_PASS_HOUR)
             step = 0
@@ -574,6 +606,10 @@ class Soak:
                     at += PASS_STEP  # a pass per pacing slot while there is work
                 else:  # nothing to claim: the next hour
                     at = at.replace(minute=0, second=0) + timedelta(hours=1)
+            clock.set_now(last)
+            self.totals.available[morning.date()] = min(
+                args.per_day, available_capacity(status, pool_status())
+            )
             evening = self.start + timedelta(days=day, hours=19, minutes=30)
             clock.set_now(evening)
             self.inject_replies(evening - timedelta(days=1), evening)
@@ -728,6 +764,7 @@ class Soak:
         from outreach.campaigns.models import Message
         from outreach.events.models import Event
         from outreach.pool.models import Domain, PoolSettings
+        from outreach.scheduler.models import DailyCounter
 
         args = self.args
         limits = PoolSettings.load().limits
@@ -751,10 +788,16 @@ class Soak:
         }
         message_ids = collections.Counter(mid for mid, _, _, _ in self.received())
         duplicates = sum(n - 1 for n in message_ids.values() if n > 1)
+        # Units the caps handed out without a send on that day: a message in doubt that went
+        # back to routing, a call refused or failed, a claim still waiting when the day ended.
+        claimed = dict(
+            DailyCounter.objects.filter(scope=DailyCounter.Scope.GLOBAL).values_list("day", "used")
+        )
         daily: list[dict[str, Any]] = []
         for day, capacity in sorted(self.totals.capacity.items()):
             sent = per["global"].get((day,), 0)
             sending = day.weekday() < 5
+            available = self.totals.available.get(day, capacity)
             daily.append(
                 {
                     "day": day.isoformat(),
@@ -762,9 +805,17 @@ class Soak:
                     "sent": sent,
                     "capacity": capacity if sending else 0,
                     "use": round(sent / capacity, 4) if sending and capacity else None,
+                    "available": available if sending else 0,
+                    "use_of_available": round(sent / available, 4)
+                    if sending and available
+                    else None,
+                    "claimed_unsent": claimed.get(day, 0) - sent,
                 }
             )
         uses: list[float] = [d["use"] for d in daily if d["use"] is not None]
+        available_uses: list[float] = [
+            d["use_of_available"] for d in daily if d["use_of_available"] is not None
+        ]
         states = collections.Counter(Message.objects.values_list("state", flat=True))
         events = collections.Counter(Event.objects.values_list("type", flat=True))
         sent_total = len(rows)
@@ -784,6 +835,10 @@ class Soak:
             "unknown_after_reconcile": states.get(Message.State.UNKNOWN, 0),
             "capacity_use_min": min(uses) if uses else None,
             "capacity_use_mean": round(sum(uses) / len(uses), 4) if uses else None,
+            "available_use_min": min(available_uses) if available_uses else None,
+            "available_use_mean": round(sum(available_uses) / len(available_uses), 4)
+            if available_uses
+            else None,
             "sending_days": len(uses),
             "daily": daily,
             "kills": self.totals.kills,
@@ -883,6 +938,8 @@ def print_table(result: dict[str, Any]) -> None:
         ("unknown after reconcile", result["unknown_after_reconcile"]),
         ("capacity use, min (goal >= 0.95)", result["capacity_use_min"]),
         ("capacity use, mean", result["capacity_use_mean"]),
+        ("use of what stayed available, min", result["available_use_min"]),
+        ("use of what stayed available, mean", result["available_use_mean"]),
         (
             "bounces / complaints / replies",
             "{bounces_injected} / {complaints_injected} / {replies_injected}".format(**result),
@@ -901,12 +958,17 @@ def print_table(result: dict[str, Any]) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print()
-    print(f"{'day':<12}{'sending':>8}{'sent':>8}{'capacity':>10}{'use':>8}")
+    print(
+        f"{'day':<12}{'sending':>8}{'sent':>8}{'capacity':>10}{'use':>8}{'available':>11}"
+        f"{'use':>8}{'claimed unsent':>16}"
+    )
     for day in result["daily"]:
         use = "" if day["use"] is None else f"{day['use']:.3f}"
+        of_available = "" if day["use_of_available"] is None else f"{day['use_of_available']:.3f}"
         print(
             f"{day['day']:<12}{'yes' if day['sending_day'] else 'no':>8}{day['sent']:>8}"
-            f"{day['capacity']:>10}{use:>8}"
+            f"{day['capacity']:>10}{use:>8}{day['available']:>11}{of_available:>8}"
+            f"{day['claimed_unsent']:>16}"
         )
 
 
