@@ -380,18 +380,21 @@ def test_a_stale_pass_cannot_claim_over_a_mailbox_cap_another_pass_used() -> Non
     assert used("mailbox", str(box.pk), DAY) == 3
 
 
-@pytest.fixture(params=["python", "plpgsql"])
+@pytest.fixture(params=["python", "setwise", "plpgsql"])
 def claim_implementation(request: pytest.FixtureRequest) -> str:
-    """Both claim implementations on PostgreSQL; the Python one alone elsewhere."""
+    """One savepoint per claim everywhere, and each database's own: SQLite's set-wise claim,
+    PostgreSQL's claim function."""
     if request.param == "plpgsql" and connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's claim function")
+    if request.param == "setwise" and connection.vendor != "sqlite":
+        pytest.skip("SQLite's set-wise claim (one writer)")
     return str(request.param)
 
 
 class TestClaimBatch:
     """A claim batch directly: each proposal all-or-nothing, in order, with the reason of a
-    refusal; the parity suite of the two implementations (savepoints and PostgreSQL's claim
-    function), which must answer alike."""
+    refusal; the parity suite of the implementations (savepoints, SQLite's set-wise claim,
+    PostgreSQL's claim function), which must answer alike."""
 
     @pytest.fixture(autouse=True)
     def implementation(self, claim_implementation: str) -> None:
