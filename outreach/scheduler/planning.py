@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
 from outreach.campaigns.suppression import is_suppressed, normalize, suppressed_among
+from outreach.lib import bulk
 from outreach.pool.models import PoolSettings
 from outreach.scheduler import routing
 
@@ -193,10 +194,10 @@ def _new_message(
 
 def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
     """Insert a batch's planned messages and move their enrollments on, in one transaction:
-    one INSERT, and one UPDATE per step position. When any of the steps was already planned
-    (another scheduler got there first: each enrollment step yields at most one message), the
-    whole batch is rolled back and saved one message at a time, as :func:`_save_planned`
-    does. Returns how many messages were inserted."""
+    one INSERT (:func:`outreach.lib.bulk.insert`), and one UPDATE per step position. When any
+    of the steps was already planned (another scheduler got there first: each enrollment step
+    yields at most one message), the whole batch is rolled back and saved one message at a
+    time, as :func:`_save_planned` does. Returns how many messages were inserted."""
     if not planned:
         return 0
     by_position: dict[int, list[int]] = {}
@@ -204,17 +205,17 @@ def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
         by_position.setdefault(enrollment.last_step + 1, []).append(enrollment.pk)
     try:
         with transaction.atomic():
-            Message.objects.bulk_create([message for message, _ in planned])
+            # Without the ORM's compiling of every field of every message (lib.bulk).
+            bulk.insert(Message, [message for message, _ in planned])
             for position, pks in sorted(by_position.items()):
-                Enrollment.objects.filter(pk__in=pks, state=Enrollment.State.ACTIVE).update(
-                    last_step=position, next_due_at=None
-                )
+                # Conditional on the step read: an enrollment another scheduler moved on
+                # meanwhile is never moved back.
+                Enrollment.objects.filter(
+                    pk__in=pks, state=Enrollment.State.ACTIVE, last_step=position - 1
+                ).update(last_step=position, next_due_at=None)
     except IntegrityError:
         saved = 0
         for message, enrollment in planned:
-            # The rolled-back INSERT may have given the instance a primary key.
-            message.pk = None
-            message._state.adding = True
             saved += _save_planned(message, enrollment, enrollment.last_step + 1)
         return saved
     return len(planned)
@@ -223,16 +224,17 @@ def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
 def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bool:
     """Insert the message and move the enrollment on, together; False when the step was
     already planned (each enrollment step yields at most one message): then only catch up."""
+    # Conditional on an earlier step: an enrollment another scheduler moved further on
+    # meanwhile is never moved back.
+    behind = Enrollment.objects.filter(
+        pk=enrollment.pk, state=Enrollment.State.ACTIVE, last_step__lt=position
+    )
     try:
         with transaction.atomic():
             message.save(force_insert=True)
-            Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
-                last_step=position, next_due_at=None
-            )
+            behind.update(last_step=position, next_due_at=None)
     except IntegrityError:
-        Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
-            last_step=position, next_due_at=None
-        )
+        behind.update(last_step=position, next_due_at=None)
         return False
     return True
 

@@ -140,6 +140,8 @@ class _Pass:
         if self.limits.recipient_provider_hourly_cap:
             self.router.recipient_provider_left = _recipient_provider_left(now, self.limits)
         self.cursors: dict[int, tuple[Any, ...]] = {}
+        # Messages whose window is closed, by the opening they wait for.
+        self.deferrals: dict[datetime, list[int]] = {}
         self.report.load_seconds = time.perf_counter() - started
 
     def _used(self, scope: str) -> dict[str, int]:
@@ -319,6 +321,7 @@ class _Pass:
         while pending and self.global_left > 0:
             group = pending[:CLAIMS_PER_TRANSACTION]
             pending = self._claim_group(group) + pending[CLAIMS_PER_TRANSACTION:]
+        self._write_deferrals()
 
     def _claim_group(
         self, group: list[tuple[dict[str, Any], int]]
@@ -477,11 +480,21 @@ class _Pass:
         opening = routing.next_window_start(self.now, campaign.window, tz)
         if opening is None:
             return False
-        Message.objects.filter(pk=row["pk"], state=Message.State.SCHEDULED).update(
-            not_before=opening, updated_at=self.now
-        )
+        # Written with the others waiting for the same opening (_write_deferrals), before
+        # the next read of due messages; no claim of this pass looks at the row again.
+        self.deferrals.setdefault(opening, []).append(row["pk"])
         self.report.deferred += 1
         return True
+
+    def _write_deferrals(self) -> None:
+        """Move the deferred messages to their openings: one UPDATE per opening. Conditional
+        on ``scheduled``: a message another process claimed meanwhile is left alone."""
+        for opening, pks in self.deferrals.items():
+            for chunk in _chunks(pks, 500):
+                Message.objects.filter(pk__in=chunk, state=Message.State.SCHEDULED).update(
+                    not_before=opening, updated_at=self.now
+                )
+        self.deferrals.clear()
 
 
 def claim_due(
