@@ -27,6 +27,8 @@ from outreach.scheduler import routing
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# A planned message before it is saved: Message field attnames to values.
+PlannedRow = dict[str, Any]
 
 
 # Messages still on their way, or waiting for the operator's decision (``unknown``: never
@@ -118,9 +120,9 @@ def _plan_one(
     wait: timedelta,
     report: PlanReport,
     suppressed: set[str],
-) -> Message | None:
-    """The message to plan for ``enrollment`` (not saved), or None when there is none: the
-    enrollment finished, stopped, or waits (counted in ``report``)."""
+) -> PlannedRow | None:
+    """The message to plan for ``enrollment`` (a row, not saved), or None when there is none:
+    the enrollment finished, stopped, or waits (counted in ``report``)."""
     lead = enrollment.lead
     position = enrollment.last_step + 1
     step = campaigns.steps.get((enrollment.campaign_id, position))
@@ -165,34 +167,35 @@ def _new_message(
     position: int,
     wait: timedelta,
     now: datetime,
-) -> Message:
-    """The scheduled message of the enrollment's step at ``position`` (not saved)."""
+) -> PlannedRow:
+    """The scheduled message of the enrollment's step at ``position``, as a row (field
+    attnames to values; the rest take their defaults): no model instance per message."""
     lead = enrollment.lead
     variant_id = routing.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
-    message = Message(
-        kind=Message.Kind.CAMPAIGN,
-        enrollment=enrollment,
-        step_id=step.step_id,
-        variant_id=variant_id,
-        campaign_id=campaign_id,
-        to_email=lead.email,
-        to_domain=lead.email_domain or lead.email.rpartition("@")[2],
-        state=Message.State.SCHEDULED,
-        not_before=not_before,
-        created_at=now,
-        updated_at=now,
-    )
+    message: PlannedRow = {
+        "kind": Message.Kind.CAMPAIGN,
+        "enrollment_id": enrollment.pk,
+        "step_id": step.step_id,
+        "variant_id": variant_id,
+        "campaign_id": campaign_id,
+        "to_email": lead.email,
+        "to_domain": lead.email_domain or lead.email.rpartition("@")[2],
+        "state": Message.State.SCHEDULED,
+        "not_before": not_before,
+        "created_at": now,
+        "updated_at": now,
+    }
     if position > 1:
-        message.pinned_mailbox_id = enrollment.thread_mailbox_id
-        message.in_reply_to = enrollment.thread_message_id
-        message.references = _thread_references(enrollment, position)
+        message["pinned_mailbox_id"] = enrollment.thread_mailbox_id
+        message["in_reply_to"] = enrollment.thread_message_id
+        message["references"] = _thread_references(enrollment, position)
         # Waiting for the thread's mailbox has a limit; moving the follow-up to another
         # mailbox would break the thread, so past it the follow-up is cancelled instead.
-        message.expires_at = not_before + wait
+        message["expires_at"] = not_before + wait
     return message
 
 
-def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
+def _save_all_planned(planned: list[tuple[PlannedRow, Enrollment]]) -> int:
     """Insert a batch's planned messages and move their enrollments on, in one transaction:
     one INSERT (:func:`outreach.lib.bulk.insert`), and one UPDATE per step position. When any
     of the steps was already planned (another scheduler got there first: each enrollment step
@@ -216,7 +219,7 @@ def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
     except IntegrityError:
         saved = 0
         for message, enrollment in planned:
-            saved += _save_planned(message, enrollment, enrollment.last_step + 1)
+            saved += _save_planned(Message(**message), enrollment, enrollment.last_step + 1)
         return saved
     return len(planned)
 
