@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -293,25 +293,34 @@ class BatchRows:
 
 
 def _read_batch_rows(proposals: list[Proposal], day: date) -> BatchRows:
-    keys = {k for p in proposals for k in p.reservation.keys()}
-    messages = dict(
-        Message.objects.filter(pk__in={p.message_id for p in proposals}).values_list("pk", "state")
-    )
-    mailboxes = {
-        pk: (state, next_send_at, domain_state)
-        for pk, state, next_send_at, domain_state in Mailbox.objects.filter(
-            pk__in={p.mailbox_id for p in proposals}
-        ).values_list("pk", "state", "next_send_at", "domain__state")
-    }
+    """The batch's messages, mailboxes (with their domains) and counters: three SELECTs."""
+    message_ids = list({p.message_id for p in proposals})
+    mailbox_ids = list({p.mailbox_id for p in proposals})
     by_scope: dict[str, list[str]] = {}
-    for scope, key in keys:
+    for scope, key in {k for p in proposals for k in p.reservation.keys()}:
         by_scope.setdefault(scope, []).append(key)
     terms = []
     params: list[Any] = [connection.ops.adapt_datefield_value(day)]
     for scope, scope_keys in sorted(by_scope.items()):
-        terms.append(f'(scope = %s AND "key" IN ({", ".join(["%s"] * len(scope_keys))}))')
+        terms.append(f'(scope = %s AND "key" IN ({_marks(scope_keys)}))')
         params += [scope, *scope_keys]
     with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, state FROM {Message._meta.db_table} "  # noqa: S608
+            f"WHERE id IN ({_marks(message_ids)})",
+            message_ids,
+        )
+        messages = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT m.id, m.state, m.next_send_at, d.state FROM {Mailbox._meta.db_table} m "  # noqa: S608
+            f"JOIN {Domain._meta.db_table} d ON d.id = m.domain_id "
+            f"WHERE m.id IN ({_marks(mailbox_ids)})",
+            mailbox_ids,
+        )
+        mailboxes = {
+            pk: (state, _aware(slot), domain_state)
+            for pk, state, slot, domain_state in cursor.fetchall()
+        }
         cursor.execute(
             f'SELECT scope, "key", used FROM {DailyCounter._meta.db_table} '  # noqa: S608
             f"WHERE day = %s AND ({' OR '.join(terms)})",
@@ -319,6 +328,17 @@ def _read_batch_rows(proposals: list[Proposal], day: date) -> BatchRows:
         )
         counters = {(scope, key): used for scope, key, used in cursor.fetchall()}
     return BatchRows(messages, mailboxes, counters)
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite gives stored datetimes back naive, in UTC (how Django stores them).
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def decide_claims(
