@@ -52,6 +52,35 @@ class PlanReport:
 
 
 @dataclass(frozen=True)
+class DueEnrollment:
+    """A due enrollment and its lead as planning reads them: plain values, no model
+    instances (planning reads every enrollment of a large list once per step)."""
+
+    pk: int
+    campaign_id: int
+    last_step: int
+    next_due_at: datetime | None
+    thread_mailbox_id: int | None
+    thread_message_id: str
+    email: str
+    email_domain: str
+    timezone: str
+
+
+_DUE_FIELDS = (
+    "pk",
+    "campaign_id",
+    "last_step",
+    "next_due_at",
+    "thread_mailbox_id",
+    "thread_message_id",
+    "lead__email",
+    "lead__email_domain",
+    "lead__timezone",
+)
+
+
+@dataclass(frozen=True)
 class _StepPlan:
     step_id: int
     variants: list[tuple[int, int]]  # (variant id, weight)
@@ -88,20 +117,21 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
     done = 0
     last_id = 0
     while done < limit:
-        batch = list(
-            Enrollment.objects.filter(
+        batch = [
+            DueEnrollment(*values)
+            for values in Enrollment.objects.filter(
                 state=Enrollment.State.ACTIVE,
                 campaign_id__in=list(campaigns.campaigns),
                 next_due_at__lte=now,
                 pk__gt=last_id,
             )
-            .select_related("lead")
-            .order_by("pk")[:BATCH]
-        )
+            .order_by("pk")
+            .values_list(*_DUE_FIELDS)[:BATCH]
+        ]
         if not batch:
             break
         # One look at the suppression list for the whole batch.
-        suppressed = suppressed_among([e.lead.email for e in batch])
+        suppressed = suppressed_among([e.email for e in batch])
         planned = [
             (message, enrollment)
             for enrollment in batch
@@ -114,7 +144,7 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
 
 
 def _plan_one(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     campaigns: _Campaigns,
     now: datetime,
     wait: timedelta,
@@ -123,14 +153,13 @@ def _plan_one(
 ) -> PlannedRow | None:
     """The message to plan for ``enrollment`` (a row, not saved), or None when there is none:
     the enrollment finished, stopped, or waits (counted in ``report``)."""
-    lead = enrollment.lead
     position = enrollment.last_step + 1
     step = campaigns.steps.get((enrollment.campaign_id, position))
     if step is None:
         _finish(enrollment, Enrollment.State.FINISHED, "", now)
         report.finished += 1
         return None
-    if normalize(lead.email) in suppressed:
+    if normalize(enrollment.email) in suppressed:
         _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
         report.suppressed += 1
         return None
@@ -151,7 +180,7 @@ def _plan_one(
             report.waiting += 1
         return None
     campaign = campaigns.campaigns[enrollment.campaign_id]
-    tz = _zone(lead.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
+    tz = _zone(enrollment.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
     not_before = routing.next_window_start(now, campaigns.window(campaign.pk), tz)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
@@ -160,7 +189,7 @@ def _plan_one(
 
 
 def _new_message(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     step: _StepPlan,
     campaign_id: int,
     not_before: datetime,
@@ -170,7 +199,6 @@ def _new_message(
 ) -> PlannedRow:
     """The scheduled message of the enrollment's step at ``position``, as a row (field
     attnames to values; the rest take their defaults): no model instance per message."""
-    lead = enrollment.lead
     variant_id = routing.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
     message: PlannedRow = {
         "kind": Message.Kind.CAMPAIGN,
@@ -178,8 +206,8 @@ def _new_message(
         "step_id": step.step_id,
         "variant_id": variant_id,
         "campaign_id": campaign_id,
-        "to_email": lead.email,
-        "to_domain": lead.email_domain or lead.email.rpartition("@")[2],
+        "to_email": enrollment.email,
+        "to_domain": enrollment.email_domain or enrollment.email.rpartition("@")[2],
         "state": Message.State.SCHEDULED,
         "not_before": not_before,
         "created_at": now,
@@ -195,7 +223,7 @@ def _new_message(
     return message
 
 
-def _save_all_planned(planned: list[tuple[PlannedRow, Enrollment]]) -> int:
+def _save_all_planned(planned: list[tuple[PlannedRow, DueEnrollment]]) -> int:
     """Insert a batch's planned messages and move their enrollments on, in one transaction:
     one INSERT (:func:`outreach.lib.bulk.insert`), and one UPDATE per step position. When any
     of the steps was already planned (another scheduler got there first: each enrollment step
@@ -224,7 +252,7 @@ def _save_all_planned(planned: list[tuple[PlannedRow, Enrollment]]) -> int:
     return len(planned)
 
 
-def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bool:
+def _save_planned(message: Message, enrollment: DueEnrollment, position: int) -> bool:
     """Insert the message and move the enrollment on, together; False when the step was
     already planned (each enrollment step yields at most one message): then only catch up."""
     # Conditional on an earlier step: an enrollment another scheduler moved further on
@@ -242,7 +270,7 @@ def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bo
     return True
 
 
-def _thread_references(enrollment: Enrollment, position: int) -> str:
+def _thread_references(enrollment: DueEnrollment, position: int) -> str:
     """The References of a follow-up: the Message-IDs of the thread so far, oldest first
     (RFC 5322 3.6.4), so that step 3 names steps 1 and 2. Step 2 needs no query."""
     ids = [enrollment.thread_message_id]
@@ -260,7 +288,7 @@ def _thread_references(enrollment: Enrollment, position: int) -> str:
     return " ".join(dict.fromkeys(i for i in ids if i))
 
 
-def _finish(enrollment: Enrollment, state: str, reason: str, now: datetime) -> None:
+def _finish(enrollment: DueEnrollment, state: str, reason: str, now: datetime) -> None:
     Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
         state=state, stop_reason=reason, stopped_at=now, next_due_at=None
     )
