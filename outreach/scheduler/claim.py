@@ -296,14 +296,13 @@ def _read_batch_rows(proposals: list[Proposal], day: date) -> BatchRows:
     """The batch's messages, mailboxes (with their domains) and counters: three SELECTs."""
     message_ids = list({p.message_id for p in proposals})
     mailbox_ids = list({p.mailbox_id for p in proposals})
-    by_scope: dict[str, list[str]] = {}
-    for scope, key in {k for p in proposals for k in p.reservation.keys()}:
-        by_scope.setdefault(scope, []).append(key)
-    terms = []
-    params: list[Any] = [connection.ops.adapt_datefield_value(day)]
-    for scope, scope_keys in sorted(by_scope.items()):
-        terms.append(f'(scope = %s AND "key" IN ({_marks(scope_keys)}))')
-        params += [scope, *scope_keys]
+    # As in counters.reserve: each term names a whole (scope, key, day), so every row is
+    # found through the unique index whatever the planner thinks of the day's other rows.
+    day_value = connection.ops.adapt_datefield_value(day)
+    keys = {k for p in proposals for k in p.reservation.keys()}
+    params: list[Any] = []
+    for scope, key in keys:
+        params += [scope, key, day_value]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, state FROM {Message._meta.db_table} "  # noqa: S608
@@ -322,8 +321,8 @@ def _read_batch_rows(proposals: list[Proposal], day: date) -> BatchRows:
             for pk, state, slot, domain_state in cursor.fetchall()
         }
         cursor.execute(
-            f'SELECT scope, "key", used FROM {DailyCounter._meta.db_table} '  # noqa: S608
-            f"WHERE day = %s AND ({' OR '.join(terms)})",
+            f'SELECT scope, "key", used FROM {DailyCounter._meta.db_table} WHERE '  # noqa: S608
+            + " OR ".join(['(scope = %s AND "key" = %s AND day = %s)'] * len(keys)),
             params,
         )
         counters = {(scope, key): used for scope, key, used in cursor.fetchall()}
