@@ -77,6 +77,9 @@ def run(
     command += ["--days", str(days), "--leads", str(leads)]
     command += ["--full-send"] if full_send else []
     env = {**os.environ, "OUTREACH_LOG_LEVEL": "ERROR"}
+    # The machine's 1-minute load average before and after: elapsed figures on a shared
+    # machine mean little without it.
+    load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,6 +101,7 @@ def run(
         "ms_per_send": round(1000 * elapsed / max(sent, 1), 3),
         "process_cpu_seconds": round(cpu, 1),
         "cpu_ms_per_send": round(1000 * cpu / max(sent, 1), 3),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -137,7 +141,7 @@ def main() -> None:
     print(f"outreach simulate, {args.days} day(s) per pool size")
     print(
         f"{'mailboxes':>10}{'sent':>10}{'seconds':>10}{'sends/s':>10}{'ms/send':>10}"
-        f"{'ratio':>8}{'cpu ms/send':>13}"
+        f"{'ratio':>8}{'cpu ms/send':>13}{'load':>14}"
     )
     for r in runs:
         ratio = float(r["ms_per_send"]) / max(float(base["ms_per_send"]), 1e-9)  # type: ignore[arg-type]
@@ -145,6 +149,7 @@ def main() -> None:
             f"{r['mailboxes']:>10}{r['sent']:>10}{r['elapsed_seconds']:>10.1f}"
             f"{r['sends_per_second']:>10.1f}{r['ms_per_send']:>10.3f}{ratio:>8.2f}"
             f"{r['cpu_ms_per_send']:>13.3f}"
+            f"{r['load_average']!s:>14}"
         )
 
 

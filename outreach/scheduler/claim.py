@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -26,7 +26,8 @@ from django.db import DatabaseError, connection, transaction
 from outreach.campaigns.models import Message
 from outreach.pool.models import Domain, Mailbox
 from outreach.pool.policy import SENDING_STATES
-from outreach.scheduler.counters import Reservation, full_scope, reserve
+from outreach.scheduler.counters import GLOBAL_KEY, Reservation, Scope, full_scope, reserve
+from outreach.scheduler.models import DailyCounter
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +205,13 @@ def claim_batch(
 
     On PostgreSQL the whole batch is one call of the ``outreach_claim_batch_v1`` function
     (created by a migration), which runs :func:`claim_one`'s steps server-side: a claim costs
-    no round trip of its own. Elsewhere each proposal is a :func:`claim_one` savepoint.
+    no round trip of its own. On SQLite the batch is decided in memory from one read of its
+    rows and written in a few guarded statements (:func:`_claim_batch_setwise`), or, should a
+    statement refuse, claimed one :func:`claim_one` savepoint per proposal.
     """
     if not proposals:
         return []
-    implementation = "plpgsql" if connection.vendor == "postgresql" else "python"
+    implementation = "plpgsql" if connection.vendor == "postgresql" else "setwise"
     with transaction.atomic():
         return IMPLEMENTATIONS[implementation](proposals, day, now, lease, worker, allowed_states)
 
@@ -236,6 +239,250 @@ def _claim_batch_python(
         )
         for p in proposals
     ]
+
+
+# --- The set-wise claim (SQLite) -------------------------------------------------------------
+
+
+class _SetRefused(Exception):
+    """A set-wise statement changed fewer rows than the decision counted on."""
+
+
+def _claim_batch_setwise(
+    proposals: list[Proposal],
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...],
+) -> list[ClaimOutcome]:
+    """The whole batch in a few statements, answering exactly as :func:`_claim_batch_python`.
+
+    SQLite has one writer: inside the routing pass's IMMEDIATE transaction nobody else
+    writes, so what the batch's rows look like can be read once and every claim decided in
+    order in memory (:func:`decide_claims`, the same three steps as :func:`claim_one`). The
+    claims decided are then applied set-wise, each statement still guarded as a claim's is
+    (message still ``scheduled``, pacing slot free while mailbox and domain may send,
+    ``used + n <= cap`` on every counter) and its affected row count checked. Should any
+    statement change fewer rows than decided (the read was stale: a writer we did not expect),
+    the batch's changes are rolled back and it is claimed again one savepoint per claim.
+    """
+    try:
+        with transaction.atomic():  # one savepoint for the batch
+            state = _read_batch_rows(proposals, day)
+            outcomes = decide_claims(proposals, state, now, allowed_states)
+            claims = [p for p, o in zip(proposals, outcomes, strict=True) if o.claimed]
+            _apply_claims(claims, day, now, lease, worker, allowed_states)
+    except (_SetRefused, DatabaseError) as exc:
+        log.info("set-wise claim of %d proposals fell back to one by one: %s", len(proposals), exc)
+        return _claim_batch_python(proposals, day, now, lease, worker, allowed_states)
+    return outcomes
+
+
+@dataclass
+class BatchRows:
+    """What a claim batch's rows look like before it: plain values for :func:`decide_claims`.
+
+    ``messages``: message id -> state; ``mailboxes``: mailbox id -> (state, pacing slot,
+    domain's state); ``counters``: (scope, key) -> used, for the rows that exist.
+    """
+
+    messages: dict[int, str]
+    mailboxes: dict[int, tuple[str, datetime | None, str]]
+    counters: dict[tuple[str, str], int]
+
+
+def _read_batch_rows(proposals: list[Proposal], day: date) -> BatchRows:
+    """The batch's messages, mailboxes (with their domains) and counters: three SELECTs."""
+    message_ids = list({p.message_id for p in proposals})
+    mailbox_ids = list({p.mailbox_id for p in proposals})
+    # As in counters.reserve: each term names a whole (scope, key, day), so every row is
+    # found through the unique index whatever the planner thinks of the day's other rows.
+    day_value = connection.ops.adapt_datefield_value(day)
+    keys = {k for p in proposals for k in p.reservation.keys()}
+    params: list[Any] = []
+    for scope, key in keys:
+        params += [scope, key, day_value]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, state FROM {Message._meta.db_table} "  # noqa: S608
+            f"WHERE id IN ({_marks(message_ids)})",
+            message_ids,
+        )
+        messages = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT m.id, m.state, m.next_send_at, d.state FROM {Mailbox._meta.db_table} m "  # noqa: S608
+            f"JOIN {Domain._meta.db_table} d ON d.id = m.domain_id "
+            f"WHERE m.id IN ({_marks(mailbox_ids)})",
+            mailbox_ids,
+        )
+        mailboxes = {
+            pk: (state, _aware(slot), domain_state)
+            for pk, state, slot, domain_state in cursor.fetchall()
+        }
+        cursor.execute(
+            f'SELECT scope, "key", used FROM {DailyCounter._meta.db_table} WHERE '  # noqa: S608
+            + " OR ".join(['(scope = %s AND "key" = %s AND day = %s)'] * len(keys)),
+            params,
+        )
+        counters = {(scope, key): used for scope, key, used in cursor.fetchall()}
+    return BatchRows(messages, mailboxes, counters)
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite gives stored datetimes back naive, in UTC (how Django stores them).
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def decide_claims(
+    proposals: list[Proposal],
+    rows: BatchRows,
+    now: datetime,
+    allowed_states: tuple[str, ...],
+) -> list[ClaimOutcome]:
+    """What :func:`claim_one` would answer for each proposal in turn, from the rows as they
+    were before the batch; ``rows`` is brought forward by every claim decided (a pure
+    function of plain values: no database).
+
+    1. The message must still be ``scheduled`` (an earlier claim of the batch may have taken
+       it): else ``gone``.
+    2. The mailbox must be in ``allowed_states`` on an ``active`` domain with its pacing slot
+       free (an earlier claim of the batch moved it): else ``busy``.
+    3. Every counter must exist and be under its cap: else ``full``, naming the counter
+       :func:`claim_one` names (:func:`_first_full`), or global when none is at its cap.
+    """
+    outcomes = []
+    for p in proposals:
+        if rows.messages.get(p.message_id) != Message.State.SCHEDULED:
+            outcomes.append(GONE)
+            continue
+        mailbox = rows.mailboxes.get(p.mailbox_id)
+        if mailbox is None:
+            outcomes.append(BUSY)
+            continue
+        state, slot, domain_state = mailbox
+        if (
+            state not in allowed_states
+            or domain_state != Domain.State.ACTIVE
+            or (slot is not None and slot > now)
+        ):
+            outcomes.append(BUSY)
+            continue
+        keys = p.reservation.keys()
+        free = len(set(keys)) == len(keys) and all(
+            (scope, key) in rows.counters and (cap is None or rows.counters[(scope, key)] < cap)
+            for scope, key, cap in p.reservation.units
+        )
+        if not free:
+            outcomes.append(ClaimOutcome(False, "full", *_first_full(p.reservation, rows)))
+            continue
+        rows.messages[p.message_id] = Message.State.CLAIMED
+        rows.mailboxes[p.mailbox_id] = (state, p.next_send_at, domain_state)
+        for key in keys:
+            rows.counters[key] += 1
+        outcomes.append(CLAIMED)
+    return outcomes
+
+
+def _first_full(reservation: Reservation, rows: BatchRows) -> tuple[str, str]:
+    """:func:`.counters.full_scope` as :func:`claim_one` calls it: after the refused
+    :func:`.counters.reserve` and before the rollback, so every counter that had a unit left
+    is read one higher (and may be named although the unit it lacked was elsewhere)."""
+    for scope, key, cap in reservation.units:
+        used = rows.counters.get((scope, key))
+        if used is not None and (cap is None or used < cap):
+            used += 1
+        if cap is not None and (used or 0) >= cap:
+            return scope, key
+    return Scope.GLOBAL, GLOBAL_KEY
+
+
+def _apply_claims(
+    claims: list[Proposal],
+    day: date,
+    now: datetime,
+    lease: timedelta,
+    worker: str,
+    allowed_states: tuple[str, ...],
+) -> None:
+    """Write the decided claims: one guarded statement per table (run for each row), each
+    checked to have changed exactly the rows decided; :class:`_SetRefused` otherwise."""
+    if not claims:
+        return
+    ops = connection.ops
+    # The pacing slot a mailbox ends the batch with is its last claim's.
+    slots = {p.mailbox_id: p.next_send_at for p in claims}
+    # Units per counter, guarded by the lowest cap any claim carried for it.
+    units: dict[tuple[str, str], tuple[int, int | None]] = {}
+    for p in claims:
+        for scope, key, cap in p.reservation.units:
+            n, lowest = units.get((scope, key), (0, cap))
+            if cap is not None:
+                lowest = cap if lowest is None else min(cap, lowest)
+            units[(scope, key)] = (n + 1, lowest)
+    day_value = ops.adapt_datefield_value(day)
+    now_value = ops.adapt_datetimefield_value(now)
+    states = ", ".join(["%s"] * len(allowed_states))
+    with connection.cursor() as cursor:
+        # 1. The messages, each still scheduled.
+        cursor.executemany(
+            f"UPDATE {Message._meta.db_table} SET state = %s, mailbox_id = %s, "  # noqa: S608
+            "provider_account_id = %s, claimed_by = %s, lease_expires_at = %s, "
+            "quota_day = %s, updated_at = %s WHERE id = %s AND state = %s",
+            [
+                (
+                    Message.State.CLAIMED,
+                    p.mailbox_id,
+                    p.provider_account_id,
+                    worker[:128],
+                    ops.adapt_datetimefield_value(now + lease),
+                    day_value,
+                    now_value,
+                    p.message_id,
+                    Message.State.SCHEDULED,
+                )
+                for p in claims
+            ],
+        )
+        _expect(cursor, len(claims), "messages")
+        # 2. The mailboxes' pacing slots, free while they and their domains may send.
+        cursor.executemany(
+            f"UPDATE {Mailbox._meta.db_table} SET next_send_at = %s "  # noqa: S608
+            f"WHERE id = %s AND state IN ({states}) "
+            "AND (next_send_at IS NULL OR next_send_at <= %s) "
+            f"AND EXISTS (SELECT 1 FROM {Domain._meta.db_table} d "
+            f"WHERE d.id = {Mailbox._meta.db_table}.domain_id AND d.state = %s)",
+            [
+                (
+                    ops.adapt_datetimefield_value(slot),
+                    mailbox_id,
+                    *allowed_states,
+                    now_value,
+                    Domain.State.ACTIVE,
+                )
+                for mailbox_id, slot in slots.items()
+            ],
+        )
+        _expect(cursor, len(slots), "mailboxes")
+        # 3. n units on every counter, none past its cap.
+        cursor.executemany(
+            f"UPDATE {DailyCounter._meta.db_table} SET used = used + %s "  # noqa: S608
+            'WHERE scope = %s AND "key" = %s AND day = %s AND (%s IS NULL OR used + %s <= %s)',
+            [(n, scope, key, day_value, cap, n, cap) for (scope, key), (n, cap) in units.items()],
+        )
+        _expect(cursor, len(units), "counters")
+
+
+def _expect(cursor: Any, rows: int, what: str) -> None:
+    # sqlite3's executemany adds up the rows changed by each execution.
+    if cursor.rowcount != rows:
+        raise _SetRefused(f"{what}: {cursor.rowcount} rows changed, {rows} decided")
 
 
 def _claim_batch_postgresql(
@@ -285,12 +532,14 @@ def _claim_batch_postgresql(
     ]
 
 
-# The two implementations of a claim batch, which must answer alike (the parity tests run
-# both on PostgreSQL): each claim's steps as savepoints, or PostgreSQL's claim function.
+# The implementations of a claim batch, which must answer alike (the parity tests run them
+# all): each claim's steps as savepoints; SQLite's set-wise claim (falling back to the
+# first); PostgreSQL's claim function.
 ClaimBatch = Callable[
     [list[Proposal], date, datetime, timedelta, str, tuple[str, ...]], list[ClaimOutcome]
 ]
 IMPLEMENTATIONS: dict[str, ClaimBatch] = {
     "python": _claim_batch_python,
+    "setwise": _claim_batch_setwise,
     "plpgsql": _claim_batch_postgresql,
 }

@@ -20,12 +20,15 @@ from django.db.models import Exists, OuterRef
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
 from outreach.campaigns.suppression import is_suppressed, normalize, suppressed_among
+from outreach.lib import bulk
 from outreach.pool.models import PoolSettings
 from outreach.scheduler import routing
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# A planned message before it is saved: Message field attnames to values.
+PlannedRow = dict[str, Any]
 
 
 # Messages still on their way, or waiting for the operator's decision (``unknown``: never
@@ -46,6 +49,35 @@ class PlanReport:
     suppressed: int = 0
     waiting: int = 0  # follow-ups whose thread is not known yet
     gave_up: int = 0  # follow-ups that waited past the limit for their thread
+
+
+@dataclass(frozen=True)
+class DueEnrollment:
+    """A due enrollment and its lead as planning reads them: plain values, no model
+    instances (planning reads every enrollment of a large list once per step)."""
+
+    pk: int
+    campaign_id: int
+    last_step: int
+    next_due_at: datetime | None
+    thread_mailbox_id: int | None
+    thread_message_id: str
+    email: str
+    email_domain: str
+    timezone: str
+
+
+_DUE_FIELDS = (
+    "pk",
+    "campaign_id",
+    "last_step",
+    "next_due_at",
+    "thread_mailbox_id",
+    "thread_message_id",
+    "lead__email",
+    "lead__email_domain",
+    "lead__timezone",
+)
 
 
 @dataclass(frozen=True)
@@ -85,20 +117,21 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
     done = 0
     last_id = 0
     while done < limit:
-        batch = list(
-            Enrollment.objects.filter(
+        batch = [
+            DueEnrollment(*values)
+            for values in Enrollment.objects.filter(
                 state=Enrollment.State.ACTIVE,
                 campaign_id__in=list(campaigns.campaigns),
                 next_due_at__lte=now,
                 pk__gt=last_id,
             )
-            .select_related("lead")
-            .order_by("pk")[:BATCH]
-        )
+            .order_by("pk")
+            .values_list(*_DUE_FIELDS)[:BATCH]
+        ]
         if not batch:
             break
         # One look at the suppression list for the whole batch.
-        suppressed = suppressed_among([e.lead.email for e in batch])
+        suppressed = suppressed_among([e.email for e in batch])
         planned = [
             (message, enrollment)
             for enrollment in batch
@@ -111,23 +144,22 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
 
 
 def _plan_one(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     campaigns: _Campaigns,
     now: datetime,
     wait: timedelta,
     report: PlanReport,
     suppressed: set[str],
-) -> Message | None:
-    """The message to plan for ``enrollment`` (not saved), or None when there is none: the
-    enrollment finished, stopped, or waits (counted in ``report``)."""
-    lead = enrollment.lead
+) -> PlannedRow | None:
+    """The message to plan for ``enrollment`` (a row, not saved), or None when there is none:
+    the enrollment finished, stopped, or waits (counted in ``report``)."""
     position = enrollment.last_step + 1
     step = campaigns.steps.get((enrollment.campaign_id, position))
     if step is None:
         _finish(enrollment, Enrollment.State.FINISHED, "", now)
         report.finished += 1
         return None
-    if normalize(lead.email) in suppressed:
+    if normalize(enrollment.email) in suppressed:
         _finish(enrollment, Enrollment.State.STOPPED, Enrollment.StopReason.SUPPRESSED, now)
         report.suppressed += 1
         return None
@@ -148,7 +180,7 @@ def _plan_one(
             report.waiting += 1
         return None
     campaign = campaigns.campaigns[enrollment.campaign_id]
-    tz = _zone(lead.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
+    tz = _zone(enrollment.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
     not_before = routing.next_window_start(now, campaigns.window(campaign.pk), tz)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
@@ -157,46 +189,46 @@ def _plan_one(
 
 
 def _new_message(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     step: _StepPlan,
     campaign_id: int,
     not_before: datetime,
     position: int,
     wait: timedelta,
     now: datetime,
-) -> Message:
-    """The scheduled message of the enrollment's step at ``position`` (not saved)."""
-    lead = enrollment.lead
+) -> PlannedRow:
+    """The scheduled message of the enrollment's step at ``position``, as a row (field
+    attnames to values; the rest take their defaults): no model instance per message."""
     variant_id = routing.choose_variant(step.variants, f"{enrollment.pk}:{step.step_id}")
-    message = Message(
-        kind=Message.Kind.CAMPAIGN,
-        enrollment=enrollment,
-        step_id=step.step_id,
-        variant_id=variant_id,
-        campaign_id=campaign_id,
-        to_email=lead.email,
-        to_domain=lead.email_domain or lead.email.rpartition("@")[2],
-        state=Message.State.SCHEDULED,
-        not_before=not_before,
-        created_at=now,
-        updated_at=now,
-    )
+    message: PlannedRow = {
+        "kind": Message.Kind.CAMPAIGN,
+        "enrollment_id": enrollment.pk,
+        "step_id": step.step_id,
+        "variant_id": variant_id,
+        "campaign_id": campaign_id,
+        "to_email": enrollment.email,
+        "to_domain": enrollment.email_domain or enrollment.email.rpartition("@")[2],
+        "state": Message.State.SCHEDULED,
+        "not_before": not_before,
+        "created_at": now,
+        "updated_at": now,
+    }
     if position > 1:
-        message.pinned_mailbox_id = enrollment.thread_mailbox_id
-        message.in_reply_to = enrollment.thread_message_id
-        message.references = _thread_references(enrollment, position)
+        message["pinned_mailbox_id"] = enrollment.thread_mailbox_id
+        message["in_reply_to"] = enrollment.thread_message_id
+        message["references"] = _thread_references(enrollment, position)
         # Waiting for the thread's mailbox has a limit; moving the follow-up to another
         # mailbox would break the thread, so past it the follow-up is cancelled instead.
-        message.expires_at = not_before + wait
+        message["expires_at"] = not_before + wait
     return message
 
 
-def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
+def _save_all_planned(planned: list[tuple[PlannedRow, DueEnrollment]]) -> int:
     """Insert a batch's planned messages and move their enrollments on, in one transaction:
-    one INSERT, and one UPDATE per step position. When any of the steps was already planned
-    (another scheduler got there first: each enrollment step yields at most one message), the
-    whole batch is rolled back and saved one message at a time, as :func:`_save_planned`
-    does. Returns how many messages were inserted."""
+    one INSERT (:func:`outreach.lib.bulk.insert`), and one UPDATE per step position. When any
+    of the steps was already planned (another scheduler got there first: each enrollment step
+    yields at most one message), the whole batch is rolled back and saved one message at a
+    time, as :func:`_save_planned` does. Returns how many messages were inserted."""
     if not planned:
         return 0
     by_position: dict[int, list[int]] = {}
@@ -204,40 +236,41 @@ def _save_all_planned(planned: list[tuple[Message, Enrollment]]) -> int:
         by_position.setdefault(enrollment.last_step + 1, []).append(enrollment.pk)
     try:
         with transaction.atomic():
-            Message.objects.bulk_create([message for message, _ in planned])
+            # Without the ORM's compiling of every field of every message (lib.bulk).
+            bulk.insert(Message, [message for message, _ in planned])
             for position, pks in sorted(by_position.items()):
-                Enrollment.objects.filter(pk__in=pks, state=Enrollment.State.ACTIVE).update(
-                    last_step=position, next_due_at=None
-                )
+                # Conditional on the step read: an enrollment another scheduler moved on
+                # meanwhile is never moved back.
+                Enrollment.objects.filter(
+                    pk__in=pks, state=Enrollment.State.ACTIVE, last_step=position - 1
+                ).update(last_step=position, next_due_at=None)
     except IntegrityError:
         saved = 0
         for message, enrollment in planned:
-            # The rolled-back INSERT may have given the instance a primary key.
-            message.pk = None
-            message._state.adding = True
-            saved += _save_planned(message, enrollment, enrollment.last_step + 1)
+            saved += _save_planned(Message(**message), enrollment, enrollment.last_step + 1)
         return saved
     return len(planned)
 
 
-def _save_planned(message: Message, enrollment: Enrollment, position: int) -> bool:
+def _save_planned(message: Message, enrollment: DueEnrollment, position: int) -> bool:
     """Insert the message and move the enrollment on, together; False when the step was
     already planned (each enrollment step yields at most one message): then only catch up."""
+    # Conditional on an earlier step: an enrollment another scheduler moved further on
+    # meanwhile is never moved back.
+    behind = Enrollment.objects.filter(
+        pk=enrollment.pk, state=Enrollment.State.ACTIVE, last_step__lt=position
+    )
     try:
         with transaction.atomic():
             message.save(force_insert=True)
-            Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
-                last_step=position, next_due_at=None
-            )
+            behind.update(last_step=position, next_due_at=None)
     except IntegrityError:
-        Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
-            last_step=position, next_due_at=None
-        )
+        behind.update(last_step=position, next_due_at=None)
         return False
     return True
 
 
-def _thread_references(enrollment: Enrollment, position: int) -> str:
+def _thread_references(enrollment: DueEnrollment, position: int) -> str:
     """The References of a follow-up: the Message-IDs of the thread so far, oldest first
     (RFC 5322 3.6.4), so that step 3 names steps 1 and 2. Step 2 needs no query."""
     ids = [enrollment.thread_message_id]
@@ -255,7 +288,7 @@ def _thread_references(enrollment: Enrollment, position: int) -> str:
     return " ".join(dict.fromkeys(i for i in ids if i))
 
 
-def _finish(enrollment: Enrollment, state: str, reason: str, now: datetime) -> None:
+def _finish(enrollment: DueEnrollment, state: str, reason: str, now: datetime) -> None:
     Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
         state=state, stop_reason=reason, stopped_at=now, next_due_at=None
     )

@@ -11,15 +11,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, cap_on
 from outreach.pool.policy import SENDING_STATES, Limits
 from outreach.scheduler import evidence, routing
 from outreach.scheduler.claim import ClaimOutcome, Proposal, claim_batch, worker_name
@@ -66,19 +66,24 @@ class ClaimReport:
     by_mailbox: dict[int, int] = field(default_factory=dict)
 
 
-# What routing reads of a mailbox and its domain (a pool of thousands is read every pass).
-_ROUTING_FIELDS = (
-    "state",
-    "daily_cap",
-    "warmup_started_on",
-    "warmup_start_day",
-    "next_send_at",
-    "pacing_gap_seconds",
-    "provider",
-    "domain__state",
-    "domain__daily_cap",
-    "domain__provider",
-)
+@dataclass(frozen=True)
+class _MailboxRow:
+    """What routing reads of a mailbox (a pool of thousands is read every pass): plain
+    values, no model instance; the cap fields are what :func:`outreach.pool.models.cap_on`
+    reads of a mailbox."""
+
+    id: int
+    domain_id: int
+    state: str
+    daily_cap: int | None
+    warmup_started_on: date | None
+    warmup_start_day: int
+    next_send_at: datetime | None
+    pacing_gap_seconds: int | None
+    provider_id: int | None
+
+
+_MAILBOX_FIELDS = tuple(f.name for f in fields(_MailboxRow))
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,8 @@ class _Pass:
         if self.limits.recipient_provider_hourly_cap:
             self.router.recipient_provider_left = _recipient_provider_left(now, self.limits)
         self.cursors: dict[int, tuple[Any, ...]] = {}
+        # Messages whose window is closed, by the opening they wait for.
+        self.deferrals: dict[datetime, list[int]] = {}
         self.report.load_seconds = time.perf_counter() - started
 
     def _used(self, scope: str) -> dict[str, int]:
@@ -168,36 +175,41 @@ class _Pass:
         )
         views = []
         warmup = self.pool.warmup
-        mailboxes = (
-            Mailbox.objects.filter(state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE)
-            .select_related("domain")
-            .only(*_ROUTING_FIELDS)
-        )
-        for mb in mailboxes:
-            domain = mb.domain
-            cap = mb.cap_on(self.day, self.limits, warmup)
+        domains = {
+            d.pk: d
+            for d in Domain.objects.filter(state=Domain.State.ACTIVE).only("daily_cap", "provider")
+        }
+        mailboxes = Mailbox.objects.filter(
+            state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
+        ).values_list(*_MAILBOX_FIELDS)
+        for values in mailboxes:
+            mb = _MailboxRow(*values)
+            domain = domains.get(mb.domain_id)
+            if domain is None:  # its domain stopped sending between the two reads
+                continue
+            cap = cap_on(mb, self.day, self.limits, warmup)
             domain_cap = domain.cap(self.limits)
-            self.info[mb.pk] = _MailboxInfo(
+            self.info[mb.id] = _MailboxInfo(
                 domain_id=domain.pk,
                 provider_account_id=mb.provider_id or domain.provider_id,
                 cap=cap,
                 domain_cap=domain_cap,
                 gap=mb.pacing_gap_seconds,
             )
-            rates = stats.get(mb.pk, NO_EVIDENCE)
+            rates = stats.get(mb.id, NO_EVIDENCE)
             views.append(
                 routing.MailboxView(
-                    id=mb.pk,
+                    id=mb.id,
                     domain_id=domain.pk,
                     state=mb.state,
-                    remaining=cap - mailbox_used.get(str(mb.pk), 0),
+                    remaining=cap - mailbox_used.get(str(mb.id), 0),
                     domain_remaining=domain_cap - domain_used.get(str(domain.pk), 0),
                     next_send_at=mb.next_send_at,
                     domain_sendable=domain.pk not in blocked,
                     bounce_rate=rates.bounce_rate,
                     complaint_rate=rates.complaint_rate,
                     recent_spike=rates.recent_spike,
-                    provider=kinds.get(self.info[mb.pk].provider_account_id, ""),
+                    provider=kinds.get(self.info[mb.id].provider_account_id, ""),
                 )
             )
         return views
@@ -319,6 +331,7 @@ class _Pass:
         while pending and self.global_left > 0:
             group = pending[:CLAIMS_PER_TRANSACTION]
             pending = self._claim_group(group) + pending[CLAIMS_PER_TRANSACTION:]
+        self._write_deferrals()
 
     def _claim_group(
         self, group: list[tuple[dict[str, Any], int]]
@@ -477,11 +490,21 @@ class _Pass:
         opening = routing.next_window_start(self.now, campaign.window, tz)
         if opening is None:
             return False
-        Message.objects.filter(pk=row["pk"], state=Message.State.SCHEDULED).update(
-            not_before=opening, updated_at=self.now
-        )
+        # Written with the others waiting for the same opening (_write_deferrals), before
+        # the next read of due messages; no claim of this pass looks at the row again.
+        self.deferrals.setdefault(opening, []).append(row["pk"])
         self.report.deferred += 1
         return True
+
+    def _write_deferrals(self) -> None:
+        """Move the deferred messages to their openings: one UPDATE per opening. Conditional
+        on ``scheduled``: a message another process claimed meanwhile is left alone."""
+        for opening, pks in self.deferrals.items():
+            for chunk in _chunks(pks, 500):
+                Message.objects.filter(pk__in=chunk, state=Message.State.SCHEDULED).update(
+                    not_before=opening, updated_at=self.now
+                )
+        self.deferrals.clear()
 
 
 def claim_due(

@@ -39,11 +39,11 @@ from django.db.models import Min
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message
-from outreach.lib import clock
+from outreach.lib import bulk, clock
 from outreach.pool import config as pool_config
 from outreach.pool import config_apply as pool_config_apply
 from outreach.pool.config_spec import ConfigError as PoolConfigError
-from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, cap_on
 from outreach.pool.policy import SENDING_STATES
 from outreach.providers.simulated import sender as simulated
 from outreach.scheduler import engine
@@ -197,6 +197,18 @@ class Result:
 _CAP_FIELDS = ("id", "state", "daily_cap", "warmup_started_on", "warmup_start_day", "next_send_at")
 
 
+@dataclass(frozen=True)
+class _CapRow:
+    """A mailbox's :data:`_CAP_FIELDS` read as plain values (what ``cap_on`` reads)."""
+
+    id: int
+    state: str
+    daily_cap: int | None
+    warmup_started_on: date | None
+    warmup_start_day: int
+    next_send_at: datetime | None
+
+
 # --- The throwaway database ------------------------------------------------------------------
 
 
@@ -325,7 +337,10 @@ def generate_leads(count: int, rng: random.Random, now: datetime) -> list[Lead]:
                 updated_at=now,
             )
         )
-    return Lead.objects.bulk_create(leads, batch_size=500)
+    # Without the ORM's compiling of every field of every lead: a large pool's simulation
+    # writes a hundred thousand of them.
+    bulk.insert(Lead, leads, returning_pks=True)
+    return leads
 
 
 # --- The run ---------------------------------------------------------------------------------
@@ -476,17 +491,24 @@ class _Run:
         passes again within seconds, so a mailbox whose last warm-up message of the day was
         just claimed graduates the same day. Here the next event might be tomorrow.
         """
-        claimed = [pk for pk, n in self.last.claimed_by_mailbox.items() if n]
-        if not claimed:
+        if not any(self.last.claimed_by_mailbox.values()):
+            return None
+        # The warming mailboxes first: a warm pool has none, and then nothing else is read.
+        warming = [
+            m
+            for m in Mailbox.objects.filter(state=Mailbox.State.WARMING).only(*_CAP_FIELDS)
+            if self.last.claimed_by_mailbox.get(m.pk)
+        ]
+        if not warming:
             return None
         pool = PoolSettings.load()
         day = now.astimezone(self.tz).date()
         used = dict(
             DailyCounter.objects.filter(
-                day=day, scope=DailyCounter.Scope.MAILBOX, key__in=[str(pk) for pk in claimed]
+                day=day, scope=DailyCounter.Scope.MAILBOX, key__in=[str(m.pk) for m in warming]
             ).values_list("key", "used")
         )
-        for mailbox in Mailbox.objects.filter(pk__in=claimed, state=Mailbox.State.WARMING):
+        for mailbox in warming:
             if used.get(str(mailbox.pk), 0) >= mailbox.cap_today(pool, day):
                 return now + timedelta(seconds=1)
         return None
@@ -509,13 +531,15 @@ class _Run:
                 "key", "used"
             )
         )
-        # Only what the cap and the pacing slot need: this runs after every pass.
+        # Only what the cap and the pacing slot need, as plain rows: this runs after every
+        # pass, over the whole pool.
+        rows = Mailbox.objects.filter(
+            state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
+        ).values_list(*_CAP_FIELDS)
         with_quota = [
             m
-            for m in Mailbox.objects.filter(
-                state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
-            ).only(*_CAP_FIELDS)
-            if m.cap_on(day, pool.limits, pool.warmup) > used.get(str(m.pk), 0)
+            for m in (_CapRow(*values) for values in rows)
+            if cap_on(m, day, pool.limits, pool.warmup) > used.get(str(m.id), 0)
         ]
         free = [m for m in with_quota if m.next_send_at is None or m.next_send_at <= now]
         paced = [m for m in with_quota if m.next_send_at is not None and m.next_send_at > now]
@@ -525,7 +549,7 @@ class _Run:
                 .values_list("pinned_mailbox_id", flat=True)
                 .distinct()
             )
-            paced = [m for m in paced if m.pk in pinned]
+            paced = [m for m in paced if m.id in pinned]
         slots = [m.next_send_at for m in paced if m.next_send_at is not None]
         return min(slots) if slots else None
 

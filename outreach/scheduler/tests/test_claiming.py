@@ -161,6 +161,34 @@ def test_it_defers_a_message_whose_window_is_closed_in_the_recipients_zone() -> 
     assert message.not_before == NOON.replace(day=5, hour=0)  # 09:00 in Tokyo
 
 
+def test_it_defers_the_messages_waiting_for_one_opening_in_one_statement() -> None:
+    """Leads in Tokyo (21:00) and Sydney (23:00) wait for two openings; Berlin's (13:00) is
+    open: five messages deferred with one UPDATE per opening, Berlin's claimed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from outreach.testing import enroll, make_leads
+
+    make_pool(1, 1, limits=NO_PACING)
+    campaign = make_campaign(window_days=[1, 2, 3, 4, 5], window_start="09:00", window_end="17:00")
+    zones = ["Asia/Tokyo"] * 3 + ["Australia/Sydney"] * 2 + ["Europe/Berlin"]
+    for i, zone in enumerate(zones):
+        (enrollment,) = enroll(campaign, make_leads(1, domain=f"c{i}.example", timezone=zone))
+        schedule(campaign, 1, start=i, enrollment=enrollment)
+    with CaptureQueriesContext(connection) as queries:
+        report = claim_due(NOON)
+    deferrals = [q for q in queries if q["sql"].startswith("UPDATE") and "not_before" in q["sql"]]
+    assert (report.claimed, report.deferred, len(deferrals)) == (1, 5, 2)
+    waiting = Message.objects.filter(state=Message.State.SCHEDULED)
+    assert sorted(waiting.values_list("enrollment__lead__timezone", "not_before")) == [
+        ("Asia/Tokyo", NOON.replace(day=5, hour=0)),  # 09:00 Thursday in Tokyo
+        ("Asia/Tokyo", NOON.replace(day=5, hour=0)),
+        ("Asia/Tokyo", NOON.replace(day=5, hour=0)),
+        ("Australia/Sydney", NOON.replace(hour=22)),  # 09:00 Thursday in Sydney (AEDT)
+        ("Australia/Sydney", NOON.replace(hour=22)),
+    ]
+
+
 def test_it_puts_an_expired_claim_back_and_releases_its_units() -> None:
     boxes = make_pool(1, 1)
     schedule(make_campaign(), 1)
@@ -380,18 +408,21 @@ def test_a_stale_pass_cannot_claim_over_a_mailbox_cap_another_pass_used() -> Non
     assert used("mailbox", str(box.pk), DAY) == 3
 
 
-@pytest.fixture(params=["python", "plpgsql"])
+@pytest.fixture(params=["python", "setwise", "plpgsql"])
 def claim_implementation(request: pytest.FixtureRequest) -> str:
-    """Both claim implementations on PostgreSQL; the Python one alone elsewhere."""
+    """One savepoint per claim everywhere, and each database's own: SQLite's set-wise claim,
+    PostgreSQL's claim function."""
     if request.param == "plpgsql" and connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's claim function")
+    if request.param == "setwise" and connection.vendor != "sqlite":
+        pytest.skip("SQLite's set-wise claim (one writer)")
     return str(request.param)
 
 
 class TestClaimBatch:
     """A claim batch directly: each proposal all-or-nothing, in order, with the reason of a
-    refusal; the parity suite of the two implementations (savepoints and PostgreSQL's claim
-    function), which must answer alike."""
+    refusal; the parity suite of the implementations (savepoints, SQLite's set-wise claim,
+    PostgreSQL's claim function), which must answer alike."""
 
     @pytest.fixture(autouse=True)
     def implementation(self, claim_implementation: str) -> None:

@@ -99,6 +99,42 @@ def test_it_plans_a_batch_in_one_insert_yet_skips_a_step_another_scheduler_plann
         assert enrollment.last_step == 1 and enrollment.next_due_at is None
 
 
+@pytest.mark.parametrize("step_one_sent", [False, True])
+def test_it_never_moves_back_an_enrollment_another_scheduler_moved_on_meanwhile(
+    monkeypatch: pytest.MonkeyPatch, step_one_sent: bool
+) -> None:
+    """Between this planner's read of the due enrollments and its write, another scheduler
+    moved one of them to step 2 (with step 1's message in place, so the batch's INSERT
+    conflicts and it is saved one at a time; or without it): it stays at step 2."""
+    from outreach.scheduler import planning
+
+    make_pool(1, 1)
+    campaign = make_campaign(steps=3)
+    enrollments = enroll(campaign, make_leads(3))
+    moved = enrollments[1]
+    read = planning.suppressed_among
+
+    def meanwhile(emails: Any) -> set[str]:
+        if step_one_sent:
+            Message.objects.create(
+                kind=Message.Kind.CAMPAIGN,
+                enrollment=moved,
+                step=campaign.steps.get(position=1),
+                campaign=campaign,
+                to_email=moved.lead.email,
+                to_domain=moved.lead.email_domain,
+                state=Message.State.SENT,
+                not_before=NOON,
+            )
+        Enrollment.objects.filter(pk=moved.pk).update(last_step=2, next_due_at=None)
+        return read(emails)
+
+    monkeypatch.setattr(planning, "suppressed_among", meanwhile)
+    plan_due(NOON)
+    steps = dict(Enrollment.objects.values_list("pk", "last_step"))
+    assert steps == {enrollments[0].pk: 1, moved.pk: 2, enrollments[2].pk: 1}
+
+
 def test_it_stops_a_suppressed_leads_enrollment_and_plans_nothing() -> None:
     make_pool(1, 1)
     campaign = make_campaign()
