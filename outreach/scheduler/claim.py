@@ -50,6 +50,8 @@ class ClaimOutcome:
 CLAIMED = ClaimOutcome(True)
 GONE = ClaimOutcome(False, "gone")
 BUSY = ClaimOutcome(False, "busy")
+# A refused reservation, inside claim_one: the counter is named after the rollback.
+_FULL = ClaimOutcome(False, "full")
 
 
 class _Refused(Exception):
@@ -100,9 +102,12 @@ def claim_one(
                 raise _Refused(BUSY)
             # 3. One unit of every cap.
             if not reserve(cursor, day, reservation):
-                scope, key = full_scope(day, reservation)
-                raise _Refused(ClaimOutcome(False, "full", scope, key))
+                raise _Refused(_FULL)
     except _Refused as refused:
+        if refused.outcome is _FULL:
+            # Named after the rollback: the refused reservation's own increments are undone,
+            # so the counter named is the one that had no unit left.
+            return ClaimOutcome(False, "full", *full_scope(day, reservation))
         return refused.outcome
     except DatabaseError as exc:
         # A serialization failure or deadlock on PostgreSQL, a busy timeout on SQLite: the
@@ -391,14 +396,9 @@ def decide_claims(
 
 
 def _first_full(reservation: Reservation, rows: BatchRows) -> tuple[str, str]:
-    """:func:`.counters.full_scope` as :func:`claim_one` calls it: after the refused
-    :func:`.counters.reserve` and before the rollback, so every counter that had a unit left
-    is read one higher (and may be named although the unit it lacked was elsewhere)."""
+    """:func:`.counters.full_scope` on the rows read: the first counter at its cap."""
     for scope, key, cap in reservation.units:
-        used = rows.counters.get((scope, key))
-        if used is not None and (cap is None or used < cap):
-            used += 1
-        if cap is not None and (used or 0) >= cap:
+        if cap is not None and rows.counters.get((scope, key), 0) >= cap:
             return scope, key
     return Scope.GLOBAL, GLOBAL_KEY
 

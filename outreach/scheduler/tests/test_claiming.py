@@ -502,6 +502,22 @@ class TestClaimBatch:
         assert used("global", "*", DAY) == 1
         assert used("mailbox", str(b.pk), DAY) == 0
 
+    def test_the_counter_named_full_is_the_one_without_a_unit_left(self) -> None:
+        # The mailbox has one unit left, the recipient domain none: the refusal names the
+        # recipient domain (a mailbox named full would be dropped for the rest of the pass).
+        first, second, *_ = self.messages
+        a, b = self.boxes
+        proposals = [
+            self.proposal(first, a, recipient_cap=1),
+            self.proposal(second, b, recipient_cap=1),
+        ]
+        ensure_counters(DAY, [k for p in proposals for k in p.reservation.keys()])
+        DailyCounter.objects.filter(scope="mailbox", key=str(b.pk), day=DAY).update(used=39)
+        outcomes = self.run(proposals, "w")
+        assert outcomes[0].claimed
+        assert (outcomes[1].reason, outcomes[1].scope) == ("full", "recipient_domain")
+        assert used("mailbox", str(b.pk), DAY) == 39
+
     def test_a_missing_counter_row_refuses_as_try_later(self) -> None:
         first = self.messages[0]
         proposal = self.proposal(first, self.boxes[0])
