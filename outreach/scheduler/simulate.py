@@ -271,6 +271,10 @@ def coming_monday(today: date) -> date:
     return today + timedelta(days=(7 - today.weekday()) % 7 or 7)
 
 
+# Leads enrolled per call of lifecycle.enroll (below SQLite's 32,766 parameters a statement).
+ENROLL_PART = 10_000
+
+
 def setup(options: Options, start: datetime) -> Campaign:
     """Pool, simulated provider, campaign and enrolled leads, as of ``start`` (the clock is
     pinned there by the caller)."""
@@ -298,7 +302,10 @@ def setup(options: Options, start: datetime) -> Campaign:
     campaign = Campaign.objects.get(slug=campaign_spec.slug)
     lifecycle.start(campaign, actor="simulation")
     leads = generate_leads(options.leads, random.Random(options.seed), start)
-    lifecycle.enroll(campaign, leads)
+    # In parts: enroll reads the leads' enrollments and suppressions with one parameter per
+    # lead, and a week of a large pool is more leads than SQLite takes in one statement.
+    for first in range(0, len(leads), ENROLL_PART):
+        lifecycle.enroll(campaign, leads[first : first + ENROLL_PART])
     pool = PoolSettings.load()
     from outreach.scheduler.warmup import seed_addresses
 
