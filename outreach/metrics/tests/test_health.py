@@ -37,6 +37,21 @@ def test_it_pauses_when_the_evidence_puts_the_rate_above_five_percent() -> None:
     assert "5 of 100 attempts" in pause.reason
 
 
+def test_a_pause_below_the_rate_read_says_how_strong_its_evidence_was() -> None:
+    # 7 of 176 is 4.0%, yet far likelier at 5% than at the 1% baseline: the reason says so,
+    # or "4.0%: the rate is above 5.0%" reads as a contradiction.
+    pause = mailbox_verdict(Figures(sent=176, bounced_hard=7), SEED)
+    assert pause.action == Action.PAUSE
+    assert pause.reason == (
+        "hard bounces 7 of 176 attempts (4.0%): the rate is above 5.0% on the evidence "
+        "(73 times likelier at 5.0% than at the 1.0% baseline)"
+    )
+    warning = mailbox_verdict(Figures(sent=200, bounced_hard=7), SEED)
+    assert "times likelier at 3.0% than at the 1.0% baseline) (pause above 5.0%)" in (
+        warning.reason
+    )
+
+
 def test_it_warns_when_the_evidence_puts_the_rate_above_three_percent() -> None:
     assert mailbox_verdict(Figures(sent=200, bounced_hard=6), SEED).action == Action.NONE
     warning = mailbox_verdict(Figures(sent=200, bounced_hard=7), SEED)
