@@ -26,7 +26,12 @@ from django.db import DatabaseError, connection, transaction
 from outreach.campaigns.models import Message
 from outreach.pool.models import Domain, Mailbox
 from outreach.pool.policy import SENDING_STATES
-from outreach.scheduler.counters import GLOBAL_KEY, Reservation, Scope, full_scope, reserve
+from outreach.scheduler.counters import (
+    Reservation,
+    first_full,
+    full_scope,
+    reserve,
+)
 from outreach.scheduler.models import DailyCounter
 
 log = logging.getLogger(__name__)
@@ -360,7 +365,7 @@ def decide_claims(
     2. The mailbox must be in ``allowed_states`` on an ``active`` domain with its pacing slot
        free (an earlier claim of the batch moved it): else ``busy``.
     3. Every counter must exist and be under its cap: else ``full``, naming the counter
-       :func:`claim_one` names (:func:`_first_full`), or global when none is at its cap.
+       :func:`claim_one` names (:func:`.counters.first_full`), or global when none is at its cap.
     """
     outcomes = []
     for p in proposals:
@@ -385,7 +390,7 @@ def decide_claims(
             for scope, key, cap in p.reservation.units
         )
         if not free:
-            outcomes.append(ClaimOutcome(False, "full", *_first_full(p.reservation, rows)))
+            outcomes.append(ClaimOutcome(False, "full", *first_full(p.reservation, rows.counters)))
             continue
         rows.messages[p.message_id] = Message.State.CLAIMED
         rows.mailboxes[p.mailbox_id] = (state, p.next_send_at, domain_state)
@@ -393,14 +398,6 @@ def decide_claims(
             rows.counters[key] += 1
         outcomes.append(CLAIMED)
     return outcomes
-
-
-def _first_full(reservation: Reservation, rows: BatchRows) -> tuple[str, str]:
-    """:func:`.counters.full_scope` on the rows read: the first counter at its cap."""
-    for scope, key, cap in reservation.units:
-        if cap is not None and rows.counters.get((scope, key), 0) >= cap:
-            return scope, key
-    return Scope.GLOBAL, GLOBAL_KEY
 
 
 def _apply_claims(

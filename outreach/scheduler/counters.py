@@ -7,7 +7,7 @@ process's memory, decides whether a unit is left. See :mod:`outreach.scheduler.c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -118,10 +118,16 @@ def full_scope(day: date, reservation: Reservation) -> tuple[str, str]:
             _keys_q(reservation.keys()), day=day
         ).values_list("scope", "key", "used")
     }
+    return first_full(reservation, used)
+
+
+def first_full(reservation: Reservation, used: Mapping[tuple[str, str], int]) -> tuple[str, str]:
+    """The first of ``reservation``'s counters at its cap given what each has ``used``; the
+    global counter when none is (a row was missing: treat it as "try later")."""
     for scope, key, cap in reservation.units:
         if cap is not None and used.get((scope, key), 0) >= cap:
             return scope, key
-    return Scope.GLOBAL, GLOBAL_KEY  # a row was missing; treat it as "try later"
+    return Scope.GLOBAL, GLOBAL_KEY
 
 
 def _keys_q(keys: Iterable[tuple[str, str]]) -> Q:
