@@ -169,6 +169,11 @@ class Enrollment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "lead"], name="enrollment_unique")
         ]
+        indexes = [
+            # The next step to fall due among the active enrollments (the simulator's clock
+            # reads it every pass): a seek, not a sort of every active enrollment.
+            models.Index(fields=["state", "next_due_at"], name="enrollment_next_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.lead} in {self.campaign}"
@@ -298,6 +303,13 @@ class Message(models.Model):
                 name="message_pinned_due_idx",
             ),
             models.Index(fields=["state", "lease_expires_at"], name="message_lease_idx"),
+            # Follow-ups (and warm-up mail) waiting past their limit, looked for every pass;
+            # partial, so the scheduled backlog of first steps (no limit) is never scanned.
+            models.Index(
+                fields=["state", "expires_at"],
+                condition=Q(expires_at__isnull=False),
+                name="message_expiry_idx",
+            ),
             models.Index(fields=["mailbox", "sent_at"], name="message_mailbox_sent_idx"),
             # The overview's recipient mix reads the last week of sends across the pool.
             models.Index(fields=["sent_at"], name="message_sent_at_idx"),

@@ -27,6 +27,7 @@ from django.db.models import Count, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
 from outreach.campaigns.suppression import Entry, suppress_many
+from outreach.campaigns.suppression import normalize as normalize_address
 from outreach.events import normalize as n
 from outreach.events.models import Event
 from outreach.events.signals import events_recorded
@@ -545,13 +546,6 @@ class _Stop:
             row.email_domain.lower() == self.company_domain.lower()
         )
 
-    def where(self) -> Q:
-        if self.address:
-            return Q(lead__email__iexact=self.address)
-        if self.enrollment_id is not None:
-            return Q(pk=self.enrollment_id)
-        return Q(campaign_id=self.campaign_id, lead__email_domain__iexact=self.company_domain)
-
 
 @dataclass(frozen=True)
 class _EnrollmentRow:
@@ -585,24 +579,42 @@ def _stop_on_reply(event: Event, message: Message, effects: _Effects) -> None:
 def _stop_in_order(stops: list[_Stop]) -> None:
     """Stop the active enrollments ``stops`` name, each with the reason of the first stop
     that names it (as stopping them one after another would: a stopped enrollment is not
-    stopped again). One query reads them all; :func:`_stop` writes them by reason."""
-    where = Q()
-    for stop in stops:
-        where |= stop.where()
-    rows = [
-        _EnrollmentRow(pk, email, email_domain, campaign_id)
-        for pk, email, email_domain, campaign_id in Enrollment.objects.filter(
-            where, state=Enrollment.State.ACTIVE
-        ).values_list("pk", "lead__email", "lead__email_domain", "campaign_id")
-    ]
+    stopped again). :func:`_named` reads them; :func:`_stop` writes them by reason."""
+    left = _named(stops)
     by_reason: dict[str, list[int]] = defaultdict(list)
-    left = rows
     for stop in stops:
         taken = [row for row in left if stop.matches(row)]
         if taken:
             by_reason[stop.reason] += [row.pk for row in taken]
             left = [row for row in left if not stop.matches(row)]
     _stop(by_reason)
+
+
+def _named(stops: list[_Stop]) -> list[_EnrollmentRow]:
+    """The active enrollments any of ``stops`` names, each once: one query for the
+    addresses, one for the enrollments, one per company domain, each on its own index (an
+    OR across the lead and enrollment tables would read every active enrollment). A lead's
+    address and domain are stored normalized (lower case, as the suppression list compares
+    them), so they are matched exactly."""
+    addresses = {normalize_address(s.address) for s in stops if s.address}
+    enrollment_ids = {s.enrollment_id for s in stops if not s.address and s.enrollment_id}
+    wheres = [Q(lead__email__in=addresses)] if addresses else []
+    wheres += [Q(pk__in=enrollment_ids)] if enrollment_ids else []
+    wheres += [
+        Q(campaign_id=campaign_id, lead__email_domain=domain)
+        for campaign_id, domain in {
+            (s.campaign_id, normalize_address(s.company_domain))
+            for s in stops
+            if not s.address and s.enrollment_id is None
+        }
+    ]
+    rows: dict[int, _EnrollmentRow] = {}
+    for where in wheres:
+        for values in Enrollment.objects.filter(where, state=Enrollment.State.ACTIVE).values_list(
+            "pk", "lead__email", "lead__email_domain", "campaign_id"
+        ):
+            rows.setdefault(values[0], _EnrollmentRow(*values))
+    return sorted(rows.values(), key=lambda row: row.pk)
 
 
 def stop_enrollments(enrollments: object, reason: str) -> int:

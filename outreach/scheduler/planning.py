@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Step
 from outreach.campaigns.suppression import is_suppressed, normalize, suppressed_among
@@ -115,17 +115,20 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
     if not campaigns.campaigns:
         return report
     done = 0
-    last_id = 0
+    due = Enrollment.objects.filter(
+        state=Enrollment.State.ACTIVE,
+        campaign_id__in=list(campaigns.campaigns),
+        next_due_at__lte=now,
+    )
+    after = Q()
     while done < limit:
+        # Earliest due first, in the order of the (state, next_due_at) index: a batch is a
+        # seek, whatever the number of enrollments waiting with nothing due. The keyset skips
+        # the enrollments an earlier batch left due (a follow-up waiting for its thread).
         batch = [
             DueEnrollment(*values)
-            for values in Enrollment.objects.filter(
-                state=Enrollment.State.ACTIVE,
-                campaign_id__in=list(campaigns.campaigns),
-                next_due_at__lte=now,
-                pk__gt=last_id,
-            )
-            .order_by("pk")
+            for values in due.filter(after)
+            .order_by("next_due_at", "pk")
             .values_list(*_DUE_FIELDS)[:BATCH]
         ]
         if not batch:
@@ -139,7 +142,11 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
         ]
         report.planned += _save_all_planned(planned)
         done += len(batch)
-        last_id = batch[-1].pk
+        last = batch[-1]
+        # (The first term gives the index a lower bound; the rest is the keyset proper.)
+        after = Q(next_due_at__gte=last.next_due_at) & (
+            Q(next_due_at__gt=last.next_due_at) | Q(next_due_at=last.next_due_at, pk__gt=last.pk)
+        )
     return report
 
 

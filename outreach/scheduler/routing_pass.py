@@ -145,8 +145,13 @@ class _Pass:
         if self.limits.recipient_provider_hourly_cap:
             self.router.recipient_provider_left = _recipient_provider_left(now, self.limits)
         self.cursors: dict[int, tuple[Any, ...]] = {}
-        # Messages whose window is closed, by the opening they wait for.
-        self.deferrals: dict[datetime, list[int]] = {}
+        # Whether each (campaign, lead time zone) is in its window at ``now``: None when it
+        # is, else the opening its messages wait for (the same for the whole pass).
+        self.openings: dict[tuple[int, str], datetime | None] = {}
+        # The (campaign, lead time zone) groups whose window is closed and whose due messages
+        # are not moved yet, by opening; and those already moved in this pass.
+        self.deferrals: dict[datetime, set[tuple[int, str]]] = {}
+        self.deferred_groups: set[tuple[int, str]] = set()
         self.report.load_seconds = time.perf_counter() - started
 
     def _used(self, scope: str) -> dict[str, int]:
@@ -483,27 +488,46 @@ class _Pass:
             self.known_recipient_domains |= new
 
     def _defer_outside_window(self, row: dict[str, Any], campaign: CampaignRules) -> bool:
-        """A message whose window closed (or has not opened) waits for the next opening."""
-        tz = _zone(row["enrollment__lead__timezone"] or campaign.timezone)
-        if routing.in_window(self.now, campaign.window, tz):
-            return False
-        opening = routing.next_window_start(self.now, campaign.window, tz)
+        """A message whose window closed (or has not opened) waits for the next opening.
+
+        The answer depends only on the campaign and the lead's time zone, so it is worked out
+        once per pass for each pair; the group's due messages are moved together
+        (:meth:`_write_deferrals`).
+        """
+        group = (campaign.id, row["enrollment__lead__timezone"] or "")
+        if group not in self.openings:
+            tz = _zone(group[1] or campaign.timezone)
+            opening = None
+            if not routing.in_window(self.now, campaign.window, tz):
+                opening = routing.next_window_start(self.now, campaign.window, tz)
+            self.openings[group] = opening
+        opening = self.openings[group]
         if opening is None:
             return False
-        # Written with the others waiting for the same opening (_write_deferrals), before
-        # the next read of due messages; no claim of this pass looks at the row again.
-        self.deferrals.setdefault(opening, []).append(row["pk"])
-        self.report.deferred += 1
+        if group not in self.deferred_groups:
+            self.deferrals.setdefault(opening, set()).add(group)
         return True
 
     def _write_deferrals(self) -> None:
-        """Move the deferred messages to their openings: one UPDATE per opening. Conditional
-        on ``scheduled``: a message another process claimed meanwhile is left alone."""
-        for opening, pks in self.deferrals.items():
-            for chunk in _chunks(pks, 500):
-                Message.objects.filter(pk__in=chunk, state=Message.State.SCHEDULED).update(
-                    not_before=opening, updated_at=self.now
+        """Move every due message of the closed groups to its opening: one UPDATE per opening
+        and campaign, for the group's messages this pass read and those it has not read yet
+        (a backlog of due messages outside its window is moved in one statement, not read
+        row by row). Conditional on ``scheduled`` and due: a message another process claimed
+        meanwhile is left alone."""
+        for opening, groups in self.deferrals.items():
+            by_campaign: dict[int, set[str]] = {}
+            for campaign_id, zone in groups:
+                by_campaign.setdefault(campaign_id, set()).add(zone)
+            for campaign_id, zones in by_campaign.items():
+                of_zone = Q(enrollment__lead__timezone__in=zones)
+                if "" in zones:  # the campaign's zone: also a message without a lead
+                    of_zone |= Q(enrollment__isnull=True)
+                self.report.deferred += (
+                    self._due()
+                    .filter(of_zone, campaign_id=campaign_id, kind=Message.Kind.CAMPAIGN)
+                    .update(not_before=opening, updated_at=self.now)
                 )
+            self.deferred_groups |= groups
         self.deferrals.clear()
 
 

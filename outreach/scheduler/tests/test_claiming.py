@@ -20,7 +20,7 @@ from outreach.scheduler.claim import IMPLEMENTATIONS, ClaimOutcome, Proposal
 from outreach.scheduler.counters import Reservation, ensure_counters
 from outreach.scheduler.models import DailyCounter
 from outreach.scheduler.recovery import recover_leases
-from outreach.scheduler.routing_pass import claim_due
+from outreach.scheduler.routing_pass import BATCH, claim_due
 from outreach.scheduler.tests.conftest import NOON, deliver_claimed, schedule, used
 from outreach.testing import make_campaign, make_pool
 
@@ -187,6 +187,34 @@ def test_it_defers_the_messages_waiting_for_one_opening_in_one_statement() -> No
         ("Australia/Sydney", NOON.replace(hour=22)),  # 09:00 Thursday in Sydney (AEDT)
         ("Australia/Sydney", NOON.replace(hour=22)),
     ]
+
+
+def test_it_moves_a_backlog_outside_its_window_without_reading_it_row_by_row() -> None:
+    """450 due messages in a closed window (21:00 in Tokyo), more than two reads' worth:
+    the first read finds the group closed and one UPDATE moves all 450 to the opening; the
+    next read finds nothing left due."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_pool(1, 1)
+    campaign = make_campaign(window_days=[1, 2, 3, 4, 5], window_start="09:00", window_end="17:00")
+    Campaign.objects.filter(pk=campaign.pk).update(timezone="Asia/Tokyo")
+    schedule(campaign, 450)
+    with CaptureQueriesContext(connection) as queries:
+        report = claim_due(NOON)
+    reads = [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith("SELECT")
+        and f"LIMIT {BATCH}" in q["sql"]
+        and '"pinned_mailbox_id" IS NULL' in q["sql"]
+    ]
+    deferrals = [q for q in queries if q["sql"].startswith("UPDATE") and "not_before" in q["sql"]]
+    assert (report.claimed, report.deferred, len(deferrals)) == (0, 450, 1)
+    assert len(reads) == 2
+    assert set(Message.objects.values_list("state", "not_before")) == {
+        (Message.State.SCHEDULED, NOON.replace(day=5, hour=0))
+    }
 
 
 def test_it_puts_an_expired_claim_back_and_releases_its_units() -> None:

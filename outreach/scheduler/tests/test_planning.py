@@ -11,7 +11,7 @@ import pytest
 from outreach.campaigns.models import Enrollment, Message
 from outreach.campaigns.suppression import suppress
 from outreach.pool.models import Mailbox
-from outreach.scheduler.planning import plan_due
+from outreach.scheduler.planning import BATCH, plan_due
 from outreach.scheduler.recovery import cancel_expired
 from outreach.scheduler.routing_pass import claim_due
 from outreach.scheduler.tests.conftest import NOON
@@ -217,6 +217,22 @@ def test_it_makes_a_follow_up_wait_for_an_unknown_thread_then_gives_up() -> None
     enrollment.refresh_from_db()
     assert not Message.objects.exists()
     assert enrollment.stop_reason == Enrollment.StopReason.MAILBOX_UNAVAILABLE
+
+
+def test_it_plans_past_more_than_a_batch_of_follow_ups_that_wait_earliest_due_first() -> None:
+    """A batch and a half of follow-ups due an hour ago wait for their thread; the ten first
+    steps due now behind them are planned in the same call."""
+    make_pool(1, 1)
+    campaign = make_campaign(steps=2)
+    waiting = enroll(campaign, make_leads(BATCH + BATCH // 2, domain="waiting.example"))
+    Enrollment.objects.filter(pk__in=[e.pk for e in waiting]).update(
+        last_step=1, next_due_at=NOON - timedelta(hours=1)
+    )
+    enroll(campaign, make_leads(10, domain="new.example"))
+    Enrollment.objects.filter(last_step=0).update(next_due_at=NOON)
+    report = plan_due(NOON)
+    assert (report.waiting, report.planned) == (BATCH + BATCH // 2, 10)
+    assert set(Message.objects.values_list("to_domain", flat=True)) == {"new.example"}
 
 
 def test_it_never_moves_a_follow_up_and_cancels_it_after_the_wait_limit() -> None:
