@@ -92,6 +92,7 @@ class _Campaigns:
     def __init__(self) -> None:
         self.campaigns: dict[int, Campaign] = {}
         self.steps: dict[tuple[int, int], _StepPlan] = {}
+        self._openings: dict[tuple[int, str, datetime], datetime | None] = {}
         campaigns = Campaign.objects.filter(state=Campaign.State.ACTIVE)
         steps = Step.objects.filter(campaign__in=campaigns).prefetch_related("variants")
         for campaign in campaigns:
@@ -104,6 +105,17 @@ class _Campaigns:
     def window(self, campaign_id: int) -> routing.Window:
         c = self.campaigns[campaign_id]
         return routing.Window.of(c.window_days, c.window_start, c.window_end)
+
+    def opening(self, campaign_id: int, lead_zone: str, now: datetime) -> datetime | None:
+        """The first instant from ``now`` inside the campaign's window in the lead's time
+        zone (else the campaign's); None when the window never opens. Worked out once per
+        campaign and zone: a planning pass has one ``now``."""
+        key = (campaign_id, lead_zone, now)
+        if key not in self._openings:
+            campaign = self.campaigns[campaign_id]
+            tz = _zone(lead_zone) or _zone(campaign.timezone) or ZoneInfo("UTC")
+            self._openings[key] = routing.next_window_start(now, self.window(campaign_id), tz)
+        return self._openings[key]
 
 
 def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
@@ -187,8 +199,7 @@ def _plan_one(
             report.waiting += 1
         return None
     campaign = campaigns.campaigns[enrollment.campaign_id]
-    tz = _zone(enrollment.timezone) or _zone(campaign.timezone) or ZoneInfo("UTC")
-    not_before = routing.next_window_start(now, campaigns.window(campaign.pk), tz)
+    not_before = campaigns.opening(campaign.pk, enrollment.timezone, now)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
         return None

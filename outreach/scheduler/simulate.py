@@ -39,7 +39,7 @@ from django.db.models import Min
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message
-from outreach.lib import bulk, clock
+from outreach.lib import bulk, clock, dbstats
 from outreach.pool import config as pool_config
 from outreach.pool import config_apply as pool_config_apply
 from outreach.pool.config_spec import ConfigError as PoolConfigError
@@ -427,6 +427,11 @@ class _Run:
             while now < day_end:
                 clock.set_now(now)
                 self._pass(now)
+                if now == day_start:
+                    # The planner's statistics, as the production loops keep them
+                    # (outreach.lib.dbstats): after the day's first pass has planned what
+                    # fell due, so they describe the day's backlog.
+                    dbstats.refresh(every_seconds=0)
                 now = min(self._step(self._next_wakeup(now), day_start), day_end)
             # The day's last notifications, stored within the day they belong to (a pause
             # they cause is that day's pause).

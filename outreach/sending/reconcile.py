@@ -112,7 +112,9 @@ def reconcile_due(now: datetime | None = None, *, limit: int = 200) -> Reconcile
     due = (
         Message.objects.filter(state=State.UNKNOWN, mailbox__isnull=False)
         .filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - every))
-        .order_by("pk")
+        # In the due index's order (state, not_before, id): read from the few ``unknown``
+        # rows, never by scanning the table in id order.
+        .order_by("not_before", "pk")
         .values_list("pk", "provider_account_id")[:limit]
     )
     loaded = [m for m, _ in load_taken([Taken(pk, account or 0) for pk, account in due])]
