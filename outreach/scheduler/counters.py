@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import F, Q
 
 from outreach.campaigns.models import Message
+from outreach.lib import bulk
 from outreach.pool.models import Mailbox, PoolSettings
 from outreach.pool.policy import Limits
 from outreach.scheduler.models import DailyCounter
@@ -76,9 +77,10 @@ def ensure_counters(day: date, keys: Iterable[tuple[str, str]]) -> None:
     ``ignore_conflicts`` makes this an INSERT ... ON CONFLICT DO NOTHING: two processes creating
     the same row at once both succeed and one row exists.
     """
-    rows = [DailyCounter(scope=s, key=k, day=day, used=0) for s, k in set(keys)]
-    if rows:
-        DailyCounter.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    rows = [{"scope": s, "key": k, "day": day, "used": 0} for s, k in set(keys)]
+    # Plain rows (lib.bulk): the routing pass asks for the company domains of every batch
+    # it reads.
+    bulk.insert(DailyCounter, rows, ignore_conflicts=True)
 
 
 def reserve(cursor: Any, day: date, reservation: Reservation) -> bool:
