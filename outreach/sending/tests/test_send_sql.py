@@ -237,3 +237,49 @@ def test_insert_returns_each_rows_own_key_across_chunks() -> None:
     assert [stored[k].code for k in keys] == [f"c{i}" for i in range(400)]
     assert [stored[k].message_id for k in keys] == [r[0] for r in rows]
     assert {stored[k].at for k in keys} == {T1}
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_load_builds_the_instances_select_related_builds(
+    django_assert_num_queries: Any,
+) -> None:
+    account = _account()
+    messages = claimed_campaign_messages(4, provider=account, steps=2, mailboxes_per_domain=2)
+    # A warm-up message has no enrollment: nothing to follow.
+    Message.objects.filter(pk=messages[3].pk).update(enrollment=None)
+    Mailbox.objects.filter(pk=messages[0].mailbox_id or 0).update(settings={"dkim_selector": "s"})
+    expected = Message.objects.select_related("enrollment__lead").in_bulk([m.pk for m in messages])
+
+    with django_assert_num_queries(1):
+        loaded = sql.load(Message, [m.pk for m in messages] + [None], follow=["enrollment__lead"])
+
+    assert sorted(loaded) == sorted(expected)
+    with django_assert_num_queries(0):
+        for pk, message in loaded.items():
+            assert _fields(message) == _fields(expected[pk])
+            assert (message._state.adding, message._state.db) == (False, "default")
+            assert message.get_deferred_fields() == set()
+            enrollment = message.enrollment
+            if expected[pk].enrollment is None:
+                assert enrollment is None
+                continue
+            assert enrollment is not None
+            assert _fields(enrollment) == _fields(expected[pk].enrollment)
+            assert _fields(enrollment.lead) == _fields(expected[pk].enrollment.lead)  # type: ignore[union-attr]
+    boxes = sql.load(Mailbox, {m.mailbox_id for m in messages}, follow=["domain"])
+    stored_boxes = Mailbox.objects.select_related("domain").in_bulk(list(boxes))
+    assert len(boxes) == 2
+    with django_assert_num_queries(0):
+        for mailbox in boxes.values():
+            stored = stored_boxes[mailbox.pk]
+            assert _fields(mailbox) == _fields(stored)
+            assert _fields(mailbox.domain) == _fields(stored.domain)
+    # They are ordinary instances: saved, they write what they hold.
+    message = loaded[messages[0].pk]
+    message.last_error = "checked"
+    message.save(update_fields=["last_error"])
+    assert Message.objects.get(pk=message.pk).last_error == "checked"
+    assert sql.load(Message, []) == {}
