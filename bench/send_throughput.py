@@ -32,7 +32,8 @@ rendering and building) is about 0.8-1.0 ms of it: see docs/scaling.md, Cost of 
 core, as docs/scaling.md advises), started together after their set-up.
 
 The database is ``DATABASE_URL`` (default: a fresh SQLite file under var/); on PostgreSQL a
-database named ``outreach_bench`` is created next to the one in the URL and dropped after.
+database named ``outreach_bench`` (or ``OUTREACH_BENCH_DATABASE``) is created next to the one
+in the URL and dropped after.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
+# The scratch database on PostgreSQL (dropped after): another name lets two benchmarks share
+# a server.
+BENCH_DATABASE = os.environ.get("OUTREACH_BENCH_DATABASE", "outreach_bench")
+if not BENCH_DATABASE.isidentifier():
+    raise SystemExit(f"OUTREACH_BENCH_DATABASE: not a plain name: {BENCH_DATABASE!r}")
 sys.path.insert(0, str(ROOT))
 
 
@@ -96,9 +102,9 @@ def database_url() -> tuple[str, str | None]:
     parsed = urlparse(url)
     admin = urlunparse(parsed._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS outreach_bench")
-        conn.execute("CREATE DATABASE outreach_bench")
-    return urlunparse(parsed._replace(path="/outreach_bench")), admin
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    return urlunparse(parsed._replace(path=f"/{BENCH_DATABASE}")), admin
 
 
 def setup_django(url: str) -> None:
@@ -335,7 +341,7 @@ def main() -> None:
             import psycopg
 
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS outreach_bench WITH (FORCE)")
+                conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
 
     engine_rate = sent / engine_s
     # The baseline runs once before the engine and once after, against the same sink: the
