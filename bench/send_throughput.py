@@ -22,11 +22,11 @@ worst case. Then the sink takes 20 ms per message, as a real server does (SES, G
 Microsoft take tens to hundreds of milliseconds): the ratio says how much of the connections'
 time the engine's bookkeeping leaves unused. ``--latency-ms N`` runs once, at N.
 
-Measured (5,000 messages, one worker of 4 connections, the machine shared; docs/scaling.md has
-the runs): the engine spends 1.0-1.7 ms of CPU per message against smtplib's 0.15-0.25
-(``cpu_ratio`` 6-7.5, goal <= 2.0, not met), and reaches 0.83 (PostgreSQL) to 0.91 (SQLite) of
-smtplib's rate at 20 ms. What a send itself needs (the SMTP exchange, the call marker's commit,
-rendering and building) is about 0.8-1.0 ms of it: see docs/scaling.md, Cost of a send.
+Measured (5,000 messages, one worker, the machine shared; docs/scaling.md has the runs): the
+engine spends 0.9-1.6 ms of CPU per message against smtplib's 0.1-0.25 (``cpu_ratio`` 5-13,
+goal <= 2.0, not met), and reaches 0.79 (PostgreSQL) to 0.89 (SQLite) of smtplib's rate at
+20 ms. What a send itself needs (the SMTP exchange, the call marker's commit, rendering and
+building) is most of it: see docs/scaling.md, Cost of a send.
 
 ``--workers 2`` runs the engine as two worker processes sharing the connections (one per
 core, as docs/scaling.md advises), started together after their set-up.

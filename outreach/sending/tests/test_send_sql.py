@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db.models import F
+from django.db.models import F, Model
+from django.db.models.signals import post_init, pre_init
 
-from outreach.campaigns.models import Enrollment, Message, Step
+from outreach.campaigns.models import Enrollment, Lead, Message, Step
 from outreach.lib import clock
-from outreach.pool.models import Mailbox, ProviderAccount
+from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.providers.base import Outcome, SendError, SendResult
 from outreach.sending import sql
 from outreach.sending.deliver import Called, load_taken
@@ -283,3 +284,12 @@ def test_load_builds_the_instances_select_related_builds(
     message.save(update_fields=["last_error"])
     assert Message.objects.get(pk=message.pk).last_error == "checked"
     assert sql.load(Message, []) == {}
+
+
+@pytest.mark.parametrize("model", [Message, Enrollment, Lead, Mailbox, Domain])
+def test_no_model_that_load_builds_sets_anything_up_at_init(model: type[Model]) -> None:
+    # sql.load fills instances without Model.__init__: a listener of pre_init/post_init (a
+    # field tracker, say) would miss them.
+    assert not pre_init.has_listeners(model)
+    assert not post_init.has_listeners(model)
+    assert "__init__" not in model.__dict__
