@@ -22,17 +22,18 @@ worst case. Then the sink takes 20 ms per message, as a real server does (SES, G
 Microsoft take tens to hundreds of milliseconds): the ratio says how much of the connections'
 time the engine's bookkeeping leaves unused. ``--latency-ms N`` runs once, at N.
 
-Measured (5,000 messages, one worker of 4 connections, the machine shared; docs/scaling.md has
-the runs): the engine spends 1.0-1.7 ms of CPU per message against smtplib's 0.15-0.25
-(``cpu_ratio`` 6-7.5, goal <= 2.0, not met), and reaches 0.83 (PostgreSQL) to 0.91 (SQLite) of
-smtplib's rate at 20 ms. What a send itself needs (the SMTP exchange, the call marker's commit,
-rendering and building) is about 0.8-1.0 ms of it: see docs/scaling.md, Cost of a send.
+Measured (5,000 messages, one worker, the machine shared; docs/scaling.md has the runs): the
+engine spends 0.9-1.6 ms of CPU per message against smtplib's 0.1-0.25 (``cpu_ratio`` 5-13,
+goal <= 2.0, not met), and reaches 0.79 (PostgreSQL) to 0.89 (SQLite) of smtplib's rate at
+20 ms. What a send itself needs (the SMTP exchange, the call marker's commit, rendering and
+building) is most of it: see docs/scaling.md, Cost of a send.
 
 ``--workers 2`` runs the engine as two worker processes sharing the connections (one per
 core, as docs/scaling.md advises), started together after their set-up.
 
 The database is ``DATABASE_URL`` (default: a fresh SQLite file under var/); on PostgreSQL a
-database named ``outreach_bench`` is created next to the one in the URL and dropped after.
+database named ``outreach_bench`` (or ``OUTREACH_BENCH_DATABASE``) is created next to the one
+in the URL and dropped after.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
+# The scratch database on PostgreSQL (dropped after): another name lets two benchmarks share
+# a server.
+BENCH_DATABASE = os.environ.get("OUTREACH_BENCH_DATABASE", "outreach_bench")
+if not BENCH_DATABASE.isidentifier():
+    raise SystemExit(f"OUTREACH_BENCH_DATABASE: not a plain name: {BENCH_DATABASE!r}")
 sys.path.insert(0, str(ROOT))
 
 
@@ -96,9 +102,9 @@ def database_url() -> tuple[str, str | None]:
     parsed = urlparse(url)
     admin = urlunparse(parsed._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS outreach_bench")
-        conn.execute("CREATE DATABASE outreach_bench")
-    return urlunparse(parsed._replace(path="/outreach_bench")), admin
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    return urlunparse(parsed._replace(path=f"/{BENCH_DATABASE}")), admin
 
 
 def setup_django(url: str) -> None:
@@ -335,7 +341,7 @@ def main() -> None:
             import psycopg
 
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS outreach_bench WITH (FORCE)")
+                conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
 
     engine_rate = sent / engine_s
     # The baseline runs once before the engine and once after, against the same sink: the

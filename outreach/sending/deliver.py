@@ -105,11 +105,9 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
     domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
     query each, rather than joined into every row and built again for every message.
     """
-    by_pk = _by_pk(
-        Message.objects.select_related("enrollment__lead"), [t.message_id for t in taken]
-    )
+    by_pk = sql.load(Message, [t.message_id for t in taken], follow=["enrollment__lead"])
     rows = list(by_pk.values())
-    mailboxes = _by_pk(Mailbox.objects.select_related("domain"), {m.mailbox_id for m in rows})
+    mailboxes = sql.load(Mailbox, {m.mailbox_id for m in rows}, follow=["domain"])
     accounts = _by_pk(ProviderAccount.objects.all(), {m.provider_account_id for m in rows})
     steps = _by_pk(Step.objects.all(), {m.step_id for m in rows})
     campaigns = _by_pk(
@@ -117,14 +115,18 @@ def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
         {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()},
     )
     variants = _by_pk(Variant.objects.all(), {m.variant_id for m in rows})
+    # Attached as select_related attaches them (straight into the instances' cache of
+    # related objects): assigning each through its descriptor checks the database router
+    # and the type, once per field and message, which cost as much as reading them.
     for step in steps.values():
-        step.campaign = campaigns[step.campaign_id]
+        step._state.fields_cache["campaign"] = campaigns[step.campaign_id]
     for m in rows:
-        m.mailbox = mailboxes.get(m.mailbox_id)
-        m.provider_account = accounts.get(m.provider_account_id)
-        m.campaign = campaigns.get(m.campaign_id)
-        m.step = steps.get(m.step_id)
-        m.variant = variants.get(m.variant_id)
+        related = m._state.fields_cache
+        related["mailbox"] = mailboxes.get(m.mailbox_id or 0)
+        related["provider_account"] = accounts.get(m.provider_account_id)
+        related["campaign"] = campaigns.get(m.campaign_id)
+        related["step"] = steps.get(m.step_id)
+        related["variant"] = variants.get(m.variant_id)
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
 
 

@@ -9,6 +9,7 @@ transaction **commits before any provider call**.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -21,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Field, OuterRef, Q
+from django.db.models import Field
 from django.db.models.expressions import RawSQL
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
@@ -83,49 +84,67 @@ class Taken:
     send_at: float | None = None
 
 
-def _not_suppressed() -> Q:
-    return ~Q(
-        Exists(
-            Suppression.objects.filter(kind=Suppression.Kind.ADDRESS, value=OuterRef("to_email"))
-        )
-    ) & ~Q(
-        Exists(
-            Suppression.objects.filter(kind=Suppression.Kind.DOMAIN, value=OuterRef("to_domain"))
-        )
+# The take's checks, as SQL conditions on a row of the message table (named in full: an UPDATE
+# cannot alias it on every SQLite), written once: built by the ORM they were compiled again
+# for every batch, which cost more than running them. Identifiers come from the models and
+# every value is a parameter.
+
+
+@functools.cache
+def _may_send(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """The message's mailbox (and its domain) may still send, and its sequence is live.
+
+    A reply can stop an enrollment, and an operator can pause a campaign, after a message
+    was claimed: such a message is not taken. Its lease runs out and the scheduler's
+    recovery gives its units back. EXISTS rather than joins: an UPDATE filtered through a
+    join becomes ``id IN (SELECT ... every due message ...)``, one pass over the whole
+    backlog per batch.
+    """
+    m, b, d = (functools.partial(sql.column, model) for model in (Message, Mailbox, Domain))
+    e, c = (functools.partial(sql.column, model) for model in (Enrollment, Campaign))
+    me = sql.table(Message)
+    states = ", ".join(["%s"] * len(SENDING_MAILBOX_STATES))
+    condition = (
+        f"EXISTS(SELECT 1 FROM {sql.table(Mailbox)} b "  # noqa: S608
+        f"INNER JOIN {sql.table(Domain)} d ON b.{b('domain')} = d.{d('pk')} "
+        f"WHERE b.{b('pk')} = {me}.{m('mailbox')} AND b.{b('state')} IN ({states}) "
+        f"AND d.{d('state')} = %s) "
+        f"AND ({me}.{m('enrollment')} IS NULL OR ("
+        f"EXISTS(SELECT 1 FROM {sql.table(Enrollment)} e "
+        f"WHERE e.{e('pk')} = {me}.{m('enrollment')} AND e.{e('state')} = %s) "
+        f"AND EXISTS(SELECT 1 FROM {sql.table(Campaign)} c "
+        f"WHERE c.{c('pk')} = {me}.{m('campaign')} AND c.{c('state')} = %s)))"
     )
-
-
-def _mailbox_can_send() -> Q:
-    return Q(
-        Exists(
-            Mailbox.objects.filter(
-                pk=OuterRef("mailbox_id"),
-                state__in=SENDING_MAILBOX_STATES,
-                domain__state=Domain.State.ACTIVE,
-            )
-        )
+    params = (
+        *sorted(SENDING_MAILBOX_STATES),
+        Domain.State.ACTIVE.value,
+        Enrollment.State.ACTIVE.value,
+        Campaign.State.ACTIVE.value,
     )
+    return condition, params
 
 
-def _sequence_live() -> Q:
-    # A reply can stop an enrollment, and an operator can pause a campaign, after a message
-    # was claimed: such a message is not taken. Its lease runs out and the scheduler's
-    # recovery gives its units back.
-    # EXISTS rather than joins: an UPDATE filtered through a join becomes
-    # `id IN (SELECT ... every due message ...)`, one pass over the whole backlog per batch.
-    return Q(enrollment__isnull=True) | Q(
-        Exists(
-            Enrollment.objects.filter(pk=OuterRef("enrollment_id"), state=Enrollment.State.ACTIVE)
-        )
-        & Exists(Campaign.objects.filter(pk=OuterRef("campaign_id"), state=Campaign.State.ACTIVE))
+@functools.cache
+def _not_suppressed(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """Neither the message's address nor its domain is suppressed."""
+    m, x = functools.partial(sql.column, Message), functools.partial(sql.column, Suppression)
+    me, table = sql.table(Message), sql.table(Suppression)
+    condition = " AND ".join(
+        f"NOT EXISTS(SELECT 1 FROM {table} s "  # noqa: S608
+        f"WHERE s.{x('kind')} = %s AND s.{x('value')} = {me}.{m(column)})"
+        for column in ("to_email", "to_domain")
     )
+    return condition, (Suppression.Kind.ADDRESS.value, Suppression.Kind.DOMAIN.value)
 
 
-def _due(now: datetime) -> Q:
+def _due(now: datetime) -> tuple[str, list[Any]]:
     # A claim whose lease ran out belongs to the scheduler's recovery (back to scheduled,
     # units released); taking it too would let both win.
-    return Q(state=State.CLAIMED, lease_expires_at__gt=now) | Q(
-        state=State.RETRY, not_before__lte=now
+    m, me, at = functools.partial(sql.column, Message), sql.table(Message), sql.when(now)
+    return (
+        f"(({me}.{m('state')} = %s AND {me}.{m('lease_expires_at')} > %s) "
+        f"OR ({me}.{m('state')} = %s AND {me}.{m('not_before')} <= %s))",
+        [State.CLAIMED, at, State.RETRY, at],
     )
 
 
@@ -224,36 +243,44 @@ def _take(
     """Step 3: one conditional UPDATE of one account's candidates to ``sending``."""
     if not pks:
         return
-    changes: dict[str, Any] = {
-        "state": State.SENDING,
-        "claimed_by": worker[:128],
-        "lease_expires_at": lease_until,
-        "provider_account_id": account_id,
-        "updated_at": now,
+    m, me = functools.partial(sql.column, Message), sql.table(Message)
+    at = sql.when(now)
+    changes = (
+        f"{m('state')} = %s, {m('claimed_by')} = %s, {m('lease_expires_at')} = %s, "
+        f"{m('provider_account')} = %s, {m('updated_at')} = %s, "
         # This attempt's markers (a retry's are from its previous attempt).
-        "call_started_at": None,
-        "accepted_at": None,
-    }
+        f"{m('call_started_at')} = NULL, {m('accepted_at')} = NULL"
+    )
+    params: list[Any] = [State.SENDING, worker[:128], sql.when(lease_until), account_id, at]
     new_ids = {pk: message_ids[pk] for pk in pks if pk in message_ids}
     if new_ids:
-        changes["message_id_header"] = per_message(
-            new_ids, "message_id_header", every_row=len(new_ids) == len(pks)
+        header, header_params = sql.pick(
+            m("pk"), new_ids, m("message_id_header"), every_row=len(new_ids) == len(pks)
         )
-    Message.objects.filter(_due(now), sql.AnyOf(F("pk"), pks)).filter(
-        _mailbox_can_send(), _sequence_live(), _not_suppressed()
-    ).update(**changes)
+        changes += f", {m('message_id_header')} = {header}"
+        params += header_params
+    due, due_params = _due(now)
+    mine, mine_params = sql.any_of(f"{me}.{m('pk')}", pks)
+    may_send, may_send_params = _may_send(connection.vendor)
+    allowed, allowed_params = _not_suppressed(connection.vendor)
+    sql.execute(
+        f"UPDATE {me} SET {changes} WHERE {due} AND {mine} "  # noqa: S608
+        f"AND {may_send} AND {allowed}",
+        [*params, *due_params, *mine_params, *may_send_params, *allowed_params],
+    )
 
 
 def _taken_by(worker: str, lease_until: datetime, pks: list[int]) -> list[tuple[int, int]]:
     """Which of ``pks`` this take won: ``(pk, provider account)``."""
-    return list(
-        Message.objects.filter(
-            sql.AnyOf(F("pk"), pks),
-            state=State.SENDING,
-            claimed_by=worker[:128],
-            lease_expires_at=lease_until,
-        ).values_list("pk", "provider_account_id")
+    m = functools.partial(sql.column, Message)
+    mine, mine_params = sql.any_of(m("pk"), pks)
+    rows = sql.fetch(
+        f"SELECT {m('pk')}, {m('provider_account')} FROM {sql.table(Message)} "  # noqa: S608
+        f"WHERE {mine} AND {m('state')} = %s AND {m('claimed_by')} = %s "
+        f"AND {m('lease_expires_at')} = %s",
+        [*mine_params, State.SENDING, worker[:128], sql.when(lease_until)],
     )
+    return [(pk, account_id) for pk, account_id in rows]
 
 
 def reserve_rate(
@@ -297,34 +324,39 @@ def _candidates(now: datetime, limit: int, policy: SendPolicy) -> list[tuple[Any
     the horizon are passed over, so they do not hold up other accounts' messages behind
     them. On PostgreSQL rows another worker is taking right now are skipped, not waited for.
     """
-    full = ProviderAccount.objects.filter(
-        max_send_rate__gt=0,
-        rate_slot_at__gte=now + timedelta(seconds=policy.rate_horizon_seconds),
-    ).values("pk")
-    sendable = (
-        Message.objects.filter(mailbox__isnull=False)
-        .filter(_mailbox_can_send(), _sequence_live())
-        .exclude(
-            Q(mailbox__provider__in=full)
-            | Q(mailbox__provider__isnull=True, mailbox__domain__provider__in=full)
-        )
+    m, b, d, a = (
+        functools.partial(sql.column, model)
+        for model in (Message, Mailbox, Domain, ProviderAccount)
     )
+    me = sql.table(Message)
+    full = (
+        f"SELECT {a('pk')} FROM {sql.table(ProviderAccount)} "  # noqa: S608
+        f"WHERE {a('max_send_rate')} > %s AND {a('rate_slot_at')} >= %s"
+    )
+    horizon = sql.when(now + timedelta(seconds=policy.rate_horizon_seconds))
+    may_send, may_send_params = _may_send(connection.vendor)
+    lock = f" FOR UPDATE OF {me} SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    at = sql.when(now)
     rows: list[tuple[Any, ...]] = []
-    for due in (
-        sendable.filter(state=State.CLAIMED, lease_expires_at__gt=now),
-        sendable.filter(state=State.RETRY, not_before__lte=now),
+    for state, due in (
+        (State.CLAIMED, f"{me}.{m('lease_expires_at')} > %s"),
+        (State.RETRY, f"{me}.{m('not_before')} <= %s"),
     ):
-        if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        rows += due.order_by("not_before", "pk").values_list(
-            "not_before",
-            "pk",
-            "message_id_header",
-            "mailbox__domain__name",
-            "mailbox__provider_id",
-            "mailbox__domain__provider_id",
-        )[:limit]
-    return [row[1:] for row in sorted(rows)[:limit]]
+        rows += sql.fetch(
+            f"SELECT {me}.{m('not_before')}, {me}.{m('pk')}, "  # noqa: S608
+            f"{me}.{m('message_id_header')}, md.{d('name')}, mb.{b('provider')}, "
+            f"md.{d('provider')} FROM {me} "
+            f"INNER JOIN {sql.table(Mailbox)} mb ON {me}.{m('mailbox')} = mb.{b('pk')} "
+            f"LEFT OUTER JOIN {sql.table(Domain)} md ON mb.{b('domain')} = md.{d('pk')} "
+            f"WHERE {may_send} "
+            f"AND NOT ((mb.{b('provider')} IN ({full}) AND mb.{b('provider')} IS NOT NULL) "
+            f"OR (md.{d('provider')} IN ({full}) AND mb.{b('provider')} IS NULL)) "
+            f"AND {me}.{m('state')} = %s AND {due} "
+            f"ORDER BY {me}.{m('not_before')}, {me}.{m('pk')} LIMIT %s{lock}",
+            [*may_send_params, 0, horizon, 0, horizon, state, at, limit],
+        )
+    # Both reads merged in the order of (not_before, pk), as each was read.
+    return [row[1:] for row in sorted(rows, key=lambda row: (row[0], row[1]))[:limit]]
 
 
 def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
@@ -333,12 +365,15 @@ def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
 
 def _cancel_if_suppressed(pk: int, now: datetime) -> None:
     """A due message to a suppressed address is cancelled; a claim's units go back."""
-
-    suppressed = Message.objects.filter(pk=pk, state__in=[State.CLAIMED, State.RETRY]).exclude(
-        _not_suppressed()
+    m, me = functools.partial(sql.column, Message), sql.table(Message)
+    allowed, allowed_params = _not_suppressed(connection.vendor)
+    suppressed = sql.fetch(
+        f"SELECT {m('pk')} FROM {me} WHERE {me}.{m('pk')} = %s "  # noqa: S608
+        f"AND {me}.{m('state')} IN (%s, %s) AND NOT ({allowed})",
+        [pk, State.CLAIMED, State.RETRY, *allowed_params],
     )
-    message = suppressed.select_related("mailbox").first()
-    if message is None:
+    message = Message.objects.select_related("mailbox").filter(pk=pk).first()
+    if not suppressed or message is None or message.state not in (State.CLAIMED, State.RETRY):
         return
     if (
         Message.objects.filter(pk=pk, state=message.state).update(

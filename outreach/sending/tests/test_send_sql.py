@@ -4,17 +4,21 @@ replaced wrote: every column of the messages, mailboxes and enrollments of a fin
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from django.db.models import F
+from django.db.models import F, Model
+from django.db.models.signals import post_init, pre_init
 
-from outreach.campaigns.models import Enrollment, Message, Step
+from outreach.campaigns.models import Enrollment, Lead, Message, Step
 from outreach.lib import clock
-from outreach.pool.models import Mailbox, ProviderAccount
-from outreach.providers.base import SendResult
+from outreach.pool.models import Domain, Mailbox, ProviderAccount
+from outreach.providers.base import Outcome, SendError, SendResult
 from outreach.sending import sql
 from outreach.sending.deliver import Called, load_taken
 from outreach.sending.finish import finish_batch
+from outreach.sending.models import SendAttempt
+from outreach.sending.signals import send_attempted
 from outreach.sending.take import per_message, take_batch
 from outreach.sending.tests.helpers import claimed_campaign_messages
 
@@ -156,3 +160,136 @@ def test_any_of_matches_exactly_the_ids_given() -> None:
     assert not Message.objects.filter(sql.AnyOf(F("pk"), []))
     condition, params = sql.any_of(sql.column(Message, "pk"), [])
     assert not sql.fetch(f"SELECT id FROM {sql.table(Message)} WHERE {condition}", params)  # noqa: S608
+
+
+def test_it_hands_the_listeners_the_attempts_as_stored_in_call_order(
+    django_assert_num_queries: Any,
+) -> None:
+    account = _account()
+    claimed_campaign_messages(7, provider=account, steps=2, mailboxes_per_domain=3)
+    taken = take_batch("sql-test", clock.now(), limit=100)
+    loaded = [message for message, _ in load_taken(taken)]
+    refused = SendError("550 5.1.1 user unknown", kind=Outcome.HARD_BOUNCE, code="550")
+    later = SendError("451 try later " + "x" * 5000, code="451-" + "9" * 40)
+    called = [
+        Called(loaded[0], account, result=SendResult("Q0", code="250", response="250 ok")),
+        Called(loaded[1], account, error=refused),
+        Called(loaded[2], account, error=later),
+        Called(loaded[3], account, unexpected="ValueError('boom')"),
+        Called(loaded[4], account, called=False, taken_back=True),
+        Called(loaded[5], account, error=SendError("no login", code="x"), called=False),
+        Called(loaded[6], account, result=SendResult("Q6", code="250", response="250 ok")),
+    ]
+    heard: list[SendAttempt] = []
+
+    def listen(sender: Any, attempts: list[SendAttempt], **kwargs: Any) -> None:
+        heard.extend(attempts)
+
+    send_attempted.connect(listen, dispatch_uid="test.heard")
+    try:
+        finish_batch(called)
+    finally:
+        send_attempted.disconnect(dispatch_uid="test.heard")
+
+    # One per provider call that was made, in call order, each exactly its stored row.
+    assert [a.message_id for a in heard] == [loaded[i].pk for i in (0, 1, 2, 3, 6)]
+    stored = SendAttempt.objects.in_bulk([a.pk for a in heard])
+    assert len(stored) == 5
+    fields = [f.attname for f in SendAttempt._meta.concrete_fields]
+    for attempt in heard:
+        row = stored[attempt.pk]
+        assert [getattr(attempt, f) for f in fields] == [getattr(row, f) for f in fields]
+        assert not attempt._state.adding
+    assert [(a.outcome, a.code) for a in heard] == [
+        ("sent", "250"),
+        ("hard_bounce", "550"),
+        ("transient", later.code[:32]),
+        ("transient", "unknown"),
+        ("sent", "250"),
+    ]
+    assert heard[2].response == later.message[:4000]
+    assert SendAttempt.objects.count() == 5
+    # The listeners read what they need without a query.
+    with django_assert_num_queries(0):
+        assert [a.mailbox.domain_id for a in heard] == [
+            loaded[i].mailbox.domain_id  # type: ignore[union-attr]
+            for i in (0, 1, 2, 3, 6)
+        ]
+        assert [a.message for a in heard] == [loaded[i] for i in (0, 1, 2, 3, 6)]
+        assert {a.provider_account.pk for a in heard} == {account.pk}
+
+
+def test_insert_returns_each_rows_own_key_across_chunks() -> None:
+    account = _account()
+    messages = claimed_campaign_messages(3, provider=account)
+    at = sql.when(T1)
+    # More rows than SQLite takes parameters in one statement: several statements there.
+    rows = [
+        (messages[i % 3].pk, messages[i % 3].mailbox_id, account.pk, "sent", f"c{i}", "", at)
+        for i in range(400)
+    ]
+    keys = sql.insert(
+        SendAttempt,
+        ["message", "mailbox", "provider_account", "outcome", "code", "response", "at"],
+        rows,
+    )
+    assert len(set(keys)) == 400
+    stored = SendAttempt.objects.in_bulk(keys)
+    assert [stored[k].code for k in keys] == [f"c{i}" for i in range(400)]
+    assert [stored[k].message_id for k in keys] == [r[0] for r in rows]
+    assert {stored[k].at for k in keys} == {T1}
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_load_builds_the_instances_select_related_builds(
+    django_assert_num_queries: Any,
+) -> None:
+    account = _account()
+    messages = claimed_campaign_messages(4, provider=account, steps=2, mailboxes_per_domain=2)
+    # A warm-up message has no enrollment: nothing to follow.
+    Message.objects.filter(pk=messages[3].pk).update(enrollment=None)
+    Mailbox.objects.filter(pk=messages[0].mailbox_id or 0).update(settings={"dkim_selector": "s"})
+    expected = Message.objects.select_related("enrollment__lead").in_bulk([m.pk for m in messages])
+
+    with django_assert_num_queries(1):
+        loaded = sql.load(Message, [m.pk for m in messages] + [None], follow=["enrollment__lead"])
+
+    assert sorted(loaded) == sorted(expected)
+    with django_assert_num_queries(0):
+        for pk, message in loaded.items():
+            assert _fields(message) == _fields(expected[pk])
+            assert (message._state.adding, message._state.db) == (False, "default")
+            assert message.get_deferred_fields() == set()
+            enrollment = message.enrollment
+            if expected[pk].enrollment is None:
+                assert enrollment is None
+                continue
+            assert enrollment is not None
+            assert _fields(enrollment) == _fields(expected[pk].enrollment)
+            assert _fields(enrollment.lead) == _fields(expected[pk].enrollment.lead)  # type: ignore[union-attr]
+    boxes = sql.load(Mailbox, {m.mailbox_id for m in messages}, follow=["domain"])
+    stored_boxes = Mailbox.objects.select_related("domain").in_bulk(list(boxes))
+    assert len(boxes) == 2
+    with django_assert_num_queries(0):
+        for mailbox in boxes.values():
+            stored = stored_boxes[mailbox.pk]
+            assert _fields(mailbox) == _fields(stored)
+            assert _fields(mailbox.domain) == _fields(stored.domain)
+    # They are ordinary instances: saved, they write what they hold.
+    message = loaded[messages[0].pk]
+    message.last_error = "checked"
+    message.save(update_fields=["last_error"])
+    assert Message.objects.get(pk=message.pk).last_error == "checked"
+    assert sql.load(Message, []) == {}
+
+
+@pytest.mark.parametrize("model", [Message, Enrollment, Lead, Mailbox, Domain])
+def test_no_model_that_load_builds_sets_anything_up_at_init(model: type[Model]) -> None:
+    # sql.load fills instances without Model.__init__: a listener of pre_init/post_init (a
+    # field tracker, say) would miss them.
+    assert not pre_init.has_listeners(model)
+    assert not post_init.has_listeners(model)
+    assert "__init__" not in model.__dict__
