@@ -15,12 +15,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 
 from outreach.campaigns.lifecycle import record_build_failure
 from outreach.campaigns.models import Enrollment, Message, Step
-from outreach.lib import clock
+from outreach.lib import bulk, clock
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import IllegalTransition, mark_auth_failed, transition_mailbox
 from outreach.providers.base import Outcome, SendError
@@ -129,36 +129,13 @@ def _mark_sent(sent: list[Called], now: datetime) -> None:
 _STILL_MINE = (State.SENDING, State.UNKNOWN)
 
 
-_ATTEMPT_FIELDS = (
-    "message",
-    "mailbox",
-    "provider_account",
-    "outcome",
-    "code",
-    "response",
-    "at",
-)
-
-
 def _record_attempts(items: list[Called], now: datetime) -> list[SendAttempt]:
-    """A :class:`SendAttempt` per provider call, stored with one statement (as SQL: see
-    :mod:`outreach.sending.sql`; ``bulk_create`` cost more than the rest of the finish) and
-    returned as the stored rows, their message, mailbox and account attached as
+    """A :class:`SendAttempt` per provider call, stored with one multi-row INSERT
+    (:func:`outreach.lib.bulk.insert`; ``bulk_create`` cost more than the rest of the
+    finish) and returned as the stored rows, their message, mailbox and account attached as
     ``bulk_create`` leaves them (the listeners read them without a query)."""
     attempts = [_attempt(item, now) for item in items]
-    at = sql.when(now)
-    keys = sql.insert(
-        SendAttempt,
-        _ATTEMPT_FIELDS,
-        [
-            (a.message_id, a.mailbox_id, a.provider_account_id, a.outcome, a.code, a.response, at)
-            for a in attempts
-        ],
-    )
-    for attempt, pk in zip(attempts, keys, strict=True):
-        attempt.pk = pk
-        attempt._state.adding = False
-        attempt._state.db = connection.alias
+    bulk.insert(SendAttempt, attempts, returning_pks=True)
     return attempts
 
 

@@ -78,50 +78,6 @@ def execute(sql: str, params: Sequence[Any]) -> int:
         return int(cursor.rowcount)
 
 
-def insert(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
-    """INSERT ``rows`` (values of ``fields`` in the database's terms, :func:`when` for a
-    datetime) into ``model``'s table; returns their new primary keys, in the order of ``rows``.
-
-    PostgreSQL takes one array per column (``unnest``: as many parameters as columns, however
-    many rows); SQLite a ``VALUES`` row per row, in chunks within its limit of parameters.
-    Either way the keys of one statement come from the table's sequence in the order the rows
-    go in, so the keys it returns, sorted, are the rows' own: neither database promises the
-    order in which ``RETURNING`` lists them.
-    """
-    if not rows:
-        return []
-    names = ", ".join(column(model, name) for name in fields)
-    # Identifiers come from the model; every value is a parameter.
-    head = f"INSERT INTO {table(model)} ({names}) "
-    returning = f" RETURNING {column(model, 'pk')}"
-    if connection.vendor == "postgresql":
-        types = [_array_type(model, name) for name in fields]
-        arrays = ", ".join(f"%s::{kind}" for kind in types)
-        aliases = ", ".join(f"c{i}" for i in range(len(fields)))
-        statement = (
-            f"{head}SELECT {aliases} FROM unnest({arrays}) WITH ORDINALITY "  # noqa: S608
-            f"AS u({aliases}, n) ORDER BY n{returning}"
-        )
-        values = [[row[i] for row in rows] for i in range(len(fields))]
-        return sorted(pk for (pk,) in fetch(statement, values))
-    per_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    chunk = max(1, int(connection.features.max_query_params or 999) // len(fields))
-    keys: list[int] = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        statement = f"{head}VALUES {', '.join([per_row] * len(part))}{returning}"
-        keys += sorted(pk for (pk,) in fetch(statement, [v for row in part for v in row]))
-    return keys
-
-
-def _array_type(model: type[Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    assert isinstance(field, Field)
-    kind = field.db_type(connection)
-    assert kind is not None
-    return f"{kind}[]"
-
-
 def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

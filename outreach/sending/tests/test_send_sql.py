@@ -11,7 +11,7 @@ from django.db.models import F, Model
 from django.db.models.signals import post_init, pre_init
 
 from outreach.campaigns.models import Enrollment, Lead, Message, Step
-from outreach.lib import clock
+from outreach.lib import bulk, clock
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.providers.base import Outcome, SendError, SendResult
 from outreach.sending import sql
@@ -222,16 +222,16 @@ def test_it_hands_the_listeners_the_attempts_as_stored_in_call_order(
 def test_insert_returns_each_rows_own_key_across_chunks() -> None:
     account = _account()
     messages = claimed_campaign_messages(3, provider=account)
-    at = sql.when(T1)
     # More rows than SQLite takes parameters in one statement: several statements there.
+    fields = ["message_id", "mailbox_id", "provider_account_id", "outcome", "code", "response"]
     rows = [
-        (messages[i % 3].pk, messages[i % 3].mailbox_id, account.pk, "sent", f"c{i}", "", at)
+        (messages[i % 3].pk, messages[i % 3].mailbox_id, account.pk, "sent", f"c{i}", "")
         for i in range(400)
     ]
-    keys = sql.insert(
+    keys = bulk.insert(
         SendAttempt,
-        ["message", "mailbox", "provider_account", "outcome", "code", "response", "at"],
-        rows,
+        [{**dict(zip(fields, r, strict=True)), "at": T1} for r in rows],
+        returning_pks=True,
     )
     assert len(set(keys)) == 400
     stored = SendAttempt.objects.in_bulk(keys)
