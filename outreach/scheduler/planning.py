@@ -87,12 +87,14 @@ class _StepPlan:
 
 
 class _Campaigns:
-    """Steps, variants and windows of the active campaigns, read once per planning pass."""
+    """Steps, variants and windows of the active campaigns, read once per planning pass at
+    ``now``."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
         self.campaigns: dict[int, Campaign] = {}
         self.steps: dict[tuple[int, int], _StepPlan] = {}
-        self._openings: dict[tuple[int, str, datetime], datetime | None] = {}
+        self._openings: dict[tuple[int, str], datetime | None] = {}
         campaigns = Campaign.objects.filter(state=Campaign.State.ACTIVE)
         steps = Step.objects.filter(campaign__in=campaigns).prefetch_related("variants")
         for campaign in campaigns:
@@ -106,15 +108,16 @@ class _Campaigns:
         c = self.campaigns[campaign_id]
         return routing.Window.of(c.window_days, c.window_start, c.window_end)
 
-    def opening(self, campaign_id: int, lead_zone: str, now: datetime) -> datetime | None:
-        """The first instant from ``now`` inside the campaign's window in the lead's time
+    def opening(self, campaign_id: int, lead_zone: str) -> datetime | None:
+        """The first instant from the pass's ``now`` inside the campaign's window in the lead's time
         zone (else the campaign's); None when the window never opens. Worked out once per
-        campaign and zone: a planning pass has one ``now``."""
-        key = (campaign_id, lead_zone, now)
+        campaign and zone."""
+        key = (campaign_id, lead_zone)
         if key not in self._openings:
             campaign = self.campaigns[campaign_id]
             tz = _zone(lead_zone) or _zone(campaign.timezone) or ZoneInfo("UTC")
-            self._openings[key] = routing.next_window_start(now, self.window(campaign_id), tz)
+            window = self.window(campaign_id)
+            self._openings[key] = routing.next_window_start(self.now, window, tz)
         return self._openings[key]
 
 
@@ -123,7 +126,7 @@ def plan_due(now: datetime, *, limit: int = 10_000) -> PlanReport:
     report = PlanReport()
     limits = PoolSettings.load().limits
     wait = timedelta(hours=limits.follow_up_wait_hours)
-    campaigns = _Campaigns()
+    campaigns = _Campaigns(now)
     if not campaigns.campaigns:
         return report
     done = 0
@@ -199,7 +202,7 @@ def _plan_one(
             report.waiting += 1
         return None
     campaign = campaigns.campaigns[enrollment.campaign_id]
-    not_before = campaigns.opening(campaign.pk, enrollment.timezone, now)
+    not_before = campaigns.opening(campaign.pk, enrollment.timezone)
     if not_before is None:
         log.warning("campaign %s: its window never opens; nothing planned", campaign.slug)
         return None
