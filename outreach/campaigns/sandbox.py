@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -147,6 +147,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.globals["range"] = _range
         self.globals["namespace"] = _Namespace
         self.filters = {name: _bounded_filter(f) for name, f in self.filters.items()}
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one flat dict, not Jinja2's ChainMap over the
+        environment's: every render copies them into its context, and copying a ChainMap
+        cost a fifth of rendering a message. Nothing changes a sandbox's globals after
+        ``__init__``, so the copy never goes stale."""
+        return {**self.globals, **(d or {})}
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
