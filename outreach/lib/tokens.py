@@ -12,6 +12,7 @@ fallbacks).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -23,8 +24,19 @@ MAX_TOKEN = 4096
 
 
 def sign(value: Any, purpose: str) -> str:
-    """``value`` (JSON-serializable) as a URL-safe token that only this server can make."""
-    return signing.dumps(value, key=settings.OUTREACH_UNSUBSCRIBE_KEY, salt=purpose, compress=False)
+    """``value`` (JSON-serializable) as a URL-safe token that only this server can make.
+
+    The token :func:`django.core.signing.dumps` makes (uncompressed), from a signer kept per
+    key and purpose: every message signs at least its unsubscribe link, and building the
+    signer each time cost as much as signing."""
+    return _signer(settings.OUTREACH_UNSUBSCRIBE_KEY, purpose).sign_object(value)
+
+
+@functools.lru_cache(maxsize=32)
+def _signer(key: str, purpose: str) -> signing.TimestampSigner:
+    # Keyed by the key itself: a rotated key (settings changed at run time) gets its own.
+    # A signer holds no state between calls, so threads share it.
+    return signing.TimestampSigner(key=key, salt=purpose)
 
 
 def unsign(token: str, purpose: str) -> Any | None:
