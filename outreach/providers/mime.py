@@ -19,7 +19,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from email import charset
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -48,6 +48,8 @@ DKIM_HEADERS = [
 # C0 and C1 controls and the Unicode line and paragraph separators: none belongs in a
 # one-line header value, and some readers take NEL or U+2028 for a line break.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# What a single bare address never contains (a list, a display name, a comment, a quote).
+_NOT_IN_ADDRESS = re.compile(r'[ <>,;"()\[\]\\]')
 
 
 class MessageBuildError(ValueError):
@@ -90,7 +92,12 @@ def new_message_id(sending_domain: str) -> str:
 def one_line(value: str) -> str:
     """``value`` with every control character (CR, LF, NUL, NEL...) and line separator
     replaced by a space."""
-    return _CONTROL.sub(" ", value or "").strip()
+    value = value or ""
+    if value.isprintable():
+        # Every character _CONTROL matches is unprintable: nothing to replace (the usual
+        # case, told by one C loop instead of a regex substitution).
+        return value.strip()
+    return _CONTROL.sub(" ", value).strip()
 
 
 _UTF8_QP = charset.Charset("utf-8")
@@ -118,7 +125,7 @@ def build(out: Outgoing, dkim_key: DkimKey | None = None) -> bytes:
         headers.append(("Reply-To", _sender(out.reply_to, "")))
     headers += [
         ("Subject", _text_header("Subject", out.subject)),
-        ("Date", format_datetime(out.date)),
+        ("Date", _date(out.date)),
         ("Message-ID", one_line(out.message_id)),
     ]
     if out.in_reply_to:
@@ -154,6 +161,18 @@ def build(out: Outgoing, dkim_key: DkimKey | None = None) -> bytes:
     if dkim_key is not None:
         raw = sign(raw, dkim_key)
     return raw
+
+
+def _date(when: datetime) -> str:
+    """``format_datetime(when)``, formatted once per second: the messages built in one
+    second share it. The key is all the value shows (the wall clock to the second and the
+    offset), so two equal instants in different zones never share a value."""
+    return _formatted_date(when.replace(microsecond=0, tzinfo=None), when.utcoffset(), when.tzinfo)
+
+
+@functools.lru_cache(maxsize=8)
+def _formatted_date(wall: datetime, offset: timedelta | None, zone: tzinfo | None) -> str:
+    return format_datetime(wall.replace(tzinfo=zone))
 
 
 def _head(headers: list[tuple[str, str]]) -> str:
@@ -200,7 +219,7 @@ def _sender(addr_spec: str, display_name: str) -> str:
 def _address(addr_spec: str, display_name: str) -> str:
     addr = one_line(addr_spec)
     local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain or any(c in addr for c in ' <>,;"()[]\\'):
+    if not at or not local or not domain or _NOT_IN_ADDRESS.search(addr):
         raise MessageBuildError(f"not a single email address: {addr!r}")
     if not local.isascii():
         raise MessageBuildError(f"non-ASCII local part needs SMTPUTF8: {addr!r}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes, policy
+from email.utils import format_datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -61,6 +64,29 @@ def test_it_makes_unique_message_ids_on_the_sending_domain() -> None:
     ids = {mime.new_message_id("Send1.Example.com") for _ in range(100)}
     assert len(ids) == 100
     assert all(i.startswith("<") and i.endswith("@send1.example.com>") for i in ids)
+
+
+def test_the_date_header_says_each_message_s_own_zone_and_second() -> None:
+    instant = datetime(2026, 3, 2, 10, 0, 0, 250_000, tzinfo=UTC)
+    zones = [UTC, timezone(timedelta(hours=2)), ZoneInfo("America/New_York"), UTC]
+    dates = []
+    for zone in zones:  # the same instant: equal datetimes, each with its own header
+        mail = _parse(mime.build(_outgoing(date=instant.astimezone(zone))))  # type: ignore[arg-type]
+        dates.append(mail["Date"])
+    assert dates == [
+        "Mon, 02 Mar 2026 10:00:00 +0000",
+        "Mon, 02 Mar 2026 12:00:00 +0200",
+        "Mon, 02 Mar 2026 05:00:00 -0500",
+        "Mon, 02 Mar 2026 10:00:00 +0000",
+    ]
+    later = instant + timedelta(seconds=1)
+    assert _parse(mime.build(_outgoing(date=later)))["Date"] == format_datetime(later)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=200))
+def test_one_line_replaces_exactly_the_control_characters(value: str) -> None:
+    controls = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+    assert mime.one_line(value) == controls.sub(" ", value).strip()
 
 
 def test_it_flattens_lead_data_that_tries_to_add_headers() -> None:
