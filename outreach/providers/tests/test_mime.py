@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
+import dkim
+import dkim.crypto
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +152,59 @@ def test_a_text_only_message_is_a_single_part() -> None:
     assert mail.get_content_type() == "text/plain" and not mail.is_multipart()
     assert _lines(mail.get_content()) == _lines("Hi,\n" + "long line " * 30)
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def _dkim_key(selector: str = "s1") -> tuple[mime.DkimKey, bytes]:
+    """A fresh DKIM key of send1.example.com, and its DNS record."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return mime.DkimKey(selector, "send1.example.com", pem), record
+
+
+def test_the_dkim_signature_is_the_one_dkimpy_makes_by_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, _ = _dkim_key()
+    out = _outgoing(in_reply_to="<a@send1.example.com>", references="<a@send1.example.com>")
+    raw = mime.build(out)
+    monkeypatch.setattr(dkim.time, "time", lambda: 1_772_445_600.0)  # the t= tag
+    signed = mime.sign(raw, key)
+    # dkimpy alone: its own key parsing and its own (pure Python) RSA.
+    monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_sign", dkim.crypto.RSASSA_PKCS1_v1_5_sign)
+    monkeypatch.setattr(dkim, "parse_pem_private_key", dkim.crypto.parse_pem_private_key)
+    assert mime.sign(raw, key) == signed
+    assert signed.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple;")
+
+
+def test_openssl_signs_the_bytes_dkimpy_signs() -> None:
+    key, _ = _dkim_key()
+    parsed = dkim.crypto.parse_pem_private_key(key.private_key_pem.encode())
+    for algorithm in (hashlib.sha256, hashlib.sha1):
+        for data in (b"", b"one header: value\r\n", bytes(range(256)) * 8):
+            ours = mime._openssl_rsa_sign(algorithm(data), parsed)
+            assert ours == dkim.crypto.RSASSA_PKCS1_v1_5_sign(algorithm(data), parsed)
+
+
+def test_each_mailbox_signs_with_its_own_dkim_key() -> None:
+    """Keys are parsed and kept once each: a second key is never signed with the first."""
+    keys = [_dkim_key("s1"), _dkim_key("s2"), _dkim_key("s1")]
+    for key, record in keys:
+        signed = mime.build(_outgoing(), key)
+        dns = _dns({key.selector.encode() + b"._domainkey.send1.example.com.": record})
+        assert dkim.verify(signed, dnsfunc=dns)
+        assert not dkim.verify(signed.replace(b"short one", b"short 0ne"), dnsfunc=dns)
+
+
+def _dns(records: dict[bytes, bytes]) -> Callable[..., bytes]:
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        return records.get(name, b"")
+
+    return lookup
