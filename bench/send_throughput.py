@@ -28,6 +28,10 @@ goal <= 2.0, not met), and reaches 0.79 (PostgreSQL) to 0.89 (SQLite) of smtplib
 20 ms. What a send itself needs (the SMTP exchange, the call marker's commit, rendering and
 building) is most of it: see docs/scaling.md, Cost of a send.
 
+``--dkim`` gives every mailbox a DKIM key: the engine then signs every message, as it does for
+SMTP mailboxes of a domain that publishes DKIM (the baseline's messages stay unsigned: its
+cost is the protocol's).
+
 ``--workers 2`` runs the engine as two worker processes sharing the connections (one per
 core, as docs/scaling.md advises), started together after their set-up.
 
@@ -118,9 +122,15 @@ def setup_django(url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def prepare(messages: int, mailboxes: int, port: int) -> None:
-    """A pool of ``mailboxes`` on one SMTP account and ``messages`` claimed step-1 messages."""
-    from outreach.pool.models import ProviderAccount
+# The environment variable that holds the DKIM key of --dkim (a mailbox's secret reference).
+DKIM_KEY_ENV = "OUTREACH_SECRET_BENCH_DKIM_KEY"
+
+
+def prepare(messages: int, mailboxes: int, port: int, *, dkim: bool = False) -> None:
+    """A pool of ``mailboxes`` on one SMTP account and ``messages`` claimed step-1 messages;
+    with ``dkim``, every mailbox signs with a 2,048-bit key, as an SMTP mailbox whose domain
+    publishes a DKIM record does (one key for the pool: signing costs the same per key)."""
+    from outreach.pool.models import Mailbox, ProviderAccount
     from outreach.sending.tests.helpers import claimed_campaign_messages
     from outreach.testing import make_pool
 
@@ -137,6 +147,19 @@ def prepare(messages: int, mailboxes: int, port: int) -> None:
     )
     per_domain = 3
     make_pool(-(-mailboxes // per_domain), per_domain, provider=account)
+    if dkim:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        os.environ[DKIM_KEY_ENV] = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        Mailbox.objects.update(
+            settings={"dkim_selector": "s1"}, secrets={"dkim_private_key": f"env:{DKIM_KEY_ENV}"}
+        )
     claimed_campaign_messages(messages, provider=account, steps=2, lease_seconds=3600)
 
 
@@ -274,6 +297,11 @@ def main() -> None:
         help="disconnect the send_attempted listeners (metrics, alerts) to see the engine alone",
     )
     parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help="every mailbox signs with a DKIM key (SMTP mailboxes of a domain with DKIM)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -316,7 +344,7 @@ def main() -> None:
         baseline_before_s = run_baseline(port, built, args.connections)
         baseline_cpu_s = cpu_seconds() - cpu_at
         t0 = time.perf_counter()
-        prepare(args.messages, args.mailboxes, port)
+        prepare(args.messages, args.mailboxes, port, dkim=args.dkim)
         # Statistics as a running deployment has them: on PostgreSQL what autovacuum does
         # after a table grows this much, on SQLite what the loops' hourly ANALYZE does
         # (outreach/lib/dbstats.py). Without them the planner believes no message is
@@ -357,6 +385,7 @@ def main() -> None:
         "sink_latency_ms": args.latency_ms,
         "workers": args.workers,
         "listeners": not args.no_listeners,
+        "dkim": args.dkim,
         "sent": sent,
         "prepare_seconds": round(prepare_s, 2),
         "engine_seconds": round(engine_s, 2),
@@ -389,6 +418,8 @@ def both(args: argparse.Namespace) -> None:
         command += ["--connections", str(args.connections), "--workers", str(args.workers)]
         if args.no_listeners:
             command.append("--no-listeners")
+        if args.dkim:
+            command.append("--dkim")
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
     summary = {
