@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import F, Model, QuerySet
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
@@ -217,12 +217,15 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
     the worker is about to call; both are conditional on ``sending`` with no call started,
     so exactly one wins and a message the recovery took back is never sent.
     """
-    adapt = connection.ops.adapt_datetimefield_value
+    # This thread's connection, looked up once: each use of the ``connection`` proxy looks it
+    # up again in the thread's connection handler.
+    db = connections[DEFAULT_DB_ALIAS]
+    adapt = db.ops.adapt_datetimefield_value
     now = adapt(clock.now())
-    prev_pk, prev_worker, prev_at, prev_id = providers.accepted or (0, "", clock.now(), "")
+    prev_pk, prev_worker, prev_at, prev_id = providers.accepted or (0, "", None, "")
     params = [
         *(message.pk, now),
-        *(prev_pk, adapt(prev_at)),
+        *(prev_pk, adapt(prev_at) if prev_at is not None else now),
         *(prev_pk, prev_id[:255]),
         *(message.pk, State.SENDING, message.claimed_by),
         *(prev_pk, State.SENDING, prev_worker),
@@ -230,11 +233,11 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
     # The driver's own cursor, in autocommit: one statement per provider call, where the
     # ORM's cursor wrapper cost as much again as the statement (errors still come up as
     # Django's DatabaseError, and mark the connection for _close_thread_connection).
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = db.connection.cursor()
         try:
-            cursor.execute(_begin_call_sql(connection.vendor), params)
+            cursor.execute(_begin_call_sql(db.vendor), params)
             changed = {row[0] for row in cursor.fetchall()}
         finally:
             cursor.close()
