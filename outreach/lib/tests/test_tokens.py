@@ -13,7 +13,7 @@ PURPOSE = "outreach.test"
 
 
 def test_it_makes_the_token_django_signing_makes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signing.time, "time", lambda: 1_800_000_000.5)
+    monkeypatch.setattr("django.core.signing.time.time", lambda: 1_800_000_000.5)
     for value in (7, 12_345_678, [42, 0, "https://example.com/é?a=1&b=2", 1], "x"):
         expected = signing.dumps(value, key=_key(), salt=PURPOSE, compress=False)
         assert tokens.sign(value, PURPOSE) == expected
