@@ -151,8 +151,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as one flat dict, not Jinja2's ChainMap over the
         environment's: every render copies them into its context, and copying a ChainMap
-        cost a fifth of rendering a message. Nothing changes a sandbox's globals after
-        ``__init__``, so the copy never goes stale."""
+        was more than half of a short render (7.6 -> 3.1 us). Nothing changes a sandbox's
+        globals after ``__init__``, so the copy never goes stale."""
         return {**self.globals, **(d or {})}
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
