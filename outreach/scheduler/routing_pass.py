@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, cap_on
@@ -281,7 +281,10 @@ class _Pass:
         # Pinned messages first (follow-ups, warm-up): they can only go one way. Then the
         # campaigns in turn, one batch each, so a big backlog does not starve a small campaign.
         sendable = [i for i in self.router.mailboxes if self.router.can_send(i, allow_warming=True)]
-        for chunk in _chunks(sendable, 500):
+        paced = [i for i in sendable if self._paced(i)]
+        for chunk in _chunks(paced, BATCH):
+            self._drain_paced(chunk)
+        for chunk in _chunks([i for i in sendable if not self._paced(i)], 500):
             self._drain_pinned(chunk)
         # Most constrained first: a campaign restricted to a few mailboxes has nowhere else to
         # go, while an unrestricted one can use the rest of the pool.
@@ -293,9 +296,50 @@ class _Pass:
             queues = [c for c in queues if self._campaign_batch(c)]
         return self.report
 
+    def _paced(self, mailbox_id: int) -> bool:
+        """Whether a claim moves the mailbox's pacing slot past ``now``: then it takes one
+        message in this pass."""
+        gap = self.info[mailbox_id].gap
+        return (self.limits.pacing_gap_seconds if gap is None else gap) > 0
+
+    def _drain_paced(self, mailbox_ids: list[int]) -> None:
+        """The due messages pinned to paced ``mailbox_ids`` (at most :data:`BATCH`).
+
+        A paced mailbox takes one message a pass, so each is read its oldest due message
+        only (one query for all, a seek per mailbox), not its whole backlog of follow-ups.
+        A mailbox whose message was not claimed and which could still take one (the message
+        waits for its window, its campaign's cap, ...) is read its next one, round after
+        round (bounded, as a pass's reads are).
+        """
+        skipped: list[int] = []
+        waiting = mailbox_ids
+        for _round in range(50):
+            oldest = (
+                self._due()
+                .filter(pinned_mailbox_id=OuterRef("pk"))
+                .exclude(pk__in=skipped)
+                .order_by("not_before", "pk")
+                .values("pk")[:1]
+            )
+            heads = Mailbox.objects.filter(pk__in=waiting).values(first=Subquery(oldest))
+            rows = self._rows(Message.objects.filter(pk__in=heads), None, PINNED_ORDER)
+            self._claim_rows(rows)
+            if self.global_left <= 0:
+                return
+            left = [
+                row
+                for row in rows
+                if self.router.can_send(row["pinned_mailbox_id"], allow_warming=True)
+            ]
+            if not left:
+                return
+            skipped += [row["pk"] for row in left]
+            waiting = [row["pinned_mailbox_id"] for row in left]
+
     def _drain_pinned(self, mailbox_ids: list[int]) -> None:
-        """The due messages pinned to ``mailbox_ids``, mailbox by mailbox (the order the
-        pinned index reads them in), oldest first within a mailbox."""
+        """The due messages pinned to unpaced ``mailbox_ids`` (a mailbox may take several in
+        a pass), mailbox by mailbox (the order the pinned index reads them in), oldest first
+        within a mailbox."""
         query = self._due().filter(pinned_mailbox_id__in=mailbox_ids)
         after: tuple[Any, ...] | None = None
         for _batch in range(50):  # bounds the work of one pass

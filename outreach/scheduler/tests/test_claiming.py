@@ -421,6 +421,37 @@ def test_it_reads_pinned_messages_mailbox_by_mailbox_past_a_batch() -> None:
     )
 
 
+def test_a_paced_mailbox_is_read_its_oldest_follow_up_not_its_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Paced, each mailbox takes one message a pass: its oldest due follow-up that can go.
+    # The first mailbox's three oldest belong to a campaign whose cap is used up today, so
+    # the pass reads on, row by row, to its fourth.
+    first, second = make_pool(1, 2)
+    full = make_campaign("full", daily_cap=1)
+    ensure_counters(DAY, [("campaign", str(full.pk))])
+    DailyCounter.objects.filter(scope="campaign", key=str(full.pk)).update(used=1)
+    campaign = make_campaign()
+    schedule(full, 3, now=NOON - timedelta(hours=2), pinned_mailbox=first, prefix="full")
+    oldest = schedule(campaign, 300, now=NOON - timedelta(hours=1), pinned_mailbox=first)[0]
+    mine = schedule(campaign, 300, start=300, pinned_mailbox=second)
+    read: list[int] = []
+    rows = routing_pass._Pass._rows
+
+    def counted(self: routing_pass._Pass, *args: object, **kwargs: object) -> object:
+        found = rows(self, *args, **kwargs)  # type: ignore[arg-type]
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(routing_pass._Pass, "_rows", counted)
+    report = claim_due(NOON)
+    assert report.by_mailbox == {first.pk: 1, second.pk: 1}
+    taken = Message.objects.filter(state=Message.State.CLAIMED)
+    assert {m.pk for m in taken} == {oldest.pk, mine[0].pk}
+    # Two heads, then the first mailbox's next three: not 603 rows.
+    assert sum(read) == 5
+
+
 def test_a_stale_pass_cannot_claim_over_a_mailbox_cap_another_pass_used() -> None:
     """The database's mailbox cap is the promise: a pass whose view of the pool was read before
     another pass used the mailbox's whole cap still claims nothing over it. No pacing and
