@@ -180,9 +180,12 @@ class _Pass:
         )
         views = []
         warmup = self.pool.warmup
+        # Plain rows, as the mailboxes below: a pool of thousands is read every pass.
         domains = {
-            d.pk: d
-            for d in Domain.objects.filter(state=Domain.State.ACTIVE).only("daily_cap", "provider")
+            pk: (Domain.cap_of(daily_cap, self.limits), provider_id)
+            for pk, daily_cap, provider_id in Domain.objects.filter(
+                state=Domain.State.ACTIVE
+            ).values_list("pk", "daily_cap", "provider_id")
         }
         mailboxes = Mailbox.objects.filter(
             state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
@@ -192,11 +195,11 @@ class _Pass:
             domain = domains.get(mb.domain_id)
             if domain is None:  # its domain stopped sending between the two reads
                 continue
+            domain_cap, domain_provider_id = domain
             cap = cap_on(mb, self.day, self.limits, warmup)
-            domain_cap = domain.cap(self.limits)
             self.info[mb.id] = _MailboxInfo(
-                domain_id=domain.pk,
-                provider_account_id=mb.provider_id or domain.provider_id,
+                domain_id=mb.domain_id,
+                provider_account_id=mb.provider_id or domain_provider_id,
                 cap=cap,
                 domain_cap=domain_cap,
                 gap=mb.pacing_gap_seconds,
@@ -205,12 +208,12 @@ class _Pass:
             views.append(
                 routing.MailboxView(
                     id=mb.id,
-                    domain_id=domain.pk,
+                    domain_id=mb.domain_id,
                     state=mb.state,
                     remaining=cap - mailbox_used.get(str(mb.id), 0),
-                    domain_remaining=domain_cap - domain_used.get(str(domain.pk), 0),
+                    domain_remaining=domain_cap - domain_used.get(str(mb.domain_id), 0),
                     next_send_at=mb.next_send_at,
-                    domain_sendable=domain.pk not in blocked,
+                    domain_sendable=mb.domain_id not in blocked,
                     bounce_rate=rates.bounce_rate,
                     complaint_rate=rates.complaint_rate,
                     recent_spike=rates.recent_spike,
