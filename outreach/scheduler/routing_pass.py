@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -260,11 +260,17 @@ class _Pass:
     ) -> list[dict[str, Any]]:
         """The next batch of due messages in ``order`` after the row whose ``order`` values
         are ``after`` (keyset pagination: rows this pass already looked at and left are not
-        read again)."""
-        if after is not None:
-            query = query.filter(_after(order, after))
-        rows = list(
-            query.order_by(*order).values(
+        read again).
+
+        The rows after ``after`` are read as the ranges the index holds them in, each one
+        seek (:func:`_ranges_after`): a single condition "after" is an OR that no index can
+        seek to, and a backlog due at one instant (one opening) was scanned from its start
+        for every batch."""
+        ranges: Sequence[Q | None] = [None] if after is None else _ranges_after(order, after)
+        rows: list[dict[str, Any]] = []
+        for condition in ranges:
+            part = query if condition is None else query.filter(condition)
+            rows += part.order_by(*order).values(
                 "pk",
                 "kind",
                 "campaign_id",
@@ -272,8 +278,9 @@ class _Pass:
                 "not_before",
                 "pinned_mailbox_id",
                 "enrollment__lead__timezone",
-            )[:BATCH]
-        )
+            )[: BATCH - len(rows)]
+            if len(rows) == BATCH:
+                break
         self._ensure_recipient_counters(rows)
         if self.by_provider:
             new = {r["to_domain"] for r in rows} - self.recipient_providers.keys()
@@ -615,15 +622,16 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _after(order: tuple[str, ...], values: tuple[Any, ...]) -> Q:
-    """Rows strictly after ``values`` in ``order`` (all ascending): the keyset condition."""
-    condition = Q()
-    for i, name in enumerate(order):
-        step = Q(**{f"{name}__gt": values[i]})
-        for earlier, value in zip(order[:i], values[:i], strict=True):
-            step &= Q(**{earlier: value})
-        condition |= step
-    return condition
+def _ranges_after(order: tuple[str, ...], values: tuple[Any, ...]) -> list[Q]:
+    """The rows strictly after ``values`` in ``order`` (all ascending), as disjoint ranges in
+    that order: the rows equal on all columns but the last and greater on it, then those
+    equal on all but the last two and greater on the one before, ..., then those greater on
+    the first. Each is an equality prefix and one bound: a seek in an index on ``order``."""
+    ranges = []
+    for i in range(len(order) - 1, -1, -1):
+        equal = {name: value for name, value in zip(order[:i], values[:i], strict=True)}
+        ranges.append(Q(**equal, **{f"{order[i]}__gt": values[i]}))
+    return ranges
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
