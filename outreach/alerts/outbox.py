@@ -13,13 +13,23 @@ from outreach.alerts.models import Alert, AlertKey
 from outreach.lib import clock
 from outreach.lib.alerting import Kind
 
-__all__ = ["Kind", "quiet_period", "raise_alert"]
+__all__ = ["Kind", "quiet_keys", "quiet_period", "raise_alert"]
 
 log = logging.getLogger(__name__)
 
 
 def quiet_period() -> timedelta:
     return timedelta(minutes=settings.OUTREACH_ALERT_QUIET_MINUTES)
+
+
+def quiet_keys(keys: list[str]) -> set[str]:
+    """Those of ``keys`` whose quiet period has not ended: one read, for a caller that would
+    otherwise try :func:`raise_alert` on many keys that are mostly quiet (its answer for a
+    quiet key is the same None, after a write attempt each)."""
+    now = clock.now()
+    return set(
+        AlertKey.objects.filter(key__in=keys, quiet_until__gt=now).values_list("key", flat=True)
+    )
 
 
 def raise_alert(

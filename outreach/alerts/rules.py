@@ -23,7 +23,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 
 from outreach import retention
 from outreach.alerts.digest import send_if_due
-from outreach.alerts.outbox import Kind, raise_alert
+from outreach.alerts.outbox import Kind, quiet_keys, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
 from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhook, SeedCursor
 from outreach.events.seeds import seeds_with_imap
@@ -271,27 +271,37 @@ def check_caps(domain_ids: list[int] | None = None) -> int:
     if domain_ids is not None:
         counters = counters.filter(key__in=[str(i) for i in domain_ids])
     used = {int(k): u for k, u in counters.values_list("key", "used") if k.isdigit()}
-    raised = 0
-    for domain in Domain.objects.filter(pk__in=used):
-        cap = domain.cap(limits)
-        n = used[domain.pk]
+    due: list[tuple[str, str, str, dict[str, object]]] = []
+    # Plain rows: this runs after every batch of sends, for every domain that sent.
+    for pk, name, daily_cap in Domain.objects.filter(pk__in=used).values_list(
+        "pk", "name", "daily_cap"
+    ):
+        cap = Domain.cap_of(daily_cap, limits)
+        n = used[pk]
         if cap <= 0:
             continue
-        figures = {"domain": domain.name, "used": n, "cap": cap, "day": day.isoformat()}
+        figures = {"domain": name, "used": n, "cap": cap, "day": day.isoformat()}
         if n >= cap:
-            raised += _once_today(
-                f"domain-cap-reached:{domain.pk}:{day}",
-                Kind.DOMAIN_CAP_REACHED,
-                f"🛑 {domain.name} reached its daily cap: {n}/{cap}",
-                figures,
+            due.append(
+                (
+                    f"domain-cap-reached:{pk}:{day}",
+                    Kind.DOMAIN_CAP_REACHED,
+                    f"🛑 {name} reached its daily cap: {n}/{cap}",
+                    figures,
+                )
             )
         elif n >= DOMAIN_CAP_NEAR_RATIO * cap:
-            raised += _once_today(
-                f"domain-cap-near:{domain.pk}:{day}",
-                Kind.DOMAIN_CAP_NEAR,
-                f"📈 {domain.name} at {n}/{cap} of its daily cap ({n / cap:.0%})",
-                figures,
+            due.append(
+                (
+                    f"domain-cap-near:{pk}:{day}",
+                    Kind.DOMAIN_CAP_NEAR,
+                    f"📈 {name} at {n}/{cap} of its daily cap ({n / cap:.0%})",
+                    figures,
+                )
             )
+    # Called after every batch of sends: most of these were raised earlier today.
+    quiet = quiet_keys([key for key, *_ in due])
+    raised = sum(_once_today(*alert) for alert in due if alert[0] not in quiet)
     total = (
         DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.GLOBAL)
         .values_list("used", flat=True)

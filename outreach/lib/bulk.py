@@ -91,19 +91,31 @@ def insert(
 class _Column:
     """How one field's value goes into the statement."""
 
-    def __init__(self, attname: str, default: Any, adapt: Callable[[Any], Any] | None):
+    def __init__(
+        self,
+        attname: str,
+        default: Any,
+        adapt: Callable[[Any], Any] | None,
+        *,
+        repeats: bool = False,
+    ):
         self.attname = attname
         self.default = default
         self.adapt = adapt
+        # Dates and times repeat from row to row (a batch planned or imported at one instant,
+        # a backlog due at one opening): the last one adapted is kept.
+        self.repeats = repeats
+        self.last: tuple[Any, Any] = (None, None)
 
     @classmethod
     def of(cls, field: models.Field[Any, Any]) -> _Column:
         ops = connection.ops
         adapt: Callable[[Any], Any] | None
+        repeats = False
         if isinstance(field, models.DateTimeField):
-            adapt = ops.adapt_datetimefield_value
+            adapt, repeats = ops.adapt_datetimefield_value, True
         elif isinstance(field, models.DateField):
-            adapt = ops.adapt_datefield_value
+            adapt, repeats = ops.adapt_datefield_value, True
         elif isinstance(field, _AS_IS) and (
             not isinstance(field, models.ForeignKey)
             or isinstance(field.target_field, models.IntegerField)
@@ -114,7 +126,7 @@ class _Column:
             def adapt(value: Any) -> Any:
                 return field.get_db_prep_save(value, connection)
 
-        column = cls(field.attname, field.get_default(), adapt)
+        column = cls(field.attname, field.get_default(), adapt, repeats=repeats)
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             column.attname = ""  # never taken from the row
             column.default = timezone.now()
@@ -122,7 +134,17 @@ class _Column:
 
     def value(self, values: Mapping[str, Any]) -> Any:
         value = values.get(self.attname, self.default) if self.attname else self.default
-        return value if self.adapt is None or value is None else self.adapt(value)
+        if self.adapt is None or value is None:
+            return value
+        if not self.repeats:
+            return self.adapt(value)
+        last, adapted = self.last
+        # Equal and of the same type: a date is never taken for the datetime it equals.
+        if value is last or (type(value) is type(last) and value == last):
+            return adapted
+        adapted = self.adapt(value)
+        self.last = (value, adapted)
+        return adapted
 
 
 def _max_params() -> int:

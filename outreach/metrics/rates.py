@@ -10,6 +10,9 @@ from typing import Any
 from outreach.metrics import rollups
 from outreach.scheduler.evidence import MailboxRates
 
+# What a mailbox's rates are made of (Figures.attempts, bounce_rate, complaint_rate).
+RATE_COUNTERS = ("sent", "refused", "bounced_hard", "complained")
+
 
 def mailbox_rates(now: datetime, thresholds: Any) -> dict[int, MailboxRates]:
     """Per mailbox: hard-bounce and complaint rates over the thresholds' window of pool days
@@ -19,8 +22,9 @@ def mailbox_rates(now: datetime, thresholds: Any) -> dict[int, MailboxRates]:
     tz = rollups.pool_timezone()
     today = rollups.day_of(now, tz)
     first, last = rollups.window_days(thresholds.window_days, today)
-    window = rollups.figures_by("mailbox_id", first=first, last=last)
-    day = rollups.figures_by("mailbox_id", first=today, last=today)
+    # Read every pass, over the whole pool: only what the rates below are made of.
+    window = rollups.figures_by("mailbox_id", first=first, last=last, counters=RATE_COUNTERS)
+    day = rollups.figures_by("mailbox_id", first=today, last=today, counters=RATE_COUNTERS)
     rates = {}
     for mailbox_id, figures in window.items():
         if mailbox_id is None:

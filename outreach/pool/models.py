@@ -115,7 +115,13 @@ class Domain(models.Model):
         return self.name
 
     def cap(self, limits: policy.Limits) -> int:
-        return self.daily_cap if self.daily_cap is not None else limits.domain_daily_cap
+        return Domain.cap_of(self.daily_cap, limits)
+
+    @staticmethod
+    def cap_of(daily_cap: int | None, limits: policy.Limits) -> int:
+        """A domain's daily cap: its own when it has one, else the pool's (for a caller that
+        reads domains as plain rows)."""
+        return daily_cap if daily_cap is not None else limits.domain_daily_cap
 
     @property
     def tracking_hostname(self) -> str:

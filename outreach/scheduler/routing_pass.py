@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from outreach.campaigns.models import Campaign, Enrollment, Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount, cap_on
@@ -180,9 +180,12 @@ class _Pass:
         )
         views = []
         warmup = self.pool.warmup
+        # Plain rows, as the mailboxes below: a pool of thousands is read every pass.
         domains = {
-            d.pk: d
-            for d in Domain.objects.filter(state=Domain.State.ACTIVE).only("daily_cap", "provider")
+            pk: (Domain.cap_of(daily_cap, self.limits), provider_id)
+            for pk, daily_cap, provider_id in Domain.objects.filter(
+                state=Domain.State.ACTIVE
+            ).values_list("pk", "daily_cap", "provider_id")
         }
         mailboxes = Mailbox.objects.filter(
             state__in=SENDING_STATES, domain__state=Domain.State.ACTIVE
@@ -192,11 +195,11 @@ class _Pass:
             domain = domains.get(mb.domain_id)
             if domain is None:  # its domain stopped sending between the two reads
                 continue
+            domain_cap, domain_provider_id = domain
             cap = cap_on(mb, self.day, self.limits, warmup)
-            domain_cap = domain.cap(self.limits)
             self.info[mb.id] = _MailboxInfo(
-                domain_id=domain.pk,
-                provider_account_id=mb.provider_id or domain.provider_id,
+                domain_id=mb.domain_id,
+                provider_account_id=mb.provider_id or domain_provider_id,
                 cap=cap,
                 domain_cap=domain_cap,
                 gap=mb.pacing_gap_seconds,
@@ -205,12 +208,12 @@ class _Pass:
             views.append(
                 routing.MailboxView(
                     id=mb.id,
-                    domain_id=domain.pk,
+                    domain_id=mb.domain_id,
                     state=mb.state,
                     remaining=cap - mailbox_used.get(str(mb.id), 0),
-                    domain_remaining=domain_cap - domain_used.get(str(domain.pk), 0),
+                    domain_remaining=domain_cap - domain_used.get(str(mb.domain_id), 0),
                     next_send_at=mb.next_send_at,
-                    domain_sendable=domain.pk not in blocked,
+                    domain_sendable=mb.domain_id not in blocked,
                     bounce_rate=rates.bounce_rate,
                     complaint_rate=rates.complaint_rate,
                     recent_spike=rates.recent_spike,
@@ -257,11 +260,17 @@ class _Pass:
     ) -> list[dict[str, Any]]:
         """The next batch of due messages in ``order`` after the row whose ``order`` values
         are ``after`` (keyset pagination: rows this pass already looked at and left are not
-        read again)."""
-        if after is not None:
-            query = query.filter(_after(order, after))
-        rows = list(
-            query.order_by(*order).values(
+        read again).
+
+        The rows after ``after`` are read as the ranges the index holds them in, each one
+        seek (:func:`_ranges_after`): a single condition "after" is an OR that no index can
+        seek to, and a backlog due at one instant (one opening) was scanned from its start
+        for every batch."""
+        ranges: Sequence[Q | None] = [None] if after is None else _ranges_after(order, after)
+        rows: list[dict[str, Any]] = []
+        for condition in ranges:
+            part = query if condition is None else query.filter(condition)
+            rows += part.order_by(*order).values(
                 "pk",
                 "kind",
                 "campaign_id",
@@ -269,8 +278,9 @@ class _Pass:
                 "not_before",
                 "pinned_mailbox_id",
                 "enrollment__lead__timezone",
-            )[:BATCH]
-        )
+            )[: BATCH - len(rows)]
+            if len(rows) == BATCH:
+                break
         self._ensure_recipient_counters(rows)
         if self.by_provider:
             new = {r["to_domain"] for r in rows} - self.recipient_providers.keys()
@@ -281,7 +291,10 @@ class _Pass:
         # Pinned messages first (follow-ups, warm-up): they can only go one way. Then the
         # campaigns in turn, one batch each, so a big backlog does not starve a small campaign.
         sendable = [i for i in self.router.mailboxes if self.router.can_send(i, allow_warming=True)]
-        for chunk in _chunks(sendable, 500):
+        paced = [i for i in sendable if self._paced(i)]
+        for chunk in _chunks(paced, BATCH):
+            self._drain_paced(chunk)
+        for chunk in _chunks([i for i in sendable if not self._paced(i)], 500):
             self._drain_pinned(chunk)
         # Most constrained first: a campaign restricted to a few mailboxes has nowhere else to
         # go, while an unrestricted one can use the rest of the pool.
@@ -293,9 +306,50 @@ class _Pass:
             queues = [c for c in queues if self._campaign_batch(c)]
         return self.report
 
+    def _paced(self, mailbox_id: int) -> bool:
+        """Whether a claim moves the mailbox's pacing slot past ``now``: then it takes one
+        message in this pass."""
+        gap = self.info[mailbox_id].gap
+        return (self.limits.pacing_gap_seconds if gap is None else gap) > 0
+
+    def _drain_paced(self, mailbox_ids: list[int]) -> None:
+        """The due messages pinned to paced ``mailbox_ids`` (at most :data:`BATCH`).
+
+        A paced mailbox takes one message a pass, so each is read its oldest due message
+        only (one query for all, a seek per mailbox), not its whole backlog of follow-ups.
+        A mailbox whose message was not claimed and which could still take one (the message
+        waits for its window, its campaign's cap, ...) is read its next one, round after
+        round (bounded, as a pass's reads are).
+        """
+        skipped: list[int] = []
+        waiting = mailbox_ids
+        for _round in range(50):
+            oldest = (
+                self._due()
+                .filter(pinned_mailbox_id=OuterRef("pk"))
+                .exclude(pk__in=skipped)
+                .order_by("not_before", "pk")
+                .values("pk")[:1]
+            )
+            heads = Mailbox.objects.filter(pk__in=waiting).values(first=Subquery(oldest))
+            rows = self._rows(Message.objects.filter(pk__in=heads), None, PINNED_ORDER)
+            self._claim_rows(rows)
+            if self.global_left <= 0:
+                return
+            left = [
+                row
+                for row in rows
+                if self.router.can_send(row["pinned_mailbox_id"], allow_warming=True)
+            ]
+            if not left:
+                return
+            skipped += [row["pk"] for row in left]
+            waiting = [row["pinned_mailbox_id"] for row in left]
+
     def _drain_pinned(self, mailbox_ids: list[int]) -> None:
-        """The due messages pinned to ``mailbox_ids``, mailbox by mailbox (the order the
-        pinned index reads them in), oldest first within a mailbox."""
+        """The due messages pinned to unpaced ``mailbox_ids`` (a mailbox may take several in
+        a pass), mailbox by mailbox (the order the pinned index reads them in), oldest first
+        within a mailbox."""
         query = self._due().filter(pinned_mailbox_id__in=mailbox_ids)
         after: tuple[Any, ...] | None = None
         for _batch in range(50):  # bounds the work of one pass
@@ -568,15 +622,16 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _after(order: tuple[str, ...], values: tuple[Any, ...]) -> Q:
-    """Rows strictly after ``values`` in ``order`` (all ascending): the keyset condition."""
-    condition = Q()
-    for i, name in enumerate(order):
-        step = Q(**{f"{name}__gt": values[i]})
-        for earlier, value in zip(order[:i], values[:i], strict=True):
-            step &= Q(**{earlier: value})
-        condition |= step
-    return condition
+def _ranges_after(order: tuple[str, ...], values: tuple[Any, ...]) -> list[Q]:
+    """The rows strictly after ``values`` in ``order`` (all ascending), as disjoint ranges in
+    that order: the rows equal on all columns but the last and greater on it, then those
+    equal on all but the last two and greater on the one before, ..., then those greater on
+    the first. Each is an equality prefix and one bound: a seek in an index on ``order``."""
+    ranges = []
+    for i in range(len(order) - 1, -1, -1):
+        equal = {name: value for name, value in zip(order[:i], values[:i], strict=True)}
+        ranges.append(Q(**equal, **{f"{order[i]}__gt": values[i]}))
+    return ranges
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

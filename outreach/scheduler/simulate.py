@@ -465,10 +465,16 @@ class _Run:
         health = now >= self.next_health
         if health:
             self.next_health = now + self.options.health_every
-        # Provider notifications that came due since the last pass first, as webhooks would
-        # have been stored by then: a complaint pauses its mailbox before it is routed again.
-        _record_due(now)
-        self.last = run_pass(now, send=True, health=health, worker="simulation", rng=self.rng)
+        # One transaction for the whole moment: the simulation is the database's only user
+        # and a crash throws it away, so the pass's own transactions (claim groups, send
+        # batches, ...) need not each be committed; they become savepoints, and all of them
+        # still roll back alone when they fail.
+        with transaction.atomic():
+            # Provider notifications that came due since the last pass first, as webhooks
+            # would have been stored by then: a complaint pauses its mailbox before it is
+            # routed again.
+            _record_due(now)
+            self.last = run_pass(now, send=True, health=health, worker="simulation", rng=self.rng)
         self.result.passes += 1
 
     def _step(self, when: datetime, day_start: datetime) -> datetime:

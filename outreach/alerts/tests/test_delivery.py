@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from outreach.alerts import delivery, raise_alert
+from outreach.alerts import delivery, outbox, raise_alert
 from outreach.alerts.models import Alert
 from outreach.alerts.tests.conftest import CHAT_ID, FakeTelegram, telegram_error
 from outreach.lib import clock
@@ -39,6 +39,15 @@ def test_it_does_not_repeat_a_key_within_its_quiet_period(noon: Any, settings: A
     clock.advance(timedelta(minutes=61))
     assert raise_alert("bounce-warning:mailbox:1", "bounce_warning", "later") is not None
     assert Alert.objects.filter(key="bounce-warning:mailbox:1").count() == 2
+
+
+def test_quiet_keys_are_those_raise_alert_would_refuse(noon: Any, settings: Any) -> None:
+    settings.OUTREACH_ALERT_QUIET_MINUTES = 60
+    _alert("bounce-warning:mailbox:1")
+    keys = ["bounce-warning:mailbox:1", "bounce-warning:mailbox:2"]
+    assert outbox.quiet_keys(keys) == {"bounce-warning:mailbox:1"}
+    clock.advance(timedelta(minutes=61))
+    assert outbox.quiet_keys(keys) == set()
 
 
 def test_it_logs_alerts_when_no_channel_is_configured(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -39,6 +40,17 @@ def test_it_writes_what_bulk_create_writes() -> None:
     )
     assert first == second
     assert second["not_before"] == WHEN and second["campaign_id"] == campaign.pk
+
+
+def test_each_row_keeps_its_own_time_when_rows_share_most_of_them() -> None:
+    # Runs of one instant, an equal instant in another zone, and a change in between: each
+    # row's time as given, whatever the previous row's.
+    paris = WHEN.astimezone(ZoneInfo("Europe/Paris"))
+    later = WHEN + timedelta(minutes=1)
+    times = [WHEN, WHEN, paris, later, WHEN, None, later]
+    bulk.insert(Message, [message(i, lease_expires_at=t) for i, t in enumerate(times)])
+    stored = list(Message.objects.order_by("pk").values_list("lease_expires_at", flat=True))
+    assert stored == times
 
 
 def test_it_gives_primary_keys_and_adapts_json() -> None:

@@ -93,6 +93,25 @@ def test_it_sums_a_window_of_days_and_leaves_older_days_out(pool: Pool) -> None:
     assert rollups.window_figures(days=7, mailbox_id=mailbox.pk).sent == 0
 
 
+@pytest.mark.django_db
+def test_routing_reads_the_rates_the_rules_judge(noon: object) -> None:
+    # Refusals at send time are attempts that bounced; a complaint today is a spike.
+    from outreach.metrics.rates import mailbox_rates
+    from outreach.pool.models import PoolSettings
+
+    today = clock.today()
+    earlier = today - timedelta(days=2)
+    rollups.bump(earlier, rollups.Dims(mailbox_id=1), {"sent": 60, "bounced_hard": 2})
+    rollups.bump(today, rollups.Dims(mailbox_id=1), {"refused": 20, "bounced_hard": 20})
+    rollups.bump(today, rollups.Dims(mailbox_id=2), {"sent": 100, "complained": 1})
+    thresholds = PoolSettings.load().thresholds
+    rates = mailbox_rates(clock.now(), thresholds)
+    whole = rollups.window_figures(days=thresholds.window_days, mailbox_id=1)
+    assert rates[1].bounce_rate == whole.bounce_rate == 22 / 80
+    assert rates[1].recent_spike  # 20 hard bounces of 20 attempts today
+    assert (rates[2].complaint_rate, rates[2].recent_spike) == (0.01, True)
+
+
 def test_it_buckets_by_the_pool_day_in_its_time_zone(pool: Pool) -> None:
     from outreach.pool.models import PoolSettings
 

@@ -192,7 +192,8 @@ def test_it_defers_the_messages_waiting_for_one_opening_in_one_statement() -> No
 def test_it_moves_a_backlog_outside_its_window_without_reading_it_row_by_row() -> None:
     """450 due messages in a closed window (21:00 in Tokyo), more than two reads' worth:
     the first read finds the group closed and one UPDATE moves all 450 to the opening; the
-    next read finds nothing left due."""
+    next read (two seeks: the rest of the first read's instant, then later ones) finds
+    nothing left due."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -211,10 +212,38 @@ def test_it_moves_a_backlog_outside_its_window_without_reading_it_row_by_row() -
     ]
     deferrals = [q for q in queries if q["sql"].startswith("UPDATE") and "not_before" in q["sql"]]
     assert (report.claimed, report.deferred, len(deferrals)) == (0, 450, 1)
-    assert len(reads) == 2
+    assert len(reads) == 3
     assert set(Message.objects.values_list("state", "not_before")) == {
         (Message.State.SCHEDULED, NOON.replace(day=5, hour=0))
     }
+
+
+def test_a_pass_reads_a_backlog_batch_after_batch_each_row_once_in_order() -> None:
+    # 450 due messages at three instants (ties of 150): batches of 200 cross the ties, and
+    # each read after the first seeks to its place (no OR, which no index seeks to).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_pool(1, 1)
+    campaign = make_campaign()
+    for k in range(3):
+        schedule(campaign, 150, start=150 * k, now=NOON - timedelta(minutes=3 - k))
+    expected = list(Message.objects.order_by("not_before", "pk").values_list("not_before", "pk"))
+    pass_ = routing_pass._Pass(NOON, "reader", random.Random(1), None)
+    query = pass_._due().filter(campaign_id=campaign.pk, pinned_mailbox__isnull=True)
+    seen: list[tuple[object, int]] = []
+    after = None
+    with CaptureQueriesContext(connection) as queries:
+        while True:
+            rows = pass_._rows(query, after)
+            seen += [(r["not_before"], r["pk"]) for r in rows]
+            if len(rows) < BATCH:
+                break
+            after = (rows[-1]["not_before"], rows[-1]["pk"])
+    assert seen == expected
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and "LIMIT" in q["sql"]]
+    # The one OR left is the enrollment's (no enrollment, or an active one).
+    assert [sql.count(" OR ") for sql in reads] == [1] * len(reads)
 
 
 def test_it_puts_an_expired_claim_back_and_releases_its_units() -> None:
@@ -419,6 +448,37 @@ def test_it_reads_pinned_messages_mailbox_by_mailbox_past_a_batch() -> None:
         .exclude(mailbox=first)
         .exists()
     )
+
+
+def test_a_paced_mailbox_is_read_its_oldest_follow_up_not_its_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Paced, each mailbox takes one message a pass: its oldest due follow-up that can go.
+    # The first mailbox's three oldest belong to a campaign whose cap is used up today, so
+    # the pass reads on, row by row, to its fourth.
+    first, second = make_pool(1, 2)
+    full = make_campaign("full", daily_cap=1)
+    ensure_counters(DAY, [("campaign", str(full.pk))])
+    DailyCounter.objects.filter(scope="campaign", key=str(full.pk)).update(used=1)
+    campaign = make_campaign()
+    schedule(full, 3, now=NOON - timedelta(hours=2), pinned_mailbox=first, prefix="full")
+    oldest = schedule(campaign, 300, now=NOON - timedelta(hours=1), pinned_mailbox=first)[0]
+    mine = schedule(campaign, 300, start=300, pinned_mailbox=second)
+    read: list[int] = []
+    rows = routing_pass._Pass._rows
+
+    def counted(self: routing_pass._Pass, *args: object, **kwargs: object) -> object:
+        found = rows(self, *args, **kwargs)  # type: ignore[arg-type]
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(routing_pass._Pass, "_rows", counted)
+    report = claim_due(NOON)
+    assert report.by_mailbox == {first.pk: 1, second.pk: 1}
+    taken = Message.objects.filter(state=Message.State.CLAIMED)
+    assert {m.pk for m in taken} == {oldest.pk, mine[0].pk}
+    # Two heads, then the first mailbox's next three: not 603 rows.
+    assert sum(read) == 5
 
 
 def test_a_stale_pass_cannot_claim_over_a_mailbox_cap_another_pass_used() -> None:
