@@ -48,7 +48,9 @@ def send_due(now: datetime, *, limit: int = BATCH) -> int:
     providers = ProviderCache()
     batch: list[Called] = []
     try:
-        for message, t in load_taken(taken):
+        # Nothing is rendered here: the leads are not read (a message that goes through the
+        # full call below reads its own).
+        for message, t in load_taken(taken, for_rendering=False):
             account, mailbox = message.provider_account, message.mailbox
             assert account is not None and mailbox is not None
             provider = providers.get(account)

@@ -98,14 +98,17 @@ class Called:
     taken_back: bool = False
 
 
-def load_taken(taken: list[Taken]) -> list[tuple[Message, Taken]]:
+def load_taken(taken: list[Taken], *, for_rendering: bool = True) -> list[tuple[Message, Taken]]:
     """The taken messages with everything rendering and finishing reads.
 
-    A message brings its enrollment and lead; what a batch shares (mailboxes and their
-    domains, accounts, campaigns, steps, variants) is read once per batch and attached, a
-    query each, rather than joined into every row and built again for every message.
+    A message brings its enrollment and lead (not with ``for_rendering`` False: finishing
+    reads neither, and a message rendered all the same reads them when it does); what a
+    batch shares (mailboxes and their domains, accounts, campaigns, steps, variants) is read
+    once per batch and attached, a query each, rather than joined into every row and built
+    again for every message.
     """
-    by_pk = sql.load(Message, [t.message_id for t in taken], follow=["enrollment__lead"])
+    follow = ["enrollment__lead"] if for_rendering else []
+    by_pk = sql.load(Message, [t.message_id for t in taken], follow=follow)
     rows = list(by_pk.values())
     mailboxes = sql.load(Mailbox, {m.mailbox_id for m in rows}, follow=["domain"])
     accounts = _by_pk(ProviderAccount.objects.all(), {m.provider_account_id for m in rows})
