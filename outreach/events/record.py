@@ -34,6 +34,7 @@ from outreach.events.signals import events_recorded
 from outreach.lib import clock
 from outreach.pool.models import Mailbox
 from outreach.providers.base import Outcome, SendError
+from outreach.sending import sql
 
 if TYPE_CHECKING:
     from outreach.providers.simulated.sender import Notification
@@ -290,11 +291,13 @@ def _messages(
     out = []
     for _, row in sorted(rows.items(), reverse=True):
         values_, domain_id, matched = list(row[:width]), row[width], set(row[width + 1 :])
-        message = Message.from_db(connection.alias, list(_MESSAGE_FIELDS), values_)
+        # Built as from_db builds them, without Model.__init__ (sql.build): every event of a
+        # webhook batch or a simulated day's notifications.
+        message = sql.build(Message, _MESSAGE_FIELDS, values_, connection.alias)
         if message.mailbox_id is not None:
+            mailbox = [message.mailbox_id, domain_id]
             Message.mailbox.field.set_cached_value(
-                message,
-                Mailbox.from_db(connection.alias, _MAILBOX_FIELDS, [message.mailbox_id, domain_id]),
+                message, sql.build(Mailbox, _MAILBOX_FIELDS, mailbox, connection.alias)
             )
         out.append((message, matched))
     return out

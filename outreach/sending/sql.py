@@ -145,9 +145,16 @@ class _Part:
 
 
 def _instance(part: _Part, values: Sequence[Any], alias: str) -> Model:
-    """What ``from_db`` returns for a row with every field, without ``Model.__init__``."""
-    obj = part.model.__new__(part.model)
-    obj.__dict__.update(zip(part.attnames, values, strict=True))
+    return build(part.model, part.attnames, values, alias)
+
+
+def build(model: type[_M], attnames: Sequence[str], values: Sequence[Any], alias: str) -> _M:
+    """What ``model.from_db(alias, attnames, values)`` returns, without ``Model.__init__``:
+    the fields of ``attnames`` set (values as read from the database), any other field
+    deferred (read from the database when first used). No model built so sets anything up in
+    ``__init__`` (test_no_model_that_load_builds_sets_anything_up_at_init)."""
+    obj = model.__new__(model)
+    obj.__dict__.update(zip(attnames, values, strict=True))
     state = obj._state = ModelState()
     state.adding, state.db = False, alias
     return obj
