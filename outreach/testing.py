@@ -6,11 +6,15 @@ keyword overrides for the fields a test cares about.
 
 from __future__ import annotations
 
+import base64
 import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Step, Variant
 from outreach.lib import clock
@@ -132,3 +136,19 @@ def child_env(**overrides: str) -> dict[str, str]:
     env.update(DATABASE_URL=child_database_url(), OUTREACH_LOG_LEVEL="ERROR")
     env.update(overrides)
     return env
+
+
+def dkim_key_pair(*, pkcs8: bool = True) -> tuple[str, bytes]:
+    """A fresh 2,048-bit RSA key for DKIM: its private key as PEM (PKCS#8, or PKCS#1 with
+    ``pkcs8`` False) and the DNS TXT record that publishes it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    formats = serialization.PrivateFormat
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        formats.PKCS8 if pkcs8 else formats.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from collections.abc import Callable
@@ -14,12 +13,11 @@ from zoneinfo import ZoneInfo
 import dkim
 import dkim.crypto
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outreach.providers import mime
+from outreach.testing import dkim_key_pair
 
 
 def _outgoing(**overrides: str) -> mime.Outgoing:
@@ -156,16 +154,7 @@ def test_a_text_only_message_is_a_single_part() -> None:
 
 def _dkim_key(selector: str = "s1") -> tuple[mime.DkimKey, bytes]:
     """A fresh DKIM key of send1.example.com, and its DNS record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    pem, record = dkim_key_pair(pkcs8=False)
     return mime.DkimKey(selector, "send1.example.com", pem), record
 
 

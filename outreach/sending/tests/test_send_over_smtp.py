@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -11,8 +10,6 @@ from typing import Any
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from outreach.campaigns.models import Enrollment, Lead, Message
 from outreach.campaigns.suppression import is_suppressed, suppress
@@ -24,7 +21,7 @@ from outreach.providers.smtp.testserver import DROP, HANG, SmtpTestServer
 from outreach.sending.engine import Worker, send_due
 from outreach.sending.models import SendAttempt
 from outreach.sending.tests.helpers import claimed_campaign_messages, smtp_account, states
-from outreach.testing import make_pool
+from outreach.testing import dkim_key_pair, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -149,15 +146,7 @@ def test_it_threads_a_follow_up(smtp_server: SmtpTestServer, ca_file: Path) -> N
 def test_it_signs_with_dkim_when_the_mailbox_has_a_key(
     smtp_server: SmtpTestServer, ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem, record = dkim_key_pair()
     monkeypatch.setenv("OUTREACH_SECRET_TEST_DKIM_KEY", pem)
     account = smtp_account("relay", smtp_server.port, ca_file)
     (message,) = claimed_campaign_messages(1, provider=account)
@@ -169,7 +158,6 @@ def test_it_signs_with_dkim_when_the_mailbox_has_a_key(
     send_due()
 
     data = smtp_server.received[0].data
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         return record if name == b"s1._domainkey.send1.example.com." else b""
