@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Model, QuerySet
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
@@ -39,15 +40,18 @@ BUILD_FAILED = "build"
 # How long such a message waits before it is built again (its campaign pauses before long).
 BUILD_RETRY_DELAY = timedelta(minutes=15)
 
+# A call the provider accepted: (message pk, worker, when, provider's id).
+Accepted = tuple[int, str, datetime, str]
+
 
 class ProviderCache:
     """Provider instances of one thread, rebuilt when their account's configuration changes."""
 
     def __init__(self) -> None:
         self._items: dict[int, tuple[str, base.Provider]] = {}
-        # The last call of this thread the provider accepted and that is not written yet:
-        # (message pk, worker, when, provider's id); :func:`begin_call` writes it.
-        self.accepted: tuple[int, str, datetime, str] | None = None
+        # The last call of this thread the provider accepted and that is not written yet;
+        # :func:`begin_call` writes it.
+        self.accepted: Accepted | None = None
         # The fingerprint of the account object last seen: a batch's messages share one.
         self._seen: tuple[ProviderAccount, str] | None = None
 
@@ -223,16 +227,7 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
     # This thread's connection, looked up once: each use of the ``connection`` proxy looks it
     # up again in the thread's connection handler.
     db = connections[DEFAULT_DB_ALIAS]
-    adapt = db.ops.adapt_datetimefield_value
-    now = adapt(clock.now())
-    prev_pk, prev_worker, prev_at, prev_id = providers.accepted or (0, "", None, "")
-    params = [
-        *(message.pk, now),
-        *(prev_pk, adapt(prev_at) if prev_at is not None else now),
-        *(prev_pk, prev_id[:255]),
-        *(message.pk, State.SENDING, message.claimed_by),
-        *(prev_pk, State.SENDING, prev_worker),
-    ]
+    statement, params = begin_call_statement(db, message, providers.accepted)
     # The driver's own cursor, in autocommit: one statement per provider call, where the
     # ORM's cursor wrapper cost as much again as the statement (errors still come up as
     # Django's DatabaseError, and mark the connection for _close_thread_connection).
@@ -240,12 +235,32 @@ def begin_call(message: Message, providers: ProviderCache) -> bool:
     with db.wrap_database_errors:
         cursor = db.connection.cursor()
         try:
-            cursor.execute(_begin_call_sql(db.vendor), params)
+            cursor.execute(statement, params)
             changed = {row[0] for row in cursor.fetchall()}
         finally:
             cursor.close()
     providers.accepted = None
     return message.pk in changed
+
+
+def begin_call_statement(
+    db: BaseDatabaseWrapper, message: Message, accepted: Accepted | None
+) -> tuple[str, list[Any]]:
+    """:func:`begin_call`'s statement on ``db`` (in the driver's own placeholders) and its
+    parameters: ``message`` begins, ``accepted`` (the connection's previous call) is
+    recorded."""
+    adapt = db.ops.adapt_datetimefield_value
+    now = adapt(clock.now())
+    prev_pk, prev_worker, prev_at, prev_id = accepted or (0, "", None, "")
+    params = [
+        *(message.pk, now),
+        *(prev_pk, adapt(prev_at) if prev_at is not None else now),
+        *(prev_pk, prev_id[:255]),
+        *(message.pk, prev_pk),
+        *(message.pk, State.SENDING, message.claimed_by),
+        *(State.SENDING, prev_worker),
+    ]
+    return _begin_call_sql(db.vendor), params
 
 
 @functools.cache
@@ -265,15 +280,20 @@ def _begin_call_sql(vendor: str) -> str:
         )
     )
     # Identifiers come from the model; every value is a parameter (the driver's own
-    # placeholder: the statement goes to it directly).
+    # placeholder: the statement goes to it directly). The two rows are found by their ids
+    # alone, their conditions behind a CASE no index can answer: with ``state = 'sending'``
+    # as a plain condition PostgreSQL, whose statistics rarely see a message sending, read
+    # every sending message through message_due_idx, and the index entries every earlier
+    # call had left behind until the next vacuum: 1-4 ms a call instead of 0.2.
     mark = "?" if vendor == "sqlite" else "%s"
     return (
         f"UPDATE {q(Message._meta.db_table)} SET "  # noqa: S608
         f"{started} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {started} END, "
         f"{accepted} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {accepted} END, "
         f"{provider_id} = CASE WHEN {pk} = {mark} THEN {mark} ELSE {provider_id} END "
-        f"WHERE ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark} "
-        f"AND {started} IS NULL) OR ({pk} = {mark} AND {state} = {mark} AND {claimed_by} = {mark}) "
+        f"WHERE {pk} IN ({mark}, {mark}) AND CASE WHEN {pk} = {mark} "
+        f"THEN {state} = {mark} AND {claimed_by} = {mark} AND {started} IS NULL "
+        f"ELSE {state} = {mark} AND {claimed_by} = {mark} END "
         f"RETURNING {pk}"
     )
 

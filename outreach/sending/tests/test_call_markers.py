@@ -8,10 +8,13 @@ back; began with no answer → ``unknown``, the only one in doubt.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.db import connection
 
 from outreach.campaigns.models import Message
 from outreach.lib import clock
@@ -23,6 +26,7 @@ from outreach.sending.deliver import (
     Prepared,
     ProviderCache,
     begin_call,
+    begin_call_statement,
     deliver,
     load_taken,
     prepare_call,
@@ -163,3 +167,45 @@ def test_a_worker_alone_settles_what_its_dead_peer_left(_outbox: Path) -> None:
     assert follow_up.state == Message.State.CLAIMED
     assert follow_up.lease_expires_at is not None and follow_up.lease_expires_at < LATER
     assert follow_up.message_id_header == never_called.message.message_id_header
+
+
+def test_the_call_marker_reads_its_two_rows_by_primary_key() -> None:
+    # Statistics as a deployment has them most of the time: no message seen ``sending``.
+    # A plan that looks messages up by state reads every message in flight (and on
+    # PostgreSQL every entry earlier calls left in the state index) for each call.
+    prepared = _taken(40)
+    first, second = prepared[0].message, prepared[1].message
+    Message.objects.filter(pk__in=[p.message.pk for p in prepared]).update(
+        state=Message.State.SCHEDULED
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    Message.objects.filter(pk__in=[p.message.pk for p in prepared]).update(
+        state=Message.State.SENDING
+    )
+    accepted = (first.pk, first.claimed_by, NOON, "queued as 1")
+    statement, params = begin_call_statement(connection, second, accepted)
+
+    connection.ensure_connection()
+    cursor = connection.connection.cursor()
+    if connection.vendor == "postgresql":
+        # A table of a few dozen rows is read whole; the choice that counts is the index.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", params)
+        scans = list(_scans(cursor.fetchone()[0][0]["Plan"]))
+        # An index scan or a bitmap one, by the primary key only.
+        assert {index for _, index in scans if index} == {f"{Message._meta.db_table}_pkey"}
+        assert "Seq Scan" not in {node for node, _ in scans}, scans
+    else:
+        cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+        details = [row[-1] for row in cursor.fetchall()]
+        assert details == [f"SEARCH {Message._meta.db_table} USING INTEGER PRIMARY KEY (rowid=?)"]
+    cursor.close()
+
+
+def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The (node type, index) of each scan in a PostgreSQL JSON plan."""
+    if plan["Node Type"].endswith("Scan"):
+        yield plan["Node Type"], plan.get("Index Name", "")
+    for child in plan.get("Plans", []):
+        yield from _scans(child)
