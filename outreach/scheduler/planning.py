@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -115,7 +114,7 @@ class _Campaigns:
         key = (campaign_id, lead_zone)
         if key not in self._openings:
             campaign = self.campaigns[campaign_id]
-            tz = _zone(lead_zone) or _zone(campaign.timezone) or ZoneInfo("UTC")
+            tz = routing.recipient_zone(lead_zone, campaign.timezone)
             window = self.window(campaign_id)
             self._openings[key] = routing.next_window_start(self.now, window, tz)
         return self._openings[key]
@@ -313,15 +312,6 @@ def _finish(enrollment: DueEnrollment, state: str, reason: str, now: datetime) -
     Enrollment.objects.filter(pk=enrollment.pk, state=Enrollment.State.ACTIVE).update(
         state=state, stop_reason=reason, stopped_at=now, next_due_at=None
     )
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return None
 
 
 # --- enrollments with nothing planned -------------------------------------------------------

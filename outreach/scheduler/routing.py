@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from outreach.pool.policy import (
     Limits,
@@ -341,6 +342,18 @@ def _intervals(day: date, window: Window, tz: tzinfo) -> list[tuple[datetime, da
     end_day = day if window.end > window.start else day + timedelta(days=1)
     end = _local(end_day, window.end, tz)
     return [(start, end)] if end > start else []
+
+
+def recipient_zone(lead_zone: str, campaign_zone: str) -> ZoneInfo:
+    """The time zone a message's sending window is read in: its lead's, else its campaign's,
+    else UTC (a name zoneinfo does not know counts as none)."""
+    for name in (lead_zone, campaign_zone):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+                continue
+    return ZoneInfo("UTC")
 
 
 def in_window(when: datetime, window: Window, tz: tzinfo) -> bool:

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db.models import Count, OuterRef, Q, Subquery
 
@@ -550,7 +549,7 @@ class _Pass:
         """
         group = (campaign.id, row["enrollment__lead__timezone"] or "")
         if group not in self.openings:
-            tz = _zone(group[1] or campaign.timezone)
+            tz = routing.recipient_zone(group[1], campaign.timezone)
             opening = None
             if not routing.in_window(self.now, campaign.window, tz):
                 opening = routing.next_window_start(self.now, campaign.window, tz)
@@ -613,13 +612,6 @@ def _dns_blocked_domain_ids() -> set[int]:
         return set()
     blocked = getattr(dns, "blocked_domain_ids", None)
     return set(blocked()) if callable(blocked) else set()
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
-        return ZoneInfo("UTC")
 
 
 def _ranges_after(order: tuple[str, ...], values: tuple[Any, ...]) -> list[Q]:

@@ -612,3 +612,20 @@ class TestClaimBatch:
         outcomes = self.run([proposal], "w")
         assert (outcomes[0].reason, outcomes[0].scope) == ("full", "global")
         assert Message.objects.get(pk=first.pk).state == Message.State.SCHEDULED
+
+
+def test_a_lead_whose_zone_is_unknown_is_sent_in_its_campaigns_window() -> None:
+    # Planning reads such a lead's window in the campaign's zone; so must the claim.
+    from outreach.testing import enroll, make_leads
+
+    make_pool(1, 1)
+    campaign = make_campaign(window_days=[1, 2, 3, 4, 5], window_start="09:00", window_end="17:00")
+    Campaign.objects.filter(pk=campaign.pk).update(timezone="Asia/Tokyo")  # 21:00 there
+    (enrollment,) = enroll(campaign, make_leads(1, timezone="Mars/Olympus_Mons"))
+    message = schedule(campaign, 1, enrollment=enrollment)[0]
+
+    report = claim_due(NOON)  # 12:00 in UTC: inside the window there
+
+    message.refresh_from_db()
+    assert report.claimed == 0 and report.deferred == 1
+    assert message.not_before == NOON.replace(day=5, hour=0)  # 09:00 in Tokyo
