@@ -32,6 +32,11 @@ COUNTERS: tuple[str, ...] = (
 )
 
 
+# What :attr:`Figures.attempts`, :attr:`Figures.bounce_rate` and :attr:`Figures.complaint_rate`
+# are made of: a read for those rates alone needs no other counter.
+RATE_COUNTERS: tuple[str, ...] = ("sent", "refused", "bounced_hard", "complained")
+
+
 @dataclass(frozen=True)
 class Figures:
     """Counts over a period. Rates are over :attr:`attempts`: the messages the provider

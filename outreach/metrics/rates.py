@@ -8,10 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from outreach.metrics import rollups
+from outreach.metrics.figures import RATE_COUNTERS
 from outreach.scheduler.evidence import MailboxRates
-
-# What a mailbox's rates are made of (Figures.attempts, bounce_rate, complaint_rate).
-RATE_COUNTERS = ("sent", "refused", "bounced_hard", "complained")
 
 
 def mailbox_rates(now: datetime, thresholds: Any) -> dict[int, MailboxRates]:

@@ -386,6 +386,11 @@ def next_window_start(after: datetime, window: Window, tz: tzinfo) -> datetime |
 # --- Pacing ----------------------------------------------------------------------------------
 
 
+def base_gap(limits: Limits, mailbox_gap: int | None) -> int:
+    """A mailbox's pacing gap in seconds, before jitter: its own, else the pool's."""
+    return limits.pacing_gap_seconds if mailbox_gap is None else mailbox_gap
+
+
 def pacing_gap(
     limits: Limits, rng: random.Random | None = None, *, mailbox_gap: int | None = None
 ) -> timedelta:
@@ -393,7 +398,7 @@ def pacing_gap(
 
     Robotic regularity is a spam signal, hence the jitter; the gap itself is a floor.
     """
-    gap = limits.pacing_gap_seconds if mailbox_gap is None else mailbox_gap
+    gap = base_gap(limits, mailbox_gap)
     jitter = limits.pacing_jitter_seconds
     extra = (rng or random).uniform(0, jitter) if jitter > 0 else 0.0
     return timedelta(seconds=gap + extra)

@@ -308,8 +308,7 @@ class _Pass:
     def _paced(self, mailbox_id: int) -> bool:
         """Whether a claim moves the mailbox's pacing slot past ``now``: then it takes one
         message in this pass."""
-        gap = self.info[mailbox_id].gap
-        return (self.limits.pacing_gap_seconds if gap is None else gap) > 0
+        return routing.base_gap(self.limits, self.info[mailbox_id].gap) > 0
 
     def _drain_paced(self, mailbox_ids: list[int]) -> None:
         """The due messages pinned to paced ``mailbox_ids`` (at most :data:`BATCH`).
