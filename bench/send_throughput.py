@@ -297,7 +297,13 @@ def run_floor(port: int, count: int, connections: int) -> tuple[int, float, floa
 
     from outreach.lib import clock
     from outreach.pool.models import ProviderAccount
-    from outreach.sending.deliver import Prepared, ProviderCache, begin_call, prepare_call
+    from outreach.sending.deliver import (
+        Prepared,
+        ProviderCache,
+        begin_call,
+        load_taken,
+        prepare_call,
+    )
     from outreach.sending.take import take_batch
     from outreach.sending.tests.helpers import claimed_campaign_messages
 
@@ -305,8 +311,6 @@ def run_floor(port: int, count: int, connections: int) -> tuple[int, float, floa
     claimed_campaign_messages(
         count, provider=account, lead_domain="floor.example.org", lease_seconds=3600
     )
-    from outreach.sending.deliver import load_taken
-
     loaded = load_taken(take_batch("floor", clock.now(), count))
     cpu_at = cpu_seconds()
     prepared = [prepare_call(message, taken) for message, taken in loaded]
@@ -321,15 +325,12 @@ def run_floor(port: int, count: int, connections: int) -> tuple[int, float, floa
             if not begin_call(item.message, providers):
                 continue
             smtp.sendmail(item.envelope.sender, [item.envelope.recipient], item.raw)
-            providers.accepted = (item.message.pk, "floor", clock.now(), "")
+            providers.accepted = (item.message.pk, item.message.claimed_by, clock.now(), "")
             sent[index] += 1
         smtp.quit()
         db_connections.close_all()
 
-    threads = [
-        threading.Thread(target=send, args=(i, chunk))  # type: ignore[arg-type]
-        for i, chunk in enumerate(chunks)
-    ]
+    threads = [threading.Thread(target=send, args=(i, chunk)) for i, chunk in enumerate(chunks)]
     started = time.perf_counter()
     for t in threads:
         t.start()
