@@ -465,6 +465,17 @@ class GraduationFigures:
         return self.hard_bounces / self.attempts if self.attempts else 0.0
 
 
+def target_volume_reached(
+    target: int, recent_daily_sends: Sequence[int], schedule: WarmupSchedule
+) -> bool:
+    """The first condition of :func:`graduation`: the target volume sent on each of the last
+    ``graduation_days_at_target`` days (``recent_daily_sends`` newest first, today included).
+    It needs only the daily counters: a mailbox that fails it is not read further."""
+    days = max(1, schedule.graduation_days_at_target)
+    recent = recent_daily_sends[:days]
+    return target > 0 and len(recent) >= days and all(n >= target for n in recent)
+
+
 def graduation(
     figures: GraduationFigures, schedule: WarmupSchedule, thresholds: Thresholds
 ) -> tuple[bool, str]:
@@ -474,9 +485,8 @@ def graduation(
     no complaint, no block, and a hard-bounce rate that the evidence does not put above the
     warning rate (:func:`outreach.pool.policy.bounce_rate_above`, as for active mailboxes).
     """
-    days = max(1, schedule.graduation_days_at_target)
-    recent = figures.recent_daily_sends[:days]
-    if figures.target <= 0 or len(recent) < days or any(n < figures.target for n in recent):
+    if not target_volume_reached(figures.target, figures.recent_daily_sends, schedule):
+        days = max(1, schedule.graduation_days_at_target)
         return False, f"target volume {figures.target}/day not reached on the last {days} day(s)"
     if figures.complaints:
         return False, f"{figures.complaints} complaint(s) in the window"

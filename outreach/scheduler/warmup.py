@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -220,26 +221,34 @@ def spread(start: datetime, end: datetime, count: int, rng: random.Random) -> li
     return routing.spread(start, end, count, rng)
 
 
+def recent_daily_sends(
+    mailboxes: Sequence[Mailbox], pool: PoolSettings, now: datetime
+) -> dict[int, tuple[int, ...]]:
+    """Units each mailbox used on its recent pool days, newest first (today included), as
+    many days as graduation looks at: one query for all of them."""
+    today = now.astimezone(ZoneInfo(pool.timezone)).date()
+    days = [today - timedelta(days=i) for i in range(max(1, pool.warmup.graduation_days_at_target))]
+    used = {
+        (key, day): n
+        for key, day, n in DailyCounter.objects.filter(
+            scope=DailyCounter.Scope.MAILBOX,
+            key__in=[str(m.pk) for m in mailboxes],
+            day__in=days,
+        ).values_list("key", "day", "used")
+    }
+    return {m.pk: tuple(used.get((str(m.pk), d), 0) for d in days) for m in mailboxes}
+
+
 def graduation_figures(
-    mailbox: Mailbox, pool: PoolSettings, now: datetime
+    mailbox: Mailbox, pool: PoolSettings, now: datetime, recent: tuple[int, ...]
 ) -> routing.GraduationFigures:
-    """A warming mailbox's record: units used on its recent pool days, and sends, hard
-    bounces, complaints and blocks over the thresholds' window (from the raw tables)."""
-    thresholds = pool.thresholds
-    schedule = pool.warmup
-    tz = ZoneInfo(pool.timezone)
-    today = now.astimezone(tz).date()
-    days = [today - timedelta(days=i) for i in range(max(1, schedule.graduation_days_at_target))]
-    used = dict(
-        DailyCounter.objects.filter(
-            scope=DailyCounter.Scope.MAILBOX, key=str(mailbox.pk), day__in=days
-        ).values_list("day", "used")
-    )
-    since = now - timedelta(days=thresholds.window_days)
+    """A warming mailbox's record: ``recent`` (its :func:`recent_daily_sends`), and sends,
+    hard bounces, complaints and blocks over the thresholds' window (from the raw tables)."""
+    since = now - timedelta(days=pool.thresholds.window_days)
     counts = evidence.outcome_counts(mailbox.pk, since)
     return routing.GraduationFigures(
         target=mailbox.target_cap(pool.limits),
-        recent_daily_sends=tuple(used.get(d, 0) for d in days),
+        recent_daily_sends=recent,
         sent=Message.objects.filter(
             mailbox=mailbox, state=Message.State.SENT, sent_at__gte=since
         ).count(),
@@ -252,11 +261,19 @@ def graduation_figures(
 
 def graduate(now: datetime) -> int:
     """Move every warming mailbox that meets the rule to ``active``, with the figures in the
-    audit log; its remaining warm-up mail for today is cancelled."""
+    audit log; its remaining warm-up mail for today is cancelled.
+
+    The volume is checked first, from the daily counters alone: the events of a mailbox
+    still below its target (most of warm-up) are not read."""
     pool = PoolSettings.load()
     graduated = 0
-    for mailbox in Mailbox.objects.filter(state=Mailbox.State.WARMING).select_related("domain"):
-        figures = graduation_figures(mailbox, pool, now)
+    warming = list(Mailbox.objects.filter(state=Mailbox.State.WARMING).select_related("domain"))
+    recent = recent_daily_sends(warming, pool, now)
+    for mailbox in warming:
+        target = mailbox.target_cap(pool.limits)
+        if not routing.target_volume_reached(target, recent[mailbox.pk], pool.warmup):
+            continue
+        figures = graduation_figures(mailbox, pool, now, recent[mailbox.pk])
         ok, reason = routing.graduation(figures, pool.warmup, pool.thresholds)
         if not ok:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,6 +139,19 @@ def test_it_keeps_a_mailbox_with_a_complaint_warming() -> None:
     assert graduate(NOON.replace(hour=19)) == 1
     assert Mailbox.objects.get(pk=boxes[0].pk).state == Mailbox.State.WARMING
     assert Mailbox.objects.get(pk=boxes[1].pk).state == Mailbox.State.ACTIVE
+
+
+def test_it_reads_no_events_of_a_mailbox_below_its_target_volume(
+    django_assert_max_num_queries: Any,
+) -> None:
+    """Most of warm-up the volume is not reached yet: graduation reads the daily counters of
+    every warming mailbox at once, and the events of none, whatever the pool's size."""
+    make_pool(10, 3, state=Mailbox.State.WARMING, warmup_started_on=NOON.date())
+    plan_warmup(MORNING, random.Random(1))
+    claim_due(NOON.replace(hour=18, minute=30))
+    deliver_claimed(NOON)
+    with django_assert_max_num_queries(3):  # the pool's settings, its mailboxes, their counters
+        assert graduate(NOON.replace(hour=19)) == 0
 
 
 class TestScheduleProperty(HypothesisTestCase):
