@@ -45,7 +45,17 @@ test-postgres: install
 		echo "PostgreSQL not reachable at $(OUTREACH_TEST_DATABASE_URL): PostgreSQL run skipped"; \
 	fi
 
-test: check test-sqlite test-postgres
+# The two passes run side by side: each mostly waits (on its database, on the processes and
+# servers its tests start), and both together take about as long as the PostgreSQL one
+# alone. The SQLite pass writes to var/test-sqlite.log, printed once both have ended.
+test: check
+	@mkdir -p var
+	@$(MAKE) --no-print-directory test-sqlite > var/test-sqlite.log 2>&1 & sqlite=$$!; \
+	$(MAKE) --no-print-directory test-postgres; postgres=$$?; \
+	wait $$sqlite; lite=$$?; \
+	echo "== the SQLite pass (var/test-sqlite.log)"; cat var/test-sqlite.log; \
+	echo "== SQLite pass: exit $$lite; PostgreSQL pass: exit $$postgres"; \
+	[ $$lite -eq 0 ] && [ $$postgres -eq 0 ]
 
 clean:
 	rm -rf $(VENV) var/test.sqlite3*
