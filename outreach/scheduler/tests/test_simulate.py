@@ -35,7 +35,12 @@ EXAMPLE_CAMPAIGN = ROOT / "examples" / "campaign.toml"
 # earlier in UTC than the Thursday one.
 START = date(2026, 3, 5)
 
-pytestmark = pytest.mark.skipif(not EXAMPLE_POOL.exists(), reason="examples/pool.toml missing")
+pytestmark = [
+    pytest.mark.skipif(not EXAMPLE_POOL.exists(), reason="examples/pool.toml missing"),
+    # pytest-django sets up the test database only for a run that holds a test marked so:
+    # without it, this module run alone would simulate in the development database.
+    pytest.mark.django_db,
+]
 
 
 @dataclass

@@ -22,7 +22,12 @@ EXAMPLE_POOL = ROOT / "examples" / "pool.toml"
 EXAMPLE_CAMPAIGN = ROOT / "examples" / "campaign.toml"
 START = date(2026, 3, 2)  # a Monday
 
-pytestmark = pytest.mark.skipif(not EXAMPLE_POOL.exists(), reason="examples/pool.toml missing")
+pytestmark = [
+    pytest.mark.skipif(not EXAMPLE_POOL.exists(), reason="examples/pool.toml missing"),
+    # pytest-django sets up the test database only for a run that holds a test marked so:
+    # without it, this module run alone would simulate in the development database.
+    pytest.mark.django_db,
+]
 
 
 def _run(send_due: Any) -> dict[str, Any]:
