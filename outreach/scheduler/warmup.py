@@ -32,6 +32,7 @@ from outreach.campaigns.models import Message
 from outreach.pool.models import Domain, Mailbox, PoolSettings
 from outreach.pool.states import transition_mailbox
 from outreach.scheduler import evidence, routing
+from outreach.scheduler.counters import pool_day
 from outreach.scheduler.models import DailyCounter
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ def recent_daily_sends(
 ) -> dict[int, tuple[int, ...]]:
     """Units each mailbox used on its recent pool days, newest first (today included), as
     many days as graduation looks at: one query for all of them."""
-    today = now.astimezone(ZoneInfo(pool.timezone)).date()
+    today = pool_day(now, pool)
     days = [today - timedelta(days=i) for i in range(max(1, pool.warmup.graduation_days_at_target))]
     used = {
         (key, day): n
