@@ -166,6 +166,10 @@ TEMPLATES = [
 ]
 
 
+# Django's SQLite backend with its per-statement costs paid once (outreach/lib/sqlite).
+SQLITE_ENGINE = "outreach.lib.sqlite"
+
+
 def _databases() -> dict[str, dict[str, object]]:
     url = env.get_str("DATABASE_URL", "sqlite:///var/outreach.sqlite3") or ""
     try:
@@ -173,6 +177,7 @@ def _databases() -> dict[str, dict[str, object]]:
     except Exception as exc:  # dj_database_url raises several kinds for bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {url!r}: {exc}") from exc
     if db["ENGINE"] == "django.db.backends.sqlite3":
+        db["ENGINE"] = SQLITE_ENGINE
         name = str(db["NAME"])
         if name != ":memory:":
             Path(name).resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +197,7 @@ def _databases() -> dict[str, dict[str, object]]:
     test_name = env.get_str("OUTREACH_TEST_DATABASE_NAME")
     if test_name:
         db["TEST"] = {"NAME": test_name}
-    elif db["ENGINE"] == "django.db.backends.sqlite3":
+    elif db["ENGINE"] == SQLITE_ENGINE:
         # A file, not SQLite's shared in-memory database: the tests start other processes
         # (workers, commands) that must see the same data, as in production.
         db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}

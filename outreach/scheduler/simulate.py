@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Min
 
@@ -234,7 +235,7 @@ def throwaway_database() -> Iterator[Path]:
     connections["default"].close()
     connections.settings["default"] = {
         **original,
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": settings.SQLITE_ENGINE,
         "NAME": str(directory / "simulation.sqlite3"),
         "USER": "",
         "PASSWORD": "",

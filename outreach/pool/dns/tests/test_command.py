@@ -72,7 +72,7 @@ def test_it_runs_as_a_command_with_readable_fixes(
         "OUTREACH_DNS_DOMAIN_BLOCKLISTS": "dbl.test",
         "OUTREACH_BASE_URL": "https://go.outreach.example.net",
     }
-    if db["ENGINE"].endswith("sqlite3"):
+    if db["ENGINE"] == settings.SQLITE_ENGINE:  # type: ignore[attr-defined]
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     else:
         env["DATABASE_URL"] = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

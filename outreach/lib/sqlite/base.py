@@ -1,0 +1,62 @@
+"""Django's SQLite backend with two costs of every statement paid once instead of each time.
+
+Django's SQLite cursor rewrites each statement's ``%s`` placeholders into SQLite's ``?`` with a
+regular expression, on every run; the send path and the scheduler run the same few dozen
+statements (multi-row INSERTs of thousands of placeholders among them) again and again. Here
+the rewritten text is kept per statement text.
+
+Django converts every DateTimeField read from SQLite (stored naive, in UTC) through
+``make_aware``, which reads ``settings.USE_TZ`` through the settings proxy and checks the value
+again per value. Here a naive value is given the connection's zone directly: the same result.
+
+Everything else (features, introspection, schema editor, creation) is Django's. Measured:
+docs/scaling.md, "The SQLite backend".
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from typing import Any
+
+from django.conf import settings
+from django.db.backends.sqlite3 import base, operations
+from django.utils.dateparse import parse_datetime
+
+# Distinct statement texts kept: a few hundred shapes run in a process (a bulk INSERT has one
+# shape per row count); a text is kept with its rewriting, so this also bounds the memory.
+STATEMENTS_KEPT = 512
+
+
+@functools.lru_cache(maxsize=STATEMENTS_KEPT)
+def _qmark(query: str) -> str:
+    """Django's rewriting of "format" placeholders into SQLite's "qmark" style."""
+    return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
+
+
+class SQLiteCursorWrapper(base.SQLiteCursorWrapper):
+    def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
+        if param_names is None:
+            return _qmark(query)
+        return str(super().convert_query(query, param_names=param_names))  # type: ignore[misc]
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def convert_datetimefield_value(
+        self, value: Any, expression: Any, connection: Any
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime.datetime):
+            value = parse_datetime(value)
+        if value.tzinfo is None and settings.USE_TZ:
+            # make_aware(value, zone) for a naive value, without its checks.
+            value = value.replace(tzinfo=self.connection.timezone)
+        return value
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
+    def create_cursor(self, name: str | None = None) -> SQLiteCursorWrapper:
+        return self.connection.cursor(factory=SQLiteCursorWrapper)
