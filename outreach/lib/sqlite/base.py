@@ -3,11 +3,11 @@
 Django's SQLite cursor rewrites each statement's ``%s`` placeholders into SQLite's ``?`` with a
 regular expression, on every run; the send path and the scheduler run the same few dozen
 statements (multi-row INSERTs of thousands of placeholders among them) again and again. Here
-the rewritten text is kept per statement text.
+Django's rewriting of each statement text is kept.
 
 Django converts every DateTimeField read from SQLite (stored naive, in UTC) through
-``make_aware``, which reads ``settings.USE_TZ`` through the settings proxy and checks the value
-again per value. Here a naive value is given the connection's zone directly: the same result.
+``make_aware``, which checks again that the value is naive. Here a naive value is given the
+connection's zone directly: the same result.
 
 Everything else (features, introspection, schema editor, creation) is Django's. Measured:
 docs/scaling.md, "The SQLite backend".
@@ -16,7 +16,6 @@ docs/scaling.md, "The SQLite backend".
 from __future__ import annotations
 
 import datetime
-import functools
 from typing import Any
 
 from django.conf import settings
@@ -26,19 +25,20 @@ from django.utils.dateparse import parse_datetime
 # Distinct statement texts kept: a few hundred shapes run in a process (a bulk INSERT has one
 # shape per row count); a text is kept with its rewriting, so this also bounds the memory.
 STATEMENTS_KEPT = 512
-
-
-@functools.lru_cache(maxsize=STATEMENTS_KEPT)
-def _qmark(query: str) -> str:
-    """Django's rewriting of "format" placeholders into SQLite's "qmark" style."""
-    return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
+# Statement text -> Django's rewriting of it, the first STATEMENTS_KEPT texts of the process.
+_rewritten: dict[str, str] = {}
 
 
 class SQLiteCursorWrapper(base.SQLiteCursorWrapper):
     def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
-        if param_names is None:
-            return _qmark(query)
-        return str(super().convert_query(query, param_names=param_names))  # type: ignore[misc]
+        if param_names is not None:
+            return str(super().convert_query(query, param_names=param_names))  # type: ignore[misc]
+        rewritten = _rewritten.get(query)
+        if rewritten is None:
+            rewritten = str(super().convert_query(query))  # type: ignore[misc]
+            if len(_rewritten) < STATEMENTS_KEPT:
+                _rewritten[query] = rewritten
+        return rewritten
 
 
 class DatabaseOperations(operations.DatabaseOperations):
@@ -50,7 +50,7 @@ class DatabaseOperations(operations.DatabaseOperations):
         if not isinstance(value, datetime.datetime):
             value = parse_datetime(value)
         if value.tzinfo is None and settings.USE_TZ:
-            # make_aware(value, zone) for a naive value, without its checks.
+            # make_aware(value, zone) for a naive value, without its second check.
             value = value.replace(tzinfo=self.connection.timezone)
         return value
 
