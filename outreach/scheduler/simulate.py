@@ -40,7 +40,7 @@ from django.db.models import Min
 from outreach.campaigns import config as campaign_config
 from outreach.campaigns import lifecycle
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message
-from outreach.lib import bulk, clock, dbstats
+from outreach.lib import bulk, clock, dbstats, heap
 from outreach.pool import config as pool_config
 from outreach.pool import config_apply as pool_config_apply
 from outreach.pool.config_spec import ConfigError as PoolConfigError
@@ -380,14 +380,15 @@ def simulate(
     start = datetime.combine(first_day, time(0), tzinfo=tz).astimezone(UTC)
     clock.set_now(start)
     try:
-        campaign = setup(options, start)
-        result = Result(
-            options=options,
-            start=first_day,
-            timezone=str(tz),
-            campaign=_campaign_summary(campaign),
-        )
-        _Run(options, campaign, tz, result, on_day).run(first_day)
+        with heap.batch_job():
+            campaign = setup(options, start)
+            result = Result(
+                options=options,
+                start=first_day,
+                timezone=str(tz),
+                campaign=_campaign_summary(campaign),
+            )
+            _Run(options, campaign, tz, result, on_day).run(first_day)
     finally:
         clock.set_now(None)
         engine.steps.send_due = lent
