@@ -5,7 +5,7 @@ Plain values, no database: rollups produce them, health rules and the dashboard 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 # The counters kept per rollup row, in display order.
@@ -35,6 +35,8 @@ COUNTERS: tuple[str, ...] = (
 # What :attr:`Figures.attempts`, :attr:`Figures.bounce_rate` and :attr:`Figures.complaint_rate`
 # are made of: a read for those rates alone needs no other counter.
 RATE_COUNTERS: tuple[str, ...] = ("sent", "refused", "bounced_hard", "complained")
+
+_COUNTER_SET = frozenset(COUNTERS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,10 @@ class Figures:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Figures:
-        return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
+        """The counters among ``data``'s keys (a row of sums: None or absent reads 0)."""
+        # Only the counters the row has and that are not 0: a routing pass reads the rates
+        # of every mailbox of the pool, four counters of the seventeen each.
+        return cls(**{name: int(v) for name, v in data.items() if v and name in _COUNTER_SET})
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(**{name: getattr(self, name) + getattr(other, name) for name in COUNTERS})
