@@ -17,9 +17,10 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# Allocations between two collections of the youngest generation (Python's default: 700).
-# A batch of rows is thousands of objects: at 700 most of them are still alive when a
-# collection runs, and are moved to the older generations only to die there.
+# New container objects (allocations less deallocations) between two collections of the
+# youngest generation (Python's default: 700). A batch of rows is thousands of objects: at
+# 700 most of them are still alive when a collection runs, and are moved to the older
+# generations only to die there.
 YOUNG_THRESHOLD = 10_000
 
 
