@@ -151,7 +151,10 @@ def _attempt(item: Called, now: datetime) -> SendAttempt:
         code, response = "unknown", item.unexpected or ""
     mailbox = item.message.mailbox
     assert mailbox is not None
-    attempt = SendAttempt(
+    # Built without Model.__init__ (its pre_init/post_init signals and its pass over every
+    # field cost more than the rest of this function), as SendAttempt(...) would build it.
+    attempt = sql.new(
+        SendAttempt,
         message_id=item.message.pk,
         mailbox_id=mailbox.pk,
         provider_account_id=item.account.pk,

@@ -14,13 +14,14 @@ cheap:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Lookup, Model
+from django.db.models import Field, Lookup, Model
 from django.db.models.base import ModelState
 from django.db.models.sql.compiler import SQLCompiler
 
@@ -91,61 +92,113 @@ def load(
     (a path such as ``"enrollment__lead"``, as ``select_related`` takes) attached: the
     instances ``select_related`` gives, built for a fraction of its cost.
 
-    The rows are read as values (one query, the fields' own conversions from the database
-    applied, as for any model instance) and each instance is filled in directly: the ORM's
-    ``Model.__init__`` runs every foreign key through its descriptor, which checks the cache
-    of related objects field by field; with a few hundred messages, their enrollments, leads,
-    mailboxes and domains per batch that was most of loading them. No model of the send path
-    sets anything up in ``__init__`` or listens to ``pre_init``/``post_init``.
+    One statement, written once per model and paths (:class:`_Reader`), the fields' own
+    conversions from the database applied to each value, as for any model instance; each
+    instance is filled in directly: the ORM's ``Model.__init__`` runs every foreign key
+    through its descriptor, which checks the cache of related objects field by field, and
+    the ORM compiles the query again for every batch. No model of the send path sets
+    anything up in ``__init__`` or listens to ``pre_init``/``post_init``.
     """
     wanted = sorted({pk for pk in pks if pk is not None})
     if not wanted:
         return {}
-    parts = [_Part("", "", model, "")]
-    for path in follow:
-        parent: _Part = parts[0]
-        for name in path.split("__"):
-            part = next((p for p in parts if p.prefix == f"{parent.prefix}{name}__"), None)
-            if part is None:
-                related = parent.model._meta.get_field(name).related_model
-                assert isinstance(related, type) and issubclass(related, Model)
-                part = _Part(parent.prefix, name, related, f"{parent.prefix}{name}__")
-                parts.append(part)
-            parent = part
-    paths = [f"{part.prefix}{name}" for part in parts for name in part.attnames]
-    alias = connection.alias
-    loaded: dict[int, _M] = {}
-    for row in model._default_manager.filter(AnyOf(F("pk"), wanted)).values_list(*paths):
-        built: dict[str, Model | None] = {}
-        start = 0
-        for part in parts:
-            values = row[start : start + len(part.attnames)]
-            start += len(part.attnames)
-            obj = None if values[part.pk_index] is None else _instance(part, values, alias)
-            built[part.prefix] = obj
-            holder = built.get(part.parent) if part.prefix else None
-            if holder is not None:
-                holder._state.fields_cache[part.name] = obj
-        main = built[""]
-        assert isinstance(main, model)
-        loaded[main.pk] = main
-    return loaded
+    return _reader(model, tuple(follow), connection.vendor).read(wanted)  # type: ignore[return-value]
+
+
+@functools.cache
+def _reader(model: type[Model], follow: tuple[str, ...], vendor: str) -> _Reader:
+    return _Reader(model, follow)
+
+
+class _Reader:
+    """:func:`load`'s statement for one model and its paths, and how to turn each row into
+    instances: the columns of every model reached, each model's table joined once
+    (``LEFT JOIN``: a null foreign key gives no instance, as ``select_related``), and the
+    database converters of each column (the ones the ORM applies)."""
+
+    def __init__(self, model: type[Model], follow: tuple[str, ...]) -> None:
+        q = connection.ops.quote_name
+        self.parts = [_Part("", "", model, "", "t0")]
+        joins: list[str] = []
+        for path in follow:
+            parent = self.parts[0]
+            for name in path.split("__"):
+                prefix = f"{parent.prefix}{name}__"
+                part = next((p for p in self.parts if p.prefix == prefix), None)
+                if part is None:
+                    field = parent.model._meta.get_field(name)
+                    related = field.related_model
+                    assert isinstance(field, Field) and field.column
+                    assert isinstance(related, type) and issubclass(related, Model)
+                    part = _Part(parent.prefix, name, related, prefix, f"t{len(self.parts)}")
+                    self.parts.append(part)
+                    joins.append(
+                        f"LEFT JOIN {q(related._meta.db_table)} {part.alias} ON "
+                        f"{part.alias}.{q(part.pk_column)} = {parent.alias}.{q(field.column)}"
+                    )
+                parent = part
+        columns = [f"{p.alias}.{q(column)}" for p in self.parts for column in p.columns]
+        self.select = (
+            f"SELECT {', '.join(columns)} FROM {q(model._meta.db_table)} t0 "  # noqa: S608
+            f"{' '.join(joins)} WHERE "
+        )
+        self.key = f"t0.{q(self.parts[0].pk_column)}"
+        self.converters = [
+            (index, converter, column)
+            for index, column in enumerate(c for p in self.parts for c in p.cols)
+            for converter in (
+                connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            )
+        ]
+
+    def read(self, pks: Sequence[int]) -> dict[int, Model]:
+        condition, params = any_of(self.key, pks)
+        db = connection
+        alias = db.alias
+        loaded: dict[int, Model] = {}
+        converters = self.converters
+        parts = self.parts
+        for fetched in fetch(self.select + condition, params):
+            row = list(fetched)
+            for index, converter, column in converters:
+                row[index] = converter(row[index], column, db)
+            built: dict[str, Model | None] = {}
+            start = 0
+            for part in parts:
+                end = start + len(part.attnames)
+                values = row[start:end]
+                start = end
+                obj = (
+                    None
+                    if values[part.pk_index] is None
+                    else build(part.model, part.attnames, values, alias)
+                )
+                built[part.prefix] = obj
+                holder = built.get(part.parent) if part.prefix else None
+                if holder is not None:
+                    holder._state.fields_cache[part.name] = obj
+            main = built[""]
+            assert main is not None
+            loaded[main.pk] = main
+        return loaded
 
 
 class _Part:
     """One model of :func:`load`'s rows: reached through field ``name`` of the model whose
-    columns are prefixed ``parent`` (the loaded model: no name), its own prefixed ``prefix``."""
+    columns are prefixed ``parent`` (the loaded model: no name), its own prefixed ``prefix``,
+    its table named ``alias`` in the statement."""
 
-    def __init__(self, parent: str, name: str, model: type[Model], prefix: str) -> None:
+    def __init__(self, parent: str, name: str, model: type[Model], prefix: str, alias: str) -> None:
         self.parent, self.name, self.model, self.prefix = parent, name, model, prefix
-        self.attnames = [f.attname for f in model._meta.concrete_fields]
+        fields = model._meta.concrete_fields
+        self.attnames = [f.attname for f in fields]
+        self.columns = [f.column for f in fields]
+        self.cols = [f.get_col(alias) for f in fields]
+        self.alias = alias
         pk = model._meta.pk
-        assert pk is not None
+        assert pk is not None and pk.column
         self.pk_index = self.attnames.index(pk.attname)
-
-
-def _instance(part: _Part, values: Sequence[Any], alias: str) -> Model:
-    return build(part.model, part.attnames, values, alias)
+        self.pk_column = pk.column
 
 
 def build(model: type[_M], attnames: Sequence[str], values: Sequence[Any], alias: str) -> _M:
@@ -158,6 +211,29 @@ def build(model: type[_M], attnames: Sequence[str], values: Sequence[Any], alias
     state = obj._state = ModelState()
     state.adding, state.db = False, alias
     return obj
+
+
+def new(model: type[_M], **values: Any) -> _M:
+    """An unsaved instance, as ``model(**values)`` builds it from every concrete field's
+    attname but the primary key, without ``Model.__init__`` (for rows made by the hundred
+    per batch: its ``pre_init``/``post_init`` signals and its pass over every field cost
+    more than the rest of building them). No field default is applied: ``values`` names
+    them all (an assertion says which are missing)."""
+    pk_attname, wanted = _unsaved_fields(model)
+    assert values.keys() == wanted, f"{model.__name__}: give {sorted(wanted ^ values.keys())}"
+    obj = model.__new__(model)
+    obj.__dict__[pk_attname] = None
+    obj.__dict__.update(values)
+    obj._state = ModelState()
+    return obj
+
+
+@functools.cache
+def _unsaved_fields(model: type[Model]) -> tuple[str, frozenset[str]]:
+    """The primary key's attname, and the attnames :func:`new` takes."""
+    pk = model._meta.pk
+    assert pk is not None
+    return pk.attname, frozenset(f.attname for f in model._meta.concrete_fields) - {pk.attname}
 
 
 class AnyOf(Lookup):  # type: ignore[type-arg]

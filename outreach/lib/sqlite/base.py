@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.backends.sqlite3 import base, operations
 from django.utils.dateparse import parse_datetime
 
@@ -49,9 +48,12 @@ class DatabaseOperations(operations.DatabaseOperations):
             return None
         if not isinstance(value, datetime.datetime):
             value = parse_datetime(value)
-        if value.tzinfo is None and settings.USE_TZ:
-            # make_aware(value, zone) for a naive value, without its second check.
-            value = value.replace(tzinfo=self.connection.timezone)
+        # The connection's zone is None without USE_TZ (Django drops it when USE_TZ or
+        # TIME_ZONE change): make_aware(value, zone) for a naive value, without its second
+        # check or a read of the settings for every value.
+        zone = self.connection.timezone
+        if zone is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
         return value
 
 

@@ -90,3 +90,16 @@ def test_the_converter_gives_a_naive_value_the_connections_zone() -> None:
         naive.replace(tzinfo=UTC)
     )
     assert ops.convert_datetimefield_value(None, None, connection) is None
+
+
+def test_without_use_tz_the_converter_leaves_a_value_naive(settings: Any) -> None:
+    """The zone comes from the connection, which Django drops when USE_TZ changes."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite backend's converter")
+    naive = datetime(2026, 3, 4, 12, 0, 30, 5)
+    settings.USE_TZ = False
+    ops = base.DatabaseOperations(connection=connection)
+    assert ops.convert_datetimefield_value(naive, None, connection) == naive
+    assert ops.convert_datetimefield_value(naive, None, connection).tzinfo is None
+    settings.USE_TZ = True
+    assert ops.convert_datetimefield_value(naive, None, connection) == naive.replace(tzinfo=UTC)

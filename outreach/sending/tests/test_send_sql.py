@@ -286,10 +286,36 @@ def test_load_builds_the_instances_select_related_builds(
     assert sql.load(Message, []) == {}
 
 
-@pytest.mark.parametrize("model", [Message, Enrollment, Lead, Mailbox, Domain])
+@pytest.mark.parametrize("model", [Message, Enrollment, Lead, Mailbox, Domain, SendAttempt])
 def test_no_model_that_load_builds_sets_anything_up_at_init(model: type[Model]) -> None:
-    # sql.load fills instances without Model.__init__: a listener of pre_init/post_init (a
+    # sql.load and sql.new fill instances without Model.__init__: a listener of pre_init/post_init (a
     # field tracker, say) would miss them.
     assert not pre_init.has_listeners(model)
     assert not post_init.has_listeners(model)
     assert "__init__" not in model.__dict__
+
+
+def test_new_builds_the_unsaved_instance_the_model_builds() -> None:
+    account = _account()
+    [message] = claimed_campaign_messages(1, provider=account)
+    values = {
+        "message_id": message.pk,
+        "mailbox_id": message.mailbox_id,
+        "provider_account_id": account.pk,
+        "outcome": SendAttempt.Outcome.SENT,
+        "code": "250",
+        "response": "ok",
+        "at": T1,
+    }
+    built, expected = sql.new(SendAttempt, **values), SendAttempt(**values)
+    assert _fields(built) == _fields(expected)
+    assert (built._state.adding, built._state.db) == (True, None)
+    assert built.get_deferred_fields() == set()
+    # Stored as any instance: it gets its key and reads back the same.
+    [pk] = bulk.insert(SendAttempt, [built], returning_pks=True)
+    assert built.pk == pk and not built._state.adding
+    assert _fields(SendAttempt.objects.get(pk=pk)) == _fields(built)
+    # Every field is named: a missing one (no default applied) is refused, with its name.
+    del values["code"]
+    with pytest.raises(AssertionError, match="code"):
+        sql.new(SendAttempt, **values)
