@@ -90,9 +90,10 @@ def on_send_attempted(
                     failed_mailboxes.add(item.mailbox_id)
             if sent_domains:
                 rules.check_caps(sorted(sent_domains))
-            failing = Mailbox.objects.select_related("domain").filter(pk__in=failed_mailboxes)
-            for mailbox in failing.order_by("pk"):
-                rules.evaluate_mailbox(mailbox)
+            if failed_mailboxes:
+                failing = Mailbox.objects.select_related("domain").filter(pk__in=failed_mailboxes)
+                for mailbox in failing.order_by("pk"):
+                    rules.evaluate_mailbox(mailbox)
     except Exception:
         log.exception("health rules on send attempts %s failed", [a.pk for a in batch])
 

@@ -14,9 +14,11 @@ moment. The old figures were already acted on; a rule fires again only on new ev
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, QuerySet, Sum
@@ -37,6 +39,7 @@ from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount,
 from outreach.pool.policy import SENDING_STATES, Thresholds
 from outreach.pool.states import mark_auth_failed, transition_domain, transition_mailbox
 from outreach.scheduler.models import DailyCounter
+from outreach.sending import sql
 from outreach.sending.models import SendAttempt
 
 log = logging.getLogger(__name__)
@@ -263,19 +266,18 @@ def expire_cooldowns() -> int:
 
 def check_caps(domain_ids: list[int] | None = None) -> int:
     """Alert once a day per domain at ≥ 90% and at 100% of its cap, and once when the global
-    cap is reached. Reads today's counters (one query); returns the alerts raised."""
+    cap is reached; returns the alerts raised.
+
+    This runs after every batch of sends, for the domains that sent (``domain_ids``), and
+    a batch is often a handful of messages: two plain statements (today's counters of those
+    domains and the global one; the domains' names and caps), and the alert keys are read
+    only when a domain is near its cap."""
     pool = PoolSettings.load()
     limits = pool.limits
     day = clock.today(pool.timezone)
-    counters = DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.DOMAIN)
-    if domain_ids is not None:
-        counters = counters.filter(key__in=[str(i) for i in domain_ids])
-    used = {int(k): u for k, u in counters.values_list("key", "used") if k.isdigit()}
+    used, total = _counters_of(day, domain_ids)
     due: list[tuple[str, str, str, dict[str, object]]] = []
-    # Plain rows: this runs after every batch of sends, for every domain that sent.
-    for pk, name, daily_cap in Domain.objects.filter(pk__in=used).values_list(
-        "pk", "name", "daily_cap"
-    ):
+    for pk, name, daily_cap in _domain_caps(used):
         cap = Domain.cap_of(daily_cap, limits)
         n = used[pk]
         if cap <= 0:
@@ -299,14 +301,9 @@ def check_caps(domain_ids: list[int] | None = None) -> int:
                     figures,
                 )
             )
-    # Called after every batch of sends: most of these were raised earlier today.
-    quiet = quiet_keys([key for key, *_ in due])
+    # Most of these were raised earlier today.
+    quiet = quiet_keys([key for key, *_ in due]) if due else set()
     raised = sum(_once_today(*alert) for alert in due if alert[0] not in quiet)
-    total = (
-        DailyCounter.objects.filter(day=day, scope=DailyCounter.Scope.GLOBAL)
-        .values_list("used", flat=True)
-        .first()
-    )
     if total is not None and total >= limits.global_daily_cap:
         raised += _once_today(
             f"global-cap:{day}",
@@ -315,6 +312,45 @@ def check_caps(domain_ids: list[int] | None = None) -> int:
             {"used": total, "cap": limits.global_daily_cap, "day": day.isoformat()},
         )
     return raised
+
+
+def _counters_of(day: date, domain_ids: list[int] | None) -> tuple[dict[int, int], int | None]:
+    """``day``'s counters of the domains ``domain_ids`` (all when None), by domain, and the
+    global counter (None before the first send of the day): one statement."""
+    c = functools.partial(sql.column, DailyCounter)
+    params: list[Any] = []
+    if domain_ids is None:
+        mine = "1 = 1"
+    else:
+        mine, params = sql.any_of(c("key"), [str(pk) for pk in domain_ids])
+    used: dict[int, int] = {}
+    total = None
+    for scope, key, n in sql.fetch(
+        f"SELECT {c('scope')}, {c('key')}, {c('used')} FROM {sql.table(DailyCounter)} "  # noqa: S608
+        f"WHERE {c('day')} = %s AND ({c('scope')} = %s OR ({c('scope')} = %s AND {mine}))",
+        [sql.day(day), DailyCounter.Scope.GLOBAL, DailyCounter.Scope.DOMAIN, *params],
+    ):
+        if scope == DailyCounter.Scope.GLOBAL:
+            total = n
+        elif key.isdigit():
+            used[int(key)] = n
+    return used, total
+
+
+def _domain_caps(domain_ids: Collection[int]) -> list[tuple[int, str, int | None]]:
+    """(pk, name, own daily cap) of each of ``domain_ids`` that exists."""
+    if not domain_ids:
+        return []
+    d = functools.partial(sql.column, Domain)
+    mine, params = sql.any_of(d("pk"), sorted(domain_ids))
+    return [
+        (pk, name, cap)
+        for pk, name, cap in sql.fetch(
+            f"SELECT {d('pk')}, {d('name')}, {d('daily_cap')} "  # noqa: S608
+            f"FROM {sql.table(Domain)} WHERE {mine}",
+            params,
+        )
+    ]
 
 
 def _once_today(key: str, kind: str, text: str, figures: dict[str, object]) -> int:

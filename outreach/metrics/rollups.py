@@ -9,7 +9,7 @@ recomputes one day from ``Event`` and ``SendAttempt`` (repair after a bug or a r
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -331,7 +331,7 @@ def record_attempts(attempts: list[SendAttempt]) -> None:
             m = attempt.message
             campaign_id, step_id, variant_id = m.campaign_id, m.step_id, m.variant_id
         else:
-            row = messages.get(attempt.message_id, {})
+            row: Mapping[str, Any] = messages.get(attempt.message_id, {})
             campaign_id, step_id, variant_id = (
                 row.get("campaign_id"),
                 row.get("step_id"),

@@ -21,7 +21,7 @@ from django.db.models import F
 
 from outreach.lib import clock
 from outreach.pool.models import ProviderAccount, StateChange
-from outreach.sending import hooks
+from outreach.sending import hooks, sql
 from outreach.sending.models import ProviderCircuit
 from outreach.sending.signals import circuit_changed
 
@@ -53,7 +53,9 @@ class Router:
     def __init__(self, now: datetime, policy: CircuitPolicy = POLICY) -> None:
         self.now = now
         self.policy = policy
-        self._circuits = {c.provider_account_id: c for c in ProviderCircuit.objects.all()}
+        self._circuits = {
+            c.provider_account_id: c for c in sql.load_every(ProviderCircuit).values()
+        }
         self._unhealthy = _unhealthy_accounts()
 
     def is_clean(self, account_id: int) -> bool:

@@ -12,14 +12,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Model, QuerySet
+from django.db.models import Model
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.templates import render_message
@@ -115,13 +114,12 @@ def load_taken(taken: list[Taken], *, for_rendering: bool = True) -> list[tuple[
     by_pk = sql.load(Message, [t.message_id for t in taken], follow=follow)
     rows = list(by_pk.values())
     mailboxes = sql.load(Mailbox, {m.mailbox_id for m in rows}, follow=["domain"])
-    accounts = _by_pk(ProviderAccount.objects.all(), {m.provider_account_id for m in rows})
-    steps = _by_pk(Step.objects.all(), {m.step_id for m in rows})
-    campaigns = _by_pk(
-        Campaign.objects.all(),
-        {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()},
+    accounts = sql.load(ProviderAccount, {m.provider_account_id for m in rows})
+    steps = sql.load(Step, {m.step_id for m in rows})
+    campaigns = sql.load(
+        Campaign, {m.campaign_id for m in rows} | {s.campaign_id for s in steps.values()}
     )
-    variants = _by_pk(Variant.objects.all(), {m.variant_id for m in rows})
+    variants = sql.load(Variant, {m.variant_id for m in rows})
     # Attached as select_related attaches them (straight into the instances' cache of
     # related objects): assigning each through its descriptor checks the database router
     # and the type, once per field and message, which cost as much as reading them.
@@ -130,17 +128,11 @@ def load_taken(taken: list[Taken], *, for_rendering: bool = True) -> list[tuple[
     for m in rows:
         related = m._state.fields_cache
         related["mailbox"] = mailboxes.get(m.mailbox_id or 0)
-        related["provider_account"] = accounts.get(m.provider_account_id)
-        related["campaign"] = campaigns.get(m.campaign_id)
-        related["step"] = steps.get(m.step_id)
-        related["variant"] = variants.get(m.variant_id)
+        related["provider_account"] = accounts.get(m.provider_account_id or 0)
+        related["campaign"] = campaigns.get(m.campaign_id or 0)
+        related["step"] = steps.get(m.step_id or 0)
+        related["variant"] = variants.get(m.variant_id or 0)
     return [(by_pk[t.message_id], t) for t in taken if t.message_id in by_pk]
-
-
-def _by_pk(queryset: QuerySet[_M], pks: Iterable[int | None]) -> dict[Any, _M]:
-    """``in_bulk``, with the ids as one parameter on PostgreSQL (:mod:`outreach.sending.sql`)."""
-    wanted = sorted({pk for pk in pks if pk is not None})
-    return {row.pk: row for row in queryset.filter(sql.AnyOf(F("pk"), wanted))} if wanted else {}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -29,14 +29,25 @@ _M = TypeVar("_M", bound=Model)
 
 
 def table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+    return _quoted(model._meta.db_table, connection.vendor)
 
 
 def column(model: type[Model], name: str) -> str:
     """The quoted column of ``model``'s field ``name`` (``"pk"`` for the primary key)."""
+    return _column(model, name, connection.vendor)
+
+
+@functools.cache
+def _column(model: type[Model], name: str, vendor: str) -> str:
+    # Kept per database kind: a statement of a batch names a few dozen columns.
     field = model._meta.pk if name == "pk" else model._meta.get_field(name)
     assert isinstance(field, Field) and field.column
-    return connection.ops.quote_name(field.column)
+    return _quoted(field.column, vendor)
+
+
+@functools.cache
+def _quoted(name: str, vendor: str) -> str:
+    return connection.ops.quote_name(name)
 
 
 def any_of(expression: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -72,6 +83,11 @@ def when(value: datetime | None) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
+def day(value: date) -> Any:
+    """A date as the database takes it (the ORM's own conversion)."""
+    return connection.ops.adapt_datefield_value(value)
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run one statement; returns the rows it changed."""
     with connection.cursor() as cursor:
@@ -102,7 +118,14 @@ def load(
     wanted = sorted({pk for pk in pks if pk is not None})
     if not wanted:
         return {}
-    return _reader(model, tuple(follow), connection.vendor).read(wanted)  # type: ignore[return-value]
+    reader = _reader(model, tuple(follow), connection.vendor)
+    return reader.read(*any_of(reader.key, wanted))  # type: ignore[return-value]
+
+
+def load_every(model: type[_M], *, follow: Sequence[str] = ()) -> dict[int, _M]:
+    """Every row of ``model`` by pk, as :func:`load` builds them: for the small tables a
+    batch reads whole (provider accounts, their circuits)."""
+    return _reader(model, tuple(follow), connection.vendor).read("1 = 1", [])  # type: ignore[return-value]
 
 
 @functools.cache
@@ -151,8 +174,8 @@ class _Reader:
             )
         ]
 
-    def read(self, pks: Sequence[int]) -> dict[int, Model]:
-        condition, params = any_of(self.key, pks)
+    def read(self, condition: str, params: Sequence[Any]) -> dict[int, Model]:
+        """The rows of the loaded model meeting ``condition`` (on its table, ``t0``)."""
         db = connection
         alias = db.alias
         loaded: dict[int, Model] = {}

@@ -360,7 +360,7 @@ def _candidates(now: datetime, limit: int, policy: SendPolicy) -> list[tuple[Any
 
 
 def _accounts(ids: Iterable[int]) -> dict[int, ProviderAccount]:
-    return {a.pk: a for a in ProviderAccount.objects.filter(pk__in=ids).select_related("standby")}
+    return sql.load(ProviderAccount, ids, follow=["standby"])
 
 
 def _cancel_if_suppressed(pk: int, now: datetime) -> None:

@@ -99,7 +99,7 @@ def test_without_use_tz_the_converter_leaves_a_value_naive(settings: Any) -> Non
     naive = datetime(2026, 3, 4, 12, 0, 30, 5)
     settings.USE_TZ = False
     ops = base.DatabaseOperations(connection=connection)
-    assert ops.convert_datetimefield_value(naive, None, connection) == naive
-    assert ops.convert_datetimefield_value(naive, None, connection).tzinfo is None
+    read = ops.convert_datetimefield_value(naive, None, connection)
+    assert read == naive and read is not None and read.tzinfo is None
     settings.USE_TZ = True
     assert ops.convert_datetimefield_value(naive, None, connection) == naive.replace(tzinfo=UTC)

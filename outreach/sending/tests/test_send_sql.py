@@ -10,7 +10,7 @@ import pytest
 from django.db.models import F, Model
 from django.db.models.signals import post_init, pre_init
 
-from outreach.campaigns.models import Enrollment, Lead, Message, Step
+from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
 from outreach.lib import bulk, clock
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.providers.base import Outcome, SendError, SendResult
@@ -286,10 +286,24 @@ def test_load_builds_the_instances_select_related_builds(
     assert sql.load(Message, []) == {}
 
 
-@pytest.mark.parametrize("model", [Message, Enrollment, Lead, Mailbox, Domain, SendAttempt])
+@pytest.mark.parametrize(
+    "model",
+    [
+        Message,
+        Enrollment,
+        Lead,
+        Mailbox,
+        Domain,
+        ProviderAccount,
+        Step,
+        Campaign,
+        Variant,
+        SendAttempt,
+    ],
+)
 def test_no_model_that_load_builds_sets_anything_up_at_init(model: type[Model]) -> None:
-    # sql.load and sql.new fill instances without Model.__init__: a listener of pre_init/post_init (a
-    # field tracker, say) would miss them.
+    # sql.load and sql.new fill instances without Model.__init__: a listener of
+    # pre_init/post_init (a field tracker, say) would miss them.
     assert not pre_init.has_listeners(model)
     assert not post_init.has_listeners(model)
     assert "__init__" not in model.__dict__
@@ -319,3 +333,21 @@ def test_new_builds_the_unsaved_instance_the_model_builds() -> None:
     del values["code"]
     with pytest.raises(AssertionError, match="code"):
         sql.new(SendAttempt, **values)
+
+
+def test_load_every_reads_a_whole_table_with_what_it_follows(
+    django_assert_num_queries: Any,
+) -> None:
+    standby = _account()
+    primary = ProviderAccount.objects.create(name="primary", kind="sandbox", standby=standby)
+    expected = ProviderAccount.objects.select_related("standby").in_bulk()
+
+    with django_assert_num_queries(1):
+        loaded = sql.load_every(ProviderAccount, follow=["standby"])
+
+    assert sorted(loaded) == sorted(expected) == sorted([standby.pk, primary.pk])
+    with django_assert_num_queries(0):
+        for pk, account in loaded.items():
+            assert _fields(account) == _fields(expected[pk])
+            attached = account.standby
+            assert attached is None if pk == standby.pk else _fields(attached) == _fields(standby)
