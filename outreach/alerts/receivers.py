@@ -18,6 +18,7 @@ from outreach.alerts import rules
 from outreach.alerts.models import ProviderHealth
 from outreach.alerts.outbox import Kind, raise_alert
 from outreach.events.models import Event
+from outreach.lib import sql
 from outreach.metrics import rollups
 from outreach.metrics.mailbox_evidence import NONE as NO_EVIDENCE
 from outreach.metrics.mailbox_evidence import mailbox_evidence
@@ -127,9 +128,12 @@ def on_circuit_changed(
 def provider_problems() -> dict[int, list[Any]]:
     """The accounts the provider watch found unhealthy, with its problems (for the sending
     engine's circuit breakers, through ``sending.hooks``)."""
-    return dict(
-        ProviderHealth.objects.filter(healthy=False).values_list("provider_account_id", "problems")
-    )
+    # Every take reads them: one row per account, read whole with a statement written once.
+    return {
+        health.provider_account_id: health.problems
+        for health in sql.load_every(ProviderHealth).values()
+        if not health.healthy
+    }
 
 
 def on_state_change(sender: Any, instance: StateChange, created: bool, **kwargs: Any) -> None:

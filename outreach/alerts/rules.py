@@ -29,7 +29,7 @@ from outreach.alerts.outbox import Kind, quiet_keys, raise_alert
 from outreach.alerts.ses_watch import check_due_accounts
 from outreach.events.models import DeadLetter, Event, InboxCursor, RefusedWebhook, SeedCursor
 from outreach.events.seeds import seeds_with_imap
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.lib.logins import prune_failed_logins
 from outreach.metrics import health
 from outreach.metrics.figures import Figures
@@ -39,7 +39,6 @@ from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount,
 from outreach.pool.policy import SENDING_STATES, Thresholds
 from outreach.pool.states import mark_auth_failed, transition_domain, transition_mailbox
 from outreach.scheduler.models import DailyCounter
-from outreach.sending import sql
 from outreach.sending.models import SendAttempt
 
 log = logging.getLogger(__name__)

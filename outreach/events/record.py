@@ -31,10 +31,9 @@ from outreach.campaigns.suppression import normalize as normalize_address
 from outreach.events import normalize as n
 from outreach.events.models import Event
 from outreach.events.signals import events_recorded
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.pool.models import Mailbox
 from outreach.providers.base import Outcome, SendError
-from outreach.sending import sql
 
 if TYPE_CHECKING:
     from outreach.providers.simulated.sender import Notification

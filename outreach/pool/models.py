@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from django.db import models
 
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.pool import policy
 
 
@@ -34,6 +34,11 @@ class PoolSettings(models.Model):
 
     @classmethod
     def load(cls) -> PoolSettings:
+        # Read with a statement written once (lib/sql.py): the checks after every batch of
+        # sends read the pool's settings, and the ORM's get cost more than the rest of them.
+        found = sql.load(cls, [1]).get(1)
+        if found is not None:
+            return found
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
 

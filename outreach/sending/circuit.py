@@ -19,9 +19,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.pool.models import ProviderAccount, StateChange
-from outreach.sending import hooks, sql
+from outreach.sending import hooks
 from outreach.sending.models import ProviderCircuit
 from outreach.sending.signals import circuit_changed
 

@@ -22,12 +22,12 @@ from django.db.models import Model
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.templates import render_message
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.providers import base, mime
 from outreach.providers.base import Envelope, SendError, SendResult
 from outreach.scheduler.warmup import warmup_content
-from outreach.sending import hooks, sql
+from outreach.sending import hooks
 from outreach.sending.take import State, Taken
 
 log = logging.getLogger(__name__)

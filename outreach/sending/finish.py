@@ -20,12 +20,12 @@ from django.db.models import F, Q
 
 from outreach.campaigns.lifecycle import record_build_failure
 from outreach.campaigns.models import Enrollment, Message, Step
-from outreach.lib import bulk, clock
+from outreach.lib import bulk, clock, sql
 from outreach.pool.models import Mailbox, ProviderAccount
 from outreach.pool.states import IllegalTransition, mark_auth_failed, transition_mailbox
 from outreach.providers.base import Outcome, SendError
 from outreach.scheduler.counters import release_message
-from outreach.sending import circuit, sql
+from outreach.sending import circuit
 from outreach.sending.deliver import BUILD_FAILED, BUILD_RETRY_DELAY, Called
 from outreach.sending.models import SendAttempt
 from outreach.sending.signals import send_attempted, send_refused
@@ -93,7 +93,7 @@ def _mine(message: Message) -> Any:
 
 def _mark_sent(sent: list[Called], now: datetime) -> None:
     """The accepted messages become ``sent`` (one UPDATE per worker, as SQL: see
-    :mod:`outreach.sending.sql`), their mailboxes record the send and their enrollments move
+    :mod:`outreach.lib.sql`), their mailboxes record the send and their enrollments move
     on."""
     if not sent:
         return
@@ -348,7 +348,7 @@ def _signal(attempts: list[SendAttempt]) -> None:
 def _advance_enrollments(sent: list[Message], sent_at: datetime) -> None:
     """After steps went out: the thread is set on step 1, the next step falls due after its
     delay, or the enrollment finishes after the last step. One UPDATE per step of the batch,
-    as SQL (:mod:`outreach.sending.sql`)."""
+    as SQL (:mod:`outreach.lib.sql`)."""
     sent = [m for m in sent if m.enrollment_id is not None and m.step is not None]
     if not sent:
         return

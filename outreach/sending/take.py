@@ -26,12 +26,12 @@ from django.db.models import Field
 from django.db.models.expressions import RawSQL
 
 from outreach.campaigns.models import Campaign, Enrollment, Message, Suppression
-from outreach.lib import clock
+from outreach.lib import clock, sql
 from outreach.pool.models import Domain, Mailbox, ProviderAccount
 from outreach.pool.policy import SENDING_STATES as SENDING_MAILBOX_STATES
 from outreach.providers import mime
 from outreach.scheduler.counters import release_message
-from outreach.sending import circuit, sql
+from outreach.sending import circuit
 
 State = Message.State
 
@@ -393,7 +393,7 @@ def per_message(values: dict[int, str], field: str, *, every_row: bool) -> Any:
     """One column's new value per message pk, as one expression for an UPDATE: a plain value
     when they all agree (an SMTP server's reply) and ``every_row`` of the UPDATE is among
     ``values``, else the value of the row's pk, the column's own for other rows
-    (:func:`outreach.sending.sql.pick`).
+    (:func:`outreach.lib.sql.pick`).
 
     Written as SQL with parameters: the ORM's ``Case(When(pk=...))`` resolves one filter per
     branch, which cost more than the whole UPDATE for a batch of a hundred messages.

@@ -1,4 +1,4 @@
-"""The send path's hand-written SQL (outreach/sending/sql.py) writes what the ORM statements it
+"""The send path's hand-written SQL (outreach/lib/sql.py) writes what the ORM statements it
 replaced wrote: every column of the messages, mailboxes and enrollments of a finished batch."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 from django.db.models import F, Model
 from django.db.models.signals import post_init, pre_init
 
+from outreach.alerts.models import ProviderHealth
 from outreach.campaigns.models import Campaign, Enrollment, Lead, Message, Step, Variant
-from outreach.lib import bulk, clock
-from outreach.pool.models import Domain, Mailbox, ProviderAccount
+from outreach.lib import bulk, clock, sql
+from outreach.pool.models import Domain, Mailbox, PoolSettings, ProviderAccount
 from outreach.providers.base import Outcome, SendError, SendResult
-from outreach.sending import sql
 from outreach.sending.deliver import Called, load_taken
 from outreach.sending.finish import finish_batch
-from outreach.sending.models import SendAttempt
+from outreach.sending.models import ProviderCircuit, SendAttempt
 from outreach.sending.signals import send_attempted
 from outreach.sending.take import per_message, take_batch
 from outreach.sending.tests.helpers import claimed_campaign_messages
@@ -299,6 +299,9 @@ def test_load_builds_the_instances_select_related_builds(
         Campaign,
         Variant,
         SendAttempt,
+        PoolSettings,
+        ProviderCircuit,
+        ProviderHealth,
     ],
 )
 def test_no_model_that_load_builds_sets_anything_up_at_init(model: type[Model]) -> None:

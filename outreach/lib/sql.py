@@ -1,15 +1,18 @@
-"""Statements of the send path written as SQL, the same on SQLite and PostgreSQL.
+"""Statements written as SQL, the same on SQLite and PostgreSQL, for the paths that run per
+batch or per message (the send path, the events collector, the checks after each batch).
 
 A batch of a few hundred messages is read and recorded with a handful of statements; built by
-the ORM, each costs more in Python than the database spends running it. Two things make them
-cheap:
+the ORM, each costs more in Python than the database spends running it (and a batch of a few
+messages costs mostly that). Three things make them cheap:
 
 - a list of ids is one parameter on PostgreSQL (``id = ANY(%s)``): psycopg parses, in Python,
   every statement with more than 50 parameters each time it runs (its statement cache skips
   them), which cost more than the statement itself for an ``IN`` of 200 ids; SQLite takes the
   plain ``IN (...)``, which its driver hands over as it is;
 - the statement text is put together once per shape, from the models' own table and column
-  names (no ``db_column`` is hand-written here), with every value a parameter.
+  names (no ``db_column`` is hand-written here), with every value a parameter;
+- rows are read into model instances (:func:`load`) without ``Model.__init__``, the fields'
+  own conversions from the database applied.
 """
 
 from __future__ import annotations
