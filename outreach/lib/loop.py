@@ -31,8 +31,13 @@ class Loop:
     handle_one: Callable[[], bool]
     idle_seconds: float = 2.0
     error_pause_seconds: float = 5.0
-    # Called once per pass through the loop, work or not (heartbeats).
+    # Called once per pass through the loop, work or not, and between units at least every
+    # tick_seconds while work keeps coming (with the heartbeat).
     on_tick: Callable[[], object] | None = None
+    # A loop that always has work still beats and ticks this often (between two units): a
+    # backlog longer than OUTREACH_HEARTBEAT_STALE_SECONDS must not read as a dead loop,
+    # nor hold up what the tick does (the sending worker's recovery and provider health).
+    tick_seconds: float = 30.0
     # Called once when the loop stops, after its last unit of work (work a unit left in
     # flight, connections to close).
     on_stop: Callable[[], None] | None = None
@@ -58,6 +63,11 @@ def _beat(loop: Loop, *, running: bool = True) -> None:
         heartbeat_hook(loop.name, running)
 
 
+def _tick(loop: Loop) -> None:
+    if loop.on_tick is not None:
+        loop.on_tick()
+
+
 def _report_recovery(loop: Loop) -> None:
     """The database answered (the heartbeat went through): report the outage that ended."""
     if loop.db_down_since is None:
@@ -76,10 +86,13 @@ def run_loop(loop: Loop) -> None:
             _beat(loop)
             if heartbeat_hook is not None:
                 _report_recovery(loop)  # the heartbeat reached the database
-            if loop.on_tick is not None:
-                loop.on_tick()
+            _tick(loop)
+            ticked = time.monotonic()
             while not loop.stop.is_set() and loop.handle_one():
-                pass
+                if time.monotonic() - ticked >= loop.tick_seconds:
+                    _beat(loop)
+                    _tick(loop)
+                    ticked = time.monotonic()
             # Without a heartbeat hook the recovery shows only once a whole pass succeeded.
             _report_recovery(loop)
         except (OperationalError, InterfaceError):
