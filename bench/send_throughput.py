@@ -37,6 +37,11 @@ Measured: docs/scaling.md, Cost of a send, has the runs and what the figures mea
 SMTP mailboxes of a domain that publishes DKIM (the baseline's messages stay unsigned: its
 cost is the protocol's).
 
+``--batch N`` takes N messages per connection and batch instead of the worker's 50: with
+``--batch 1`` each batch of four connections holds four messages, as when the scheduler hands
+the mission's 1,200 a day over a few at a time; what a batch costs before its first message
+(the take's, the load's and the finish's statements) then counts for every few messages.
+
 ``--workers 2`` runs the engine as two worker processes sharing the connections (one per
 core, as docs/scaling.md advises), started together after their set-up.
 
@@ -177,10 +182,12 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_engine(connections: int) -> tuple[int, float]:
+def run_engine(connections: int, batch: int | None = None) -> tuple[int, float]:
     from outreach.sending.engine import Worker
 
     worker = Worker(concurrency=connections)
+    if batch:
+        worker.BATCH_PER_THREAD = batch
     started = time.perf_counter()
     batches = 0
     try:
@@ -194,7 +201,9 @@ def run_engine(connections: int) -> tuple[int, float]:
     return Message.objects.filter(state="sent").count(), elapsed
 
 
-def run_engine_processes(url: str, workers: int, connections: int) -> tuple[int, float]:
+def run_engine_processes(
+    url: str, workers: int, connections: int, batch: int | None = None
+) -> tuple[int, float]:
     """``workers`` worker processes sharing ``connections``, started together once each has
     set up (a worker's start-up is not the engine's sending speed)."""
     from django.db import connection
@@ -207,7 +216,10 @@ def run_engine_processes(url: str, workers: int, connections: int) -> tuple[int,
     env = {**os.environ, "DATABASE_URL": url}
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--engine-child", str(per_worker), str(start_at)],
+            [
+                *(sys.executable, __file__, "--engine-child", str(per_worker), str(start_at)),
+                *(["--batch", str(batch)] if batch else []),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -222,7 +234,7 @@ def run_engine_processes(url: str, workers: int, connections: int) -> tuple[int,
     return Message.objects.filter(state="sent").count(), max(ends) - start_at
 
 
-def engine_child(concurrency: int, start_at: float) -> None:
+def engine_child(concurrency: int, start_at: float, batch: int | None = None) -> None:
     """One worker process of --workers: set up, wait for the common start, send, print when
     it ran out of work."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outreach.settings")
@@ -232,6 +244,8 @@ def engine_child(concurrency: int, start_at: float) -> None:
     from outreach.sending.engine import Worker
 
     worker = Worker(concurrency=concurrency)
+    if batch:
+        worker.BATCH_PER_THREAD = batch
     time.sleep(max(0.0, start_at - time.time()))
     try:
         while worker.handle_one():
@@ -367,6 +381,12 @@ def main() -> None:
         default=1,
         help="worker processes sharing the connections (one per core is the deployment advice)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="messages per connection and batch (default: the worker's own, 50)",
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine-child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -374,7 +394,7 @@ def main() -> None:
         run_sink(args.sink, args.latency_ms)
         return
     if args.engine_child:
-        engine_child(int(args.engine_child[0]), args.engine_child[1])
+        engine_child(int(args.engine_child[0]), args.engine_child[1], args.batch)
         return
     if args.latency_ms is None:
         both(args)
@@ -414,9 +434,9 @@ def main() -> None:
         prepare_s = time.perf_counter() - t0
         cpu_at = cpu_seconds()
         if args.workers > 1:
-            sent, engine_s = run_engine_processes(url, args.workers, args.connections)
+            sent, engine_s = run_engine_processes(url, args.workers, args.connections, args.batch)
         else:
-            sent, engine_s = run_engine(args.connections)
+            sent, engine_s = run_engine(args.connections, args.batch)
         engine_cpu_s = cpu_seconds() - cpu_at
         floor_sent, floor_cpu_s, floor_s = run_floor(port, args.messages, args.connections)
         cpu_at = cpu_seconds()
@@ -432,6 +452,9 @@ def main() -> None:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
 
+    from outreach.sending.engine import Worker
+
+    default_batch = Worker.BATCH_PER_THREAD
     engine_rate = sent / engine_s
     # The baseline runs once before the engine and once after, against the same sink: the
     # machine's speed drifts, and the ratio should not hang on one moment of it.
@@ -445,6 +468,7 @@ def main() -> None:
         "connections": args.connections,
         "sink_latency_ms": args.latency_ms,
         "workers": args.workers,
+        "batch_per_connection": args.batch or default_batch,
         "listeners": not args.no_listeners,
         "dkim": args.dkim,
         "sent": sent,
@@ -489,6 +513,8 @@ def both(args: argparse.Namespace) -> None:
         command = [sys.executable, __file__, "--json", "--latency-ms", str(latency)]
         command += ["--messages", str(args.messages), "--mailboxes", str(args.mailboxes)]
         command += ["--connections", str(args.connections), "--workers", str(args.workers)]
+        if args.batch:
+            command += ["--batch", str(args.batch)]
         if args.no_listeners:
             command.append("--no-listeners")
         if args.dkim:
