@@ -1,7 +1,8 @@
 """Background loops: one unit of work at a time, until there is none, then sleep.
 
 A loop is a callable ``handle_one() -> bool`` ("was there work"). :func:`run_loop` calls it
-until it returns False, sleeps ``idle_seconds`` (waking early when ``stop`` is set), and
+until it returns False (with the heartbeat and the loop's tick between two units at least
+every ``tick_seconds``), sleeps ``idle_seconds`` (waking early when ``stop`` is set), and
 returns once ``stop`` is set, never in the middle of a unit of work: SIGTERM lets in-flight
 work finish. A unit that raises is logged and the loop goes on after a pause, so a database
 restart or a provider outage does not kill the process. A unit that failed because the
