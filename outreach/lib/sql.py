@@ -23,10 +23,8 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Lookup, Model
+from django.db.models import Field, Model
 from django.db.models.base import ModelState
-from django.db.models.sql.compiler import SQLCompiler
 
 _M = TypeVar("_M", bound=Model)
 
@@ -127,7 +125,7 @@ def load(
 
 def load_every(model: type[_M], *, follow: Sequence[str] = ()) -> dict[int, _M]:
     """Every row of ``model`` by pk, as :func:`load` builds them: for the small tables a
-    batch reads whole (provider accounts, their circuits)."""
+    batch reads whole (the accounts' circuits and provider health, a row per account)."""
     return _reader(model, tuple(follow), connection.vendor).read("1 = 1", [])  # type: ignore[return-value]
 
 
@@ -260,24 +258,3 @@ def _unsaved_fields(model: type[Model]) -> tuple[str, frozenset[str]]:
     pk = model._meta.pk
     assert pk is not None
     return pk.attname, frozenset(f.attname for f in model._meta.concrete_fields) - {pk.attname}
-
-
-class AnyOf(Lookup):  # type: ignore[type-arg]
-    """``filter(AnyOf(F("pk"), ids))``: :func:`any_of` for ORM queries, whose ``pk__in`` is
-    one parameter per id."""
-
-    lookup_name = "any_of"
-
-    def as_sql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
-    ) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        values = list(self.rhs)
-        if connection.vendor == "postgresql":
-            return f"{lhs} = ANY(%s)", [*lhs_params, values]
-        if not values:
-            return "1 = 0", list(lhs_params)
-        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*lhs_params, *values]
-
-    def get_prep_lookup(self) -> Any:
-        return [int(v) for v in self.rhs]

@@ -14,11 +14,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
 
 from outreach.campaigns.models import Campaign, Message, Step, Variant
 from outreach.campaigns.templates import render_message
@@ -31,8 +30,6 @@ from outreach.sending import hooks
 from outreach.sending.take import State, Taken
 
 log = logging.getLogger(__name__)
-
-_M = TypeVar("_M", bound=Model)
 
 # The SendError code of a message that cannot be built (no provider was called).
 BUILD_FAILED = "build"

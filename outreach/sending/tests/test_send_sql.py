@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db.models import F, Model
+from django.db.models import Model
 from django.db.models.signals import post_init, pre_init
 
 from outreach.alerts.models import ProviderHealth
@@ -152,12 +152,10 @@ def test_any_of_matches_exactly_the_ids_given() -> None:
     messages = claimed_campaign_messages(4, provider=account)
     wanted = [messages[0].pk, messages[2].pk]
 
-    found = Message.objects.filter(sql.AnyOf(F("pk"), wanted)).values_list("pk", flat=True)
     condition, params = sql.any_of(sql.column(Message, "pk"), wanted)
     raw = sql.fetch(f"SELECT id FROM {sql.table(Message)} WHERE {condition}", params)  # noqa: S608
 
-    assert sorted(found) == sorted(wanted) == sorted(r[0] for r in raw)
-    assert not Message.objects.filter(sql.AnyOf(F("pk"), []))
+    assert sorted(wanted) == sorted(r[0] for r in raw)
     condition, params = sql.any_of(sql.column(Message, "pk"), [])
     assert not sql.fetch(f"SELECT id FROM {sql.table(Message)} WHERE {condition}", params)  # noqa: S608
 
