@@ -526,6 +526,7 @@ def both(args: argparse.Namespace) -> None:
         "messages": args.messages,
         "connections": args.connections,
         "workers": args.workers,
+        "batch_per_connection": runs[0]["batch_per_connection"],
         "runs": runs,
         "engine_baseline_ratio": runs[0]["engine_baseline_ratio"],
         "engine_baseline_ratio_at_20ms": runs[1]["engine_baseline_ratio"],
@@ -543,7 +544,8 @@ def both(args: argparse.Namespace) -> None:
         return
     print(
         f"{summary['database']}: {args.messages:,} messages over {args.mailboxes} mailboxes, "
-        f"{args.connections} connections, {args.workers} worker process(es)"
+        f"{args.connections} connections, {args.workers} worker process(es), "
+        f"{runs[0]['batch_per_connection']} messages per connection and batch"
     )
     print(
         f"{'sink latency':>14}{'engine msg/s':>14}{'baseline msg/s':>16}{'ratio':>8}"
