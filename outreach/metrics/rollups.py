@@ -159,12 +159,14 @@ def bump_many(increments: dict[tuple[date, Dims], Counter[str]]) -> None:
     # A row of zeros filled in with the group's few counters (looking up every counter in
     # each group's Counter cost more than the statement).
     zeros = [0] * len(COUNTERS)
+    # Looked up once: each use of the ``connection`` proxy finds the thread's connection again.
+    adapt_day = connection.ops.adapt_datefield_value
     rows = []
     for day, dims, counts in groups:
         values = zeros.copy()
         for name, n in counts.items():
             values[_COUNTER_INDEX[name]] = n
-        rows.append([connection.ops.adapt_datefield_value(day), *dims.values(), *values])
+        rows.append([adapt_day(day), *dims.values(), *values])
     params: list[Any]
     if connection.vendor == "postgresql":
         # One array per column: a statement with a parameter per value is parsed again, in
