@@ -280,8 +280,10 @@ LOGGING = {
 # Engine loops started by `outreach run` beside the web server: dotted paths to
 # `make_loop(stop: threading.Event) -> outreach.lib.loop.Loop`.
 OUTREACH_LOOPS: list[str] = []
-# A running loop silent for longer than this is reported by /healthz (and alerted on).
-OUTREACH_HEARTBEAT_STALE_SECONDS = env.get_int("OUTREACH_HEARTBEAT_STALE_SECONDS", 300, minimum=10)
+# A running loop silent for longer than this is reported by /healthz (and alerted on). At
+# least 60: a loop with a backlog beats between units every 30 s (Loop.tick_seconds), and the
+# sending worker's unit lasts that long (Worker.PIPELINE_SECONDS) and its last batch after.
+OUTREACH_HEARTBEAT_STALE_SECONDS = env.get_int("OUTREACH_HEARTBEAT_STALE_SECONDS", 300, minimum=60)
 # After SIGTERM/SIGINT a long-running command finishes its unit of work; one still busy this
 # long after the signal exits anyway (outreach.lib.shutdown). Keep systemd's TimeoutStopSec above.
 OUTREACH_SHUTDOWN_SECONDS = env.get_int("OUTREACH_SHUTDOWN_SECONDS", 30, minimum=1)

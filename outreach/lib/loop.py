@@ -90,7 +90,8 @@ def run_loop(loop: Loop) -> None:
             _tick(loop)
             ticked = time.monotonic()
             while not loop.stop.is_set() and loop.handle_one():
-                if time.monotonic() - ticked >= loop.tick_seconds:
+                # Not once the stop is asked for: a tick may call out (provider health).
+                if not loop.stop.is_set() and time.monotonic() - ticked >= loop.tick_seconds:
                     _beat(loop)
                     _tick(loop)
                     ticked = time.monotonic()

@@ -136,9 +136,11 @@ def _reader(model: type[Model], follow: tuple[str, ...], vendor: str) -> _Reader
 
 class _Reader:
     """:func:`load`'s statement for one model and its paths, and how to turn each row into
-    instances: the columns of every model reached, each model's table joined once
-    (``LEFT JOIN``: a null foreign key gives no instance, as ``select_related``), and the
-    database converters of each column (the ones the ORM applies)."""
+    instances: the columns of every model reached, each model's table joined once, and the
+    database converters of each column (the ones the ORM applies). The joins are
+    ``select_related``'s: an inner join for a foreign key that cannot be null (a row whose
+    key finds nothing, as a deferred constraint allows until its transaction commits, is
+    left out), a ``LEFT JOIN`` from the first that can on (a null key gives no instance)."""
 
     def __init__(self, model: type[Model], follow: tuple[str, ...]) -> None:
         q = connection.ops.quote_name
@@ -155,9 +157,11 @@ class _Reader:
                     assert isinstance(field, Field) and field.column
                     assert isinstance(related, type) and issubclass(related, Model)
                     part = _Part(parent.prefix, name, related, prefix, f"t{len(self.parts)}")
+                    part.inner = parent.inner and not field.null
                     self.parts.append(part)
                     joins.append(
-                        f"LEFT JOIN {q(related._meta.db_table)} {part.alias} ON "
+                        f"{'' if part.inner else 'LEFT '}JOIN {q(related._meta.db_table)} "
+                        f"{part.alias} ON "
                         f"{part.alias}.{q(part.pk_column)} = {parent.alias}.{q(field.column)}"
                     )
                 parent = part
@@ -223,6 +227,8 @@ class _Part:
         assert pk is not None and pk.column
         self.pk_index = self.attnames.index(pk.attname)
         self.pk_column = pk.column
+        # Reached through foreign keys that cannot be null only (the loaded model: True).
+        self.inner = True
 
 
 def build(model: type[_M], attnames: Sequence[str], values: Sequence[Any], alias: str) -> _M:

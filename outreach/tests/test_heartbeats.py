@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +14,7 @@ from django.test import Client
 
 from outreach.lib.loop import Loop, run_loop
 from outreach.models import Heartbeat
+from outreach.sending.engine import Worker
 
 
 @pytest.mark.django_db(transaction=True)
@@ -72,3 +76,20 @@ def test_a_failing_unit_of_work_does_not_kill_the_loop() -> None:
 
     run_loop(Loop("flaky", handle_one, idle_seconds=0.01, error_pause_seconds=0.01, stop=stop))
     assert len(calls) == 2
+
+
+def test_a_busy_loop_beats_well_inside_the_stale_limit_it_allows() -> None:
+    """A loop with a backlog beats every Loop.tick_seconds, the sending worker between units
+    of up to Worker.PIPELINE_SECONDS: the smallest stale limit the settings accept leaves
+    room for both, so a busy worker never reads as a dead one."""
+    env = {**os.environ, "OUTREACH_HEARTBEAT_STALE_SECONDS": "59"}
+    run = subprocess.run(
+        [sys.executable, "-c", "import outreach.settings"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert "OUTREACH_HEARTBEAT_STALE_SECONDS: must be >= 60, got 59" in run.stderr
+    assert Loop.tick_seconds + Worker.PIPELINE_SECONDS <= 60

@@ -48,10 +48,11 @@ class DatabaseOperations(operations.DatabaseOperations):
             return None
         if not isinstance(value, datetime.datetime):
             value = parse_datetime(value)
-        # The connection's zone is None without USE_TZ (Django drops it when USE_TZ or
-        # TIME_ZONE change): make_aware(value, zone) for a naive value, without its second
-        # check or a read of the settings for every value.
-        zone = self.connection.timezone
+        # The zone of the connection reading the value (the one passed in: a converter kept
+        # by lib/sql's readers serves every thread's connection) is None without USE_TZ
+        # (Django drops it when USE_TZ or TIME_ZONE change): make_aware(value, zone) for a
+        # naive value, without its second check or a read of the settings for every value.
+        zone = connection.timezone
         if zone is not None and value.tzinfo is None:
             value = value.replace(tzinfo=zone)
         return value

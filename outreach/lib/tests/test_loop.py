@@ -70,6 +70,6 @@ def test_a_loop_that_always_has_work_still_beats_and_ticks(
         )
     )
     # The pass's own tick, then one after each unit (tick_seconds=0), never in the middle
-    # of one; the heartbeat with each (and the clean stop's).
-    assert calls == ["tick", "unit", "tick", "unit", "tick", "unit", "tick"]
-    assert beats == ["busy"] * 5
+    # of one nor once the stop is asked for; the heartbeat with each (and the clean stop's).
+    assert calls == ["tick", "unit", "tick", "unit", "tick", "unit"]
+    assert beats == ["busy"] * 4

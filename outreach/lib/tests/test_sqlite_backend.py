@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.sqlite3 import base as django_sqlite
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,8 +97,11 @@ def test_without_use_tz_the_converter_leaves_a_value_naive(settings: Any) -> Non
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite backend's converter")
     naive = datetime(2026, 3, 4, 12, 0, 30, 5)
+    # An operations object of another connection, as a reader kept from another thread has.
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    assert other.timezone == UTC
     settings.USE_TZ = False
-    ops = base.DatabaseOperations(connection=connection)
+    ops = base.DatabaseOperations(connection=other)
     read = ops.convert_datetimefield_value(naive, None, connection)
     assert read == naive and read is not None and read.tzinfo is None
     settings.USE_TZ = True

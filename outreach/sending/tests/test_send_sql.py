@@ -284,6 +284,39 @@ def test_load_builds_the_instances_select_related_builds(
     assert sql.load(Message, []) == {}
 
 
+def test_load_leaves_out_a_row_whose_required_key_finds_nothing(
+    django_assert_num_queries: Any,
+) -> None:
+    """As select_related does: a mailbox's domain cannot be null, so a mailbox whose domain
+    is not there (a deferred constraint allows it until the transaction commits) is not
+    read, rather than read with no domain; a message's enrollment can be null, so a message
+    whose enrollment is not there is read, with none, and its lead's join does not drop it."""
+    account = _account()
+    first, second = claimed_campaign_messages(2, provider=account, mailboxes_per_domain=2)
+    assert first.mailbox_id != second.mailbox_id
+    domain_id = Mailbox.objects.get(pk=first.mailbox_id or 0).domain_id
+    missing = (Domain.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 100
+    Mailbox.objects.filter(pk=first.mailbox_id or 0).update(domain_id=missing)
+    Message.objects.filter(pk=second.pk).update(enrollment_id=(second.enrollment_id or 0) + 100)
+    mailboxes = {first.mailbox_id, second.mailbox_id}
+    messages = [first.pk, second.pk]
+
+    expected_boxes = Mailbox.objects.select_related("domain").in_bulk(list(mailboxes))
+    expected_messages = Message.objects.select_related("enrollment__lead").in_bulk(messages)
+    with django_assert_num_queries(2):
+        boxes = sql.load(Mailbox, mailboxes, follow=["domain"])
+        loaded = sql.load(Message, messages, follow=["enrollment__lead"])
+
+    assert sorted(boxes) == sorted(expected_boxes) == [second.mailbox_id]
+    assert sorted(loaded) == sorted(expected_messages) == sorted(messages)
+    with django_assert_num_queries(0):
+        assert loaded[second.pk].enrollment is None
+        assert loaded[first.pk].enrollment is not None
+    # Mended before the test's end checks the constraints.
+    Mailbox.objects.filter(pk=first.mailbox_id or 0).update(domain_id=domain_id)
+    Message.objects.filter(pk=second.pk).update(enrollment_id=second.enrollment_id)
+
+
 @pytest.mark.parametrize(
     "model",
     [
