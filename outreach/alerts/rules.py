@@ -336,20 +336,17 @@ def _counters_of(day: date, domain_ids: list[int] | None) -> tuple[dict[int, int
     return used, total
 
 
-def _domain_caps(domain_ids: Collection[int]) -> list[tuple[int, str, int | None]]:
+def _domain_caps(domain_ids: Collection[int]) -> list[tuple[Any, ...]]:
     """(pk, name, own daily cap) of each of ``domain_ids`` that exists."""
     if not domain_ids:
         return []
     d = functools.partial(sql.column, Domain)
     mine, params = sql.any_of(d("pk"), sorted(domain_ids))
-    return [
-        (pk, name, cap)
-        for pk, name, cap in sql.fetch(
-            f"SELECT {d('pk')}, {d('name')}, {d('daily_cap')} "  # noqa: S608
-            f"FROM {sql.table(Domain)} WHERE {mine}",
-            params,
-        )
-    ]
+    return sql.fetch(
+        f"SELECT {d('pk')}, {d('name')}, {d('daily_cap')} "  # noqa: S608
+        f"FROM {sql.table(Domain)} WHERE {mine}",
+        params,
+    )
 
 
 def _once_today(key: str, kind: str, text: str, figures: dict[str, object]) -> int:
